@@ -1,0 +1,7 @@
+"""``python -m geomalign`` runs the command line."""
+
+import sys
+
+from geomalign.cli import main
+
+sys.exit(main())
