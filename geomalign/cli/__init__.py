@@ -1,8 +1,8 @@
 """Command-line interface: ``geomalign <command> ...``.
 
-Each subcommand lives in its own module, which exposes ``add_parser(subparsers)``; the parser it adds
-sets ``func`` to a callable taking the parsed arguments and returning an exit code. Subcommands parse,
-call one public library function, write the result and return; no computation happens here.
+Each subcommand lives in its own module, which exposes ``add_parser(subparsers)``; the parser it
+adds sets ``func`` to a callable taking the parsed arguments and returning an exit code. Subcommands
+parse, call one public library function, write the result and return; no computation happens here.
 """
 
 from __future__ import annotations

@@ -64,10 +64,11 @@ class PairedDataset(Sequence[Pair]):
         for row, sample_id in enumerate(self.ids):
             if sample_id in seen:
                 raise ValueError(
-                    f"{source}: duplicate sample id {sample_id!r} at rows {seen[sample_id]} and {row}."
+                    f"{source}: duplicate sample id {sample_id!r} "
+                    f"at rows {seen[sample_id]} and {row}."
                 )
             seen[sample_id] = row
-        for sample_id, caption in zip(self.ids, self.captions):
+        for sample_id, caption in zip(self.ids, self.captions, strict=True):
             if not caption.strip():
                 raise ValueError(f"{source}: sample {sample_id!r} has an empty caption.")
         self.labels: dict[str, np.ndarray] = {}

@@ -1,0 +1,719 @@
+"""The activation store: per-layer hidden states of several checkpoints in one HDF5 file.
+
+Layout (schema version 1; see ``docs/store.md``)::
+
+    /                              attrs: format, schema_version, geomalign_version, created,
+                                          dataset_fingerprint
+    /samples/ids                   (n_samples,) unique strings
+    /samples/captions              (n_samples,) strings (optional)
+    /samples/labels/<name>         (n_samples,) label column (optional)
+    /checkpoints/<ckpt>            attrs: provenance (model, revision, dtype, template, ...)
+    /checkpoints/<ckpt>/<modality>/<pooling>/data     (n_layers, n_rows, dim) float16 | float32
+    /checkpoints/<ckpt>/<modality>/<pooling>/done     (n_samples,) uint8 completion mask
+    /checkpoints/<ckpt>/<modality>/<pooling>/offsets  (n_samples + 1,) int64 (token views only)
+
+Every dataset is allocated in full when it is created, so writing rows never changes the file's
+metadata: a writer killed at any instant leaves a readable file, and the ``done`` mask, advanced
+only after the rows it covers are flushed, says exactly which rows to write again. Readers open the
+file without a lock and without raw-data caches, so they can follow a running writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from geomalign._version import __version__
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ActivationStore",
+    "IncompleteRowsError",
+    "NonFiniteRowsError",
+    "StoreError",
+    "ViewInfo",
+    "check_same_samples",
+]
+
+SCHEMA_VERSION = 1
+_FORMAT = "geomalign-activations"
+_STR = h5py.string_dtype()
+_CHUNK_BYTES = 1 << 20  # one layer x a block of rows per chunk, about 1 MiB
+_WRITER_CACHE_BYTES = 256 << 20
+_MAX_LISTED = 10
+
+
+class StoreError(ValueError):
+    """An activation store is missing, malformed, or used inconsistently."""
+
+
+class IncompleteRowsError(StoreError):
+    """Rows were requested that the store has not written yet."""
+
+
+class NonFiniteRowsError(StoreError):
+    """Rows to write contain NaN or Inf."""
+
+
+@dataclass(frozen=True)
+class ViewInfo:
+    """What one (checkpoint, modality, pooling) view holds."""
+
+    checkpoint: str
+    modality: str
+    pooling: str
+    layers: list[int]
+    dim: int
+    dtype: str
+    n_rows: int
+    n_done: int
+    n_samples: int
+    tokens: bool
+
+    @property
+    def complete(self) -> bool:
+        """Whether every sample's rows are written."""
+        return self.n_done == self.n_samples
+
+
+def _listing(values: Sequence[object]) -> str:
+    shown = ", ".join(repr(v) for v in list(values)[:_MAX_LISTED])
+    more = len(values) - _MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _fingerprint(ids: Sequence[str], captions: Sequence[str] | None) -> str:
+    digest = hashlib.sha256()
+    for text in list(ids) + list(captions or []):
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not name or "/" in name or name in {".", ".."}:
+        raise StoreError(f"{kind} name must be a non-empty string without '/'; got {name!r}.")
+    return name
+
+
+def _allocated(group: h5py.Group, name: str, shape: tuple[int, ...], dtype, chunks, compression):
+    """Create a dataset whose chunks all exist on disk from the start (no later metadata writes)."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_chunk(chunks)
+    if compression is None:
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    elif compression == "gzip":
+        dcpl.set_deflate(4)
+    else:
+        raise StoreError(f"compression must be None or 'gzip'; got {compression!r}.")
+    if dtype == np.uint8:
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_ALLOC)  # the done mask starts at zero
+    htype = h5py.h5t.py_create(np.dtype(dtype))
+    space = h5py.h5s.create_simple(shape)
+    return h5py.Dataset(h5py.h5d.create(group.id, name.encode(), htype, space, dcpl=dcpl))
+
+
+class ActivationStore:
+    """Per-layer activations of several checkpoints, keyed by sample id, in one HDF5 file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The store file.
+    mode : {"r", "a"}, default="r"
+        ``"r"`` opens read-only (safe while a writer runs: no lock, no caches); ``"a"`` opens for
+        writing. Use :meth:`create` to make a new store.
+
+    Examples
+    --------
+    >>> store = ActivationStore.create("acts.h5", ["a", "b"])  # doctest: +SKIP
+    >>> store.read("tuned", "image", "mean", layer=3).shape  # doctest: +SKIP
+    (2, 4096)
+    """
+
+    def __init__(self, path: str | os.PathLike, mode: str = "r") -> None:
+        self.path = Path(path)
+        if mode not in {"r", "a"}:
+            raise StoreError(
+                f"mode must be 'r' or 'a'; got {mode!r} (use create() for new stores)."
+            )
+        self.mode = mode
+        if not self.path.exists():
+            raise StoreError(f"{self.path}: no such file.")
+        if not h5py.is_hdf5(self.path):
+            raise StoreError(
+                f"{self.path}: not an HDF5 file (truncated, corrupt, or another format)."
+            )
+        try:
+            if mode == "r":
+                self._file = h5py.File(self.path, "r", locking=False, rdcc_nbytes=0)
+            else:
+                self._file = h5py.File(self.path, "r+", rdcc_nbytes=_WRITER_CACHE_BYTES)
+        except OSError as exc:
+            raise StoreError(
+                f"{self.path}: cannot open as HDF5 (truncated or corrupt?): {exc}"
+            ) from exc
+        self._check_format()
+        self._ids: list[str] | None = None
+        self._index: dict[str, int] | None = None
+
+    # ----------------------------------------------------------------------------------- creation
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        sample_ids: Sequence[str],
+        *,
+        captions: Sequence[str] | None = None,
+        labels: Mapping[str, Sequence[object]] | None = None,
+        overwrite: bool = False,
+        resume: bool = False,
+    ) -> ActivationStore:
+        """Create a store for ``sample_ids`` and return it open for writing.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to create.
+        sample_ids : sequence of str
+            Unique sample ids, in row order.
+        captions : sequence of str, default=None
+            One caption per sample.
+        labels : mapping of str to array-like, default=None
+            Label columns, one entry per sample.
+        overwrite : bool, default=False
+            Replace an existing file.
+        resume : bool, default=False
+            If the file exists, reopen it for writing; its sample ids and captions must match.
+
+        Returns
+        -------
+        ActivationStore
+            Open in mode ``"a"``.
+        """
+        path = Path(path)
+        ids = [str(i) for i in sample_ids]
+        if not ids:
+            raise StoreError(f"{path}: sample_ids is empty; a store needs at least one sample.")
+        seen: dict[str, int] = {}
+        for row, sample_id in enumerate(ids):
+            if sample_id in seen:
+                raise StoreError(
+                    f"{path}: duplicate sample id {sample_id!r} at rows "
+                    f"{seen[sample_id]} and {row}."
+                )
+            seen[sample_id] = row
+        if captions is not None and len(captions) != len(ids):
+            raise StoreError(f"{path}: {len(captions)} captions for {len(ids)} sample ids.")
+        fingerprint = _fingerprint(ids, captions)
+        if path.exists() and resume and not overwrite:
+            store = cls(path, mode="a")
+            if store.attrs.get("dataset_fingerprint") != fingerprint:
+                check_same_samples(store.sample_ids, ids, names=(str(path), "sample_ids"))
+                store.close()
+                raise StoreError(f"{path}: stored captions differ from the captions given.")
+            return store
+        if path.exists() and not overwrite:
+            raise StoreError(f"{path}: file exists; pass overwrite=True or resume=True.")
+        columns = {name: np.asarray(col) for name, col in (labels or {}).items()}
+        for name, col in columns.items():
+            _check_name("label", name)
+            if col.shape != (len(ids),):
+                raise StoreError(
+                    f"{path}: label column {name!r} has shape {col.shape}, expected ({len(ids)},)."
+                )
+        with h5py.File(path, "w") as f:
+            f.attrs.update(
+                format=_FORMAT,
+                schema_version=SCHEMA_VERSION,
+                geomalign_version=__version__,
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                dataset_fingerprint=fingerprint,
+            )
+            samples = f.create_group("samples")
+            samples.create_dataset("ids", data=np.array(ids, dtype=object), dtype=_STR)
+            if captions is not None:
+                samples.create_dataset(
+                    "captions", data=np.array([str(c) for c in captions], dtype=object), dtype=_STR
+                )
+            group = samples.create_group("labels")
+            for name, col in columns.items():
+                if col.dtype.kind in "USO":
+                    group.create_dataset(name, data=col.astype(str).astype(object), dtype=_STR)
+                else:
+                    group.create_dataset(name, data=col)
+            f.create_group("checkpoints")
+        return cls(path, mode="a")
+
+    def _check_format(self) -> None:
+        attrs = self._file.attrs
+        if attrs.get("format") != _FORMAT:
+            self._file.close()
+            raise StoreError(
+                f"{self.path}: not a geomalign store (no format={_FORMAT!r} attribute)."
+            )
+        version = int(attrs.get("schema_version", -1))
+        if version > SCHEMA_VERSION:
+            self._file.close()
+            raise StoreError(
+                f"{self.path}: schema version {version} is newer than this library reads "
+                f"(geomalign {__version__} reads up to {SCHEMA_VERSION}); upgrade geomalign."
+            )
+        for name in ("samples/ids", "checkpoints"):
+            if name not in self._file:
+                self._file.close()
+                raise StoreError(f"{self.path}: malformed store, {name!r} is missing.")
+
+    # ------------------------------------------------------------------------------- sample table
+    @property
+    def attrs(self) -> dict[str, object]:
+        """Root attributes (format, schema version, versions, fingerprint)."""
+        return dict(self._file.attrs)
+
+    @property
+    def schema_version(self) -> int:
+        """On-disk schema version of this file."""
+        return int(self._file.attrs["schema_version"])
+
+    @property
+    def sample_ids(self) -> list[str]:
+        """Sample ids in row order."""
+        if self._ids is None:
+            self._ids = list(self._file["samples/ids"].asstr()[()])
+        return self._ids
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples."""
+        return len(self.sample_ids)
+
+    @property
+    def captions(self) -> list[str] | None:
+        """Captions in row order, or None."""
+        if "samples/captions" not in self._file:
+            return None
+        return list(self._file["samples/captions"].asstr()[()])
+
+    @property
+    def labels(self) -> dict[str, np.ndarray]:
+        """Label columns by name."""
+        out = {}
+        for name, dset in self._file["samples/labels"].items():
+            is_str = h5py.check_string_dtype(dset.dtype) is not None
+            out[name] = np.asarray(dset.asstr()[()], dtype=str) if is_str else dset[()]
+        return out
+
+    def indices(self, ids: Sequence[str]) -> np.ndarray:
+        """Return the row index of each sample id, raising StoreError on an unknown id."""
+        if self._index is None:
+            self._index = {sample_id: i for i, sample_id in enumerate(self.sample_ids)}
+        unknown = [i for i in ids if i not in self._index]
+        if unknown:
+            raise StoreError(f"{self.path}: unknown sample ids {_listing(unknown)}.")
+        return np.fromiter((self._index[i] for i in ids), dtype=np.int64, count=len(ids))
+
+    # -------------------------------------------------------------------------------- checkpoints
+    def add_checkpoint(
+        self,
+        name: str,
+        *,
+        model: str,
+        revision: str | None = None,
+        dtype: str = "float32",
+        template: str | None = None,
+        n_layers: int | None = None,
+        hidden_size: int | None = None,
+        **extra: str | int | float,
+    ) -> None:
+        """Record a checkpoint and its provenance; a no-op if it exists with the same provenance."""
+        self._writable()
+        _check_name("checkpoint", name)
+        given = {
+            "model": model,
+            "revision": revision,
+            "dtype": dtype,
+            "template": template,
+            "n_layers": n_layers,
+            "hidden_size": hidden_size,
+            **extra,
+        }
+        given = {k: v for k, v in given.items() if v is not None}
+        group = self._file["checkpoints"]
+        if name in group:
+            stored = {k: v for k, v in group[name].attrs.items() if k != "geomalign_version"}
+            norm = {k: v.item() if isinstance(v, np.generic) else v for k, v in stored.items()}
+            if norm != given:
+                diff = sorted(set(norm.items()) ^ set(given.items()))
+                raise StoreError(
+                    f"{self.path}: checkpoint {name!r} exists with other provenance "
+                    f"(differs in {sorted({k for k, _ in diff})}): stored {norm}, given {given}."
+                )
+            return
+        group.create_group(name).attrs.update(given, geomalign_version=__version__)
+        self._file.flush()
+
+    def checkpoints(self) -> dict[str, dict[str, object]]:
+        """Checkpoint names and their provenance attributes."""
+        return {name: dict(g.attrs) for name, g in self._file["checkpoints"].items()}
+
+    # -------------------------------------------------------------------------------------- views
+    def create_view(
+        self,
+        checkpoint: str,
+        modality: str,
+        pooling: str,
+        *,
+        layers: Sequence[int],
+        dim: int,
+        dtype: str = "float16",
+        tokens_per_sample: Sequence[int] | None = None,
+        compression: str | None = None,
+    ) -> ViewInfo:
+        """Allocate the rows of one view; a no-op if it exists with the same shape and dtype.
+
+        Parameters
+        ----------
+        checkpoint, modality, pooling : str
+            The view's key, e.g. ``("tuned", "image", "mean")``.
+        layers : sequence of int
+            Layer numbers kept (0 is the embedding output, 1..L the block outputs).
+        dim : int
+            Hidden size.
+        dtype : {"float16", "float32"}, default="float16"
+            On-disk dtype.
+        tokens_per_sample : sequence of int, default=None
+            For token views (no pooling): how many rows each sample has.
+        compression : {None, "gzip"}, default=None
+            Activations barely compress and compression slows writes several-fold: off by default.
+        """
+        self._writable()
+        if checkpoint not in self._file["checkpoints"]:
+            raise StoreError(f"{self.path}: add checkpoint {checkpoint!r} before its views.")
+        _check_name("modality", modality)
+        _check_name("pooling", pooling)
+        if np.dtype(dtype) not in (np.float16, np.float32):
+            raise StoreError(f"{self.path}: view dtype must be float16 or float32; got {dtype!r}.")
+        layers = [int(layer) for layer in layers]
+        if not layers or len(set(layers)) != len(layers) or min(layers) < 0:
+            raise StoreError(
+                f"{self.path}: layers must be distinct non-negative ints; got {layers}."
+            )
+        offsets = None
+        n_rows = self.n_samples
+        if tokens_per_sample is not None:
+            counts = np.asarray(tokens_per_sample, dtype=np.int64)
+            if counts.shape != (self.n_samples,) or (counts < 1).any():
+                raise StoreError(
+                    f"{self.path}: tokens_per_sample needs {self.n_samples} positive counts; "
+                    f"got shape {counts.shape}."
+                )
+            offsets = np.concatenate([[0], np.cumsum(counts)])
+            n_rows = int(offsets[-1])
+        key = f"checkpoints/{checkpoint}/{modality}/{pooling}"
+        if key in self._file:
+            info = self.view_info(checkpoint, modality, pooling)
+            if (info.layers, info.dim, info.dtype, info.n_rows) != (
+                layers,
+                dim,
+                str(np.dtype(dtype)),
+                n_rows,
+            ):
+                raise StoreError(
+                    f"{self.path}: view {key} exists with layers={info.layers}, dim={info.dim}, "
+                    f"dtype={info.dtype}, rows={info.n_rows}; got layers={layers}, dim={dim}, "
+                    f"dtype={dtype}, rows={n_rows}."
+                )
+            return info
+        group = self._file.require_group(key)
+        itemsize = np.dtype(dtype).itemsize
+        rows_per_chunk = int(np.clip(_CHUNK_BYTES // (dim * itemsize), 1, n_rows))
+        data = _allocated(
+            group, "data", (len(layers), n_rows, dim), dtype, (1, rows_per_chunk, dim), compression
+        )
+        data.attrs["layers"] = np.asarray(layers, dtype=np.int64)
+        _allocated(
+            group, "done", (self.n_samples,), np.uint8, (min(self.n_samples, 1 << 16),), None
+        )
+        if offsets is not None:
+            group.create_dataset("offsets", data=offsets)
+        self._file.flush()
+        return self.view_info(checkpoint, modality, pooling)
+
+    def _view(self, checkpoint: str, modality: str, pooling: str) -> h5py.Group:
+        key = f"checkpoints/{checkpoint}/{modality}/{pooling}"
+        if key not in self._file:
+            raise StoreError(
+                f"{self.path}: no view {key}; stored views are {_listing(self.views())}."
+            )
+        return self._file[key]
+
+    def _done(self, group: h5py.Group) -> np.ndarray:
+        if self.mode == "a":
+            return group["done"][()]
+        dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+        dapl.set_chunk_cache(0, 0, 1.0)  # a live reader must see the writer's latest mask
+        return h5py.Dataset(h5py.h5d.open(group.id, b"done", dapl=dapl))[()]
+
+    def views(self) -> list[tuple[str, str, str]]:
+        """All (checkpoint, modality, pooling) keys."""
+        out = []
+        for ckpt, cgroup in self._file["checkpoints"].items():
+            for modality, mgroup in cgroup.items():
+                out.extend((ckpt, modality, pooling) for pooling in mgroup)
+        return out
+
+    def view_info(self, checkpoint: str, modality: str, pooling: str) -> ViewInfo:
+        """Describe one view: layers, width, dtype, rows and completeness."""
+        group = self._view(checkpoint, modality, pooling)
+        data = group["data"]
+        return ViewInfo(
+            checkpoint=checkpoint,
+            modality=modality,
+            pooling=pooling,
+            layers=[int(x) for x in data.attrs["layers"]],
+            dim=int(data.shape[2]),
+            dtype=str(data.dtype),
+            n_rows=int(data.shape[1]),
+            n_done=int(self._done(group).sum()),
+            n_samples=self.n_samples,
+            tokens="offsets" in group,
+        )
+
+    def row_offsets(self, checkpoint: str, modality: str, pooling: str) -> np.ndarray | None:
+        """Row offsets (n_samples + 1,) of a token view, or None for a pooled view."""
+        group = self._view(checkpoint, modality, pooling)
+        return group["offsets"][()] if "offsets" in group else None
+
+    def missing(self, checkpoint: str, modality: str, pooling: str) -> np.ndarray:
+        """Indices of the samples whose rows are not written yet."""
+        return np.flatnonzero(self._done(self._view(checkpoint, modality, pooling)) == 0)
+
+    # -------------------------------------------------------------------------------------- write
+    def write(self, checkpoint: str, modality: str, pooling: str, samples, data) -> None:
+        """Write the rows of ``samples`` for every layer of a view, then mark them done.
+
+        Parameters
+        ----------
+        checkpoint, modality, pooling : str
+            The view.
+        samples : array-like of int
+            Sample indices (unique).
+        data : array-like of shape (n_layers, n_rows, dim)
+            ``n_rows = len(samples)`` for pooled views; for token views the samples' tokens,
+            concatenated in ``samples`` order. Cast to the view's dtype; NaN/Inf after the cast
+            raise NonFiniteRowsError and nothing of the batch is written.
+        """
+        self._writable()
+        group = self._view(checkpoint, modality, pooling)
+        dset = group["data"]
+        where = f"{self.path}: view {checkpoint}/{modality}/{pooling}"
+        idx = np.asarray(samples)
+        if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
+            raise StoreError(
+                f"{where}: samples must be a non-empty 1-D integer array; got {samples!r}."
+            )
+        if idx.min() < 0 or idx.max() >= self.n_samples or np.unique(idx).size != idx.size:
+            raise StoreError(f"{where}: samples must be unique indices in [0, {self.n_samples}).")
+        offsets = group["offsets"][()] if "offsets" in group else None
+        if offsets is None:
+            starts, stops = idx, idx + 1
+        else:
+            starts, stops = offsets[idx], offsets[idx + 1]
+        n_rows = int((stops - starts).sum())
+        arr = _as_numpy(data)
+        if arr.dtype.kind != "f":
+            raise StoreError(f"{where}: data must be floating point; got dtype {arr.dtype}.")
+        expected = (dset.shape[0], n_rows, dset.shape[2])
+        if arr.shape != expected:
+            raise StoreError(
+                f"{where}: data has shape {arr.shape}, expected "
+                f"(n_layers, n_rows, dim) = {expected}."
+            )
+        arr = arr.astype(dset.dtype, copy=False)
+        finite = np.isfinite(arr).all(axis=2)
+        if not finite.all():
+            layer_pos, row_pos = np.nonzero(~finite)
+            owner = np.searchsorted(np.cumsum(stops - starts), row_pos, side="right")
+            layers = dset.attrs["layers"]
+            bad = sorted(
+                {
+                    (self.sample_ids[idx[o]], int(layers[lp]))
+                    for o, lp in zip(owner, layer_pos, strict=True)
+                }
+            )
+            raise NonFiniteRowsError(
+                f"{where}: NaN or Inf (after casting to {dset.dtype}) in {len(bad)} "
+                f"(sample, layer) "
+                f"rows: {_listing(bad)}; nothing of this batch was written."
+            )
+        for lo, hi, src in _runs(starts, stops):
+            dset[:, lo:hi, :] = arr[:, src : src + hi - lo, :]
+        self._file.flush()
+        done = group["done"]
+        for lo, hi in _index_runs(np.sort(idx)):
+            done[lo:hi] = 1
+        self._file.flush()
+
+    def _writable(self) -> None:
+        if self.mode != "a":
+            raise StoreError(f"{self.path}: opened read-only; open with mode='a' to write.")
+
+    # --------------------------------------------------------------------------------------- read
+    def read(
+        self,
+        checkpoint: str,
+        modality: str,
+        pooling: str,
+        layer: int,
+        *,
+        ids: Sequence[str] | None = None,
+        dtype: np.dtype | type = np.float32,
+    ) -> np.ndarray:
+        """Read one layer of a view as an array of shape (n_rows, dim).
+
+        Parameters
+        ----------
+        checkpoint, modality, pooling : str
+            The view.
+        layer : int
+            Layer number (as stored in the view's ``layers``).
+        ids : sequence of str, default=None
+            Samples to read, in this order; all samples when None.
+        dtype : numpy dtype, default=np.float32
+            Output dtype.
+        """
+        group = self._view(checkpoint, modality, pooling)
+        dset = group["data"]
+        li = self._layer_index(dset, layer, checkpoint, modality, pooling)
+        idx = np.arange(self.n_samples) if ids is None else self.indices(list(ids))
+        self._require_done(group, idx, f"{checkpoint}/{modality}/{pooling} layer {layer}")
+        if "offsets" in group:
+            offsets = group["offsets"][()]
+            starts, stops = offsets[idx], offsets[idx + 1]
+        else:
+            starts, stops = idx, idx + 1
+        out = np.empty((int((stops - starts).sum()), dset.shape[2]), dtype=dtype)
+        try:
+            for lo, hi, dst in _runs(starts, stops):
+                out[dst : dst + hi - lo] = dset[li, lo:hi, :]
+        except OSError as exc:
+            raise StoreError(
+                f"{self.path}: cannot read {dset.name} layer {layer} (truncated or corrupt?): {exc}"
+            ) from exc
+        return out
+
+    def iter_blocks(
+        self,
+        checkpoint: str,
+        modality: str,
+        pooling: str,
+        layer: int,
+        *,
+        block_rows: int | None = None,
+        working_memory: float = 256,
+    ) -> Iterator[tuple[slice, np.ndarray]]:
+        """Yield ``(rows, block)`` pairs covering one layer with bounded memory.
+
+        ``block_rows`` defaults to as many float32 rows as fit in ``working_memory`` MiB.
+        """
+        group = self._view(checkpoint, modality, pooling)
+        dset = group["data"]
+        li = self._layer_index(dset, layer, checkpoint, modality, pooling)
+        self._require_done(group, np.arange(self.n_samples), f"{checkpoint}/{modality}/{pooling}")
+        if block_rows is None:
+            block_rows = max(1, int(working_memory * (1 << 20)) // (4 * dset.shape[2]))
+        for lo in range(0, dset.shape[1], block_rows):
+            hi = min(lo + block_rows, dset.shape[1])
+            yield slice(lo, hi), dset[li, lo:hi, :].astype(np.float32)
+
+    def _layer_index(self, dset: h5py.Dataset, layer: int, *key: str) -> int:
+        layers = [int(x) for x in dset.attrs["layers"]]
+        if layer not in layers:
+            raise StoreError(
+                f"{self.path}: view {'/'.join(key)} has no layer {layer}; stored layers: {layers}."
+            )
+        return layers.index(layer)
+
+    def _require_done(self, group: h5py.Group, idx: np.ndarray, what: str) -> None:
+        not_done = idx[self._done(group)[idx] == 0]
+        if not_done.size:
+            raise IncompleteRowsError(
+                f"{self.path}: {what}: {not_done.size} requested samples are not written yet: "
+                f"{_listing([self.sample_ids[i] for i in not_done])}."
+            )
+
+    # ------------------------------------------------------------------------------ housekeeping
+    def close(self) -> None:
+        """Close the file (flushing what a writer wrote)."""
+        if self._file.id.valid:
+            self._file.close()
+
+    def __enter__(self) -> ActivationStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ActivationStore({str(self.path)!r}, mode={self.mode!r})"
+
+
+def check_same_samples(
+    a: ActivationStore | Sequence[str],
+    b: ActivationStore | Sequence[str],
+    *,
+    names: tuple[str, str] | None = None,
+) -> None:
+    """Raise StoreError unless ``a`` and ``b`` hold the same sample ids in the same order."""
+    ids_a = a.sample_ids if isinstance(a, ActivationStore) else list(a)
+    ids_b = b.sample_ids if isinstance(b, ActivationStore) else list(b)
+    name_a, name_b = names or (
+        str(a.path) if isinstance(a, ActivationStore) else "first",
+        str(b.path) if isinstance(b, ActivationStore) else "second",
+    )
+    if ids_a == ids_b:
+        return
+    if len(ids_a) != len(ids_b):
+        raise StoreError(
+            f"sample ids differ: {name_a} has {len(ids_a)}, {name_b} has {len(ids_b)}."
+        )
+    row = next(i for i, (x, y) in enumerate(zip(ids_a, ids_b, strict=True)) if x != y)
+    raise StoreError(
+        f"sample ids differ: row {row} is {ids_a[row]!r} in {name_a} "
+        f"but {ids_b[row]!r} in {name_b}."
+    )
+
+
+def _as_numpy(data) -> np.ndarray:
+    if hasattr(data, "detach"):  # a torch tensor, possibly bfloat16 (no numpy twin) or on a GPU
+        tensor = data.detach().to("cpu")
+        return (tensor.float() if str(tensor.dtype) == "torch.bfloat16" else tensor).numpy()
+    return np.asarray(data)
+
+
+def _runs(starts: np.ndarray, stops: np.ndarray) -> Iterator[tuple[int, int, int]]:
+    """Merge consecutive row ranges: yield (lo, hi, position in the concatenated buffer)."""
+    run_lo, run_hi, run_pos = int(starts[0]), int(stops[0]), 0
+    pos = run_hi - run_lo
+    for lo, hi in zip(starts[1:].tolist(), stops[1:].tolist(), strict=True):
+        if lo == run_hi:
+            run_hi = hi
+        else:
+            yield run_lo, run_hi, run_pos
+            run_lo, run_hi, run_pos = lo, hi, pos
+        pos += hi - lo
+    yield run_lo, run_hi, run_pos
+
+
+def _index_runs(sorted_idx: np.ndarray) -> Iterator[tuple[int, int]]:
+    breaks = np.flatnonzero(np.diff(sorted_idx) != 1) + 1
+    for run in np.split(sorted_idx, breaks):
+        yield int(run[0]), int(run[-1]) + 1
