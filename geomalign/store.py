@@ -418,6 +418,8 @@ class ActivationStore:
             offsets = np.concatenate([[0], np.cumsum(counts)])
             n_rows = int(offsets[-1])
         key = f"checkpoints/{checkpoint}/{modality}/{pooling}"
+        if key in self._file and not {"data", "done"} <= set(self._file[key]):
+            del self._file[key]  # a writer died while creating this view: start it afresh
         if key in self._file:
             info = self.view_info(checkpoint, modality, pooling)
             if (info.layers, info.dim, info.dtype, info.n_rows) != (
@@ -537,7 +539,8 @@ class ActivationStore:
                 f"{where}: data has shape {arr.shape}, expected "
                 f"(n_layers, n_rows, dim) = {expected}."
             )
-        arr = arr.astype(dset.dtype, copy=False)
+        with np.errstate(over="ignore"):  # overflow becomes Inf, reported just below
+            arr = arr.astype(dset.dtype, copy=False)
         finite = np.isfinite(arr).all(axis=2)
         if not finite.all():
             layer_pos, row_pos = np.nonzero(~finite)
