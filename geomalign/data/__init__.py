@@ -1,5 +1,8 @@
 """Paired image/caption datasets."""
 
 from geomalign.data._pairs import Pair, PairedDataset
+from geomalign.data.coco import load_coco_captions
+from geomalign.data.folder import load_folder
+from geomalign.data.hf_datasets import from_hf_dataset
 
-__all__ = ["Pair", "PairedDataset"]
+__all__ = ["Pair", "PairedDataset", "from_hf_dataset", "load_coco_captions", "load_folder"]
