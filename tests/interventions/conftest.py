@@ -1,0 +1,92 @@
+"""Tiny random LLaVA models (CLIP vision tower + Llama decoder, width 64) and scoring items."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+from geomalign.interventions import make_task
+
+IMAGE_TOKEN = 49
+PAD = 0
+N_LAYERS = 4
+N_IMAGE_TOKENS = 4  # (16 // 8) ** 2 patches, CLS dropped
+
+
+def tiny_llava(
+    seed: int, *, attn: str = "sdpa", vision_seed: int = 0
+) -> LlavaForConditionalGeneration:
+    """A random tiny LLaVA; models built with the same ``vision_seed`` share the vision tower."""
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=8,
+    )
+    text = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=50,
+        max_position_embeddings=64,
+        pad_token_id=PAD,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=IMAGE_TOKEN,
+        image_seq_length=N_IMAGE_TOKENS,
+    )
+    config._attn_implementation = attn
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    with torch.no_grad():  # norms start at 1 everywhere: make them differ between seeds
+        for name, param in model.model.language_model.named_parameters():
+            if "norm" in name:
+                param.add_(0.1 * torch.randn_like(param))
+    torch.manual_seed(vision_seed)
+    shared = LlavaForConditionalGeneration(config).model.vision_tower
+    model.model.vision_tower.load_state_dict(shared.state_dict())
+    return model
+
+
+@pytest.fixture(scope="module")
+def base_model():
+    return tiny_llava(1)
+
+
+@pytest.fixture(scope="module")
+def tuned_model():
+    return tiny_llava(2)
+
+
+def make_items(n: int = 6, *, metric: str = "loglik", seed: int = 0):
+    """Items: [BOS, 5, <image> x4, 6..] prompts, random 3-token targets, random images."""
+    gen = torch.Generator().manual_seed(seed)
+    prompts, targets = [], []
+    for row in range(n):
+        extra = torch.randint(1, 40, (row % 3,), generator=gen).tolist()
+        prompts.append([1, 5, *[IMAGE_TOKEN] * N_IMAGE_TOKENS, 6, *extra])
+        targets.append(torch.randint(1, 40, (1 + row % 3,), generator=gen).tolist())
+    pixels = torch.randn(n, 3, 16, 16, generator=gen)
+    return make_task("toy", prompts, targets, pixels, metric=metric, pad_token_id=PAD)
+
+
+@pytest.fixture
+def items():
+    return make_items()
+
+
+def forward_logits(model, task):
+    """Logits of the whole batch, padding included."""
+    with torch.no_grad():
+        return model(
+            input_ids=task.input_ids,
+            attention_mask=task.attention_mask,
+            pixel_values=task.pixel_values,
+        ).logits
