@@ -1,0 +1,164 @@
+"""Input checks shared by the public functions of geomalign.
+
+Each public function validates its arrays once, through :func:`check_representations` and
+:func:`check_paired`, and hands the returned arrays to private helpers that trust them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["check_paired", "check_representations"]
+
+# How many offending row indices an error message lists before eliding the rest.
+_MAX_LISTED_ROWS = 10
+
+_HALF_TORCH = (torch.float16, torch.bfloat16)
+
+
+def _describe_rows(rows: np.ndarray) -> str:
+    listed = ", ".join(str(int(r)) for r in rows[:_MAX_LISTED_ROWS])
+    more = f", ... ({rows.size} rows in all)" if rows.size > _MAX_LISTED_ROWS else ""
+    return f"[{listed}{more}]"
+
+
+def _check_shape(shape: tuple[int, ...], name: str, min_samples: int, context: str | None) -> None:
+    if len(shape) != 2:
+        hint = " Reshape a single sample with X[None, :] or a 1-D feature with X[:, None]."
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_features); got {name}.ndim="
+            f"{len(shape)} with {name}.shape={tuple(shape)}.{hint if len(shape) == 1 else ''}"
+        )
+    n_samples, n_features = shape
+    if n_samples == 0 or n_features == 0:
+        raise ValueError(
+            f"{name} must be non-empty; got {name}.shape={tuple(shape)} "
+            f"({n_samples} samples, {n_features} features)."
+        )
+    if n_samples < min_samples:
+        why = f" for {context}" if context else ""
+        raise ValueError(
+            f"{name} needs at least {min_samples} samples{why}; got {name}.shape={tuple(shape)}."
+        )
+
+
+def _check_torch(X: torch.Tensor, name: str, min_samples: int, context: str | None) -> torch.Tensor:
+    if X.is_complex():
+        raise TypeError(f"{name} must hold real numbers; got a tensor of dtype {X.dtype}.")
+    _check_shape(tuple(X.shape), name, min_samples, context)
+    X = X.detach()
+    if X.dtype in _HALF_TORCH or not X.is_floating_point():
+        X = X.to(torch.float32 if X.is_floating_point() else torch.float64)
+    finite = torch.isfinite(X).all(dim=1)
+    if not bool(finite.all()):
+        rows = torch.nonzero(~finite).flatten().cpu().numpy()
+        raise ValueError(
+            f"{name} must hold finite values; rows {_describe_rows(rows)} of {name} "
+            f"(shape {tuple(X.shape)}) contain NaN or Inf."
+        )
+    return X
+
+
+def check_representations(
+    X: Any,
+    *,
+    name: str = "X",
+    min_samples: int = 1,
+    allow_torch: bool = True,
+    context: str | None = None,
+) -> np.ndarray | torch.Tensor:
+    """Check a representation matrix and return it as a floating-point array.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n_samples, n_features)
+        Representations, one row per sample.
+    name : str, default="X"
+        Name of the argument, used in error messages.
+    min_samples : int, default=1
+        Smallest acceptable number of rows.
+    allow_torch : bool, default=True
+        If True, a ``torch.Tensor`` is returned as a (detached) tensor on its own device, so that
+        the caller can compute there. If False, it is moved to the CPU and returned as NumPy.
+    context : str, optional
+        What needs ``min_samples`` rows (e.g. ``"debiased CKA"``), quoted in the error message.
+
+    Returns
+    -------
+    X : numpy.ndarray or torch.Tensor of shape (n_samples, n_features)
+        Float32 when the input was float16, bfloat16 or float32; float64 when it was float64,
+        integer or boolean. NumPy input is never copied when it is already float32/float64.
+
+    Raises
+    ------
+    TypeError
+        If ``X`` does not hold real numbers (strings, objects, complex values).
+    ValueError
+        If ``X`` is not 2-D, is empty, has fewer than ``min_samples`` rows, or contains NaN or
+        Inf (the message lists the offending row indices).
+
+    Examples
+    --------
+    >>> check_representations([[0.0, 1.0], [2.0, 3.0]]).shape
+    (2, 2)
+    """
+    if isinstance(X, torch.Tensor):
+        X = _check_torch(X, name, min_samples, context)
+        return X if allow_torch else X.cpu().numpy()
+    try:
+        X = np.asarray(X)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_features); could not convert "
+            f"the {type(X).__name__} given: {exc}"
+        ) from exc
+    if X.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold real numbers; got an array of dtype {X.dtype} "
+            f"(shape {X.shape})."
+        )
+    _check_shape(X.shape, name, min_samples, context)
+    if X.dtype.kind == "f" and X.dtype.itemsize < 4:
+        X = X.astype(np.float32)
+    elif X.dtype.kind != "f" or X.dtype.itemsize > 8:
+        X = X.astype(np.float64)
+    finite = np.isfinite(X).all(axis=1)
+    if not finite.all():
+        rows = np.flatnonzero(~finite)
+        raise ValueError(
+            f"{name} must hold finite values; rows {_describe_rows(rows)} of {name} "
+            f"(shape {X.shape}) contain NaN or Inf."
+        )
+    return X
+
+
+def check_paired(
+    X: np.ndarray | torch.Tensor,
+    Y: np.ndarray | torch.Tensor,
+    *,
+    x_name: str = "X",
+    y_name: str = "Y",
+) -> None:
+    """Check that two checked representation matrices describe the same samples.
+
+    Parameters
+    ----------
+    X, Y : numpy.ndarray or torch.Tensor of shape (n_samples, n_features_x / n_features_y)
+        Arrays already returned by :func:`check_representations`; widths may differ.
+    x_name, y_name : str, default="X", "Y"
+        Argument names used in the error message.
+
+    Raises
+    ------
+    ValueError
+        If the numbers of rows differ; the message gives both shapes.
+    """
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(
+            f"{x_name} and {y_name} must have the same number of samples; got "
+            f"{x_name}.shape={tuple(X.shape)}, {y_name}.shape={tuple(Y.shape)}. Rows must be the "
+            "same stimuli in the same order."
+        )

@@ -1,0 +1,262 @@
+"""Exact k-nearest neighbours by blocked matrix products.
+
+The N x N similarity matrix is never formed: rows are processed in blocks of at most
+``working_memory`` MiB, and the symmetry of X X^T is used so that each block is multiplied only
+with itself and the rows after it. One product ``X[block] @ X[block_start:].T`` serves twice: a
+top-k along its rows gives the block's candidates among later rows, and a top-k along its columns
+gives the later rows' candidates inside the block. A running (n, k) best list is merged after each
+block.
+
+Candidates are selected from float32 products; the k selected distances are then recomputed from the
+rows themselves (a difference of rows, squared and summed with float64 accumulation), so that near
+neighbours keep their precision and exact duplicates come out at distance exactly 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["Neighbors", "as_tensor", "block_rows", "knn", "resolve_device"]
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("euclidean", "cosine")
+# Default budget for one block of products, in MiB (as scikit-learn's working_memory).
+DEFAULT_WORKING_MEMORY = 1024
+# Blocks are kept small enough that the symmetric scheme skips most of the lower triangle
+# (with m blocks it computes (m + 1) / (2 m) of X X^T), but large enough for efficient products.
+_TARGET_BLOCKS = 16
+_MIN_BLOCK_ROWS = 256
+# Bytes of the gathered rows handled at once when recomputing distances (cache sized).
+_RECOMPUTE_BYTES = 2 * 2**20
+
+
+@dataclass(frozen=True)
+class Neighbors:
+    """The k nearest neighbours of every row of a representation matrix.
+
+    Attributes
+    ----------
+    indices : numpy.ndarray of shape (n_samples, k), dtype int64
+        Row indices of the neighbours, nearest first; a row never lists itself (exact duplicates
+        of it do appear, at distance 0).
+    distances : numpy.ndarray of shape (n_samples, k), dtype float64
+        Matching distances, ascending along each row: Euclidean distances, or cosine distances
+        ``1 - cos(x_i, x_j)``.
+    metric : {"euclidean", "cosine"}
+        The metric the neighbours were found with.
+    """
+
+    indices: np.ndarray
+    distances: np.ndarray
+    metric: str
+
+
+def resolve_device(X: np.ndarray | torch.Tensor, device: str | torch.device | None) -> torch.device:
+    """Return ``device`` if given, else the device of tensor ``X``, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    if isinstance(X, torch.Tensor):
+        return X.device
+    return torch.device("cpu")
+
+
+def as_tensor(
+    X: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Return ``X`` as a tensor on ``device`` (no copy when it is already there in that dtype)."""
+    if isinstance(X, np.ndarray):
+        X = np.ascontiguousarray(X)
+        with warnings.catch_warnings():
+            # read-only arrays (np.broadcast_to, memory maps) are shared, never written to
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(X)
+    else:
+        t = X
+    return t.to(device=device, dtype=dtype or t.dtype)
+
+
+def block_rows(n_columns: int, bytes_per_value: int, working_memory: float | None) -> int:
+    """Rows per block so that ``rows x n_columns`` values fit in ``working_memory`` MiB (>= 1)."""
+    if working_memory is None:
+        working_memory = DEFAULT_WORKING_MEMORY
+    if not working_memory > 0:
+        raise ValueError(
+            f"working_memory must be a positive number of MiB; got {working_memory!r}."
+        )
+    rows = int(working_memory * 2**20 // (n_columns * bytes_per_value))
+    if rows < 1:
+        logger.info(
+            "working_memory=%s MiB is less than one row of %d values; using one row per block.",
+            working_memory,
+            n_columns,
+        )
+    return max(1, rows)
+
+
+def _row_sq_norms(X: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Squared row norms accumulated in float64 (float32 reductions drift on long rows)."""
+    out = torch.empty(X.shape[0], dtype=torch.float64, device=X.device)
+    for start in range(0, X.shape[0], chunk):
+        block = X[start : start + chunk]
+        out[start : start + chunk] = block.square().sum(dim=1, dtype=torch.float64)
+    return out
+
+
+def _merge(
+    best_v: torch.Tensor, best_i: torch.Tensor, v: torch.Tensor, i: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep the k smallest of the running best list and new candidates, row by row."""
+    cat_v = torch.cat([best_v, v], dim=1)
+    cat_i = torch.cat([best_i, i], dim=1)
+    top_v, pos = torch.topk(cat_v, k, dim=1, largest=False, sorted=False)
+    return top_v, torch.gather(cat_i, 1, pos)
+
+
+def _select_candidates(
+    Xc: torch.Tensor, k: int, metric: str, scale: torch.Tensor, rows: int
+) -> torch.Tensor:
+    """Indices (n, k) of the k smallest float32 scores per row, self excluded by index.
+
+    The score is the squared Euclidean distance, or minus the cosine similarity; ``scale`` holds
+    the squared row norms (Euclidean) or the inverse row norms (cosine), in float32.
+    """
+    n = Xc.shape[0]
+    best_v = torch.full((n, k), math.inf, dtype=torch.float32, device=Xc.device)
+    best_i = torch.zeros((n, k), dtype=torch.int64, device=Xc.device)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        size = stop - start
+        S = Xc[start:stop] @ Xc[start:].T
+        if metric == "euclidean":
+            S.mul_(-2.0).add_(scale[start:]).add_(scale[start:stop, None])
+        else:
+            S.mul_(scale[start:]).mul_(-scale[start:stop, None])
+        S[:, :size].diagonal().fill_(math.inf)
+        v, i = torch.topk(S, min(k, S.shape[1]), dim=1, largest=False, sorted=False)
+        best_v[start:stop], best_i[start:stop] = _merge(
+            best_v[start:stop], best_i[start:stop], v, i + start, k
+        )
+        if stop < n:
+            v, i = torch.topk(S[:, size:], min(k, size), dim=0, largest=False, sorted=False)
+            best_v[stop:], best_i[stop:] = _merge(best_v[stop:], best_i[stop:], v.T, i.T + start, k)
+        del S
+    return best_i
+
+
+def _exact_distances(
+    X: torch.Tensor, indices: torch.Tensor, metric: str, inv_norms: torch.Tensor | None
+) -> torch.Tensor:
+    """Distances (n, k) between each row and its listed neighbours, recomputed from the rows.
+
+    Differences of rows are formed in the input dtype (exact for near rows) and their squares are
+    summed in float64, so duplicates give exactly 0.
+    """
+    n, k = indices.shape
+    d = X.shape[1]
+    out = torch.empty((n, k), dtype=torch.float64, device=X.device)
+    chunk = max(1, _RECOMPUTE_BYTES // (k * d * X.element_size()))
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        idx = indices[start:stop].reshape(-1)
+        neigh = X.index_select(0, idx).view(stop - start, k, d)
+        rows = X[start:stop, None, :]
+        if inv_norms is not None:
+            neigh = neigh * inv_norms[idx].view(stop - start, k, 1)
+            rows = rows * inv_norms[start:stop, None, None]
+        diff = neigh.sub_(rows)
+        out[start:stop] = diff.square_().sum(dim=2, dtype=torch.float64)
+    if metric == "euclidean":
+        return out.sqrt_()
+    return out.mul_(0.5)  # 1 - cos(u, v) = |u - v|^2 / 2 for unit vectors
+
+
+def check_k(k: int, n_samples: int, *, name: str = "k", what: str = "X") -> None:
+    """Raise ValueError unless ``1 <= k < n_samples`` (self is never a neighbour)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer; got {k!r} of type {type(k).__name__}.")
+    if not 1 <= k < n_samples:
+        raise ValueError(
+            f"{name} must satisfy 1 <= {name} < n_samples; got {name}={k} with n_samples="
+            f"{n_samples} in {what} (a sample is not its own neighbour)."
+        )
+
+
+def knn(
+    X: np.ndarray | torch.Tensor,
+    *,
+    k: int,
+    metric: str = "euclidean",
+    working_memory: float | None = None,
+    device: str | torch.device | None = None,
+) -> Neighbors:
+    """Exact k nearest neighbours of every row of ``X`` among the other rows.
+
+    Parameters
+    ----------
+    X : numpy.ndarray or torch.Tensor of shape (n_samples, n_features)
+        Representations as returned by :func:`geomalign._validation.check_representations`
+        (2-D, finite, floating point); not validated again here.
+    k : int
+        Number of neighbours, ``1 <= k < n_samples``.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        Euclidean distance, or cosine distance ``1 - cos``. Rows must be non-zero for cosine.
+    working_memory : float, optional
+        Budget in MiB for one block of products (default 1024). The largest temporary is one
+        block of ``rows x n_samples`` float32 values.
+    device : str or torch.device, optional
+        Where to compute; default: the device of ``X`` if it is a tensor, else the CPU.
+
+    Returns
+    -------
+    Neighbors
+        ``indices`` (int64) and ascending ``distances`` (float64), both (n_samples, k), on the CPU.
+
+    Notes
+    -----
+    Candidates are ranked by float32 products; ties and near-ties closer than float32 resolution
+    (about 1e-7 of the squared norms) may be ordered either way. The returned distances are
+    recomputed from the rows with float64 accumulation.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}.")
+    n, d = X.shape
+    check_k(k, n)
+    dev = resolve_device(X, device)
+    Xt = as_tensor(X, dev)
+    Xc = Xt if Xt.dtype == torch.float32 else Xt.to(torch.float32)
+    norm_chunk = block_rows(d, 8, 64)
+    sq = _row_sq_norms(Xt, norm_chunk)
+    inv_norms = None
+    if metric == "cosine":
+        zero = torch.nonzero(sq == 0).flatten().cpu().numpy()
+        if zero.size:
+            listed = ", ".join(str(int(r)) for r in zero[:10])
+            raise ValueError(
+                f"cosine distance is undefined for all-zero rows; X has {zero.size} of them "
+                f"(rows [{listed}{', ...' if zero.size > 10 else ''}])."
+            )
+        inv_norms = sq.rsqrt()
+        scale = inv_norms.to(torch.float32)
+    else:
+        scale = sq.to(torch.float32)
+    rows = min(
+        block_rows(n, 8, working_memory), max(_MIN_BLOCK_ROWS, math.ceil(n / _TARGET_BLOCKS))
+    )
+    indices = _select_candidates(Xc, k, metric, scale, rows)
+    del Xc
+    if inv_norms is not None:
+        inv_norms = inv_norms.to(Xt.dtype)
+    dist = _exact_distances(Xt, indices, metric, inv_norms)
+    # ascending distance, ties broken by index
+    indices, order = torch.sort(indices, dim=1)
+    dist = torch.gather(dist, 1, order)
+    dist, order = torch.sort(dist, dim=1, stable=True)
+    indices = torch.gather(indices, 1, order)
+    return Neighbors(indices=indices.cpu().numpy(), distances=dist.cpu().numpy(), metric=metric)
