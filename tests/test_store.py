@@ -242,3 +242,18 @@ def test_version_flag(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("geomalign ")
+
+
+def test_compressed_view_round_trips(tmp_path):
+    data = np.random.default_rng(3).normal(size=(2, 30, 5)).astype(np.float32)
+    with ActivationStore.create(tmp_path / "z.h5", [f"s{i}" for i in range(30)]) as store:
+        store.add_checkpoint("ck", model="toy")
+        store.create_view(
+            "ck", "image", "mean", layers=[0, 1], dim=5, dtype="float32", compression="gzip"
+        )
+        for lo in range(0, 30, 4):
+            rows = np.arange(lo, min(lo + 4, 30))
+            store.write("ck", "image", "mean", rows, data[:, rows])
+        np.testing.assert_array_equal(store.read("ck", "image", "mean", 1), data[1])
+        with pytest.raises(StoreError, match="compression must be None or 'gzip'; got 'lzf'"):
+            store.create_view("ck", "text", "mean", layers=[0], dim=5, compression="lzf")

@@ -1,29 +1,10 @@
-"""The activation store: per-layer hidden states of several checkpoints in one HDF5 file.
-
-Layout (schema version 1; see ``docs/store.md``)::
-
-    /                              attrs: format, schema_version, geomalign_version, created,
-                                          dataset_fingerprint
-    /samples/ids                   (n_samples,) unique strings
-    /samples/captions              (n_samples,) strings (optional)
-    /samples/labels/<name>         (n_samples,) label column (optional)
-    /checkpoints/<ckpt>            attrs: provenance (model, revision, dtype, template, ...)
-    /checkpoints/<ckpt>/<modality>/<pooling>/data     (n_layers, n_rows, dim) float16 | float32
-    /checkpoints/<ckpt>/<modality>/<pooling>/done     (n_samples,) uint8 completion mask
-    /checkpoints/<ckpt>/<modality>/<pooling>/offsets  (n_samples + 1,) int64 (token views only)
-
-Every dataset is allocated in full when it is created, so writing rows never changes the file's
-metadata: a writer killed at any instant leaves a readable file, and the ``done`` mask, advanced
-only after the rows it covers are flushed, says exactly which rows to write again. Readers open the
-file without a lock and without raw-data caches, so they can follow a running writer.
-"""
+"""The ActivationStore class: create, write, resume and read an activation store."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,62 +12,20 @@ import h5py
 import numpy as np
 
 from geomalign._version import __version__
-
-__all__ = [
-    "SCHEMA_VERSION",
-    "ActivationStore",
-    "IncompleteRowsError",
-    "NonFiniteRowsError",
-    "StoreError",
-    "ViewInfo",
-    "check_same_samples",
-]
+from geomalign.store._errors import (
+    IncompleteRowsError,
+    NonFiniteRowsError,
+    StoreError,
+    ViewInfo,
+    listing,
+)
+from geomalign.store._rows import allocated, as_numpy, has_nonfinite, index_runs, runs
 
 SCHEMA_VERSION = 1
 _FORMAT = "geomalign-activations"
 _STR = h5py.string_dtype()
 _CHUNK_BYTES = 1 << 20  # one layer x a block of rows per chunk, about 1 MiB
-_WRITER_CACHE_BYTES = 256 << 20
-_MAX_LISTED = 10
-
-
-class StoreError(ValueError):
-    """An activation store is missing, malformed, or used inconsistently."""
-
-
-class IncompleteRowsError(StoreError):
-    """Rows were requested that the store has not written yet."""
-
-
-class NonFiniteRowsError(StoreError):
-    """Rows to write contain NaN or Inf."""
-
-
-@dataclass(frozen=True)
-class ViewInfo:
-    """What one (checkpoint, modality, pooling) view holds."""
-
-    checkpoint: str
-    modality: str
-    pooling: str
-    layers: list[int]
-    dim: int
-    dtype: str
-    n_rows: int
-    n_done: int
-    n_samples: int
-    tokens: bool
-
-    @property
-    def complete(self) -> bool:
-        """Whether every sample's rows are written."""
-        return self.n_done == self.n_samples
-
-
-def _listing(values: Sequence[object]) -> str:
-    shown = ", ".join(repr(v) for v in list(values)[:_MAX_LISTED])
-    more = len(values) - _MAX_LISTED
-    return shown + (f" and {more} more" if more > 0 else "")
+_WRITER_CACHE_BYTES = 0  # writes go straight to pre-allocated chunks: no second copy
 
 
 def _fingerprint(ids: Sequence[str], captions: Sequence[str] | None) -> str:
@@ -101,24 +40,6 @@ def _check_name(kind: str, name: str) -> str:
     if not isinstance(name, str) or not name or "/" in name or name in {".", ".."}:
         raise StoreError(f"{kind} name must be a non-empty string without '/'; got {name!r}.")
     return name
-
-
-def _allocated(group: h5py.Group, name: str, shape: tuple[int, ...], dtype, chunks, compression):
-    """Create a dataset whose chunks all exist on disk from the start (no later metadata writes)."""
-    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    dcpl.set_chunk(chunks)
-    if compression is None:
-        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-    elif compression == "gzip":
-        dcpl.set_deflate(4)
-    else:
-        raise StoreError(f"compression must be None or 'gzip'; got {compression!r}.")
-    if dtype == np.uint8:
-        dcpl.set_fill_time(h5py.h5d.FILL_TIME_ALLOC)  # the done mask starts at zero
-    htype = h5py.h5t.py_create(np.dtype(dtype))
-    space = h5py.h5s.create_simple(shape)
-    return h5py.Dataset(h5py.h5d.create(group.id, name.encode(), htype, space, dcpl=dcpl))
 
 
 class ActivationStore:
@@ -317,7 +238,7 @@ class ActivationStore:
             self._index = {sample_id: i for i, sample_id in enumerate(self.sample_ids)}
         unknown = [i for i in ids if i not in self._index]
         if unknown:
-            raise StoreError(f"{self.path}: unknown sample ids {_listing(unknown)}.")
+            raise StoreError(f"{self.path}: unknown sample ids {listing(unknown)}.")
         return np.fromiter((self._index[i] for i in ids), dtype=np.int64, count=len(ids))
 
     # -------------------------------------------------------------------------------- checkpoints
@@ -399,6 +320,8 @@ class ActivationStore:
             raise StoreError(f"{self.path}: add checkpoint {checkpoint!r} before its views.")
         _check_name("modality", modality)
         _check_name("pooling", pooling)
+        if compression not in (None, "gzip"):
+            raise StoreError(f"compression must be None or 'gzip'; got {compression!r}.")
         if np.dtype(dtype) not in (np.float16, np.float32):
             raise StoreError(f"{self.path}: view dtype must be float16 or float32; got {dtype!r}.")
         layers = [int(layer) for layer in layers]
@@ -437,13 +360,11 @@ class ActivationStore:
         group = self._file.require_group(key)
         itemsize = np.dtype(dtype).itemsize
         rows_per_chunk = int(np.clip(_CHUNK_BYTES // (dim * itemsize), 1, n_rows))
-        data = _allocated(
-            group, "data", (len(layers), n_rows, dim), dtype, (1, rows_per_chunk, dim), compression
-        )
+        shape, chunks = (len(layers), n_rows, dim), (1, rows_per_chunk, dim)
+        data = allocated(group, "data", shape, dtype, chunks, compression=compression)
         data.attrs["layers"] = np.asarray(layers, dtype=np.int64)
-        _allocated(
-            group, "done", (self.n_samples,), np.uint8, (min(self.n_samples, 1 << 16),), None
-        )
+        done_chunks = (min(self.n_samples, 1 << 16),)
+        allocated(group, "done", (self.n_samples,), np.uint8, done_chunks, zeroed=True)
         if offsets is not None:
             group.create_dataset("offsets", data=offsets)
         self._file.flush()
@@ -453,7 +374,7 @@ class ActivationStore:
         key = f"checkpoints/{checkpoint}/{modality}/{pooling}"
         if key not in self._file:
             raise StoreError(
-                f"{self.path}: no view {key}; stored views are {_listing(self.views())}."
+                f"{self.path}: no view {key}; stored views are {listing(self.views())}."
             )
         return self._file[key]
 
@@ -530,7 +451,7 @@ class ActivationStore:
         else:
             starts, stops = offsets[idx], offsets[idx + 1]
         n_rows = int((stops - starts).sum())
-        arr = _as_numpy(data)
+        arr = as_numpy(data)
         if arr.dtype.kind != "f":
             raise StoreError(f"{where}: data must be floating point; got dtype {arr.dtype}.")
         expected = (dset.shape[0], n_rows, dset.shape[2])
@@ -541,9 +462,8 @@ class ActivationStore:
             )
         with np.errstate(over="ignore"):  # overflow becomes Inf, reported just below
             arr = arr.astype(dset.dtype, copy=False)
-        finite = np.isfinite(arr).all(axis=2)
-        if not finite.all():
-            layer_pos, row_pos = np.nonzero(~finite)
+        if has_nonfinite(arr):
+            layer_pos, row_pos = np.nonzero(~np.isfinite(arr).all(axis=2))
             owner = np.searchsorted(np.cumsum(stops - starts), row_pos, side="right")
             layers = dset.attrs["layers"]
             bad = sorted(
@@ -555,13 +475,13 @@ class ActivationStore:
             raise NonFiniteRowsError(
                 f"{where}: NaN or Inf (after casting to {dset.dtype}) in {len(bad)} "
                 f"(sample, layer) "
-                f"rows: {_listing(bad)}; nothing of this batch was written."
+                f"rows: {listing(bad)}; nothing of this batch was written."
             )
-        for lo, hi, src in _runs(starts, stops):
+        for lo, hi, src in runs(starts, stops):
             dset[:, lo:hi, :] = arr[:, src : src + hi - lo, :]
         self._file.flush()
         done = group["done"]
-        for lo, hi in _index_runs(np.sort(idx)):
+        for lo, hi in index_runs(np.sort(idx)):
             done[lo:hi] = 1
         self._file.flush()
 
@@ -605,7 +525,7 @@ class ActivationStore:
             starts, stops = idx, idx + 1
         out = np.empty((int((stops - starts).sum()), dset.shape[2]), dtype=dtype)
         try:
-            for lo, hi, dst in _runs(starts, stops):
+            for lo, hi, dst in runs(starts, stops):
                 out[dst : dst + hi - lo] = dset[li, lo:hi, :]
         except OSError as exc:
             raise StoreError(
@@ -650,7 +570,7 @@ class ActivationStore:
         if not_done.size:
             raise IncompleteRowsError(
                 f"{self.path}: {what}: {not_done.size} requested samples are not written yet: "
-                f"{_listing([self.sample_ids[i] for i in not_done])}."
+                f"{listing([self.sample_ids[i] for i in not_done])}."
             )
 
     # ------------------------------------------------------------------------------ housekeeping
@@ -693,30 +613,3 @@ def check_same_samples(
         f"sample ids differ: row {row} is {ids_a[row]!r} in {name_a} "
         f"but {ids_b[row]!r} in {name_b}."
     )
-
-
-def _as_numpy(data) -> np.ndarray:
-    if hasattr(data, "detach"):  # a torch tensor, possibly bfloat16 (no numpy twin) or on a GPU
-        tensor = data.detach().to("cpu")
-        return (tensor.float() if str(tensor.dtype) == "torch.bfloat16" else tensor).numpy()
-    return np.asarray(data)
-
-
-def _runs(starts: np.ndarray, stops: np.ndarray) -> Iterator[tuple[int, int, int]]:
-    """Merge consecutive row ranges: yield (lo, hi, position in the concatenated buffer)."""
-    run_lo, run_hi, run_pos = int(starts[0]), int(stops[0]), 0
-    pos = run_hi - run_lo
-    for lo, hi in zip(starts[1:].tolist(), stops[1:].tolist(), strict=True):
-        if lo == run_hi:
-            run_hi = hi
-        else:
-            yield run_lo, run_hi, run_pos
-            run_lo, run_hi, run_pos = lo, hi, pos
-        pos += hi - lo
-    yield run_lo, run_hi, run_pos
-
-
-def _index_runs(sorted_idx: np.ndarray) -> Iterator[tuple[int, int]]:
-    breaks = np.flatnonzero(np.diff(sorted_idx) != 1) + 1
-    for run in np.split(sorted_idx, breaks):
-        yield int(run[0]), int(run[-1]) + 1
