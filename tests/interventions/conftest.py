@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
 from geomalign.interventions import make_task
@@ -12,6 +13,13 @@ IMAGE_TOKEN = 49
 PAD = 0
 N_LAYERS = 4
 N_IMAGE_TOKENS = 4  # (16 // 8) ** 2 patches, CLS dropped
+
+
+@pytest.fixture(autouse=True)
+def _single_threaded_blas():
+    """The probes fit many tiny models: BLAS threads only contend with the other test worker."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def tiny_llava(
