@@ -1,0 +1,350 @@
+"""Run an adapter over a paired dataset and write pooled hidden states to an activation store."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from geomalign.data import PairedDataset
+from geomalign.extract._base import Adapter, EncodedBatch
+from geomalign.extract._pooling import POOLINGS, REGION_POOLINGS, pool, sample_seed
+from geomalign.extract.auto import load_adapter
+from geomalign.store import ActivationStore
+
+__all__ = ["ExtractionResult", "extract"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_LISTED = 5
+
+
+@dataclass(frozen=True)
+class ExtractionResult:
+    """What one :func:`extract` call did.
+
+    Attributes
+    ----------
+    store_path : Path
+        The store written to.
+    checkpoint : str
+        The checkpoint name the views are stored under.
+    views : tuple of (str, str)
+        The (modality, pooling) views of this checkpoint, all complete on return.
+    layers : tuple of int
+        The layers kept (0 = embedding output).
+    n_encoded : int
+        Samples run through the model by this call, summed over modalities (0 when a previous
+        run had already written everything).
+    """
+
+    store_path: Path
+    checkpoint: str
+    views: tuple[tuple[str, str], ...]
+    layers: tuple[int, ...]
+    n_encoded: int
+
+
+def extract(
+    model: Adapter | str | os.PathLike,
+    dataset: PairedDataset,
+    store_path: str | os.PathLike,
+    *,
+    checkpoint_name: str,
+    poolings: str | Sequence[str] = ("mean", "last"),
+    modalities: Sequence[str] | None = None,
+    layers: str | Sequence[int] = "all",
+    batch_size: int = 8,
+    store_dtype: str = "float32",
+    random_state: int = 0,
+    resume: bool = True,
+    overwrite: bool = False,
+    revision: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    templates: Mapping[str, str] | None = None,
+    progress: bool = True,
+) -> ExtractionResult:
+    """Extract per-layer hidden states of a model on paired data into an activation store.
+
+    For every modality (image-only and caption-only prompts for a VLM, captions for a text
+    model) and every pooling, the store gets a view ``(checkpoint_name, modality, pooling)`` of
+    shape (n_layers, n_samples, hidden_size) (token rows for pooling "none"). Each batch is run
+    through the model once for all poolings and written as soon as it is pooled, so memory is
+    bounded by one batch. Rows already written (by an interrupted run, or another pooling) are
+    skipped: calling again after a crash or a kill resumes where the run stopped.
+
+    Several checkpoints share one store: call ``extract`` once per checkpoint with the same
+    ``dataset`` and ``store_path`` and a different ``checkpoint_name``.
+
+    Parameters
+    ----------
+    model : Adapter or str or path-like
+        An adapter (:class:`VLMAdapter`, :class:`TextAdapter`, :class:`ModuleAdapter`), or a hub
+        id or local folder loaded with :func:`load_adapter`.
+    dataset : PairedDataset
+        The pairs; their ids, captions and labels make the store's sample table.
+    store_path : str or path-like
+        The HDF5 store; created if absent.
+    checkpoint_name : str
+        Name of this checkpoint in the store, e.g. ``"base"`` or ``"tuned"``.
+    poolings : str or sequence of str, default=("mean", "last")
+        Among "mean" (over the image tokens or caption tokens), "last" (the prompt's last token),
+        "random" (one token of the region, chosen from ``random_state`` and the sample id) and
+        "none" (every region token; a token view, for small runs).
+    modalities : sequence of str, default=None
+        Views to extract; every modality of the adapter when None.
+    layers : "all" or sequence of int, default="all"
+        Layers to keep (0 = embedding output, negative numbers count from the end).
+    batch_size : int, default=8
+        Samples per forward pass.
+    store_dtype : {"float32", "float16"}, default="float32"
+        On-disk dtype of the views (pooling itself runs in float32).
+    random_state : int, default=0
+        Seed of the "random" pooling; recorded with the checkpoint.
+    resume : bool, default=True
+        Reopen an existing store (it must hold the same sample ids and captions) and write only
+        the missing rows. With False an existing file is an error.
+    overwrite : bool, default=False
+        Replace an existing file, with every checkpoint in it.
+    revision, dtype, device : default=None
+        Passed to :func:`load_adapter` when ``model`` is an id or path (dtype then defaults to
+        float32 and device to CUDA when present); must be None for an adapter.
+    templates : mapping of str to str, default=None
+        Prompt templates by modality, passed to :func:`load_adapter`; must be None for an adapter.
+    progress : bool, default=True
+        Show a progress bar (tqdm, on stderr).
+
+    Returns
+    -------
+    ExtractionResult
+
+    Raises
+    ------
+    ValueError
+        For unknown poolings or modalities, layers out of range, a sample without image or
+        caption tokens (named), a store of other samples, or a checkpoint name already used
+        with other provenance (see :class:`geomalign.store.StoreError`).
+
+    Examples
+    --------
+    >>> extract("llava-hf/llava-1.5-7b-hf", pairs, "acts.h5", checkpoint_name="tuned",
+    ...         dtype="float16")  # doctest: +SKIP
+    """
+    if not isinstance(dataset, PairedDataset):
+        raise TypeError(f"dataset must be a PairedDataset; got {type(dataset).__name__}.")
+    adapter = _as_adapter(model, revision=revision, dtype=dtype, device=device, templates=templates)
+    poolings = _check_poolings(poolings)
+    modalities = _check_modalities(adapter, modalities)
+    layers = adapter.check_layers(layers)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
+    if store_dtype not in ("float32", "float16"):
+        raise ValueError(f"store_dtype must be 'float32' or 'float16'; got {store_dtype!r}.")
+    if isinstance(random_state, bool) or not isinstance(random_state, int) or random_state < 0:
+        raise ValueError(f"random_state must be a non-negative int; got {random_state!r}.")
+
+    n_encoded = 0
+    with ActivationStore.create(
+        store_path,
+        dataset.ids,
+        captions=dataset.captions,
+        labels=dataset.labels,
+        overwrite=overwrite,
+        resume=resume,
+    ) as store:
+        store.add_checkpoint(
+            checkpoint_name,
+            n_layers=adapter.n_layers,
+            hidden_size=adapter.hidden_size,
+            random_state=random_state,
+            **adapter.provenance(),
+        )
+        plan = {}
+        for modality in modalities:
+            for pooling in poolings:
+                _create_view(
+                    store,
+                    adapter,
+                    dataset,
+                    checkpoint_name,
+                    modality,
+                    pooling,
+                    layers=layers,
+                    dtype=store_dtype,
+                    batch_size=batch_size,
+                )
+            missing = {p: store.missing(checkpoint_name, modality, p) for p in poolings}
+            plan[modality] = missing
+            todo = np.unique(np.concatenate(list(missing.values())))
+            if 0 < todo.size < len(dataset):
+                logger.info(
+                    "%s: resuming %s/%s with %d of %d samples left",
+                    store.path,
+                    checkpoint_name,
+                    modality,
+                    todo.size,
+                    len(dataset),
+                )
+        total = sum(np.unique(np.concatenate(list(m.values()))).size for m in plan.values())
+        with tqdm(
+            total=total, desc=f"extract {checkpoint_name}", unit="sample", disable=not progress
+        ) as bar:
+            for modality, missing in plan.items():
+                todo = np.unique(np.concatenate(list(missing.values())))
+                for start in range(0, todo.size, batch_size):
+                    chunk = todo[start : start + batch_size]
+                    bar.set_postfix_str(modality)
+                    _run_batch(
+                        store,
+                        adapter,
+                        dataset,
+                        checkpoint_name,
+                        modality,
+                        missing,
+                        chunk,
+                        layers=layers,
+                        random_state=random_state,
+                    )
+                    n_encoded += chunk.size
+                    bar.update(chunk.size)
+    return ExtractionResult(
+        store_path=Path(store_path),
+        checkpoint=checkpoint_name,
+        views=tuple((m, p) for m in modalities for p in poolings),
+        layers=tuple(layers),
+        n_encoded=n_encoded,
+    )
+
+
+def _run_batch(
+    store: ActivationStore,
+    adapter: Adapter,
+    dataset: PairedDataset,
+    checkpoint: str,
+    modality: str,
+    missing: Mapping[str, np.ndarray],
+    chunk: np.ndarray,
+    *,
+    layers: list[int],
+    random_state: int,
+) -> None:
+    """Encode, run and pool one batch; write it to every view that lacks some of its samples."""
+    batch = adapter.encode(modality, _items(dataset, modality, chunk))
+    if any(p in REGION_POOLINGS for p in missing):
+        _check_regions(batch, chunk, dataset, modality)
+    states = adapter.hidden_states(batch, layers)
+    for pooling, left in missing.items():
+        rows = np.flatnonzero(np.isin(chunk, left))
+        if rows.size == 0:
+            continue
+        seeds = None
+        if pooling == "random":
+            seeds = [sample_seed(random_state, dataset.ids[chunk[r]]) for r in rows]
+        data = pool(states, batch, pooling, torch.from_numpy(rows), seeds=seeds)
+        store.write(checkpoint, modality, pooling, chunk[rows], data)
+
+
+def _create_view(
+    store: ActivationStore,
+    adapter: Adapter,
+    dataset: PairedDataset,
+    checkpoint: str,
+    modality: str,
+    pooling: str,
+    *,
+    layers: list[int],
+    dtype: str,
+    batch_size: int,
+) -> None:
+    counts = None
+    if pooling == "none" and (checkpoint, modality, pooling) not in store.views():
+        # a token view is allocated in full up front: count every sample's region tokens
+        counts = np.zeros(len(dataset), dtype=np.int64)
+        for start in range(0, len(dataset), batch_size):
+            chunk = np.arange(start, min(start + batch_size, len(dataset)))
+            batch = adapter.encode(modality, _items(dataset, modality, chunk))
+            _check_regions(batch, chunk, dataset, modality)
+            counts[chunk] = batch.region.sum(1).numpy()
+    store.create_view(
+        checkpoint,
+        modality,
+        pooling,
+        layers=layers,
+        dim=adapter.hidden_size,
+        dtype=dtype,
+        tokens_per_sample=counts,
+    )
+
+
+def _items(dataset: PairedDataset, modality: str, indices: np.ndarray) -> list[object]:
+    if modality == "image":
+        return [dataset.image(int(i)) for i in indices]
+    return [dataset.captions[int(i)] for i in indices]
+
+
+def _check_regions(
+    batch: EncodedBatch, chunk: np.ndarray, dataset: PairedDataset, modality: str
+) -> None:
+    if len(batch) != chunk.size:
+        raise ValueError(f"the adapter encoded {len(batch)} samples for a batch of {chunk.size}.")
+    empty = [dataset.ids[chunk[r]] for r in np.flatnonzero(batch.region.sum(1).numpy() == 0)]
+    if empty:
+        what = "image tokens" if modality == "image" else "caption tokens"
+        raise ValueError(
+            f"{dataset.source}: {len(empty)} samples have no {what} in their {modality} prompt "
+            f"(e.g. {empty[:_MAX_LISTED]}); mean, random and token pooling need them."
+        )
+
+
+def _as_adapter(
+    model: Adapter | str | os.PathLike,
+    *,
+    revision: str | None,
+    dtype: str | torch.dtype | None,
+    device: str | torch.device | None,
+    templates: Mapping[str, str] | None,
+) -> Adapter:
+    if isinstance(model, Adapter):
+        given = {"revision": revision, "dtype": dtype, "device": device, "templates": templates}
+        set_ = [k for k, v in given.items() if v is not None]
+        if set_:
+            raise ValueError(
+                f"{set_} apply only when model is an id or path; set them when building the "
+                f"{type(model).__name__}."
+            )
+        return model
+    if isinstance(model, str | os.PathLike):
+        return load_adapter(
+            model,
+            revision=revision,
+            dtype="float32" if dtype is None else dtype,
+            device=device,
+            templates=templates,
+        )
+    raise TypeError(f"model must be an Adapter or a model id or path; got {type(model).__name__}.")
+
+
+def _check_poolings(poolings: str | Sequence[str]) -> list[str]:
+    names = [poolings] if isinstance(poolings, str) else list(poolings)
+    unknown = [p for p in names if p not in POOLINGS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(f"poolings must be distinct names among {list(POOLINGS)}; got {names}.")
+    return names
+
+
+def _check_modalities(adapter: Adapter, modalities: Sequence[str] | None) -> list[str]:
+    if modalities is None:
+        return list(adapter.modalities)
+    names = [modalities] if isinstance(modalities, str) else list(modalities)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"modalities must be distinct and non-empty; got {names}.")
+    for name in names:
+        adapter.check_modality(name)
+    return names

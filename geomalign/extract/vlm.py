@@ -1,0 +1,167 @@
+"""Vision-language models of transformers' image-text-to-text family (LLaVA-1.5, NeXT, ...)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
+
+from geomalign.extract._base import (
+    Adapter,
+    EncodedBatch,
+    check_template,
+    fill_template,
+    resolve_device,
+    resolve_dtype,
+)
+from geomalign.extract._hf import hf_provenance, model_device, selected_hidden_states
+from geomalign.extract.text import encode_captions
+
+__all__ = ["LLAVA_IMAGE_TEMPLATE", "LLAVA_TEXT_TEMPLATE", "VLMAdapter"]
+
+#: LLaVA-1.5's conversation format with the image alone as the user turn.
+LLAVA_IMAGE_TEMPLATE = "USER: {image}\nASSISTANT:"
+#: The same format with the caption alone as the user turn.
+LLAVA_TEXT_TEMPLATE = "USER: {caption}\nASSISTANT:"
+
+
+class VLMAdapter(Adapter):
+    """The language model of a vision-language model, seen through two prompts per pair.
+
+    The image view is an image-only prompt (``image_template``, no caption); its region is the
+    image-placeholder tokens, which hold the projected vision features. The text view is a
+    caption-only prompt (``text_template``, no image); its region is the caption's tokens. Both
+    return the language model's hidden states: layer 0 is the input of the first decoder block
+    (token embeddings with the image features merged in), layer ``l`` the output of block ``l``
+    (the last one after the final norm, as transformers reports it).
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        An image-text-to-text model such as ``LlavaForConditionalGeneration``,
+        ``LlavaNextForConditionalGeneration`` or ``LlavaOnevisionForConditionalGeneration``.
+        Put in eval mode.
+    processor : transformers.ProcessorMixin
+        Its processor, with an ``image_token`` and a fast tokenizer.
+    image_template : str, default=LLAVA_IMAGE_TEMPLATE
+        Prompt with one ``{image}`` placeholder (replaced by the processor's image token, which
+        the processor expands to the image's tokens).
+    text_template : str, default=LLAVA_TEXT_TEMPLATE
+        Prompt with one ``{caption}`` placeholder. The defaults follow LLaVA-1.5; pass the
+        conversation format of other families.
+    name : str, default=None
+        Model id or path recorded as provenance; defaults to the path the model was loaded from.
+    revision : str, default=None
+        Hub revision recorded as provenance.
+    """
+
+    modalities = ("image", "text")
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        processor: ProcessorMixin,
+        *,
+        image_template: str = LLAVA_IMAGE_TEMPLATE,
+        text_template: str = LLAVA_TEXT_TEMPLATE,
+        name: str | None = None,
+        revision: str | None = None,
+    ) -> None:
+        if not isinstance(model, PreTrainedModel):
+            raise TypeError(
+                f"model must be a transformers PreTrainedModel; got {type(model).__name__}."
+            )
+        image_token = getattr(processor, "image_token", None)
+        if not isinstance(image_token, str) or not hasattr(processor, "tokenizer"):
+            raise TypeError(
+                f"processor must be a vision-language processor with an image_token and a "
+                f"tokenizer; got {type(processor).__name__}."
+            )
+        self.model = model.eval()
+        self.processor = processor
+        self.image_template = check_template(
+            image_template, "{image}", "{caption}", "image_template"
+        )
+        self.text_template = check_template(text_template, "{caption}", "{image}", "text_template")
+        self.name = name
+        self.revision = revision
+        self._config = model.config.get_text_config()
+        self._image_token_id = int(processor.tokenizer.convert_tokens_to_ids(image_token))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        dtype: str | torch.dtype = "float32",
+        device: str | torch.device | None = None,
+        image_template: str = LLAVA_IMAGE_TEMPLATE,
+        text_template: str = LLAVA_TEXT_TEMPLATE,
+    ) -> VLMAdapter:
+        """Load a model (``AutoModelForImageTextToText``) and its processor from the hub or a
+        local folder; ``device`` defaults to CUDA when present."""
+        model = AutoModelForImageTextToText.from_pretrained(
+            model_id, revision=revision, dtype=resolve_dtype(dtype)
+        )
+        processor = AutoProcessor.from_pretrained(model_id, revision=revision)
+        return cls(
+            model.to(resolve_device(device)),
+            processor,
+            image_template=image_template,
+            text_template=text_template,
+            name=str(model_id),
+            revision=revision,
+        )
+
+    @property
+    def n_layers(self) -> int:
+        return int(self._config.num_hidden_layers) + 1
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self._config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return model_device(self.model)
+
+    @property
+    def templates(self) -> dict[str, str]:
+        """The prompt template of each view."""
+        return {"image": self.image_template, "text": self.text_template}
+
+    def provenance(self) -> dict[str, str | int | float]:
+        return {
+            **hf_provenance(self.model, self.name, self.revision),
+            "template": json.dumps(self.templates),
+        }
+
+    def encode(self, modality: str, items: Sequence[object]) -> EncodedBatch:
+        self.check_modality(modality)
+        if modality == "text":
+            return encode_captions(
+                self.processor.tokenizer, [str(c) for c in items], template=self.text_template
+            )
+        images = list(items)
+        for image in images:
+            if not isinstance(image, Image.Image):
+                raise TypeError(f"image view needs PIL images; got {type(image).__name__}.")
+        prompt, _ = fill_template(self.image_template, "{image}", self.processor.image_token)
+        encoded = self.processor(
+            images=images,
+            text=[prompt] * len(images),
+            return_tensors="pt",
+            padding=True,
+            padding_side="right",
+        )
+        inputs = dict(encoded)
+        region = inputs["input_ids"] == self._image_token_id
+        return EncodedBatch(inputs=inputs, attention_mask=inputs["attention_mask"], region=region)
+
+    def _forward(self, batch: EncodedBatch, layers: list[int]) -> list[torch.Tensor]:
+        return selected_hidden_states(self.model, batch, layers, self.n_layers)
