@@ -14,21 +14,17 @@ neighbours keep their precision and exact duplicates come out at distance exactl
 
 from __future__ import annotations
 
-import logging
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-__all__ = ["Neighbors", "as_tensor", "block_rows", "knn", "resolve_device"]
+from geomalign.metrics._arrays import as_tensor, block_rows, resolve_device
 
-logger = logging.getLogger(__name__)
+__all__ = ["Neighbors", "check_k", "knn"]
 
 METRICS = ("euclidean", "cosine")
-# Default budget for one block of products, in MiB (as scikit-learn's working_memory).
-DEFAULT_WORKING_MEMORY = 1024
 # Blocks are kept small enough that the symmetric scheme skips most of the lower triangle
 # (with m blocks it computes (m + 1) / (2 m) of X X^T), but large enough for efficient products.
 _TARGET_BLOCKS = 16
@@ -56,48 +52,6 @@ class Neighbors:
     indices: np.ndarray
     distances: np.ndarray
     metric: str
-
-
-def resolve_device(X: np.ndarray | torch.Tensor, device: str | torch.device | None) -> torch.device:
-    """Return ``device`` if given, else the device of tensor ``X``, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    if isinstance(X, torch.Tensor):
-        return X.device
-    return torch.device("cpu")
-
-
-def as_tensor(
-    X: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.dtype | None = None
-) -> torch.Tensor:
-    """Return ``X`` as a tensor on ``device`` (no copy when it is already there in that dtype)."""
-    if isinstance(X, np.ndarray):
-        X = np.ascontiguousarray(X)
-        with warnings.catch_warnings():
-            # read-only arrays (np.broadcast_to, memory maps) are shared, never written to
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            t = torch.from_numpy(X)
-    else:
-        t = X
-    return t.to(device=device, dtype=dtype or t.dtype)
-
-
-def block_rows(n_columns: int, bytes_per_value: int, working_memory: float | None) -> int:
-    """Rows per block so that ``rows x n_columns`` values fit in ``working_memory`` MiB (>= 1)."""
-    if working_memory is None:
-        working_memory = DEFAULT_WORKING_MEMORY
-    if not working_memory > 0:
-        raise ValueError(
-            f"working_memory must be a positive number of MiB; got {working_memory!r}."
-        )
-    rows = int(working_memory * 2**20 // (n_columns * bytes_per_value))
-    if rows < 1:
-        logger.info(
-            "working_memory=%s MiB is less than one row of %d values; using one row per block.",
-            working_memory,
-            n_columns,
-        )
-    return max(1, rows)
 
 
 def _row_sq_norms(X: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -133,11 +87,12 @@ def _select_candidates(
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         size = stop - start
-        S = Xc[start:stop] @ Xc[start:].T
         if metric == "euclidean":
-            S.mul_(-2.0).add_(scale[start:]).add_(scale[start:stop, None])
+            S = torch.addmm(scale[start:], Xc[start:stop], Xc[start:].T, alpha=-2.0)
+            S.add_(scale[start:stop, None])
         else:
-            S.mul_(scale[start:]).mul_(-scale[start:stop, None])
+            S = (Xc[start:stop] * scale[start:stop, None]) @ Xc[start:].T
+            S.mul_(-scale[start:])
         S[:, :size].diagonal().fill_(math.inf)
         v, i = torch.topk(S, min(k, S.shape[1]), dim=1, largest=False, sorted=False)
         best_v[start:stop], best_i[start:stop] = _merge(
@@ -156,22 +111,41 @@ def _exact_distances(
     """Distances (n, k) between each row and its listed neighbours, recomputed from the rows.
 
     Differences of rows are formed in the input dtype (exact for near rows) and their squares are
-    summed in float64, so duplicates give exactly 0.
+    summed in float64, so duplicates give exactly 0. On the CPU this runs in NumPy over
+    cache-sized chunks: a single thread of small gathers is faster here than torch's parallel
+    kernels, whose per-call synchronisation dominates (and degrades badly on shared cores).
     """
     n, k = indices.shape
     d = X.shape[1]
-    out = torch.empty((n, k), dtype=torch.float64, device=X.device)
     chunk = max(1, _RECOMPUTE_BYTES // (k * d * X.element_size()))
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        idx = indices[start:stop].reshape(-1)
-        neigh = X.index_select(0, idx).view(stop - start, k, d)
-        rows = X[start:stop, None, :]
-        if inv_norms is not None:
-            neigh = neigh * inv_norms[idx].view(stop - start, k, 1)
-            rows = rows * inv_norms[start:stop, None, None]
-        diff = neigh.sub_(rows)
-        out[start:stop] = diff.square_().sum(dim=2, dtype=torch.float64)
+    if X.device.type == "cpu":
+        Xn, idx_all = X.numpy(), indices.numpy()
+        inv = None if inv_norms is None else inv_norms.numpy()
+        out_np = np.empty((n, k), dtype=np.float64)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            idx = idx_all[start:stop].reshape(-1)
+            neigh = np.take(Xn, idx, axis=0).reshape(stop - start, k, d)
+            rows = Xn[start:stop, None, :]
+            if inv is not None:
+                neigh *= inv[idx].reshape(stop - start, k, 1)
+                rows = rows * inv[start:stop, None, None]
+            np.subtract(neigh, rows, out=neigh)
+            np.square(neigh, out=neigh)
+            out_np[start:stop] = neigh.sum(axis=2, dtype=np.float64)
+        out = torch.from_numpy(out_np)
+    else:
+        chunk *= 16  # fewer, larger kernel launches
+        out = torch.empty((n, k), dtype=torch.float64, device=X.device)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            idx = indices[start:stop].reshape(-1)
+            neigh = X.index_select(0, idx).view(stop - start, k, d)
+            rows = X[start:stop, None, :]
+            if inv_norms is not None:
+                neigh.mul_(inv_norms[idx].view(stop - start, k, 1))
+                rows = rows * inv_norms[start:stop, None, None]
+            out[start:stop] = neigh.sub_(rows).square_().sum(dim=2, dtype=torch.float64)
     if metric == "euclidean":
         return out.sqrt_()
     return out.mul_(0.5)  # 1 - cos(u, v) = |u - v|^2 / 2 for unit vectors

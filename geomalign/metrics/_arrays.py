@@ -1,0 +1,61 @@
+"""Array plumbing shared by the metrics: devices, tensors and block sizes."""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import warnings
+
+import numpy as np
+import torch
+
+__all__ = ["DEFAULT_WORKING_MEMORY", "as_tensor", "block_rows", "resolve_device"]
+
+logger = logging.getLogger(__name__)
+
+# Default budget for one block of temporaries, in MiB (as scikit-learn's working_memory).
+DEFAULT_WORKING_MEMORY = 1024
+
+
+def resolve_device(X: np.ndarray | torch.Tensor, device: str | torch.device | None) -> torch.device:
+    """Return ``device`` if given, else the device of tensor ``X``, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    if isinstance(X, torch.Tensor):
+        return X.device
+    return torch.device("cpu")
+
+
+def as_tensor(
+    X: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Return ``X`` as a tensor on ``device`` (no copy when it is already there in that dtype)."""
+    if isinstance(X, np.ndarray):
+        X = np.ascontiguousarray(X)
+        with warnings.catch_warnings():
+            # read-only arrays (np.broadcast_to, memory maps) are shared, never written to
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(X)
+    else:
+        t = X
+    return t.to(device=device, dtype=dtype or t.dtype)
+
+
+def block_rows(n_columns: int, bytes_per_value: int, working_memory: float | None) -> int:
+    """Rows per block so that ``rows x n_columns`` values fit in ``working_memory`` MiB (>= 1)."""
+    if working_memory is None:
+        working_memory = DEFAULT_WORKING_MEMORY
+    if isinstance(working_memory, bool) or not (
+        isinstance(working_memory, numbers.Real) and working_memory > 0
+    ):
+        raise ValueError(
+            f"working_memory must be a positive number of MiB; got {working_memory!r}."
+        )
+    rows = int(working_memory * 2**20 // (n_columns * bytes_per_value))
+    if rows < 1:
+        logger.info(
+            "working_memory=%s MiB is less than one row of %d values; using one row per block.",
+            working_memory,
+            n_columns,
+        )
+    return max(1, rows)
