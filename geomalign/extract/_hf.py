@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel
@@ -22,6 +24,12 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of the model's first parameter."""
     return next(model.parameters()).device
+
+
+def source_name(model_id: str | os.PathLike) -> str:
+    """A hub id as given; a local folder or file as its absolute path."""
+    path = Path(model_id)
+    return str(path.resolve()) if path.exists() else str(model_id)
 
 
 def model_name(model: PreTrainedModel, name: str | None) -> str:

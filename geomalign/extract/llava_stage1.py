@@ -31,6 +31,7 @@ from transformers import (
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
 from geomalign.extract._base import resolve_device, resolve_dtype
+from geomalign.extract._hf import source_name
 from geomalign.extract.vlm import LLAVA_IMAGE_TEMPLATE, LLAVA_TEXT_TEMPLATE, VLMAdapter
 
 __all__ = ["assemble_llava", "llava_projector_weights", "load_llava_stage1"]
@@ -187,7 +188,9 @@ def load_llava_stage1(
         processor,
         image_template=image_template,
         text_template=text_template,
-        name=f"stage1({language_model} + {vision_tower} + {projector})",
+        name="stage1({})".format(
+            " + ".join(source_name(s) for s in (language_model, vision_tower, projector))
+        ),
     )
 
 

@@ -264,7 +264,9 @@ def _create_view(
     batch_size: int,
 ) -> None:
     counts = None
-    if pooling == "none" and (checkpoint, modality, pooling) not in store.views():
+    if pooling == "none" and (checkpoint, modality, pooling) in store.views():
+        counts = np.diff(store.row_offsets(checkpoint, modality, pooling))
+    elif pooling == "none":
         # a token view is allocated in full up front: count every sample's region tokens
         counts = np.zeros(len(dataset), dtype=np.int64)
         for start in range(0, len(dataset), batch_size):

@@ -23,7 +23,12 @@ from geomalign.extract._base import (
     resolve_device,
     resolve_dtype,
 )
-from geomalign.extract._hf import hf_provenance, model_device, selected_hidden_states
+from geomalign.extract._hf import (
+    hf_provenance,
+    model_device,
+    selected_hidden_states,
+    source_name,
+)
 
 __all__ = ["TextAdapter", "encode_captions"]
 
@@ -152,7 +157,7 @@ class TextAdapter(Adapter):
             model.to(resolve_device(device)),
             tokenizer,
             template=template,
-            name=str(model_id),
+            name=source_name(model_id),
             revision=revision,
         )
 

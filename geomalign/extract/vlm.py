@@ -18,7 +18,12 @@ from geomalign.extract._base import (
     resolve_device,
     resolve_dtype,
 )
-from geomalign.extract._hf import hf_provenance, model_device, selected_hidden_states
+from geomalign.extract._hf import (
+    hf_provenance,
+    model_device,
+    selected_hidden_states,
+    source_name,
+)
 from geomalign.extract.text import encode_captions
 
 __all__ = ["LLAVA_IMAGE_TEMPLATE", "LLAVA_TEXT_TEMPLATE", "VLMAdapter"]
@@ -114,7 +119,7 @@ class VLMAdapter(Adapter):
             processor,
             image_template=image_template,
             text_template=text_template,
-            name=str(model_id),
+            name=source_name(model_id),
             revision=revision,
         )
 
