@@ -4,12 +4,14 @@
   blocks copied from the tuned one, made in place;
 - :mod:`~geomalign.interventions.visual_tokens`: image-token skip, ablation and attention knockout
   through forward hooks;
+- :mod:`~geomalign.interventions.probes`: per-layer linear probes and cross-modal probe transfer;
 - :mod:`~geomalign.interventions.scoring`: per-item task scores (caption log-likelihood, answer
   exact match).
 """
 
 from geomalign.interventions._model import decoder_layers
-from geomalign.interventions.scoring import TaskData, make_task, score_items
+from geomalign.interventions.probes import ProbeResult, probe_accuracy, transfer_accuracy
+from geomalign.interventions.scoring import TaskData, make_task, score_items, task_from_labels
 from geomalign.interventions.transplant import LayerTransplant, layer_windows
 from geomalign.interventions.visual_tokens import (
     ablate_visual_tokens,
@@ -19,12 +21,16 @@ from geomalign.interventions.visual_tokens import (
 
 __all__ = [
     "LayerTransplant",
+    "ProbeResult",
     "TaskData",
     "ablate_visual_tokens",
     "decoder_layers",
     "knockout_visual_attention",
     "layer_windows",
     "make_task",
+    "probe_accuracy",
     "score_items",
     "skip_visual_tokens",
+    "task_from_labels",
+    "transfer_accuracy",
 ]

@@ -23,7 +23,10 @@ from torch import nn
 
 from geomalign.interventions._model import model_device
 
-__all__ = ["TaskData", "make_task", "score_items"]
+__all__ = ["TaskData", "make_task", "score_items", "task_from_labels"]
+
+#: Label value that marks positions not to score (the Hugging Face convention).
+IGNORE_INDEX = -100
 
 _METRICS = ("loglik", "exact-match")
 
@@ -44,10 +47,17 @@ class TaskData:
         1 on real tokens, 0 on padding.
     target_mask : torch.Tensor of shape (n_items, seq_len), bool
         True at the positions of the target tokens (never position 0, never padding).
-    pixel_values : torch.Tensor of shape (n_items, channels, height, width)
-        The image of each item, preprocessed for the vision tower.
+    pixel_values : torch.Tensor of shape (n_images, channels, height, width)
+        Preprocessed images: one per item, or shared through ``image_index``.
     item_ids : tuple of str
         One id per item (e.g. ``"shapes-000012/q3"``), for reports.
+    groups : tuple of str, optional
+        Cluster of each item (e.g. the image it asks about); confidence intervals and tests
+        resample whole clusters. Default: the item's image when ``image_index`` is given, else
+        every item is its own cluster.
+    image_index : torch.Tensor of shape (n_items,), int64, optional
+        Row of ``pixel_values`` each item shows (several questions about one image share it);
+        default: row ``i`` for item ``i``.
     """
 
     name: str
@@ -57,6 +67,8 @@ class TaskData:
     target_mask: torch.Tensor
     pixel_values: torch.Tensor
     item_ids: tuple[str, ...]
+    groups: tuple[str, ...] | None = None
+    image_index: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.metric not in _METRICS:
@@ -80,14 +92,29 @@ class TaskData:
                     f"TaskData.{field} must have the shape of input_ids {shape}; got "
                     f"{tuple(getattr(self, field).shape)}."
                 )
-        if self.pixel_values.shape[0] != shape[0]:
+        n_images = self.pixel_values.shape[0]
+        if self.image_index is None and n_images != shape[0]:
             raise ValueError(
-                f"TaskData.pixel_values must hold one image per item ({shape[0]}); got "
-                f"{self.pixel_values.shape[0]}."
+                f"TaskData.pixel_values must hold one image per item ({shape[0]}) when no "
+                f"image_index is given; got {n_images}."
+            )
+        if self.image_index is not None and (
+            tuple(self.image_index.shape) != shape[:1]
+            or self.image_index.dtype != torch.long
+            or bool(((self.image_index < 0) | (self.image_index >= n_images)).any())
+        ):
+            raise ValueError(
+                f"TaskData.image_index must be an int64 tensor of shape ({shape[0]},) with rows "
+                f"of pixel_values (0..{n_images - 1}); got dtype {self.image_index.dtype}, "
+                f"shape {tuple(self.image_index.shape)}."
             )
         if len(self.item_ids) != shape[0]:
             raise ValueError(
                 f"TaskData.item_ids must hold {shape[0]} ids; got {len(self.item_ids)}."
+            )
+        if self.groups is not None and len(self.groups) != shape[0]:
+            raise ValueError(
+                f"TaskData.groups must hold {shape[0]} entries; got {len(self.groups)}."
             )
         target = self.target_mask.bool()
         bad = (target.sum(1) == 0) | target[:, 0] | (target & (self.attention_mask == 0)).any(1)
@@ -110,9 +137,27 @@ class TaskData:
             input_ids=self.input_ids[index],
             attention_mask=self.attention_mask[index],
             target_mask=self.target_mask[index],
-            pixel_values=self.pixel_values[index],
+            pixel_values=self.pixel_values
+            if self.image_index is not None
+            else self.pixel_values[index],
             item_ids=tuple(self.item_ids[i] for i in index.tolist()),
+            groups=None if self.groups is None else tuple(self.groups[i] for i in index.tolist()),
+            image_index=None if self.image_index is None else self.image_index[index],
         )
+
+    def cluster_labels(self) -> tuple[str, ...]:
+        """The cluster of each item: ``groups``, else its image, else the item itself."""
+        if self.groups is not None:
+            return self.groups
+        if self.image_index is not None:
+            return tuple(f"image {i}" for i in self.image_index.tolist())
+        return self.item_ids
+
+    def images(self, rows: slice) -> torch.Tensor:
+        """Pixel values of the items in ``rows``."""
+        if self.image_index is None:
+            return self.pixel_values[rows]
+        return self.pixel_values[self.image_index[rows]]
 
 
 def make_task(
@@ -124,6 +169,7 @@ def make_task(
     metric: Literal["loglik", "exact-match"],
     pad_token_id: int,
     item_ids: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
 ) -> TaskData:
     """Build a :class:`TaskData` from token ids of prompts and targets.
 
@@ -143,6 +189,8 @@ def make_task(
         Id used for right padding (never scored).
     item_ids : sequence of str, optional
         Item ids; default ``"0"``, ``"1"``, ...
+    groups : sequence of str, optional
+        Cluster of each item (e.g. its image id), see :class:`TaskData`.
 
     Returns
     -------
@@ -166,7 +214,75 @@ def make_task(
         attention[row, : len(tokens)] = 1
         target_mask[row, len(prompt) : len(tokens)] = True
     ids = tuple(str(i) for i in (item_ids if item_ids is not None else range(n)))
-    return TaskData(name, metric, input_ids, attention, target_mask, pixel_values, ids)
+    clusters = None if groups is None else tuple(str(g) for g in groups)
+    return TaskData(name, metric, input_ids, attention, target_mask, pixel_values, ids, clusters)
+
+
+def task_from_labels(
+    name: str,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor,
+    pixel_values: torch.Tensor,
+    *,
+    metric: Literal["loglik", "exact-match"],
+    image_index: torch.Tensor | None = None,
+    item_ids: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+) -> TaskData:
+    """Build a :class:`TaskData` from training-style tensors whose ``labels`` mark the target.
+
+    ``labels`` follows the Hugging Face convention: the token id at scored positions and ``-100``
+    elsewhere, so a supervised fine-tuning set (such as the testbed's evaluation sets) scores
+    exactly the tokens it was trained to produce.
+
+    Parameters
+    ----------
+    name : str
+        Task name, e.g. ``"qa"``.
+    input_ids, attention_mask, labels : torch.Tensor of shape (n_items, seq_len)
+        Token ids, padding mask and labels (``-100`` outside the target).
+    pixel_values : torch.Tensor of shape (n_images, channels, height, width)
+        Preprocessed images.
+    metric : {"loglik", "exact-match"}
+        Scoring rule, see :func:`score_items`.
+    image_index : torch.Tensor of shape (n_items,), optional
+        Row of ``pixel_values`` per item; default one image per item.
+    item_ids, groups : sequence of str, optional
+        See :class:`TaskData`.
+
+    Returns
+    -------
+    TaskData
+    """
+    if not isinstance(labels, torch.Tensor) or not isinstance(input_ids, torch.Tensor):
+        raise TypeError("input_ids and labels must be torch tensors.")
+    if labels.shape != input_ids.shape:
+        raise ValueError(
+            f"labels must have the shape of input_ids {tuple(input_ids.shape)}; got "
+            f"{tuple(labels.shape)}."
+        )
+    scored = labels != IGNORE_INDEX
+    mismatched = scored & (labels != input_ids)
+    if bool(mismatched.any()):
+        row = int(torch.nonzero(mismatched)[0, 0])
+        raise ValueError(
+            f"labels of item {row} differ from input_ids at scored positions; labels must hold "
+            "the input ids themselves (unshifted) or -100."
+        )
+    n = input_ids.shape[0]
+    ids = tuple(str(i) for i in (item_ids if item_ids is not None else range(n)))
+    return TaskData(
+        name=name,
+        metric=metric,
+        input_ids=input_ids.long(),
+        attention_mask=attention_mask,
+        target_mask=scored,
+        pixel_values=pixel_values,
+        item_ids=ids,
+        groups=None if groups is None else tuple(str(g) for g in groups),
+        image_index=None if image_index is None else torch.as_tensor(image_index, dtype=torch.long),
+    )
 
 
 def score_items(
@@ -219,7 +335,7 @@ def _score_batch(model: nn.Module, task: TaskData, rows: slice, device: torch.de
     input_ids = task.input_ids[rows, :width].to(device)
     attention = attention[:, :width].to(device)
     target = task.target_mask[rows, :width].to(device)
-    pixel_values = task.pixel_values[rows].to(device)
+    pixel_values = task.images(rows).to(device)
     param = next(model.parameters(), None)
     if param is not None and param.is_floating_point():
         pixel_values = pixel_values.to(param.dtype)

@@ -228,24 +228,27 @@ class LayerTransplant:
             0-based decoder block indices, e.g. ``range(0, l)`` or ``range(s, s + w)``; empty gives
             the base model (with ``shell="adjacent"`` or ``"base"``).
         """
-        chosen = check_window(blocks, self.n_layers, name="blocks")
+        self._apply(self._sources(check_window(blocks, self.n_layers, name="blocks")))
+
+    def set_checkpoint(self, which: Literal["base", "tuned"]) -> None:
+        """Make the model exactly one of the two checkpoints, whatever the ``shell``."""
+        if which not in ("base", "tuned"):
+            raise ValueError(f"which must be 'base' or 'tuned'; got {which!r}.")
+        self._apply(dict.fromkeys(self._keys, which))
+
+    def restore(self) -> None:
+        """Give the model back its base weights."""
+        self.set_checkpoint("base")
+
+    def _apply(self, sources: Mapping[str, str]) -> None:
         with torch.no_grad():
-            for part, source in self._sources(chosen).items():
+            for part, source in sources.items():
                 if part not in self._keys or self._current[part] == source:
                     continue
                 weights = self._tuned if source == "tuned" else self._base
                 for key in self._keys[part]:
                     self._live[key].copy_(weights[key])
                 self._current[part] = source
-
-    def restore(self) -> None:
-        """Give the model back its base weights."""
-        with torch.no_grad():
-            for part, keys in self._keys.items():
-                if self._current[part] != "base":
-                    for key in keys:
-                        self._live[key].copy_(self._base[key])
-                    self._current[part] = "base"
 
     def __enter__(self) -> LayerTransplant:
         return self

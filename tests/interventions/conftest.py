@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import pytest
 import torch
 from threadpoolctl import threadpool_limits
@@ -16,16 +19,19 @@ N_IMAGE_TOKENS = 4  # (16 // 8) ** 2 patches, CLS dropped
 
 
 @pytest.fixture(autouse=True)
-def _single_threaded_blas():
-    """The probes fit many tiny models: BLAS threads only contend with the other test worker."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+def _single_threaded():
+    """Tiny models and probes run fastest on one thread; more only contend with other workers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
-def tiny_llava(
-    seed: int, *, attn: str = "sdpa", vision_seed: int = 0
-) -> LlavaForConditionalGeneration:
-    """A random tiny LLaVA; models built with the same ``vision_seed`` share the vision tower."""
+@functools.cache
+def _built(seed: int, attn: str) -> LlavaForConditionalGeneration:
     vision = CLIPVisionConfig(
         hidden_size=32,
         intermediate_size=64,
@@ -57,20 +63,15 @@ def tiny_llava(
         for name, param in model.model.language_model.named_parameters():
             if "norm" in name:
                 param.add_(0.1 * torch.randn_like(param))
-    torch.manual_seed(vision_seed)
+    torch.manual_seed(0)  # every seed shares one vision tower, as base and tuned LLaVA do
     shared = LlavaForConditionalGeneration(config).model.vision_tower
     model.model.vision_tower.load_state_dict(shared.state_dict())
     return model
 
 
-@pytest.fixture(scope="module")
-def base_model():
-    return tiny_llava(1)
-
-
-@pytest.fixture(scope="module")
-def tuned_model():
-    return tiny_llava(2)
+def tiny_llava(seed: int, *, attn: str = "sdpa") -> LlavaForConditionalGeneration:
+    """A fresh copy of the random tiny LLaVA of ``seed`` (all seeds share the vision tower)."""
+    return copy.deepcopy(_built(seed, attn))
 
 
 def make_items(n: int = 6, *, metric: str = "loglik", seed: int = 0):
