@@ -1,0 +1,170 @@
+"""``geomalign extract --model ID --data PAIRS --out STORE``: hidden states into a store.
+
+With ``--base`` a second checkpoint (e.g. the stage-1 base of a tuned VLM) is extracted into the
+same store, under ``--base-name``. An existing store is resumed: only missing rows are computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from geomalign.data import load_coco_captions, load_folder
+from geomalign.extract import POOLINGS, extract
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _layers(text: str) -> str | list[int]:
+    """``all``, or comma-separated layer numbers and ``a-b`` ranges (inclusive)."""
+    if text.strip() == "all":
+        return "all"
+    layers: list[int] = []
+    try:
+        for part in _names(text):
+            lo, sep, hi = part.partition("-") if not part.startswith("-") else (part, "", "")
+            layers.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected 'all' or layer numbers like 0,4,8 or 0-8; got {text!r}"
+        ) from exc
+    return layers
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``extract`` subcommand."""
+    parser = subparsers.add_parser(
+        "extract",
+        help="extract per-layer hidden states of a model on image/caption pairs",
+        description=__doc__.split("\n")[0],
+    )
+    parser.add_argument("--model", required=True, help="hub id or local folder of the model")
+    parser.add_argument(
+        "--base", default=None, help="hub id or folder of a second checkpoint for the same store"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="pairs: a .jsonl/.csv table (id, image, caption) or a COCO-captions .json file",
+    )
+    parser.add_argument(
+        "--image-dir",
+        type=Path,
+        default=None,
+        help="image folder (default: the table's folder; required for COCO)",
+    )
+    parser.add_argument(
+        "--captions",
+        choices=("first", "all"),
+        default="first",
+        help="COCO: first caption per image, or one sample per caption",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="the activation store (.h5)")
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="checkpoint name of --model (default: 'tuned' with --base, else 'model')",
+    )
+    parser.add_argument("--base-name", default="base", help="checkpoint name of --base")
+    parser.add_argument(
+        "--pooling",
+        type=_names,
+        default=["mean", "last"],
+        help=f"comma-separated, among {','.join(POOLINGS)} (default mean,last)",
+    )
+    parser.add_argument(
+        "--layers",
+        type=_layers,
+        default="all",
+        help="'all' (default) or e.g. 0,8,16 or 0-8 (0 = embedding output)",
+    )
+    parser.add_argument(
+        "--modalities",
+        type=_names,
+        default=None,
+        help="image,text for a VLM (default: all the model has)",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="samples per forward pass")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "float16", "bfloat16"),
+        help="dtype of the model weights (default float32)",
+    )
+    parser.add_argument(
+        "--store-dtype",
+        default="float32",
+        choices=("float32", "float16"),
+        help="dtype on disk (default float32)",
+    )
+    parser.add_argument("--device", default=None, help="e.g. cuda:0 (default: CUDA if present)")
+    parser.add_argument("--revision", default=None, help="hub revision of --model")
+    parser.add_argument("--base-revision", default=None, help="hub revision of --base")
+    parser.add_argument(
+        "--image-template",
+        default=None,
+        help="image prompt with {image} (default LLaVA-1.5: 'USER: {image}\\nASSISTANT:')",
+    )
+    parser.add_argument(
+        "--text-template",
+        default=None,
+        help="caption prompt with {caption} (default LLaVA-1.5 for a VLM, "
+        "the bare caption for a text model)",
+    )
+    parser.add_argument("--random-state", type=int, default=0, help="seed of 'random' pooling")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing store instead of resuming it"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the pairs, extract --model (and --base) into --out, print what was written."""
+    try:
+        if args.data.suffix.lower() == ".json":
+            if args.image_dir is None:
+                raise ValueError("a COCO-captions .json needs --image-dir")
+            pairs = load_coco_captions(args.data, args.image_dir, captions=args.captions)
+        else:
+            pairs = load_folder(args.data, args.image_dir)
+        templates = {
+            key: value
+            for key, value in (("image", args.image_template), ("text", args.text_template))
+            if value is not None
+        }
+        runs = [(args.model, args.name or ("tuned" if args.base else "model"), args.revision)]
+        if args.base is not None:
+            runs.append((args.base, args.base_name, args.base_revision))
+        for i, (model, name, revision) in enumerate(runs):
+            result = extract(
+                model,
+                pairs,
+                args.out,
+                checkpoint_name=name,
+                poolings=args.pooling,
+                modalities=args.modalities,
+                layers=args.layers,
+                batch_size=args.batch_size,
+                store_dtype=args.store_dtype,
+                random_state=args.random_state,
+                overwrite=args.overwrite and i == 0,
+                revision=revision,
+                dtype=args.dtype,
+                device=args.device,
+                templates=templates or None,
+                progress=not args.no_progress,
+            )
+            views = ", ".join(f"{m}/{p}" for m, p in result.views)
+            print(  # noqa: T201 - the command's output
+                f"{name}: {model} -> {result.store_path} ({views}; {len(result.layers)} layers; "
+                f"{result.n_encoded} samples run)"
+            )
+    except (ValueError, TypeError) as exc:
+        print(f"geomalign extract: {exc}", file=sys.stderr)  # noqa: T201 - the command's error
+        return 1
+    return 0

@@ -1,0 +1,119 @@
+"""``geomalign extract``: tuned and base checkpoints into one store, from JSONL or COCO."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from geomalign.cli import extract as extract_cli
+from geomalign.store import ActivationStore
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="geomalign")
+    extract_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["extract", *argv])
+    return args.func(args)
+
+
+def test_model_and_base_into_one_store(llava_dir, llava_base_dir, pairs_file, tmp_path, capsys):
+    out = tmp_path / "acts.h5"
+    argv = [
+        "--model",
+        str(llava_dir),
+        "--base",
+        str(llava_base_dir),
+        "--data",
+        str(pairs_file),
+        "--out",
+        str(out),
+        "--pooling",
+        "mean,last",
+        "--layers",
+        "0,2-3",
+        "--modalities",
+        "image",
+        "--batch-size",
+        "4",
+        "--store-dtype",
+        "float16",
+        "--no-progress",
+    ]
+    assert _run(argv) == 0
+    printed = capsys.readouterr().out
+    assert "tuned: " in printed
+    assert "base: " in printed
+    assert "6 samples run" in printed
+    with ActivationStore(out) as store:
+        assert sorted(store.views()) == [
+            ("base", "image", "last"),
+            ("base", "image", "mean"),
+            ("tuned", "image", "last"),
+            ("tuned", "image", "mean"),
+        ]
+        info = store.view_info("tuned", "image", "mean")
+        assert info.layers == [0, 2, 3]
+        assert info.dtype == "float16"
+        assert info.complete
+    assert _run(argv) == 0  # resumes: nothing left to run
+    assert printed.replace("6 samples run", "0 samples run") == capsys.readouterr().out
+    assert _run([*argv, "--overwrite"]) == 0
+    assert "6 samples run" in capsys.readouterr().out
+
+
+def test_coco_data_and_templates(llm_dir, pairs_file, tmp_path, capsys):
+    rows = [json.loads(line) for line in pairs_file.read_text().splitlines()]
+    coco = {
+        "images": [{"id": i, "file_name": r["image"]} for i, r in enumerate(rows)],
+        "annotations": [
+            {"id": 100 + i, "image_id": i, "caption": r["caption"]} for i, r in enumerate(rows)
+        ],
+    }
+    (tmp_path / "captions.json").write_text(json.dumps(coco))
+    out = tmp_path / "acts.h5"
+    argv = [
+        "--model",
+        str(llm_dir),
+        "--data",
+        str(tmp_path / "captions.json"),
+        "--image-dir",
+        str(pairs_file.parent),
+        "--out",
+        str(out),
+        "--pooling",
+        "last",
+        "--layers",
+        "-1",
+        "--text-template",
+        "Caption: {caption}",
+        "--no-progress",
+    ]
+    assert _run(argv) == 0
+    assert "model: " in capsys.readouterr().out
+    with ActivationStore(out) as store:
+        assert store.sample_ids == [str(i) for i in range(6)]
+        assert store.checkpoints()["model"]["template"] == "Caption: {caption}"
+        assert store.view_info("model", "text", "last").layers == [3]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--pooling", "max"], "poolings must be distinct names"),
+        (["--image-template", "{image}"], "an image template does not apply"),
+        (["--data", "captions.json"], "a COCO-captions .json needs --image-dir"),
+    ],
+)
+def test_errors_are_reported(llm_dir, pairs_file, tmp_path, capsys, extra, message):
+    argv = ["--model", str(llm_dir), "--data", str(pairs_file), "--out", str(tmp_path / "a.h5")]
+    assert _run([*argv, "--no-progress", *extra]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_layer_syntax():
+    assert extract_cli._layers("all") == "all"
+    assert extract_cli._layers("0,4-6,-1") == [0, 4, 5, 6, -1]
+    with pytest.raises(argparse.ArgumentTypeError, match="expected 'all' or layer numbers"):
+        extract_cli._layers("first")
