@@ -4,4 +4,7 @@ Optional heavy dependencies (POT for optimal transport) are imported only inside
 that need them, so importing :mod:`geomalign.metrics` stays cheap.
 """
 
-__all__: list[str] = []
+from geomalign.metrics._cka_stream import StreamingLinearCKA
+from geomalign.metrics.cka import cka, cka_matrix
+
+__all__ = ["StreamingLinearCKA", "cka", "cka_matrix"]

@@ -1,0 +1,338 @@
+"""Centered kernel alignment (CKA): linear, debiased and RBF, for one pair or a layer x layer map.
+
+Products are taken in the input precision (float32 for float32/float16/bfloat16 inputs) over row
+blocks, and every block's product, every reduction and every norm is accumulated in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from geomalign._validation import check_paired, check_representations
+from geomalign.metrics._arrays import as_tensor, resolve_device
+
+__all__ = ["cka", "cka_matrix"]
+
+KERNELS = ("linear", "rbf")
+# Rows per float32 product before its result is added to a float64 accumulator.
+ACCUMULATION_ROWS = 8192
+
+
+def centred_product(
+    A: torch.Tensor, mean_a: torch.Tensor, B: torch.Tensor, mean_b: torch.Tensor
+) -> torch.Tensor:
+    """Return ``(A - mean_a)^T (B - mean_b)`` in float64, accumulated over row blocks."""
+    out = torch.zeros((A.shape[1], B.shape[1]), dtype=torch.float64, device=A.device)
+    ma, mb = mean_a.to(A.dtype), mean_b.to(B.dtype)
+    for start in range(0, A.shape[0], ACCUMULATION_ROWS):
+        a = A[start : start + ACCUMULATION_ROWS] - ma
+        b = B[start : start + ACCUMULATION_ROWS] - mb if B is not A else a
+        out += (a.T @ b).to(torch.float64)
+    return out
+
+
+def _sq(M: torch.Tensor) -> float:
+    """Squared Frobenius norm in float64 (never ``Tensor.norm`` on float32, see DESIGN.md)."""
+    flat = M.reshape(-1).to(torch.float64)
+    return float(torch.dot(flat, flat))
+
+
+def _debias_terms(n: int) -> tuple[float, float]:
+    return n / (n - 2), 1.0 / ((n - 1) * (n - 2))
+
+
+@dataclass
+class _FeatureView:
+    """One view in the feature-space form: its data, mean and HSIC pieces."""
+
+    X: torch.Tensor
+    mean: torch.Tensor
+    r: torch.Tensor | None  # squared norms of centred rows (debiased only)
+    self_h: float
+
+
+@dataclass
+class _GramView:
+    """One view in the Gram form: its centred (biased) or zero-diagonal (debiased) Gram matrix."""
+
+    K: torch.Tensor
+    k1: torch.Tensor | None  # row sums (debiased only)
+    self_h: float
+
+
+def _feature_view(X: torch.Tensor, debiased: bool) -> _FeatureView:
+    n = X.shape[0]
+    mean = X.sum(dim=0, dtype=torch.float64) / n
+    self_h = _sq(centred_product(X, mean, X, mean))
+    r = None
+    if debiased:
+        r = torch.empty(n, dtype=torch.float64, device=X.device)
+        m = mean.to(X.dtype)
+        for start in range(0, n, ACCUMULATION_ROWS):
+            block = X[start : start + ACCUMULATION_ROWS] - m
+            r[start : start + ACCUMULATION_ROWS] = block.square().sum(dim=1, dtype=torch.float64)
+        a, b = _debias_terms(n)
+        self_h += -a * float(r @ r) + b * float(r.sum()) ** 2
+    return _FeatureView(X, mean, r, self_h)
+
+
+def _feature_h(u: _FeatureView, v: _FeatureView) -> float:
+    h = _sq(centred_product(u.X, u.mean, v.X, v.mean))
+    if u.r is not None and v.r is not None:
+        a, b = _debias_terms(u.X.shape[0])
+        h += -a * float(u.r @ v.r) + b * float(u.r.sum()) * float(v.r.sum())
+    return h
+
+
+def _gram_view(K: torch.Tensor, debiased: bool) -> _GramView:
+    """Wrap a float64 Gram matrix (modified in place)."""
+    n = K.shape[0]
+    if debiased:
+        K.fill_diagonal_(0.0)
+        k1 = K.sum(dim=1)
+        total = float(k1.sum())
+        self_h = _sq(K) + total**2 / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * float(k1 @ k1)
+        return _GramView(K, k1, self_h)
+    K -= K.mean(dim=0, keepdim=True)
+    K -= K.mean(dim=1, keepdim=True)
+    return _GramView(K, None, _sq(K))
+
+
+def _gram_h(u: _GramView, v: _GramView) -> float:
+    h = float(torch.dot(u.K.reshape(-1), v.K.reshape(-1)))
+    if u.k1 is not None and v.k1 is not None:
+        n = u.K.shape[0]
+        h += float(u.k1.sum()) * float(v.k1.sum()) / ((n - 1) * (n - 2))
+        h -= 2.0 / (n - 2) * float(u.k1 @ v.k1)
+    return h
+
+
+def _linear_gram(X: torch.Tensor) -> torch.Tensor:
+    Xc = X - (X.sum(dim=0, dtype=torch.float64) / X.shape[0]).to(X.dtype)
+    return (Xc @ Xc.T).to(torch.float64)
+
+
+def _rbf_gram(X: torch.Tensor, sigma_factor: float, name: str) -> torch.Tensor:
+    Xc = X - (X.sum(dim=0, dtype=torch.float64) / X.shape[0]).to(X.dtype)
+    r = Xc.square().sum(dim=1, dtype=torch.float64)
+    D2 = (Xc @ Xc.T).to(torch.float64).mul_(-2.0).add_(r).add_(r[:, None]).clamp_(min=0.0)
+    D2.fill_diagonal_(0.0)
+    iu = torch.triu_indices(X.shape[0], X.shape[0], offset=1, device=X.device)
+    median_d2 = float(torch.median(D2[iu[0], iu[1]]))
+    if median_d2 == 0.0:
+        raise ValueError(
+            f"the RBF bandwidth is a multiple of the median pairwise distance, which is 0 for "
+            f"{name} (more than half of its row pairs are duplicates)."
+        )
+    return D2.mul_(-1.0 / (2.0 * sigma_factor**2 * median_d2)).exp_()
+
+
+def common_dtype(*arrays: np.ndarray | torch.Tensor) -> torch.dtype:
+    """float64 if any checked input is float64, else float32: the precision of the products."""
+    wide = any(a.dtype in (np.float64, torch.float64) for a in arrays)
+    return torch.float64 if wide else torch.float32
+
+
+def use_gram_form(n: int, p: int, q: int) -> bool:
+    """True when the Gram form (cost n^2 (p + q)) is cheaper than the feature form."""
+    return n * (p + q) < p * p + q * q + p * q
+
+
+def cka_ratio(h_xy: float, h_xx: float, h_yy: float, names: tuple[str, str]) -> float:
+    """CKA from (possibly debiased) HSIC values; raise where the self-terms are not positive."""
+    for h, name in ((h_xx, names[0]), (h_yy, names[1])):
+        if not h > 0.0:
+            raise ValueError(
+                f"CKA is undefined: the HSIC of {name} with itself is {h:.3g} (expected > 0). "
+                f"{name} has (almost) no variance across samples, or too few samples for the "
+                "debiased estimator."
+            )
+    return h_xy / math.sqrt(h_xx * h_yy)
+
+
+def _check_options(kernel: str, debiased: bool, sigma_factor: float) -> int:
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}.")
+    if not isinstance(debiased, bool):
+        raise TypeError(f"debiased must be True or False; got {debiased!r}.")
+    if not (isinstance(sigma_factor, (int, float)) and sigma_factor > 0):
+        raise ValueError(f"sigma_factor must be a positive number; got {sigma_factor!r}.")
+    return 4 if debiased else 2
+
+
+def cka(
+    X: np.ndarray | torch.Tensor,
+    Y: np.ndarray | torch.Tensor,
+    *,
+    kernel: str = "linear",
+    debiased: bool = False,
+    sigma_factor: float = 1.0,
+    device: str | torch.device | None = None,
+) -> float:
+    r"""Centered kernel alignment between two representations of the same samples.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n_samples, n_features_x)
+    Y : array-like or torch.Tensor of shape (n_samples, n_features_y)
+        Rows are the same stimuli in the same order; widths may differ.
+    kernel : {"linear", "rbf"}, default="linear"
+        Linear kernel, or Gaussian RBF ``exp(-|x - x'|^2 / (2 sigma^2))``.
+    debiased : bool, default=False
+        Use the unbiased HSIC estimator (Song et al. 2012), which removes the upward bias of
+        CKA at small n; needs n >= 4 and can be slightly negative.
+    sigma_factor : float, default=1.0
+        RBF bandwidth ``sigma`` as a multiple of the median off-diagonal pairwise distance,
+        computed per view. Ignored for the linear kernel.
+    device : str or torch.device, optional
+        Where to compute; default: the device of a tensor input, else the CPU.
+
+    Returns
+    -------
+    float
+        CKA similarity, in [0, 1] for the biased estimator; 1 when ``Y`` is an orthogonal
+        transform and isotropic scaling of ``X`` (plus any translation).
+
+    See Also
+    --------
+    cka_matrix : layer x layer maps that compute each layer's self-term once.
+    StreamingLinearCKA : exact linear CKA accumulated over row blocks.
+
+    Notes
+    -----
+    With centred :math:`X, Y`, linear CKA (Kornblith et al. 2019) is
+
+    .. math:: \mathrm{CKA} = \frac{\|Y^\top X\|_F^2}{\|X^\top X\|_F \, \|Y^\top Y\|_F},
+
+    computed in this feature-space form (cost :math:`O(n p q)`) unless the Gram form
+    (:math:`O(n^2 (p + q))`) is cheaper. The debiased form replaces each HSIC by its unbiased
+    estimate, in feature space
+    :math:`\|Y^\top X\|_F^2 - \frac{n}{n-2} r_x \cdot r_y + \frac{\sum r_x \sum r_y}{(n-1)(n-2)}`
+    with :math:`r` the squared norms of the centred rows (Nguyen et al. 2021). The RBF form
+    always builds the two n x n Gram matrices. Departure: the RBF bandwidth uses the median of
+    the distances between distinct samples (Kornblith et al. take the median including the
+    zero diagonal).
+
+    References
+    ----------
+    .. [1] Kornblith, Norouzi, Lee, Hinton. Similarity of Neural Network Representations
+       Revisited. ICML 2019.
+    .. [2] Song, Smola, Gretton, Bedo, Borgwardt. Feature Selection via Dependence Maximization.
+       JMLR 13, 2012.
+    .. [3] Nguyen, Raghu, Kornblith. Do Wide and Deep Networks Learn the Same Things? ICLR 2021.
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).standard_normal((50, 8))
+    >>> round(cka(X, 3.0 * X + 1.0), 6)
+    1.0
+    """
+    min_samples = _check_options(kernel, debiased, sigma_factor)
+    what = "debiased CKA" if debiased else "CKA"
+    X = check_representations(X, name="X", min_samples=min_samples, context=what)
+    Y = check_representations(Y, name="Y", min_samples=min_samples, context=what)
+    check_paired(X, Y)
+    dev = resolve_device(X if isinstance(X, torch.Tensor) else Y, device)
+    dtype = common_dtype(X, Y)
+    Xt, Yt = as_tensor(X, dev, dtype), as_tensor(Y, dev, dtype)
+    (n, p), q = Xt.shape, Yt.shape[1]
+    if kernel == "rbf":
+        u = _gram_view(_rbf_gram(Xt, sigma_factor, "X"), debiased)
+        v = _gram_view(_rbf_gram(Yt, sigma_factor, "Y"), debiased)
+        return cka_ratio(_gram_h(u, v), u.self_h, v.self_h, ("X", "Y"))
+    if use_gram_form(n, p, q):
+        u, v = _gram_view(_linear_gram(Xt), debiased), _gram_view(_linear_gram(Yt), debiased)
+        return cka_ratio(_gram_h(u, v), u.self_h, v.self_h, ("X", "Y"))
+    fu, fv = _feature_view(Xt, debiased), _feature_view(Yt, debiased)
+    return cka_ratio(_feature_h(fu, fv), fu.self_h, fv.self_h, ("X", "Y"))
+
+
+def cka_matrix(
+    Xs: Sequence[np.ndarray | torch.Tensor],
+    Ys: Sequence[np.ndarray | torch.Tensor] | None = None,
+    *,
+    debiased: bool = False,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Linear CKA between every layer of ``Xs`` and every layer of ``Ys``.
+
+    Each layer's self-term (its centred Gram matrix, or its :math:`X^\\top X`) is computed once,
+    so each further pair costs one product: :math:`n^2` operations in the Gram form, one
+    :math:`X^\\top Y` in the feature form.
+
+    Parameters
+    ----------
+    Xs : sequence of array-like of shape (n_samples, n_features_l)
+        Representations per layer (widths may differ between layers); all are held in memory.
+    Ys : sequence of array-like of shape (n_samples, n_features_m), optional
+        Second set of layers; default: ``Xs`` itself, giving a symmetric map (only the upper
+        triangle is computed).
+    debiased : bool, default=False
+        Use unbiased HSIC, as in :func:`cka`.
+    device : str or torch.device, optional
+        Where to compute; default: the device of the first layer if it is a tensor, else CPU.
+
+    Returns
+    -------
+    numpy.ndarray of shape (len(Xs), len(Ys))
+        ``out[i, j] == cka(Xs[i], Ys[j], debiased=debiased)`` up to rounding.
+
+    Notes
+    -----
+    The Gram form is used when ``n_samples`` is smaller than every layer's width; it then holds
+    one float64 n x n matrix per layer.
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).standard_normal((40, 6))
+    >>> cka_matrix([X, 2 * X]).round(6).tolist()
+    [[1.0, 1.0], [1.0, 1.0]]
+    """
+    _check_options("linear", debiased, 1.0)
+    symmetric = Ys is None
+    groups = {"Xs": Xs} if symmetric else {"Xs": Xs, "Ys": Ys}
+    checked: dict[str, list[np.ndarray | torch.Tensor]] = {}
+    for group, layers in groups.items():
+        if isinstance(layers, (np.ndarray, torch.Tensor)) or len(layers) == 0:
+            raise ValueError(f"{group} must be a non-empty sequence of 2-D arrays (one per layer).")
+        checked[group] = [
+            check_representations(
+                L, name=f"{group}[{i}]", min_samples=4 if debiased else 2, context="CKA"
+            )
+            for i, L in enumerate(layers)
+        ]
+    first = checked["Xs"][0]
+    every = [L for layers in checked.values() for L in layers]
+    for i, L in enumerate(every[1:], start=1):
+        check_paired(first, L, x_name="Xs[0]", y_name=_layer_name(i, len(checked["Xs"])))
+    dev = resolve_device(first, device)
+    dtype = common_dtype(*every)
+    n = first.shape[0]
+    gram = n < min(L.shape[1] for L in every)
+
+    def view(L: np.ndarray | torch.Tensor) -> _FeatureView | _GramView:
+        t = as_tensor(L, dev, dtype)
+        return _gram_view(_linear_gram(t), debiased) if gram else _feature_view(t, debiased)
+
+    pair_h = _gram_h if gram else _feature_h
+    us = [view(L) for L in checked["Xs"]]
+    vs = us if symmetric else [view(L) for L in checked["Ys"]]
+    out = np.empty((len(us), len(vs)))
+    for i, u in enumerate(us):
+        for j, v in enumerate(vs):
+            if symmetric and j < i:
+                out[i, j] = out[j, i]
+                continue
+            h = u.self_h if symmetric and i == j else pair_h(u, v)  # type: ignore[arg-type]
+            names = (f"Xs[{i}]", f"Xs[{j}]" if symmetric else f"Ys[{j}]")
+            out[i, j] = cka_ratio(h, u.self_h, v.self_h, names)
+    return out
+
+
+def _layer_name(flat_index: int, n_xs: int) -> str:
+    return f"Xs[{flat_index}]" if flat_index < n_xs else f"Ys[{flat_index - n_xs}]"
