@@ -6,5 +6,6 @@ that need them, so importing :mod:`geomalign.metrics` stays cheap.
 
 from geomalign.metrics._cka_stream import StreamingLinearCKA
 from geomalign.metrics.cka import cka, cka_matrix
+from geomalign.metrics.knn import cknna, cycle_knn, mutual_knn
 
-__all__ = ["StreamingLinearCKA", "cka", "cka_matrix"]
+__all__ = ["StreamingLinearCKA", "cka", "cka_matrix", "cknna", "cycle_knn", "mutual_knn"]
