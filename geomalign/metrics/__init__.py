@@ -6,6 +6,20 @@ that need them, so importing :mod:`geomalign.metrics` stays cheap.
 
 from geomalign.metrics._cka_stream import StreamingLinearCKA
 from geomalign.metrics.cka import cka, cka_matrix
+from geomalign.metrics.correlation import distance_correlation, svcca
+from geomalign.metrics.gap import modality_gap
+from geomalign.metrics.imbalance import information_imbalance
 from geomalign.metrics.knn import cknna, cycle_knn, mutual_knn
 
-__all__ = ["StreamingLinearCKA", "cka", "cka_matrix", "cknna", "cycle_knn", "mutual_knn"]
+__all__ = [
+    "StreamingLinearCKA",
+    "cka",
+    "cka_matrix",
+    "cknna",
+    "cycle_knn",
+    "distance_correlation",
+    "information_imbalance",
+    "modality_gap",
+    "mutual_knn",
+    "svcca",
+]

@@ -22,7 +22,7 @@ import torch
 
 from geomalign.metrics._arrays import as_tensor, block_rows, resolve_device
 
-__all__ = ["Neighbors", "check_k", "knn"]
+__all__ = ["Neighbors", "check_k", "knn", "neighbour_ranks"]
 
 METRICS = ("euclidean", "cosine")
 # Blocks are kept small enough that the symmetric scheme skips most of the lower triangle
@@ -73,26 +73,32 @@ def _merge(
     return top_v, torch.gather(cat_i, 1, pos)
 
 
-def _select_candidates(
-    Xc: torch.Tensor, k: int, metric: str, scale: torch.Tensor, rows: int
+def _block_scores(
+    Xc: torch.Tensor, scale: torch.Tensor, metric: str, start: int, stop: int, col_start: int
 ) -> torch.Tensor:
-    """Indices (n, k) of the k smallest float32 scores per row, self excluded by index.
+    """Float32 scores of rows ``start:stop`` against rows ``col_start:``, smaller is nearer.
 
     The score is the squared Euclidean distance, or minus the cosine similarity; ``scale`` holds
     the squared row norms (Euclidean) or the inverse row norms (cosine), in float32.
     """
+    if metric == "euclidean":
+        S = torch.addmm(scale[col_start:], Xc[start:stop], Xc[col_start:].T, alpha=-2.0)
+        return S.add_(scale[start:stop, None])
+    S = (Xc[start:stop] * scale[start:stop, None]) @ Xc[col_start:].T
+    return S.mul_(-scale[col_start:])
+
+
+def _select_candidates(
+    Xc: torch.Tensor, k: int, metric: str, scale: torch.Tensor, rows: int
+) -> torch.Tensor:
+    """Indices (n, k) of the k smallest float32 scores per row, self excluded by index."""
     n = Xc.shape[0]
     best_v = torch.full((n, k), math.inf, dtype=torch.float32, device=Xc.device)
     best_i = torch.zeros((n, k), dtype=torch.int64, device=Xc.device)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         size = stop - start
-        if metric == "euclidean":
-            S = torch.addmm(scale[start:], Xc[start:stop], Xc[start:].T, alpha=-2.0)
-            S.add_(scale[start:stop, None])
-        else:
-            S = (Xc[start:stop] * scale[start:stop, None]) @ Xc[start:].T
-            S.mul_(-scale[start:])
+        S = _block_scores(Xc, scale, metric, start, stop, start)
         S[:, :size].diagonal().fill_(math.inf)
         v, i = torch.topk(S, min(k, S.shape[1]), dim=1, largest=False, sorted=False)
         best_v[start:stop], best_i[start:stop] = _merge(
@@ -151,6 +157,28 @@ def _exact_distances(
     return out.mul_(0.5)  # 1 - cos(u, v) = |u - v|^2 / 2 for unit vectors
 
 
+def _prepare(
+    X: np.ndarray | torch.Tensor, metric: str, device: str | torch.device | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Tensor of X, its float32 version, the float32 score scale, and inverse norms (cosine)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}.")
+    Xt = as_tensor(X, resolve_device(X, device))
+    Xc = Xt if Xt.dtype == torch.float32 else Xt.to(torch.float32)
+    sq = _row_sq_norms(Xt, block_rows(Xt.shape[1], 8, 64))
+    if metric == "euclidean":
+        return Xt, Xc, sq.to(torch.float32), None
+    zero = torch.nonzero(sq == 0).flatten().cpu().numpy()
+    if zero.size:
+        listed = ", ".join(str(int(r)) for r in zero[:10])
+        raise ValueError(
+            f"cosine distance is undefined for all-zero rows; X has {zero.size} of them "
+            f"(rows [{listed}{', ...' if zero.size > 10 else ''}])."
+        )
+    inv_norms = sq.rsqrt()
+    return Xt, Xc, inv_norms.to(torch.float32), inv_norms.to(Xt.dtype)
+
+
 def check_k(k: int, n_samples: int, *, name: str = "k", what: str = "X") -> None:
     """Raise ValueError unless ``1 <= k < n_samples`` (self is never a neighbour)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
@@ -198,35 +226,14 @@ def knn(
     (about 1e-7 of the squared norms) may be ordered either way. The returned distances are
     recomputed from the rows with float64 accumulation.
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}.")
-    n, d = X.shape
+    n = X.shape[0]
     check_k(k, n)
-    dev = resolve_device(X, device)
-    Xt = as_tensor(X, dev)
-    Xc = Xt if Xt.dtype == torch.float32 else Xt.to(torch.float32)
-    norm_chunk = block_rows(d, 8, 64)
-    sq = _row_sq_norms(Xt, norm_chunk)
-    inv_norms = None
-    if metric == "cosine":
-        zero = torch.nonzero(sq == 0).flatten().cpu().numpy()
-        if zero.size:
-            listed = ", ".join(str(int(r)) for r in zero[:10])
-            raise ValueError(
-                f"cosine distance is undefined for all-zero rows; X has {zero.size} of them "
-                f"(rows [{listed}{', ...' if zero.size > 10 else ''}])."
-            )
-        inv_norms = sq.rsqrt()
-        scale = inv_norms.to(torch.float32)
-    else:
-        scale = sq.to(torch.float32)
+    Xt, Xc, scale, inv_norms = _prepare(X, metric, device)
     rows = min(
         block_rows(n, 8, working_memory), max(_MIN_BLOCK_ROWS, math.ceil(n / _TARGET_BLOCKS))
     )
     indices = _select_candidates(Xc, k, metric, scale, rows)
     del Xc
-    if inv_norms is not None:
-        inv_norms = inv_norms.to(Xt.dtype)
     dist = _exact_distances(Xt, indices, metric, inv_norms)
     # ascending distance, ties broken by index
     indices, order = torch.sort(indices, dim=1)
@@ -234,3 +241,43 @@ def knn(
     dist, order = torch.sort(dist, dim=1, stable=True)
     indices = torch.gather(indices, 1, order)
     return Neighbors(indices=indices.cpu().numpy(), distances=dist.cpu().numpy(), metric=metric)
+
+
+def neighbour_ranks(
+    X: np.ndarray | torch.Tensor,
+    targets: np.ndarray,
+    *,
+    metric: str = "euclidean",
+    working_memory: float | None = None,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Rank of ``targets[i, j]`` among the neighbours of row i of ``X`` (1 = nearest).
+
+    Parameters
+    ----------
+    X : numpy.ndarray or torch.Tensor of shape (n_samples, n_features)
+        Checked representations, as for :func:`knn`.
+    targets : numpy.ndarray of shape (n_samples, m), int
+        Row indices, none equal to its own row number.
+    metric, working_memory, device
+        As for :func:`knn`.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_samples, m), int64
+        ``1 +`` the number of other rows strictly nearer to row i than the target (ties share
+        the best rank), by float32 scores; each row's scores are scanned once, in blocks.
+    """
+    Xt, Xc, scale, _ = _prepare(X, metric, device)
+    n = Xt.shape[0]
+    tgt = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=Xt.device)
+    out = torch.empty(tgt.shape, dtype=torch.int64, device=Xt.device)
+    rows = block_rows(n, 8, working_memory)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        S = _block_scores(Xc, scale, metric, start, stop, 0)
+        S[:, start:stop].diagonal().fill_(math.inf)
+        threshold = torch.gather(S, 1, tgt[start:stop])
+        for j in range(tgt.shape[1]):
+            out[start:stop, j] = (S < threshold[:, j : j + 1]).sum(dim=1) + 1
+    return out.cpu().numpy()

@@ -1,0 +1,227 @@
+"""Correlation-based similarities: SVCCA and distance correlation."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+
+from geomalign._validation import check_paired, check_representations
+from geomalign.metrics._arrays import as_tensor, block_rows, resolve_device
+from geomalign.metrics.cka import centred_product, common_dtype
+
+__all__ = ["distance_correlation", "svcca"]
+
+
+def _check_pair(X, Y, min_samples: int, what: str, device):
+    X = check_representations(X, name="X", min_samples=min_samples, context=what)
+    Y = check_representations(Y, name="Y", min_samples=min_samples, context=what)
+    check_paired(X, Y)
+    dev = resolve_device(X if isinstance(X, torch.Tensor) else Y, device)
+    dtype = common_dtype(X, Y)
+    return as_tensor(X, dev, dtype), as_tensor(Y, dev, dtype)
+
+
+def _principal_basis(X: torch.Tensor, n_components: float, name: str) -> torch.Tensor:
+    """Orthonormal (n, r) float64 basis of the top principal directions of centred X.
+
+    From the eigendecomposition of whichever of X^T X (p x p) and X X^T (n x n) is smaller.
+    """
+    n, p = X.shape
+    mean = X.sum(dim=0, dtype=torch.float64) / n
+    if n <= p:
+        Xc = X - mean.to(X.dtype)
+        evals, evecs = torch.linalg.eigh((Xc @ Xc.T).to(torch.float64))
+    else:
+        evals, evecs = torch.linalg.eigh(centred_product(X, mean, X, mean))
+    evals, evecs = evals.flip(0), evecs.flip(1)
+    rank = int((evals > evals[0] * max(n, p) * torch.finfo(X.dtype).eps).sum())
+    if rank == 0:
+        raise ValueError(f"SVCCA is undefined: {name} has no variance across samples.")
+    if isinstance(n_components, float):
+        share = torch.cumsum(evals[:rank], 0) / evals[:rank].sum()
+        r = min(int(torch.searchsorted(share, n_components)) + 1, rank)
+    else:
+        r = int(n_components)
+        if r > rank:
+            raise ValueError(
+                f"n_components={r} exceeds the rank of centred {name} ({rank}, at most "
+                f"min(n_samples - 1, n_features) = {min(n - 1, p)})."
+            )
+    if n <= p:
+        return evecs[:, :r]
+    V = evecs[:, :r] / evals[:r].sqrt()
+    basis = torch.empty((n, r), dtype=torch.float64, device=X.device)
+    for start in range(0, n, 8192):
+        block = (X[start : start + 8192] - mean.to(X.dtype)).to(torch.float64)
+        basis[start : start + 8192] = block @ V
+    return basis
+
+
+def svcca(
+    X: np.ndarray | torch.Tensor,
+    Y: np.ndarray | torch.Tensor,
+    *,
+    n_components: int | float = 0.99,
+    device: str | torch.device | None = None,
+) -> float:
+    r"""Singular vector canonical correlation analysis (SVCCA) similarity.
+
+    Each view is reduced to its top principal directions, then the mean canonical correlation
+    between the two reduced views is returned.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n_samples, n_features_x)
+    Y : array-like or torch.Tensor of shape (n_samples, n_features_y)
+        Paired representations; widths may differ.
+    n_components : int or float, default=0.99
+        Directions kept per view: an int keeps that many; a float in (0, 1) keeps the fewest
+        directions explaining that share of the variance (Raghu et al. keep 99%).
+    device : str or torch.device, optional
+        Where to compute; default: the device of a tensor input, else the CPU.
+
+    Returns
+    -------
+    float
+        Mean of the :math:`\min(r_x, r_y)` canonical correlations, in [0, 1].
+
+    Notes
+    -----
+    With :math:`U_x` (n x :math:`r_x`) an orthonormal basis of the kept principal directions of
+    centred X, the canonical correlations are the singular values of :math:`U_x^\top U_y`.
+    Bases come from the eigendecomposition of the smaller of the covariance and Gram matrices,
+    in float64. When :math:`r_x + r_y` approaches n the canonical correlations approach 1
+    whatever the data (CCA overfits); keep ``n_components`` well below ``n_samples``.
+
+    References
+    ----------
+    .. [1] Raghu, Gilmer, Yosinski, Sohl-Dickstein. SVCCA: Singular Vector Canonical
+       Correlation Analysis for Deep Learning Dynamics and Interpretability. NeurIPS 2017.
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).standard_normal((100, 6))
+    >>> round(svcca(X, X @ np.random.default_rng(1).standard_normal((6, 6))), 6)
+    1.0
+    """
+    valid_float = isinstance(n_components, float) and 0.0 < n_components < 1.0
+    valid_int = isinstance(n_components, numbers.Integral) and not isinstance(n_components, bool)
+    if not (valid_float or (valid_int and n_components >= 1)):
+        raise ValueError(
+            f"n_components must be an int >= 1 or a float in (0, 1); got {n_components!r}."
+        )
+    Xt, Yt = _check_pair(X, Y, 2, "SVCCA", device)
+    Ux = _principal_basis(Xt, n_components, "X")
+    Uy = _principal_basis(Yt, n_components, "Y")
+    rho = torch.linalg.svdvals(Ux.T @ Uy).clamp_(0.0, 1.0)
+    return float(rho.mean())
+
+
+def _distance_rows(X: torch.Tensor, sq: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Euclidean distances (float64) from rows start:stop to all rows; X is centred."""
+    D2 = (X[start:stop] @ X.T).to(torch.float64).mul_(-2.0).add_(sq).add_(sq[start:stop, None])
+    D2[:, start:stop].diagonal().zero_()
+    return D2.clamp_(min=0.0).sqrt_()
+
+
+def distance_correlation(
+    X: np.ndarray | torch.Tensor,
+    Y: np.ndarray | torch.Tensor,
+    *,
+    debiased: bool = False,
+    working_memory: float | None = None,
+    device: str | torch.device | None = None,
+) -> float:
+    r"""Distance correlation (Székely, Rizzo and Bakirov 2007) between paired representations.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n_samples, n_features_x)
+    Y : array-like or torch.Tensor of shape (n_samples, n_features_y)
+        Paired representations; widths may differ.
+    debiased : bool, default=False
+        Return the bias-corrected *squared* distance correlation of Székely and Rizzo (2014),
+        built from U-centred distance matrices (needs n >= 4; near 0, possibly negative, for
+        independent views), instead of the usual dCor.
+    working_memory : float, optional
+        MiB for one block of distance rows (default 1024); the n x n distance matrices are
+        never formed.
+    device : str or torch.device, optional
+        Where to compute; default: the device of a tensor input, else the CPU.
+
+    Returns
+    -------
+    float
+        dCor in [0, 1] (0 only for independent variables in the population limit, 1 when Y is
+        a similarity transform of X), or its bias-corrected square when ``debiased``.
+
+    Notes
+    -----
+    With Euclidean distance matrices :math:`a, b`, row sums :math:`a_{i\cdot}` and total
+    :math:`a_{\cdot\cdot}`, the double-centred product expands to
+
+    .. math:: n^2\, \mathrm{dCov}^2_n(X, Y) = \sum_{ij} a_{ij} b_{ij}
+              - \tfrac{2}{n} \sum_i a_{i\cdot} b_{i\cdot} + \tfrac{1}{n^2} a_{\cdot\cdot}
+              b_{\cdot\cdot},
+
+    so one pass over blocks of distance rows accumulates everything (float64).
+    :math:`\mathrm{dCor}^2 = \mathrm{dCov}^2(X, Y) / \sqrt{\mathrm{dCov}^2(X, X)\,
+    \mathrm{dCov}^2(Y, Y)}`. The bias-corrected form uses the unbiased estimator
+    :math:`\sum_{ij} a_{ij} b_{ij} + \frac{a_{\cdot\cdot} b_{\cdot\cdot}}{(n-1)(n-2)}
+    - \frac{2}{n-2} \sum_i a_{i\cdot} b_{i\cdot}` (over :math:`n(n-3)`). Rows are centred
+    before distances are formed from float32 products.
+
+    References
+    ----------
+    .. [1] Székely, Rizzo, Bakirov. Measuring and testing dependence by correlation of
+       distances. Annals of Statistics 35(6), 2007.
+    .. [2] Székely, Rizzo. Partial distance correlation with methods for dissimilarities.
+       Annals of Statistics 42(6), 2014.
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).standard_normal((60, 4))
+    >>> round(distance_correlation(X, 2.0 * X + 1.0), 6)
+    1.0
+    """
+    if not isinstance(debiased, bool):
+        raise TypeError(f"debiased must be True or False; got {debiased!r}.")
+    what = "debiased distance correlation" if debiased else "distance correlation"
+    Xt, Yt = _check_pair(X, Y, 4 if debiased else 2, what, device)
+    n = Xt.shape[0]
+    Xt = Xt - (Xt.sum(dim=0, dtype=torch.float64) / n).to(Xt.dtype)
+    Yt = Yt - (Yt.sum(dim=0, dtype=torch.float64) / n).to(Yt.dtype)
+    sq_x = Xt.square().sum(dim=1, dtype=torch.float64)
+    sq_y = Yt.square().sum(dim=1, dtype=torch.float64)
+    row_a = torch.empty(n, dtype=torch.float64, device=Xt.device)
+    row_b = torch.empty_like(row_a)
+    s_ab = s_aa = s_bb = 0.0
+    rows = block_rows(n, 8 * 4, working_memory)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        A, B = _distance_rows(Xt, sq_x, start, stop), _distance_rows(Yt, sq_y, start, stop)
+        row_a[start:stop], row_b[start:stop] = A.sum(dim=1), B.sum(dim=1)
+        s_ab += float(torch.dot(A.reshape(-1), B.reshape(-1)))
+        s_aa += float(torch.dot(A.reshape(-1), A.reshape(-1)))
+        s_bb += float(torch.dot(B.reshape(-1), B.reshape(-1)))
+    t_a, t_b = float(row_a.sum()), float(row_b.sum())
+
+    def dcov(s: float, ra: torch.Tensor, rb: torch.Tensor, ta: float, tb: float) -> float:
+        if debiased:
+            return s + ta * tb / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * float(ra @ rb)
+        return s - 2.0 / n * float(ra @ rb) + ta * tb / n**2
+
+    v_xy = dcov(s_ab, row_a, row_b, t_a, t_b)
+    v_xx = dcov(s_aa, row_a, row_a, t_a, t_a)
+    v_yy = dcov(s_bb, row_b, row_b, t_b, t_b)
+    for v, name in ((v_xx, "X"), (v_yy, "Y")):
+        if not v > 0.0:
+            raise ValueError(
+                f"distance correlation is undefined: the distance variance of {name} is "
+                f"{v:.3g} (expected > 0); {name} has (almost) no variation across samples."
+            )
+    r2 = v_xy / math.sqrt(v_xx * v_yy)
+    return r2 if debiased else math.sqrt(max(r2, 0.0))
