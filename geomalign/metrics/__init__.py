@@ -5,6 +5,13 @@ that need them, so importing :mod:`geomalign.metrics` stays cheap.
 """
 
 from geomalign.metrics._cka_stream import StreamingLinearCKA
+from geomalign.metrics._registry import Measure, available, get
+from geomalign.metrics.calibration import (
+    BootstrapResult,
+    PermutationResult,
+    bootstrap_ci,
+    permutation_test,
+)
 from geomalign.metrics.cka import cka, cka_matrix
 from geomalign.metrics.correlation import distance_correlation, svcca
 from geomalign.metrics.gap import modality_gap
@@ -12,14 +19,21 @@ from geomalign.metrics.imbalance import information_imbalance
 from geomalign.metrics.knn import cknna, cycle_knn, mutual_knn
 
 __all__ = [
+    "BootstrapResult",
+    "Measure",
+    "PermutationResult",
     "StreamingLinearCKA",
+    "available",
+    "bootstrap_ci",
     "cka",
     "cka_matrix",
     "cknna",
     "cycle_knn",
     "distance_correlation",
+    "get",
     "information_imbalance",
     "modality_gap",
     "mutual_knn",
+    "permutation_test",
     "svcca",
 ]

@@ -7,7 +7,7 @@ blocks, and every block's product, every reduction and every norm is accumulated
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +16,7 @@ import torch
 from geomalign._validation import check_paired, check_representations
 from geomalign.metrics._arrays import as_tensor, resolve_device
 
-__all__ = ["cka", "cka_matrix"]
+__all__ = ["cka", "cka_matrix", "shuffled"]
 
 KERNELS = ("linear", "rbf")
 # Rows per float32 product before its result is added to a float64 accumulator.
@@ -232,6 +232,20 @@ def cka(
     >>> round(cka(X, 3.0 * X + 1.0), 6)
     1.0
     """
+    u, v = _views(X, Y, kernel, debiased, sigma_factor, device)
+    pair_h = _gram_h if isinstance(u, _GramView) else _feature_h
+    return cka_ratio(pair_h(u, v), u.self_h, v.self_h, ("X", "Y"))  # type: ignore[arg-type]
+
+
+def _views(
+    X: np.ndarray | torch.Tensor,
+    Y: np.ndarray | torch.Tensor,
+    kernel: str,
+    debiased: bool,
+    sigma_factor: float,
+    device: str | torch.device | None,
+) -> tuple[_FeatureView, _FeatureView] | tuple[_GramView, _GramView]:
+    """Validate a pair and build both views in the cheaper form."""
     min_samples = _check_options(kernel, debiased, sigma_factor)
     what = "debiased CKA" if debiased else "CKA"
     X = check_representations(X, name="X", min_samples=min_samples, context=what)
@@ -242,14 +256,41 @@ def cka(
     Xt, Yt = as_tensor(X, dev, dtype), as_tensor(Y, dev, dtype)
     (n, p), q = Xt.shape, Yt.shape[1]
     if kernel == "rbf":
-        u = _gram_view(_rbf_gram(Xt, sigma_factor, "X"), debiased)
-        v = _gram_view(_rbf_gram(Yt, sigma_factor, "Y"), debiased)
-        return cka_ratio(_gram_h(u, v), u.self_h, v.self_h, ("X", "Y"))
+        Kx, Ky = _rbf_gram(Xt, sigma_factor, "X"), _rbf_gram(Yt, sigma_factor, "Y")
+        return _gram_view(Kx, debiased), _gram_view(Ky, debiased)
     if use_gram_form(n, p, q):
-        u, v = _gram_view(_linear_gram(Xt), debiased), _gram_view(_linear_gram(Yt), debiased)
-        return cka_ratio(_gram_h(u, v), u.self_h, v.self_h, ("X", "Y"))
-    fu, fv = _feature_view(Xt, debiased), _feature_view(Yt, debiased)
-    return cka_ratio(_feature_h(fu, fv), fu.self_h, fv.self_h, ("X", "Y"))
+        return _gram_view(_linear_gram(Xt), debiased), _gram_view(_linear_gram(Yt), debiased)
+    return _feature_view(Xt, debiased), _feature_view(Yt, debiased)
+
+
+def shuffled(
+    X: np.ndarray | torch.Tensor,
+    Y: np.ndarray | torch.Tensor,
+    *,
+    kernel: str = "linear",
+    debiased: bool = False,
+    sigma_factor: float = 1.0,
+    device: str | torch.device | None = None,
+) -> Callable[[np.ndarray], float]:
+    """Return ``perm -> cka(X, Y[perm], ...)``, reusing both views' self-terms.
+
+    Each call then costs one cross term: n^2 operations in the Gram form, one X^T Y product in
+    the feature form.
+    """
+    u, v = _views(X, Y, kernel, debiased, sigma_factor, device)
+    dev = u.K.device if isinstance(u, _GramView) else u.X.device
+
+    def at(perm: np.ndarray) -> float:
+        idx = torch.as_tensor(np.asarray(perm, dtype=np.int64), device=dev)
+        if isinstance(v, _GramView):
+            moved = _GramView(v.K[idx][:, idx], None if v.k1 is None else v.k1[idx], v.self_h)
+            h = _gram_h(u, moved)  # type: ignore[arg-type]
+        else:
+            moved_f = _FeatureView(v.X[idx], v.mean, None if v.r is None else v.r[idx], v.self_h)
+            h = _feature_h(u, moved_f)  # type: ignore[arg-type]
+        return cka_ratio(h, u.self_h, v.self_h, ("X", "Y"))
+
+    return at
 
 
 def cka_matrix(

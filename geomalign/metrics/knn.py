@@ -8,6 +8,7 @@ N x N matrix, no full sort), so N = 100,000 fits in a few GiB.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -51,10 +52,13 @@ def _neighbours(
 
 
 def _check_pair(X, Y, k: int, clip_quantile: float | None, what: str):
-    X = check_representations(X, name="X", min_samples=2, context=what)
-    Y = check_representations(Y, name="Y", min_samples=2, context=what)
+    min_samples = 4 if what == "CKNNA" else 2
+    X = check_representations(X, name="X", min_samples=min_samples, context=what)
+    Y = check_representations(Y, name="Y", min_samples=min_samples, context=what)
     check_paired(X, Y)
     check_k(k, X.shape[0], what="X and Y")
+    if what == "CKNNA" and k < 2:
+        raise ValueError(f"CKNNA needs k >= 2 (a kernel over one neighbour); got k={k}.")
     if clip_quantile is not None and not (
         isinstance(clip_quantile, (int, float)) and 0.0 < clip_quantile < 1.0
     ):
@@ -127,9 +131,11 @@ def mutual_knn(
     X, Y = _check_pair(X, Y, k, clip_quantile, "mutual k-NN")
     options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
                    working_memory=working_memory, device=device)  # fmt: skip
-    nx = _neighbours(X, **options).indices
-    ny = _neighbours(Y, **options).indices
-    return float(overlap_counts(nx, ny).mean() / k)
+    return _mutual_score(_neighbours(X, **options), _neighbours(Y, **options))
+
+
+def _mutual_score(bx: Neighbors, by: Neighbors) -> float:
+    return float(overlap_counts(bx.indices, by.indices).mean() / bx.indices.shape[1])
 
 
 def overlap_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -184,15 +190,16 @@ def cycle_knn(
     X, Y = _check_pair(X, Y, k, clip_quantile, "cycle k-NN")
     options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
                    working_memory=working_memory, device=device)  # fmt: skip
-    nx = _neighbours(X, **options).indices
-    ny = _neighbours(Y, **options).indices
+    return _cycle_score(_neighbours(X, **options), _neighbours(Y, **options))
+
+
+def _cycle_score(bx: Neighbors, by: Neighbors) -> float:
+    nx, ny = bx.indices, by.indices
     back = nx[ny].reshape(len(nx), -1)  # (n, k*k): X-neighbours of each Y-neighbour
     return float((back == np.arange(len(nx))[:, None]).any(axis=1).mean())
 
 
-def _masked_hsic(
-    rows: np.ndarray, cols: np.ndarray, a: np.ndarray, b: np.ndarray, n: int
-) -> float:
+def _masked_hsic(rows: np.ndarray, cols: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> float:
     """Unbiased HSIC (times n(n-3)) of two sparse n x n matrices sharing a zero-diagonal support.
 
     ``A[rows, cols] = a`` and ``B[rows, cols] = b``; all other entries are 0.
@@ -267,14 +274,13 @@ def cknna(
     1.0
     """
     X, Y = _check_pair(X, Y, k, clip_quantile, "CKNNA")
-    if k < 2 or X.shape[0] < 4:
-        raise ValueError(
-            f"CKNNA needs k >= 2 and at least 4 samples; got k={k}, n_samples={X.shape[0]}."
-        )
     options = dict(k=k, metric="cosine", clip_quantile=clip_quantile,
                    working_memory=working_memory, device=device)  # fmt: skip
-    bx, by = _neighbours(X, **options), _neighbours(Y, **options)
-    n = X.shape[0]
+    return _cknna_score(_neighbours(X, **options), _neighbours(Y, **options))
+
+
+def _cknna_score(bx: Neighbors, by: Neighbors) -> float:
+    n, k = bx.indices.shape
     rows = np.repeat(np.arange(n), k)
     kx, ky = 1.0 - bx.distances.reshape(-1), 1.0 - by.distances.reshape(-1)
     cx, cy = bx.indices.reshape(-1), by.indices.reshape(-1)
@@ -288,3 +294,43 @@ def cknna(
     shared = y_codes[order][pos] == x_codes
     h_xy = _masked_hsic(rows[shared], cx[shared], kx[shared], ky[order[pos[shared]]], n)
     return cka_ratio(h_xy, h_xx, h_yy, ("X (k-NN masked)", "Y (k-NN masked)"))
+
+
+def _permuted(b: Neighbors, perm: np.ndarray, inverse: np.ndarray) -> Neighbors:
+    """Neighbours of ``Y[perm]`` from those of ``Y``: row i is old row perm[i]."""
+    return Neighbors(inverse[b.indices[perm]], b.distances[perm], b.metric)
+
+
+def _shuffler(score, what: str, cosine_only: bool = False):
+    def shuffled(
+        X: np.ndarray | torch.Tensor,
+        Y: np.ndarray | torch.Tensor,
+        *,
+        k: int = 10,
+        metric: str = "cosine",
+        clip_quantile: float | None = None,
+        working_memory: float | None = None,
+        device: str | torch.device | None = None,
+    ) -> Callable[[np.ndarray], float]:
+        X, Y = _check_pair(X, Y, k, clip_quantile, what)
+        options = dict(k=k, metric="cosine" if cosine_only else metric,
+                       clip_quantile=clip_quantile, working_memory=working_memory,
+                       device=device)  # fmt: skip
+        bx, by = _neighbours(X, **options), _neighbours(Y, **options)
+
+        def at(perm: np.ndarray) -> float:
+            perm = np.asarray(perm, dtype=np.int64)
+            return score(bx, _permuted(by, perm, np.argsort(perm)))
+
+        return at
+
+    shuffled.__doc__ = (
+        f"Return ``perm -> {what}(X, Y[perm], ...)``; the neighbour lists are found once and "
+        "re-indexed for each permutation (O(n k) per call instead of a new search)."
+    )
+    return shuffled
+
+
+shuffled_mutual_knn = _shuffler(_mutual_score, "mutual k-NN")
+shuffled_cycle_knn = _shuffler(_cycle_score, "cycle k-NN")
+shuffled_cknna = _shuffler(_cknna_score, "CKNNA", cosine_only=True)

@@ -1,0 +1,228 @@
+"""Registry of named measures: stable names mapped to functions, kinds and default settings.
+
+Entries for optional back-ends (optimal transport through POT) import their module only when
+called, so that importing :mod:`geomalign.metrics` never imports POT.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+__all__ = ["KINDS", "Measure", "available", "get"]
+
+KINDS = ("similarity", "distance", "dimension")
+RESAMPLING = ("bootstrap", "half-sampling")
+
+
+@dataclass(frozen=True)
+class _Lazy:
+    """A function named by module and attribute, imported on first call.
+
+    ``result_attr`` names an attribute of the function's result to return (e.g. ``dimension``).
+    """
+
+    module: str
+    attribute: str
+    result_attr: str | None = None
+
+    def __call__(self, *arrays: Any, **params: Any) -> float:
+        func = getattr(importlib.import_module(self.module), self.attribute)
+        result = func(*arrays, **params)
+        return float(getattr(result, self.result_attr) if self.result_attr else result)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A named measure of one representation (dimension) or of two paired ones.
+
+    Attributes
+    ----------
+    name : str
+        Stable registry name, e.g. ``"cka-linear"``.
+    kind : {"similarity", "distance", "dimension"}
+        Similarities grow and distances shrink as two views align; a dimension describes one view.
+    n_views : {1, 2}
+        Number of arrays the measure takes: ``measure(X)`` or ``measure(X, Y)``.
+    func : callable
+        The library function; called as ``func(*arrays, **params)`` and returning a float.
+    description : str
+        One line.
+    params : Mapping[str, Any]
+        Default keyword arguments passed to ``func`` (read-only).
+    resampling : {"bootstrap", "half-sampling"}
+        How :func:`~geomalign.metrics.bootstrap_ci` resamples: the ordinary bootstrap (rows
+        drawn with replacement), or half-samples drawn without replacement, for
+        neighbourhood-based measures that repeated rows would corrupt (a copy is a distance-0
+        neighbour of itself).
+    shuffled : callable, optional
+        ``shuffled(X, Y, **params)`` returns a function of a permutation ``perm`` giving
+        ``func(X, Y[perm], **params)`` while reusing the work that does not depend on the
+        pairing (self-products, neighbour lists); used by the permutation test.
+
+    Examples
+    --------
+    >>> from geomalign.metrics import get
+    >>> get("cka-linear").kind
+    'similarity'
+    """
+
+    name: str
+    kind: str
+    n_views: int
+    func: Callable[..., float]
+    description: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    resampling: str = "bootstrap"
+    shuffled: Callable[..., Callable[[np.ndarray], float]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}; got {self.kind!r} for {self.name!r}.")
+        if self.n_views not in (1, 2) or (self.kind == "dimension") != (self.n_views == 1):
+            raise ValueError(
+                f"n_views must be 1 for a dimension and 2 otherwise; got n_views={self.n_views} "
+                f"with kind={self.kind!r} for {self.name!r}."
+            )
+        if self.resampling not in RESAMPLING:
+            raise ValueError(f"resampling must be one of {RESAMPLING}; got {self.resampling!r}.")
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+
+    def __call__(self, *arrays: Any, **overrides: Any) -> float:
+        """Evaluate on ``n_views`` arrays; keyword arguments override the default params."""
+        if len(arrays) != self.n_views:
+            views = "X" if self.n_views == 1 else "X and Y"
+            raise TypeError(
+                f"measure {self.name!r} takes {self.n_views} array(s) ({views}); got {len(arrays)}."
+            )
+        return float(self.func(*arrays, **{**self.params, **overrides}))
+
+
+def _entries() -> dict[str, Measure]:
+    from geomalign.metrics.cka import cka
+    from geomalign.metrics.cka import shuffled as cka_shuffled
+    from geomalign.metrics.correlation import distance_correlation, svcca
+    from geomalign.metrics.gap import modality_gap
+    from geomalign.metrics.imbalance import information_imbalance
+    from geomalign.metrics.knn import (
+        cknna,
+        cycle_knn,
+        mutual_knn,
+        shuffled_cknna,
+        shuffled_cycle_knn,
+        shuffled_mutual_knn,
+    )
+
+    entries = [
+        Measure("cka-linear", "similarity", 2, cka, "Linear CKA (Kornblith et al. 2019).",
+                {"kernel": "linear", "debiased": False}, shuffled=cka_shuffled),
+        Measure("cka-linear-debiased", "similarity", 2, cka,
+                "Linear CKA with unbiased HSIC (Song et al. 2012); near 0 for unrelated views.",
+                {"kernel": "linear", "debiased": True}, shuffled=cka_shuffled),
+        Measure("cka-rbf", "similarity", 2, cka,
+                "RBF-kernel CKA, bandwidth = median pairwise distance.",
+                {"kernel": "rbf", "debiased": False, "sigma_factor": 1.0},
+                shuffled=cka_shuffled),
+        Measure("mutual-knn", "similarity", 2, mutual_knn,
+                "Mean share of common k nearest neighbours (Huh et al. 2024), cosine, k=10.",
+                {"k": 10, "metric": "cosine"}, "half-sampling", shuffled_mutual_knn),
+        Measure("cycle-knn", "similarity", 2, cycle_knn,
+                "Share of samples a Y- then X-neighbour step returns to (Huh et al. 2024).",
+                {"k": 10, "metric": "cosine"}, "half-sampling", shuffled_cycle_knn),
+        Measure("cknna", "similarity", 2, cknna,
+                "CKA restricted to mutual k nearest neighbours (Huh et al. 2024), k=10.",
+                {"k": 10}, "half-sampling", shuffled_cknna),
+        Measure("svcca", "similarity", 2, svcca,
+                "Mean canonical correlation of the top principal directions (99% variance).",
+                {"n_components": 0.99}),
+        Measure("distance-correlation", "similarity", 2, distance_correlation,
+                "Distance correlation dCor (Szekely et al. 2007).", {"debiased": False}),
+        Measure("information-imbalance", "distance", 2, information_imbalance,
+                "Information imbalance Delta(X -> Y) (Glielmo et al. 2022): 0 = X predicts Y.",
+                {"k": 1, "metric": "euclidean"}, "half-sampling"),
+        Measure("modality-gap", "similarity", 2, modality_gap,
+                "Median cosine similarity between paired rows (same width)."),
+    ]  # fmt: skip
+    id_module = "geomalign.metrics.intrinsic"
+    id_labels = {
+        "twonn": "TwoNN (Facco et al. 2017)",
+        "gride": "GRIDE (Denti et al. 2022)",
+        "mle": "Levina-Bickel maximum likelihood",
+        "pr": "participation ratio of the covariance spectrum",
+    }
+    for method, label in id_labels.items():
+        resampling = "bootstrap" if method == "pr" else "half-sampling"
+        func = _Lazy(id_module, "intrinsic_dimension", "dimension")
+        description = f"Intrinsic dimension: {label}."
+        entries.append(
+            Measure(
+                f"id-{method}", "dimension", 1, func, description, {"method": method}, resampling
+            )
+        )
+    return {m.name: m for m in entries}
+
+
+_REGISTRY: dict[str, Measure] = {}
+
+
+def _registry() -> dict[str, Measure]:
+    if not _REGISTRY:
+        _REGISTRY.update(_entries())
+    return _REGISTRY
+
+
+def get(name: str) -> Measure:
+    """Return the registered measure called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A stable name from :func:`available`, e.g. ``"cka-linear"`` or ``"mutual-knn"``.
+
+    Returns
+    -------
+    Measure
+
+    Raises
+    ------
+    ValueError
+        If no measure has that name (the message lists close matches and all names).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).standard_normal((50, 4))
+    >>> round(get("cka-linear")(X, 2 * X), 6)
+    1.0
+    """
+    registry = _registry()
+    if not isinstance(name, str) or name not in registry:
+        close = difflib.get_close_matches(str(name), list(registry), n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"unknown measure {name!r}.{hint} Available: {', '.join(sorted(registry))}."
+        )
+    return registry[name]
+
+
+def available(kind: str | None = None) -> list[str]:
+    """Sorted names of the registered measures, optionally only those of one ``kind``.
+
+    Parameters
+    ----------
+    kind : {"similarity", "distance", "dimension"}, optional
+
+    Examples
+    --------
+    >>> available("dimension")
+    ['id-gride', 'id-mle', 'id-pr', 'id-twonn']
+    """
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS} or None; got {kind!r}.")
+    return sorted(name for name, m in _registry().items() if kind is None or m.kind == kind)

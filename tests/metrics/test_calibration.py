@@ -1,0 +1,145 @@
+import numpy as np
+import pytest
+import torch
+
+from geomalign.metrics import Measure, bootstrap_ci, get, permutation_test
+
+
+def _views(seed, n=120, noise=1.0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 6))
+    Y = X @ rng.standard_normal((6, 8)) + noise * rng.standard_normal((n, 8))
+    return X, Y
+
+
+@pytest.mark.parametrize(
+    "name", ["cka-linear", "cka-linear-debiased", "cka-rbf", "mutual-knn", "cycle-knn", "cknna"]
+)
+def test_fast_null_equals_recomputing_the_measure(name):
+    X, Y = _views(0, n=60)
+    m = get(name)
+    fast = permutation_test(m, X, Y, n_permutations=5, random_state=3)
+    slow_measure = Measure(m.name, m.kind, m.n_views, m.func, m.description, m.params)
+    slow = permutation_test(slow_measure, X, Y, n_permutations=5, random_state=3)
+    assert fast.value == pytest.approx(slow.value, rel=1e-9, abs=1e-12)
+    np.testing.assert_allclose(fast.null, slow.null, rtol=1e-9, atol=1e-12)
+
+
+def test_aligned_views_are_significant_and_null_is_near_chance():
+    X, Y = _views(1, n=200)
+    r = permutation_test("mutual-knn", X, Y, n_permutations=199, random_state=0)
+    assert r.alternative == "greater"
+    assert r.p_value == pytest.approx(1 / 200)
+    assert r.null_mean == pytest.approx(10 / 199, abs=0.02)
+    assert r.null_std > 0
+    assert r.null.shape == (199,)
+    assert r.n_permutations == 199
+
+
+def test_unrelated_views_give_uniform_p_values():
+    rng = np.random.default_rng(2)
+    p_values = []
+    for _ in range(30):
+        X, Y = rng.standard_normal((30, 3)), rng.standard_normal((30, 3))
+        p_values.append(permutation_test("cka-linear", X, Y, n_permutations=49,
+                                         random_state=rng).p_value)  # fmt: skip
+    p_values = np.array(p_values)
+    assert ((p_values > 0) & (p_values <= 1)).all()
+    assert 0.3 < p_values.mean() < 0.7
+    assert (p_values < 0.05).mean() < 0.2
+
+
+def test_distance_measures_use_the_lower_tail():
+    X, Y = _views(3, n=150, noise=0.3)
+    r = permutation_test("information-imbalance", X, Y, n_permutations=19, random_state=0)
+    assert r.alternative == "less"
+    assert r.value < r.null.min()
+    assert r.p_value == pytest.approx(1 / 20)
+
+
+def test_permutation_test_is_reproducible_and_accepts_torch():
+    X, Y = _views(4, n=50)
+    a = permutation_test("cka-linear", X, Y, n_permutations=20, random_state=7)
+    b = permutation_test("cka-linear", torch.from_numpy(X), Y, n_permutations=20, random_state=7)
+    np.testing.assert_allclose(a.null, b.null, rtol=1e-12)
+
+
+def test_bootstrap_ci_contains_value_and_narrows_with_n():
+    widths = []
+    for n in (60, 600):
+        X, Y = _views(5, n=n)
+        r = bootstrap_ci("cka-linear", X, Y, n_resamples=100, random_state=0)
+        assert r.ci_low <= r.value <= r.ci_high
+        assert r.resampling == "bootstrap"
+        assert r.resample_size == n
+        widths.append(r.ci_high - r.ci_low)
+    assert widths[1] < widths[0]
+
+
+def test_half_sampling_matches_bootstrap_width_for_a_smooth_measure():
+    X, Y = _views(9, n=400, noise=2.0)
+    boot = bootstrap_ci("cka-linear", X, Y, n_resamples=200, random_state=0)
+    half_measure = Measure("half", "similarity", 2, get("cka-linear").func, "",
+                           get("cka-linear").params, resampling="half-sampling")  # fmt: skip
+    half = bootstrap_ci(half_measure, X, Y, n_resamples=200, random_state=0)
+    assert half.resample_size == 200
+    ratio = (half.ci_high - half.ci_low) / (boot.ci_high - boot.ci_low)
+    assert 0.7 < ratio < 1.4
+
+
+def test_neighbourhood_measures_are_half_sampled_around_the_full_value():
+    X, Y = _views(6, n=200)
+    r = bootstrap_ci("mutual-knn", X, Y, n_resamples=30, random_state=0)
+    assert r.resampling == "half-sampling"
+    assert r.resample_size == 100
+    assert r.ci_low < r.value < r.ci_high
+    # an ordinary bootstrap pairs each repeated row with its copy in both views and inflates
+    # the overlap: its interval misses the full-sample value
+    naive = Measure("naive", "similarity", 2, get("mutual-knn").func, "", {"k": 10})
+    inflated = bootstrap_ci(naive, X, Y, n_resamples=30, random_state=0)
+    assert inflated.ci_low > r.value
+
+
+def test_bootstrap_one_view_dimension():
+    rng = np.random.default_rng(7)
+    Z = rng.standard_normal((400, 4)) @ rng.standard_normal((4, 20))
+    r = bootstrap_ci("id-twonn", Z, n_resamples=20, random_state=0)
+    assert r.ci_low < r.ci_high
+    assert 3.0 < r.value < 5.0
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda X, Y: permutation_test("id-twonn", X, Y), ValueError, r"'id-twonn' is a dimension"),
+        (
+            lambda X, Y: permutation_test("cka-linear", X, Y, n_permutations=0),
+            ValueError,
+            r"n_permutations must be an integer >= 1",
+        ),
+        (lambda X, Y: permutation_test("cka-linear", X, Y[:-1]), ValueError, r"Y.shape=\(19, 3\)"),
+        (lambda X, Y: permutation_test(42, X, Y), TypeError, r"measure must be a registered name"),
+        (lambda X, Y: permutation_test("ckaa", X, Y), ValueError, r"unknown measure 'ckaa'"),
+        (
+            lambda X, Y: bootstrap_ci("cka-linear", X),
+            ValueError,
+            r"'cka-linear' takes 2 view\(s\); got 1 \(Y is None\)",
+        ),
+        (lambda X, Y: bootstrap_ci("id-pr", X, Y), ValueError, r"takes 1 view\(s\); got 2"),
+        (
+            lambda X, Y: bootstrap_ci("cka-linear", X, Y, confidence=95),
+            ValueError,
+            r"confidence must be a float in \(0, 1\)",
+        ),
+        (
+            lambda X, Y: bootstrap_ci("cka-linear", X, Y, n_resamples=1),
+            ValueError,
+            r"n_resamples must be an integer >= 2",
+        ),
+    ],
+)
+def test_bad_inputs(call, error, match):
+    X, Y = _views(8, n=20)
+    Y = Y[:, :3]
+    with pytest.raises(error, match=match):
+        call(X, Y)
