@@ -52,6 +52,10 @@ def _check_torch(X: torch.Tensor, name: str, min_samples: int, context: str | No
     X = X.detach()
     if X.dtype in _HALF_TORCH or not X.is_floating_point():
         X = X.to(torch.float32 if X.is_floating_point() else torch.float64)
+    # NaN and Inf propagate through a row sum; only if some sum is not finite (or overflowed)
+    # is the elementwise check needed, to name the rows
+    if bool(torch.isfinite(X.sum(dim=1)).all()):
+        return X
     finite = torch.isfinite(X).all(dim=1)
     if not bool(finite.all()):
         rows = torch.nonzero(~finite).flatten().cpu().numpy()
@@ -117,14 +121,17 @@ def check_representations(
         ) from exc
     if X.dtype.kind not in "biuf":
         raise TypeError(
-            f"{name} must hold real numbers; got an array of dtype {X.dtype} "
-            f"(shape {X.shape})."
+            f"{name} must hold real numbers; got an array of dtype {X.dtype} (shape {X.shape})."
         )
     _check_shape(X.shape, name, min_samples, context)
     if X.dtype.kind == "f" and X.dtype.itemsize < 4:
         X = X.astype(np.float32)
     elif X.dtype.kind != "f" or X.dtype.itemsize > 8:
         X = X.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums_finite = np.isfinite(X.sum(axis=1)).all()
+    if sums_finite:
+        return X
     finite = np.isfinite(X).all(axis=1)
     if not finite.all():
         rows = np.flatnonzero(~finite)

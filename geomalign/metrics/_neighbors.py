@@ -27,8 +27,8 @@ __all__ = ["Neighbors", "check_k", "knn", "neighbour_ranks"]
 METRICS = ("euclidean", "cosine")
 # Blocks are kept small enough that the symmetric scheme skips most of the lower triangle
 # (with m blocks it computes (m + 1) / (2 m) of X X^T), but large enough for efficient products.
-_TARGET_BLOCKS = 16
-_MIN_BLOCK_ROWS = 256
+_TARGET_BLOCKS = 8
+_MIN_BLOCK_ROWS = 512
 # Bytes of the gathered rows handled at once when recomputing distances (cache sized).
 _RECOMPUTE_BYTES = 2 * 2**20
 

@@ -20,7 +20,7 @@ __all__ = ["cka", "cka_matrix", "shuffled"]
 
 KERNELS = ("linear", "rbf")
 # Rows per float32 product before its result is added to a float64 accumulator.
-ACCUMULATION_ROWS = 8192
+ACCUMULATION_ROWS = 16384
 
 
 def centred_product(
@@ -32,7 +32,7 @@ def centred_product(
     for start in range(0, A.shape[0], ACCUMULATION_ROWS):
         a = A[start : start + ACCUMULATION_ROWS] - ma
         b = B[start : start + ACCUMULATION_ROWS] - mb if B is not A else a
-        out += (a.T @ b).to(torch.float64)
+        out.add_(a.T @ b)  # accumulated in float64
     return out
 
 

@@ -80,3 +80,10 @@ def test_check_paired_gives_both_shapes():
     with pytest.raises(ValueError, match=r"A.shape=\(3, 2\), B.shape=\(4, 5\)"):
         check_paired(np.ones((3, 2)), np.ones((4, 5)), x_name="A", y_name="B")
     check_paired(np.ones((3, 2)), np.ones((3, 5)))
+
+
+@pytest.mark.parametrize("as_torch", [False, True])
+def test_huge_finite_values_whose_row_sum_overflows_pass(as_torch):
+    X = np.full((3, 4), 3e38, dtype=np.float32)  # each row sums past float32's maximum
+    X = torch.from_numpy(X) if as_torch else X
+    assert check_representations(X).shape == (3, 4)
