@@ -61,6 +61,9 @@ class Measure:
         drawn with replacement), or half-samples drawn without replacement, for
         neighbourhood-based measures that repeated rows would corrupt (a copy is a distance-0
         neighbour of itself).
+    paired : bool
+        Whether the measure uses the pairing of rows (False for distances between the two
+        clouds as distributions, e.g. optimal transport costs, which a shuffle leaves unchanged).
     shuffled : callable, optional
         ``shuffled(X, Y, **params)`` returns a function of a permutation ``perm`` giving
         ``func(X, Y[perm], **params)`` while reusing the work that does not depend on the
@@ -80,6 +83,7 @@ class Measure:
     description: str
     params: Mapping[str, Any] = field(default_factory=dict)
     resampling: str = "bootstrap"
+    paired: bool = True
     shuffled: Callable[..., Callable[[np.ndarray], float]] | None = None
 
     def __post_init__(self) -> None:

@@ -147,6 +147,12 @@ def permutation_test(
             f"a permutation test shuffles the pairing of two views; {m.name!r} is a "
             f"{m.kind} of one view."
         )
+    if not m.paired:
+        raise ValueError(
+            f"{m.name!r} compares the two clouds as distributions and ignores which row pairs "
+            "with which, so shuffling the pairing cannot change it; a permutation null needs a "
+            "paired measure."
+        )
     n_permutations = _check_count(n_permutations, "n_permutations", 1)
     X = check_representations(X, name="X")
     Y = check_representations(Y, name="Y")

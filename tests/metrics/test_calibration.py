@@ -4,6 +4,9 @@ import torch
 
 from geomalign.metrics import Measure, bootstrap_ci, get, permutation_test
 
+UNPAIRED = Measure("mean-gap", "distance", 2, lambda X, Y: float(abs(X.mean() - Y.mean())),
+                   "difference of the grand means", paired=False)  # fmt: skip
+
 
 def _views(seed, n=120, noise=1.0):
     rng = np.random.default_rng(seed)
