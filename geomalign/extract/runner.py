@@ -180,9 +180,12 @@ def extract(
                     dtype=store_dtype,
                     batch_size=batch_size,
                 )
-            missing = {p: store.missing(checkpoint_name, modality, p) for p in poolings}
-            plan[modality] = missing
-            todo = np.unique(np.concatenate(list(missing.values())))
+            needed = {}
+            for pooling in poolings:
+                needed[pooling] = np.zeros(len(dataset), dtype=bool)
+                needed[pooling][store.missing(checkpoint_name, modality, pooling)] = True
+            todo = np.flatnonzero(np.logical_or.reduce(list(needed.values())))
+            plan[modality] = needed, todo
             if 0 < todo.size < len(dataset):
                 logger.info(
                     "%s: resuming %s/%s with %d of %d samples left",
@@ -192,12 +195,11 @@ def extract(
                     todo.size,
                     len(dataset),
                 )
-        total = sum(np.unique(np.concatenate(list(m.values()))).size for m in plan.values())
+        total = sum(todo.size for _, todo in plan.values())
         with tqdm(
             total=total, desc=f"extract {checkpoint_name}", unit="sample", disable=not progress
         ) as bar:
-            for modality, missing in plan.items():
-                todo = np.unique(np.concatenate(list(missing.values())))
+            for modality, (needed, todo) in plan.items():
                 for start in range(0, todo.size, batch_size):
                     chunk = todo[start : start + batch_size]
                     bar.set_postfix_str(modality)
@@ -207,7 +209,7 @@ def extract(
                         dataset,
                         checkpoint_name,
                         modality,
-                        missing,
+                        needed,
                         chunk,
                         layers=layers,
                         random_state=random_state,
@@ -229,19 +231,22 @@ def _run_batch(
     dataset: PairedDataset,
     checkpoint: str,
     modality: str,
-    missing: Mapping[str, np.ndarray],
+    needed: Mapping[str, np.ndarray],
     chunk: np.ndarray,
     *,
     layers: list[int],
     random_state: int,
 ) -> None:
-    """Encode, run and pool one batch; write it to every view that lacks some of its samples."""
+    """Encode, run and pool one batch; write it to every view that lacks some of its samples.
+
+    ``needed`` maps each pooling to a boolean mask over the dataset of the samples it lacks.
+    """
     batch = adapter.encode(modality, _items(dataset, modality, chunk))
-    if any(p in REGION_POOLINGS for p in missing):
+    if any(p in REGION_POOLINGS for p in needed):
         _check_regions(batch, chunk, dataset, modality)
     states = adapter.hidden_states(batch, layers)
-    for pooling, left in missing.items():
-        rows = np.flatnonzero(np.isin(chunk, left))
+    for pooling, mask in needed.items():
+        rows = np.flatnonzero(mask[chunk])
         if rows.size == 0:
             continue
         seeds = None
