@@ -152,7 +152,7 @@ def cka_ratio(h_xy: float, h_xx: float, h_yy: float, names: tuple[str, str]) -> 
                 f"{name} has (almost) no variance across samples, or too few samples for the "
                 "debiased estimator."
             )
-    return h_xy / math.sqrt(h_xx * h_yy)
+    return float(h_xy / math.sqrt(h_xx * h_yy))
 
 
 def _check_options(kernel: str, debiased: bool, sigma_factor: float) -> int:
