@@ -221,3 +221,14 @@ def test_a_sample_without_region_tokens_is_named(pairs, tmp_path):
         poolings="last",
         progress=False,
     )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_extraction_matches_the_cpu(llava_dir, pairs, tmp_path):
+    options = {"checkpoint_name": "m", "poolings": ["mean", "last"], "progress": False}
+    extract(llava_dir, pairs, tmp_path / "cpu.h5", device="cpu", **options)
+    extract(llava_dir, pairs, tmp_path / "gpu.h5", device="cuda", **options)
+    cpu, gpu = _contents(tmp_path / "cpu.h5"), _contents(tmp_path / "gpu.h5")
+    for key, rows in cpu.items():
+        np.testing.assert_allclose(gpu[key], rows, rtol=1e-3, atol=1e-3, err_msg=str(key))
