@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -119,8 +120,9 @@ class Adapter(abc.ABC):
             return list(range(self.n_layers))
         resolved = []
         for layer in layers:
-            if isinstance(layer, bool) or not isinstance(layer, int):
+            if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
                 raise TypeError(f"layers must hold ints; got {layer!r} in {list(layers)}.")
+            layer = int(layer)
             if not -self.n_layers <= layer < self.n_layers:
                 raise ValueError(
                     f"layer {layer} is out of range for a model with {self.n_layers} layers "

@@ -229,3 +229,6 @@ def test_vlm_adapter_checks(llava_dir, llm_dir):
     with pytest.raises(ValueError, match="distinct"):
         adapter.check_layers([1, -3])
     assert adapter.check_layers("all") == [0, 1, 2, 3]
+    assert adapter.check_layers(np.arange(1, 3)) == [1, 2]
+    with pytest.raises(TypeError, match=r"layers must hold ints; got 1\.0"):
+        adapter.check_layers([1.0])
