@@ -99,3 +99,45 @@ def forward_logits(model, task):
             attention_mask=task.attention_mask,
             pixel_values=task.pixel_values,
         ).logits
+
+
+_WORDS = (
+    "user : assistant provide a one - sentence caption for the provided image . "
+    "red green blue circle square triangle small large on left right"
+).split()
+
+
+def tiny_processor():
+    """A LLaVA processor matching :func:`tiny_llava`: word-level tokenizer, 16-pixel images."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import CLIPImageProcessorPil, LlavaProcessor, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<s>", "</s>"]
+    words = list(dict.fromkeys(_WORDS))
+    filler = [f"w{i}" for i in range(IMAGE_TOKEN - len(specials) - len(words))]
+    vocab = {token: i for i, token in enumerate([*specials, *words, *filler, "<image>"])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", vocab["<s>"])]
+    )
+    backend.add_special_tokens([*specials, "<image>"])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    side = {"height": 16, "width": 16}
+    return LlavaProcessor(
+        image_processor=CLIPImageProcessorPil(size=side, crop_size=side, do_center_crop=False),
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )

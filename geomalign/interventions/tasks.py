@@ -1,0 +1,157 @@
+"""Scoring tasks built from data: captions of a paired dataset, the testbed's held-out sets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+
+from geomalign.data import PairedDataset
+from geomalign.interventions.scoring import TaskData, make_task, task_from_labels
+
+if TYPE_CHECKING:  # the testbed needs transformers, an optional dependency
+    from geomalign.testbed import Testbed
+
+__all__ = ["LLAVA_CAPTION_TEMPLATE", "caption_task", "held_out_tasks"]
+
+#: LLaVA-1.5's short-caption instruction (its COCO caption evaluation prompt) in its chat format.
+LLAVA_CAPTION_TEMPLATE = (
+    "USER: {image}\nProvide a one-sentence caption for the provided image. ASSISTANT:"
+)
+
+
+def caption_task(
+    processor: object,
+    dataset: PairedDataset,
+    *,
+    template: str = LLAVA_CAPTION_TEMPLATE,
+    indices: Sequence[int] | None = None,
+    end_token: bool = True,
+    name: str = "caption",
+) -> TaskData:
+    """Caption log-likelihood items: each image's prompt, then its reference caption as target.
+
+    Parameters
+    ----------
+    processor : transformers processor
+        The model's vision-language processor (with ``image_token`` and ``tokenizer``); it expands
+        the image placeholder to the model's number of image tokens and preprocesses the images.
+    dataset : PairedDataset
+        Images and reference captions.
+    template : str, default=LLAVA_CAPTION_TEMPLATE
+        Prompt with one ``{image}`` placeholder, in the model's conversation format.
+    indices : sequence of int, optional
+        Samples to use (default all).
+    end_token : bool, default=True
+        Append the tokenizer's end-of-sequence token to each caption, so the score includes
+        stopping after it.
+    name : str, default="caption"
+        Task name in result tables.
+
+    Returns
+    -------
+    TaskData
+        ``metric="loglik"``, item ids = sample ids.
+    """
+    image_token = getattr(processor, "image_token", None)
+    tokenizer = getattr(processor, "tokenizer", None)
+    if not isinstance(image_token, str) or tokenizer is None:
+        raise TypeError(
+            "processor must be a vision-language processor with an image_token and a tokenizer; "
+            f"got {type(processor).__name__}."
+        )
+    if template.count("{image}") != 1:
+        raise ValueError(f"template must hold exactly one '{{image}}'; got {template!r}.")
+    if not isinstance(dataset, PairedDataset):
+        raise TypeError(f"dataset must be a PairedDataset; got {type(dataset).__name__}.")
+    picked = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+    if not picked:
+        raise ValueError("caption_task needs at least one sample; got an empty selection.")
+    prompt = template.replace("{image}", image_token)
+    encoded = processor(
+        images=[dataset.image(i) for i in picked],
+        text=[prompt] * len(picked),
+        return_tensors="pt",
+        padding=True,
+        padding_side="right",
+    )
+    prompts = [
+        row[mask.bool()].tolist()
+        for row, mask in zip(encoded["input_ids"], encoded["attention_mask"], strict=True)
+    ]
+    captions = [dataset.captions[i] for i in picked]
+    targets = tokenizer(captions, add_special_tokens=False)["input_ids"]
+    if end_token:
+        if tokenizer.eos_token_id is None:
+            raise ValueError("end_token=True needs a tokenizer with an eos_token.")
+        targets = [[*t, tokenizer.eos_token_id] for t in targets]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return make_task(
+        name,
+        prompts,
+        targets,
+        encoded["pixel_values"],
+        metric="loglik",
+        pad_token_id=int(pad if pad is not None else 0),
+        item_ids=[dataset.ids[i] for i in picked],
+    )
+
+
+def held_out_tasks(
+    testbed: Testbed,
+    *,
+    tasks: Sequence[str] = ("qa", "caption"),
+    max_images: int | None = None,
+) -> list[TaskData]:
+    """The held-out tasks of a built testbed, scored exactly as the testbed scores its checkpoints.
+
+    Parameters
+    ----------
+    testbed : geomalign.testbed.Testbed
+        A built testbed (see :func:`geomalign.testbed.build_testbed`).
+    tasks : sequence of {"qa", "caption"}, default=("qa", "caption")
+        ``"qa"``: every question about the held-out images, answer (and end token) scored by
+        greedy exact match -- the testbed's ``qa_accuracy``; items are clustered by image.
+        ``"caption"``: the caption of each held-out image after the instruction "describe the
+        image.", scored by mean log-likelihood per token.
+    max_images : int, optional
+        Keep only the items about the first ``max_images`` held-out images.
+
+    Returns
+    -------
+    list of TaskData
+        In the order of ``tasks``.
+    """
+    unknown = sorted(set(tasks) - {"qa", "caption"})
+    if unknown or not tasks:
+        raise ValueError(f"tasks must be a non-empty subset of ['qa', 'caption']; got {unknown}.")
+    if max_images is not None and (isinstance(max_images, bool) or int(max_images) < 1):
+        raise ValueError(f"max_images must be a positive int or None; got {max_images!r}.")
+    data = testbed.data()
+    ids = data.test.pairs.ids
+    sources = {"qa": (data.qa_eval, "exact-match"), "caption": (data.caption_eval, "loglik")}
+    out = []
+    for name in tasks:
+        examples, metric = sources[name]
+        image_index = examples.image_index
+        keep = torch.arange(len(examples))
+        if max_images is not None:
+            keep = keep[image_index < int(max_images)]
+        images = [ids[i] for i in image_index[keep].tolist()]
+        out.append(
+            task_from_labels(
+                name,
+                examples.input_ids[keep],
+                examples.attention_mask[keep],
+                examples.labels[keep],
+                examples.pixel_values,
+                metric=metric,  # type: ignore[arg-type]
+                image_index=image_index[keep],
+                item_ids=[
+                    f"{image}/{name}{row}" for row, image in zip(keep.tolist(), images, strict=True)
+                ],
+                groups=images,
+            )
+        )
+    return out
