@@ -1,0 +1,136 @@
+"""Views of a store, the rows an analysis reads from them, and the checks done once per analysis."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from geomalign.store import ActivationStore, ViewInfo
+
+__all__ = ["View"]
+
+
+@dataclass(frozen=True)
+class View:
+    """One (checkpoint, modality, pooling) view of an activation store.
+
+    Examples
+    --------
+    >>> View("tuned", "image", "mean").label
+    'image/mean'
+    """
+
+    checkpoint: str
+    modality: str
+    pooling: str
+
+    @property
+    def label(self) -> str:
+        """``"<modality>/<pooling>"``, the ``view`` column of the results table."""
+        return f"{self.modality}/{self.pooling}"
+
+    def __str__(self) -> str:
+        return f"{self.checkpoint}:{self.label}"
+
+
+def as_view(view: View | tuple[str, str, str], name: str) -> View:
+    """Accept a :class:`View` or a ``(checkpoint, modality, pooling)`` tuple."""
+    if isinstance(view, View):
+        return view
+    if isinstance(view, tuple) and len(view) == 3 and all(isinstance(v, str) for v in view):
+        return View(*view)
+    raise TypeError(
+        f"{name} must be a View or a (checkpoint, modality, pooling) tuple of str; got {view!r}."
+    )
+
+
+def open_store(store: ActivationStore | str | os.PathLike[str]) -> ActivationStore:
+    """Return ``store`` itself, or open the path read-only."""
+    if isinstance(store, ActivationStore):
+        return store
+    if isinstance(store, (str, os.PathLike)):
+        return ActivationStore(Path(store))
+    raise TypeError(f"store must be an ActivationStore or a path; got {type(store).__name__}.")
+
+
+def check_view(store: ActivationStore, view: View) -> ViewInfo:
+    """Return the view's info; raise ValueError if it is a token view or has unwritten rows."""
+    if tuple((view.checkpoint, view.modality, view.pooling)) not in store.views():
+        stored = ", ".join(str(View(*v)) for v in store.views()) or "none"
+        raise ValueError(f"{store.path}: no view {view}; stored views: {stored}.")
+    info = store.view_info(view.checkpoint, view.modality, view.pooling)
+    if info.tokens:
+        raise ValueError(
+            f"{store.path}: view {view} stores every token (one row per token, not per sample); "
+            "analyses compare one row per sample: use a pooled view (mean, last, ...)."
+        )
+    if not info.complete:
+        missing = store.missing(view.checkpoint, view.modality, view.pooling)
+        first = ", ".join(store.sample_ids[i] for i in missing[:5])
+        raise ValueError(
+            f"{store.path}: view {view} is incomplete: {missing.size} of {info.n_samples} samples "
+            f"not written yet (first: {first}); finish or resume the extraction first."
+        )
+    return info
+
+
+def check_layers(
+    info: ViewInfo, layers: list[int] | None, view: View, name: str = "layers"
+) -> list[int]:
+    """The requested layers (all stored layers when None), each checked to exist in the view."""
+    if layers is None:
+        return sorted(info.layers)
+    layers = [int(layer) for layer in layers]
+    absent = [layer for layer in layers if layer not in info.layers]
+    if absent or not layers:
+        raise ValueError(
+            f"{name}: view {view} has layers {info.layers}; requested {layers} "
+            f"({'none given' if not layers else f'absent: {absent}'})."
+        )
+    return layers
+
+
+def join_notes(*parts: str) -> str:
+    """The non-empty parts, separated by "; " (the ``notes`` column)."""
+    return "; ".join(p for p in parts if p)
+
+
+class Rows:
+    """The sample rows an analysis reads: every row, or a subsample fixed by a seed.
+
+    Parameters
+    ----------
+    store : ActivationStore
+        The store read.
+    max_samples : int or None
+        Read at most this many samples (uniformly without replacement, kept in store order).
+    random_state : int
+        Seed of the subsample.
+    """
+
+    def __init__(self, store: ActivationStore, max_samples: int | None, random_state: int) -> None:
+        self.store = store
+        self.n_total = store.n_samples
+        if max_samples is None or self.n_total <= max_samples:
+            self.ids: list[str] | None = None
+            self.n = self.n_total
+            self.note = ""
+        else:
+            rng = np.random.default_rng(random_state)
+            idx = np.sort(rng.choice(self.n_total, size=max_samples, replace=False))
+            ids = store.sample_ids
+            self.ids = [ids[i] for i in idx]
+            self.n = max_samples
+            self.note = f"subsampled n={max_samples} of {self.n_total} seed={random_state}"
+
+    @property
+    def subsampled(self) -> bool:
+        """Whether the analysis reads fewer rows than the store holds."""
+        return self.ids is not None
+
+    def read(self, view: View, layer: int) -> np.ndarray:
+        """One layer of ``view`` on these rows, float32 of shape (n, dim)."""
+        return self.store.read(view.checkpoint, view.modality, view.pooling, layer, ids=self.ids)

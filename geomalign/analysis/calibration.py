@@ -1,0 +1,185 @@
+"""How analysis points are calibrated: permutation nulls, bootstrap CIs, rows read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from geomalign import metrics
+from geomalign.metrics import Measure
+
+__all__ = ["Calibration", "resolve_measures"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Calibration and sampling settings shared by every analysis.
+
+    Parameters
+    ----------
+    n_permutations : int, default=0
+        Permutations of the sample correspondence for the null (p-value, null mean and std) of
+        two-view measures; 0 skips the null.
+    n_resamples : int, default=0
+        Bootstrap resamples (rows drawn with replacement) for the confidence interval; 0 skips it.
+    confidence : float, default=0.95
+        Confidence level of the bootstrap interval, in (0, 1).
+    max_samples : int or None, default=2000
+        Measures read at most this many samples, drawn without replacement with ``random_state``;
+        the table's ``notes`` say so. ``cka-linear`` curves are the exception: their value is
+        computed exactly over every row, streamed from disk in blocks (only their CI and null use
+        the subsample). None reads every sample.
+    random_state : int, default=0
+        Seed of the subsample, the permutations and the resamples.
+    working_memory : float, default=256
+        MiB per block when streaming rows from the store.
+    """
+
+    n_permutations: int = 0
+    n_resamples: int = 0
+    confidence: float = 0.95
+    max_samples: int | None = 2000
+    random_state: int = 0
+    working_memory: float = 256.0
+
+    def __post_init__(self) -> None:
+        for name in ("n_permutations", "n_resamples", "random_state"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"Calibration.{name} must be a non-negative int; got {value!r}.")
+        if not 0.0 < float(self.confidence) < 1.0:
+            raise ValueError(f"Calibration.confidence must lie in (0, 1); got {self.confidence!r}.")
+        if self.max_samples is not None and (
+            isinstance(self.max_samples, bool)
+            or not isinstance(self.max_samples, (int, np.integer))
+            or self.max_samples < 4
+        ):
+            raise ValueError(
+                f"Calibration.max_samples must be an int >= 4 or None; got {self.max_samples!r}."
+            )
+        if not float(self.working_memory) > 0:
+            raise ValueError(
+                f"Calibration.working_memory must be positive (MiB); got {self.working_memory!r}."
+            )
+
+
+@dataclass(frozen=True)
+class Point:
+    """One calibrated number (``None`` where a calibration was not asked for)."""
+
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    null_mean: float | None = None
+    null_std: float | None = None
+    p_value: float | None = None
+    notes: str = ""
+
+
+def resolve_measures(names: Sequence[str] | str, *, n_views: int, purpose: str) -> list[Measure]:
+    """Registry measures for ``names``, each checked to take ``n_views`` views."""
+    if isinstance(names, str):
+        names = [names]
+    names = list(names)
+    if not names:
+        raise ValueError(f"{purpose}: no measures given; available: {metrics.available()}.")
+    out = []
+    for name in names:
+        measure = metrics.get(name)
+        if measure.n_views != n_views:
+            need = "two views (X, Y)" if n_views == 2 else "one view (X)"
+            raise ValueError(
+                f"{purpose}: measure {name!r} ({measure.kind}) takes {measure.n_views} view(s); "
+                f"this analysis needs measures of {need}. Measures of that kind: "
+                f"{[m for m in metrics.available() if metrics.get(m).n_views == n_views]}."
+            )
+        out.append(measure)
+    return out
+
+
+def evaluate(
+    measure: Measure, X: np.ndarray, Y: np.ndarray | None, calibration: Calibration
+) -> Point:
+    """The measure on (X, Y) (or X alone), with the null and CI the calibration asks for.
+
+    The null is :func:`geomalign.metrics.permutation_test` (two-view measures that use the
+    pairing only), the CI :func:`geomalign.metrics.bootstrap_ci` (its resampling rule per
+    measure: the bootstrap, or half-sampling for neighbourhood-based measures).
+    """
+    views = (X,) if Y is None else (X, Y)
+    point = Point(float(measure(*views)))
+    notes = []
+    if calibration.n_permutations and Y is not None and measure.paired:
+        perm = metrics.permutation_test(
+            measure, X, Y, n_permutations=calibration.n_permutations,
+            random_state=calibration.random_state,
+        )
+        point = replace(point, null_mean=perm.null_mean, null_std=perm.null_std,
+                        p_value=perm.p_value)
+        notes.append(f"permutation null K={perm.n_permutations} ({perm.alternative})")
+    elif calibration.n_permutations and Y is not None:
+        notes.append("no permutation null: the measure ignores the pairing of rows")
+    if calibration.n_resamples:
+        boot = metrics.bootstrap_ci(
+            measure, *views, n_resamples=calibration.n_resamples,
+            confidence=float(calibration.confidence), random_state=calibration.random_state,
+        )
+        point = replace(point, ci_low=boot.ci_low, ci_high=boot.ci_high)
+        notes.append(f"{boot.confidence:.0%} CI: {boot.resampling} B={boot.n_resamples}")
+    if notes:
+        notes.append(f"seed={calibration.random_state}")
+    return replace(point, notes="; ".join(notes))
+
+
+def paired_difference(
+    measure: Measure,
+    first: tuple[np.ndarray, np.ndarray],
+    second: tuple[np.ndarray, np.ndarray],
+    calibration: Calibration,
+) -> Point:
+    """``m(*first) - m(*second)`` on the same samples, with a paired half-sampling CI and p-value.
+
+    Each resample draws ``n // 2`` rows without replacement and uses them in both terms, so
+    variation common to both cancels. The resampled differences are centred on the full-sample
+    difference (``d = d* - mean(d*) + value``) and the interval is between their quantiles; by
+    the finite-population correction a half-sample statistic varies about as much as the
+    full-sample one. Half-sampling is used for every measure, not only for the neighbourhood
+    ones :func:`geomalign.metrics.bootstrap_ci` half-samples: rows repeated by an ordinary
+    bootstrap also inflate biased CKA between unrelated views, which shifts one term of the
+    difference and not the other. The p-value is two-sided for a zero difference:
+    ``min(1, 2 min(#(d <= 0) + 1, #(d >= 0) + 1) / (B + 1))``.
+    """
+
+    def diff(idx: np.ndarray | None) -> float:
+        (a, b), (c, d) = first, second
+        if idx is not None:
+            a, b, c, d = a[idx], b[idx], c[idx], d[idx]
+        return float(measure(a, b)) - float(measure(c, d))
+
+    value = diff(None)
+    if not calibration.n_resamples:
+        return Point(value)
+    n = first[0].shape[0]
+    rng = np.random.default_rng(calibration.random_state)
+    boot = np.array([
+        diff(np.sort(rng.choice(n, size=n // 2, replace=False)))
+        for _ in range(calibration.n_resamples)
+    ])
+    boot = boot - boot.mean() + value
+    alpha = 1.0 - calibration.confidence
+    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    tail = min(np.sum(boot <= 0) + 1, np.sum(boot >= 0) + 1) / (boot.size + 1)
+    return Point(value, float(low), float(high), p_value=min(1.0, 2.0 * float(tail)),
+                 notes=f"{calibration.confidence:.0%} CI: paired half-sampling "
+                 f"B={calibration.n_resamples} seed={calibration.random_state}")
+
+
+def better(kind: str) -> int:
+    """+1 when larger values mean more alike (similarity), -1 when smaller do (distance)."""
+    if kind == "similarity":
+        return 1
+    if kind == "distance":
+        return -1
+    raise ValueError(f"expected a similarity or distance measure; got kind {kind!r}.")

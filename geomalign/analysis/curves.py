@@ -1,0 +1,351 @@
+"""Alignment curves over layers: image vs caption, base vs tuned, and the change with tuning."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from geomalign import metrics
+from geomalign.analysis._views import (
+    Rows,
+    View,
+    as_view,
+    check_layers,
+    check_view,
+    join_notes,
+    open_store,
+)
+from geomalign.analysis.calibration import (
+    Calibration,
+    evaluate,
+    paired_difference,
+    resolve_measures,
+)
+from geomalign.analysis.table import Result, ResultsTable
+from geomalign.store import ActivationStore
+
+__all__ = [
+    "compare_views",
+    "cross_checkpoint_curve",
+    "cross_modal_curve",
+    "default_pooling",
+    "tuning_change_curve",
+]
+
+StoreLike = ActivationStore | str | os.PathLike[str]
+#: Measures computed exactly over every stored row (streamed in blocks), and whether debiased.
+STREAMED = {"cka-linear": False, "cka-linear-debiased": True}
+# Poolings tried, in this order, when a pooling is not named.
+_POOLING_PREFERENCE = ("mean", "last")
+
+
+def default_pooling(store: StoreLike, checkpoint: str, modality: str) -> str:
+    """The pooled view a curve uses for ``modality`` when no pooling is named.
+
+    ``"mean"`` if the checkpoint stores it for that modality, else ``"last"``, else the
+    alphabetically first pooled (one row per sample) view.
+    """
+    store = open_store(store)
+    pooled = sorted(
+        p
+        for c, m, p in store.views()
+        if c == checkpoint and m == modality and not store.view_info(c, m, p).tokens
+    )
+    if not pooled:
+        stored = ", ".join(str(View(*v)) for v in store.views()) or "none"
+        raise ValueError(
+            f"{store.path}: checkpoint {checkpoint!r} has no pooled {modality!r} view; "
+            f"stored views: {stored}."
+        )
+    for name in _POOLING_PREFERENCE:
+        if name in pooled:
+            return name
+    return pooled[0]
+
+
+def _stream_pairs(
+    store: ActivationStore, a: View, b: View, layer: int, working_memory: float
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Matching row blocks of one layer of two views, all rows, bounded memory."""
+    dims = sum(store.view_info(v.checkpoint, v.modality, v.pooling).dim for v in (a, b))
+    block_rows = max(1, int(working_memory * (1 << 20)) // (4 * dims))
+    blocks_a = store.iter_blocks(a.checkpoint, a.modality, a.pooling, layer, block_rows=block_rows)
+    blocks_b = store.iter_blocks(b.checkpoint, b.modality, b.pooling, layer, block_rows=block_rows)
+    for (_, xa), (_, xb) in zip(blocks_a, blocks_b, strict=True):
+        yield xa, xb
+
+
+def compare_views(
+    store: StoreLike,
+    view_a: View | tuple[str, str, str],
+    view_b: View | tuple[str, str, str],
+    *,
+    measures: Sequence[str] | str,
+    layers: Sequence[int] | None = None,
+    analysis: str = "compare",
+    calibration: Calibration | None = None,
+) -> ResultsTable:
+    """Each measure between ``view_a`` and ``view_b`` at the same layer, for every layer.
+
+    Parameters
+    ----------
+    store : ActivationStore or path
+        The activation store.
+    view_a, view_b : View or (checkpoint, modality, pooling)
+        Two pooled, complete views of the same samples (widths may differ).
+    measures : str or sequence of str
+        Two-view registry measures (similarities or distances), e.g. ``"cka-linear"``.
+    layers : sequence of int, default=None
+        Real layer numbers (0 = embedding output); all layers both views store when None.
+    analysis : str, default="compare"
+        The ``analysis`` column of the rows.
+    calibration : Calibration, default=None
+        Null, CI and subsampling settings; ``Calibration()`` when None.
+
+    Returns
+    -------
+    ResultsTable
+        One row per (layer, measure): ``checkpoint/view/layer`` describe ``view_a``,
+        ``checkpoint_b/view_b/layer_b`` describe ``view_b``.
+
+    Notes
+    -----
+    ``cka-linear`` and ``cka-linear-debiased`` values are exact over every stored row even when
+    the store holds more than ``calibration.max_samples`` rows (the cross-covariances are
+    accumulated over row blocks by :class:`~geomalign.metrics.StreamingLinearCKA`); the other
+    measures, and every CI and null, use the seeded subsample the row's notes name.
+    """
+    calibration = calibration or Calibration()
+    store = open_store(store)
+    view_a, view_b = as_view(view_a, "view_a"), as_view(view_b, "view_b")
+    info_a, info_b = check_view(store, view_a), check_view(store, view_b)
+    if layers is None:
+        layers = sorted(set(info_a.layers) & set(info_b.layers))
+        if not layers:
+            raise ValueError(
+                f"{store.path}: views {view_a} (layers {info_a.layers}) and {view_b} (layers "
+                f"{info_b.layers}) share no layer."
+            )
+    else:
+        layers = check_layers(info_a, list(layers), view_a)
+        check_layers(info_b, layers, view_b)
+    resolved = resolve_measures(measures, n_views=2, purpose=f"{analysis} curve")
+    rows = Rows(store, calibration.max_samples, calibration.random_state)
+    table = ResultsTable()
+    for layer in layers:
+        X, Y = rows.read(view_a, layer), rows.read(view_b, layer)
+        for measure in resolved:
+            point = evaluate(measure, X, Y, calibration)
+            value, n_used, notes = point.value, rows.n, join_notes(point.notes, rows.note)
+            if rows.subsampled and measure.name in STREAMED:
+                acc = metrics.StreamingLinearCKA(debiased=STREAMED[measure.name])
+                for xa, xb in _stream_pairs(store, view_a, view_b, layer,
+                                            calibration.working_memory):
+                    acc.update(xa, xb)
+                value = acc.value()
+                n_used = rows.n_total
+                notes = join_notes(
+                    f"value exact over all {rows.n_total} rows (streamed)",
+                    f"{point.notes} on the {rows.note}" if point.notes else "",
+                )
+            table.append(
+                Result(
+                    analysis=analysis,
+                    measure=measure.name,
+                    checkpoint=view_a.checkpoint,
+                    view=view_a.label,
+                    layer=layer,
+                    value=value,
+                    checkpoint_b=view_b.checkpoint,
+                    view_b=view_b.label,
+                    layer_b=layer,
+                    kind=measure.kind,
+                    ci_low=point.ci_low,
+                    ci_high=point.ci_high,
+                    null_mean=point.null_mean,
+                    null_std=point.null_std,
+                    p_value=point.p_value,
+                    n_samples=n_used,
+                    notes=notes,
+                )
+            )
+    return table
+
+
+def cross_modal_curve(
+    store: StoreLike,
+    checkpoint: str,
+    *,
+    measures: Sequence[str] | str,
+    image: tuple[str, str | None] = ("image", None),
+    text: tuple[str, str | None] = ("text", None),
+    layers: Sequence[int] | None = None,
+    calibration: Calibration | None = None,
+) -> ResultsTable:
+    """Per layer, each measure between the image view and the caption view of one checkpoint.
+
+    Parameters
+    ----------
+    store : ActivationStore or path
+        The activation store.
+    checkpoint : str
+        The checkpoint.
+    measures : str or sequence of str
+        Two-view registry measures.
+    image, text : (modality, pooling), default=("image", None) and ("text", None)
+        The two views; a None pooling picks :func:`default_pooling`.
+    layers : sequence of int, default=None
+        Layers to compare (all shared layers when None).
+    calibration : Calibration, default=None
+        Null, CI and subsampling settings.
+
+    Returns
+    -------
+    ResultsTable
+        Rows with ``analysis="cross-modal"`` (see :func:`compare_views`).
+    """
+    store = open_store(store)
+    view_a = View(checkpoint, image[0], image[1] or default_pooling(store, checkpoint, image[0]))
+    view_b = View(checkpoint, text[0], text[1] or default_pooling(store, checkpoint, text[0]))
+    return compare_views(
+        store, view_a, view_b, measures=measures, layers=layers, analysis="cross-modal",
+        calibration=calibration,
+    )
+
+
+def cross_checkpoint_curve(
+    store: StoreLike,
+    modality: str,
+    *,
+    base: str,
+    tuned: str,
+    measures: Sequence[str] | str,
+    pooling: str | None = None,
+    layers: Sequence[int] | None = None,
+    calibration: Calibration | None = None,
+) -> ResultsTable:
+    """Per layer, each measure between two checkpoints' views of one modality.
+
+    A similarity near 1 (distance near 0) means tuning left that layer's geometry in place.
+
+    Parameters
+    ----------
+    store : ActivationStore or path
+        The activation store.
+    modality : str
+        E.g. ``"image"`` or ``"text"``.
+    base, tuned : str
+        The two checkpoints; rows carry ``checkpoint=base``, ``checkpoint_b=tuned``.
+    measures : str or sequence of str
+        Two-view registry measures.
+    pooling : str, default=None
+        The pooling of both views; :func:`default_pooling` of ``base`` when None.
+    layers : sequence of int, default=None
+        Layers to compare (all shared layers when None).
+    calibration : Calibration, default=None
+        Null, CI and subsampling settings.
+
+    Returns
+    -------
+    ResultsTable
+        Rows with ``analysis="cross-checkpoint"``.
+    """
+    store = open_store(store)
+    pooling = pooling or default_pooling(store, base, modality)
+    return compare_views(
+        store, View(base, modality, pooling), View(tuned, modality, pooling), measures=measures,
+        layers=layers, analysis="cross-checkpoint", calibration=calibration,
+    )
+
+
+def tuning_change_curve(
+    store: StoreLike,
+    *,
+    base: str,
+    tuned: str,
+    measures: Sequence[str] | str,
+    image: tuple[str, str | None] = ("image", None),
+    text: tuple[str, str | None] = ("text", None),
+    layers: Sequence[int] | None = None,
+    calibration: Calibration | None = None,
+) -> ResultsTable:
+    """Per layer, how much tuning changed cross-modal alignment, with a paired resampling test.
+
+    ``value = m(tuned image, tuned text) - m(base image, base text)`` at each layer. The CI and
+    p-value come from resampling the samples shared by both checkpoints (the same rows enter
+    both terms), so sample-to-sample variation common to both cancels; see
+    :func:`~geomalign.analysis.calibration.paired_difference` for the half-sampling rule.
+
+    Parameters
+    ----------
+    store : ActivationStore or path
+        The activation store.
+    base, tuned : str
+        The two checkpoints.
+    measures : str or sequence of str
+        Two-view registry measures.
+    image, text : (modality, pooling)
+        The two views of each checkpoint; a None pooling picks :func:`default_pooling`.
+    layers : sequence of int, default=None
+        Layers (all layers the four views share when None).
+    calibration : Calibration, default=None
+        ``n_resamples`` sets the resamples (0 gives the differences without CI or p-value).
+
+    Returns
+    -------
+    ResultsTable
+        Rows with ``analysis="tuning-change"``, ``checkpoint=tuned``, ``checkpoint_b=base``,
+        ``view``/``view_b`` = image/text view, ``p_value`` two-sided (difference = 0).
+    """
+    calibration = calibration or Calibration()
+    store = open_store(store)
+    image_pooling = image[1] or default_pooling(store, base, image[0])
+    text_pooling = text[1] or default_pooling(store, base, text[0])
+    views = {
+        (ckpt, side): View(ckpt, mod, pool)
+        for ckpt in (base, tuned)
+        for side, mod, pool in (("x", image[0], image_pooling), ("y", text[0], text_pooling))
+    }
+    infos = {key: check_view(store, view) for key, view in views.items()}
+    shared = sorted(set.intersection(*(set(i.layers) for i in infos.values())))
+    if layers is None:
+        layers = shared
+    else:
+        for key, view in views.items():
+            check_layers(infos[key], list(layers), view)
+        layers = [int(layer) for layer in layers]
+    resolved = resolve_measures(measures, n_views=2, purpose="tuning-change curve")
+    rows = Rows(store, calibration.max_samples, calibration.random_state)
+    table = ResultsTable()
+    for layer in layers:
+        data = {key: rows.read(view, layer) for key, view in views.items()}
+        for measure in resolved:
+            point = paired_difference(
+                measure, (data[tuned, "x"], data[tuned, "y"]), (data[base, "x"], data[base, "y"]),
+                calibration,
+            )
+            table.append(
+                Result(
+                    analysis="tuning-change",
+                    measure=measure.name,
+                    checkpoint=tuned,
+                    view=views[tuned, "x"].label,
+                    layer=layer,
+                    value=point.value,
+                    checkpoint_b=base,
+                    view_b=views[tuned, "y"].label,
+                    layer_b=layer,
+                    kind=measure.kind,
+                    ci_low=point.ci_low,
+                    ci_high=point.ci_high,
+                    p_value=point.p_value,
+                    n_samples=rows.n,
+                    notes=join_notes(
+                        f"{measure.name}({tuned}) - {measure.name}({base})", point.notes,
+                        rows.note,
+                    ),
+                )
+            )
+    return table

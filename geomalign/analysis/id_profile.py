@@ -1,0 +1,220 @@
+"""Intrinsic dimension over layers, and detection of the abstraction phase (the ID peak)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import find_peaks, peak_widths
+
+from geomalign.analysis._views import (
+    Rows,
+    View,
+    as_view,
+    check_layers,
+    check_view,
+    join_notes,
+    open_store,
+)
+from geomalign.analysis.calibration import Calibration, evaluate, resolve_measures
+from geomalign.analysis.table import Result, ResultsTable
+from geomalign.store import ActivationStore
+
+__all__ = ["AbstractionPhase", "abstraction_phase", "detect_abstraction_phase", "id_profile"]
+
+StoreLike = ActivationStore | str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class AbstractionPhase:
+    """The intrinsic-dimension peak of a profile over layers.
+
+    Attributes
+    ----------
+    peak_layer : int
+        Layer of the most prominent interior maximum.
+    peak_value : float
+        Intrinsic dimension at the peak.
+    prominence : float
+        Height of the peak above the higher of its two bases (scipy's prominence).
+    onset, end : float
+        Layers (linearly interpolated) where the profile crosses half the prominence below the
+        peak, on the rising and the falling side.
+    width : float
+        ``end - onset``, in layers.
+    """
+
+    peak_layer: int
+    peak_value: float
+    prominence: float
+    onset: float
+    end: float
+    width: float
+
+
+def detect_abstraction_phase(
+    layers: Sequence[int], dimensions: Sequence[float], *, min_prominence: float = 0.0
+) -> AbstractionPhase | None:
+    """Find the abstraction phase in an intrinsic-dimension profile.
+
+    Rule: among the interior local maxima of the profile (a first or last layer is never a peak),
+    take the one with the largest prominence (its height above the higher of the two minima that
+    separate it from higher ground on either side). Its onset and end are where the profile,
+    linearly interpolated between layers, crosses ``peak - prominence / 2`` (full width at half
+    prominence). Layer positions are interpolated on the real layer numbers, so profiles over a
+    subset of layers (e.g. every fourth) give onsets in real layer units.
+
+    Parameters
+    ----------
+    layers : sequence of int
+        Increasing real layer numbers (0 = embedding output).
+    dimensions : sequence of float
+        Intrinsic dimension at each layer.
+    min_prominence : float, default=0.0
+        Peaks less prominent than this (in ID units) are ignored.
+
+    Returns
+    -------
+    AbstractionPhase or None
+        None when the profile has no interior peak at least ``min_prominence`` high (monotone or
+        flat profiles, fewer than 3 layers).
+
+    References
+    ----------
+    Cheng et al. (2025), "Emergence of a high-dimensional abstraction phase in language
+    transformers", ICLR.
+
+    Examples
+    --------
+    >>> detect_abstraction_phase([0, 1, 2, 3, 4], [5.0, 9.0, 14.0, 9.0, 5.0]).peak_layer
+    2
+    """
+    layer_arr = np.asarray(layers, dtype=np.float64)
+    d = np.asarray(dimensions, dtype=np.float64)
+    if layer_arr.ndim != 1 or d.shape != layer_arr.shape:
+        raise ValueError(
+            f"layers and dimensions must be 1-D of the same length; got shapes {layer_arr.shape} "
+            f"and {d.shape}."
+        )
+    if np.any(np.diff(layer_arr) <= 0):
+        raise ValueError(f"layers must be strictly increasing; got {list(layers)}.")
+    if not np.all(np.isfinite(d)):
+        bad = [int(layer) for layer, v in zip(layer_arr, d, strict=True) if not np.isfinite(v)]
+        raise ValueError(f"dimensions must be finite; got NaN/Inf at layers {bad}.")
+    if min_prominence < 0:
+        raise ValueError(f"min_prominence must be >= 0; got {min_prominence}.")
+    if d.size < 3:
+        return None
+    peaks, props = find_peaks(d, prominence=min_prominence)
+    if peaks.size == 0:
+        return None
+    k = int(np.argmax(props["prominences"]))
+    prominence_data = tuple(props[key][k : k + 1] for key in ("prominences", "left_bases",
+                                                              "right_bases"))
+    _, _, left, right = peak_widths(d, peaks[k : k + 1], rel_height=0.5,
+                                    prominence_data=prominence_data)
+    positions = np.arange(d.size)
+    onset = float(np.interp(left[0], positions, layer_arr))
+    end = float(np.interp(right[0], positions, layer_arr))
+    return AbstractionPhase(
+        peak_layer=int(layer_arr[peaks[k]]),
+        peak_value=float(d[peaks[k]]),
+        prominence=float(props["prominences"][k]),
+        onset=onset,
+        end=end,
+        width=end - onset,
+    )
+
+
+def id_profile(
+    store: StoreLike,
+    view: View | tuple[str, str, str],
+    *,
+    measure: str = "id-gride",
+    layers: Sequence[int] | None = None,
+    calibration: Calibration | None = None,
+) -> ResultsTable:
+    """Intrinsic dimension of one view at every layer.
+
+    Parameters
+    ----------
+    store : ActivationStore or path
+        The activation store.
+    view : View or (checkpoint, modality, pooling)
+        A pooled, complete view.
+    measure : str, default="id-gride"
+        A one-view (dimension) registry measure.
+    layers : sequence of int, default=None
+        Real layer numbers (0 = embedding output); all stored layers when None.
+    calibration : Calibration, default=None
+        ``n_resamples`` sets the bootstrap CI; ``max_samples``/``random_state`` the rows read.
+
+    Returns
+    -------
+    ResultsTable
+        ``analysis="id-profile"`` rows, one per layer, with ``kind="dimension"``.
+    """
+    calibration = calibration or Calibration()
+    store = open_store(store)
+    view = as_view(view, "view")
+    info = check_view(store, view)
+    layers = check_layers(info, None if layers is None else list(layers), view)
+    (resolved,) = resolve_measures(measure, n_views=1, purpose="intrinsic-dimension profile")
+    rows = Rows(store, calibration.max_samples, calibration.random_state)
+    table = ResultsTable()
+    for layer in layers:
+        point = evaluate(resolved, rows.read(view, layer), None, calibration)
+        table.append(
+            Result(analysis="id-profile", measure=resolved.name, checkpoint=view.checkpoint,
+                   view=view.label, layer=layer, value=point.value, kind=resolved.kind,
+                   ci_low=point.ci_low, ci_high=point.ci_high, n_samples=rows.n,
+                   notes=join_notes(point.notes, rows.note))
+        )
+    return table
+
+
+def abstraction_phase(profiles: ResultsTable, *, min_prominence: float = 0.0) -> ResultsTable:
+    """Detect the abstraction phase of every ID profile in a table.
+
+    Parameters
+    ----------
+    profiles : ResultsTable
+        Holds ``analysis="id-profile"`` rows (from :func:`id_profile`), possibly of several
+        checkpoints, views and measures; other rows are ignored.
+    min_prominence : float, default=0.0
+        See :func:`detect_abstraction_phase`.
+
+    Returns
+    -------
+    ResultsTable
+        For each (measure, checkpoint, view): ``analysis="abstraction-phase"`` rows with
+        ``statistic`` one of ``peak_layer``, ``peak_value``, ``prominence``, ``onset``, ``end``,
+        ``width`` (``layer`` = the peak layer), or a single ``statistic="peak_layer"`` row with
+        value NaN and a note when the profile has no interior peak.
+    """
+    rows = profiles.select(analysis="id-profile")
+    if not len(rows):
+        raise ValueError("abstraction_phase: the table holds no 'id-profile' rows.")
+    table = ResultsTable()
+    keys = dict.fromkeys((r.measure, r.checkpoint, r.view) for r in rows)
+    for measure, checkpoint, view in keys:
+        profile = sorted(
+            rows.select(measure=measure, checkpoint=checkpoint, view=view), key=lambda r: r.layer
+        )
+        layers = [r.layer for r in profile]
+        phase = detect_abstraction_phase(
+            layers, [r.value for r in profile], min_prominence=min_prominence
+        )
+        common = dict(analysis="abstraction-phase", measure=measure, checkpoint=checkpoint,
+                      view=view, n_samples=profile[0].n_samples)
+        rule = "most prominent interior ID peak; onset/end at half prominence"
+        if phase is None:
+            table.append(Result(layer=None, value=float("nan"), statistic="peak_layer",
+                                notes=f"no interior peak over layers {layers}; {rule}", **common))
+            continue
+        for statistic in ("peak_layer", "peak_value", "prominence", "onset", "end", "width"):
+            table.append(Result(layer=phase.peak_layer, value=float(getattr(phase, statistic)),
+                                statistic=statistic, notes=rule, **common))
+    return table

@@ -1,0 +1,178 @@
+"""Layer x layer maps between two views, and each layer's best-matching layer in the other view."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from geomalign import metrics
+from geomalign.analysis._views import (
+    Rows,
+    View,
+    as_view,
+    check_layers,
+    check_view,
+    join_notes,
+    open_store,
+)
+from geomalign.analysis.calibration import Calibration, better, resolve_measures
+from geomalign.analysis.curves import STREAMED
+from geomalign.analysis.table import Result, ResultsTable
+from geomalign.metrics import Measure
+from geomalign.store import ActivationStore
+
+__all__ = ["layer_map", "map_matrix"]
+
+StoreLike = ActivationStore | str | os.PathLike[str]
+
+
+def _matrix(measure: Measure, Xs: list[np.ndarray], Ys: list[np.ndarray]) -> np.ndarray:
+    if measure.name in STREAMED:  # linear CKA: each layer's self-term computed once
+        return metrics.cka_matrix(Xs, Ys, debiased=STREAMED[measure.name])
+    return np.array([[float(measure(X, Y)) for Y in Ys] for X in Xs], dtype=np.float64)
+
+
+def _listed(layers: Sequence[int] | None) -> list[int] | None:
+    return None if layers is None else list(layers)
+
+
+def layer_map(
+    store: StoreLike,
+    view_a: View | tuple[str, str, str],
+    view_b: View | tuple[str, str, str],
+    *,
+    measure: str = "cka-linear",
+    layers_a: Sequence[int] | None = None,
+    layers_b: Sequence[int] | None = None,
+    calibration: Calibration | None = None,
+) -> ResultsTable:
+    """The measure between every layer of ``view_a`` and every layer of ``view_b``.
+
+    For each layer of ``view_a`` the best-matching layer of ``view_b`` (highest similarity, or
+    lowest distance) is reported with a p-value that accounts for the choice of the best of
+    ``len(layers_b)`` layers: under the null the rows of ``view_b`` are permuted (one permutation
+    shared by all its layers), the whole map is recomputed and the best score per ``view_a`` layer
+    kept; ``p = (1 + #{null best at least as good as the observed best}) / (1 + n_permutations)``.
+    Comparing the observed maximum with per-cell nulls instead would overstate significance.
+
+    Parameters
+    ----------
+    store : ActivationStore or path
+        The activation store.
+    view_a, view_b : View or (checkpoint, modality, pooling)
+        Two pooled, complete views of the same samples, e.g. image and caption views.
+    measure : str, default="cka-linear"
+        A two-view registry measure.
+    layers_a, layers_b : sequence of int, default=None
+        Real layer numbers (0 = embedding output); all stored layers when None.
+    calibration : Calibration, default=None
+        ``n_permutations`` sets the max-over-layers null (0 skips it); ``max_samples`` and
+        ``random_state`` the rows read. ``n_resamples`` is not used by maps.
+
+    Returns
+    -------
+    ResultsTable
+        ``analysis="layer-map"`` rows, one per (layer, layer_b) cell, then
+        ``analysis="best-match"`` rows, one per layer of ``view_a`` with ``layer_b`` its best match,
+        ``null_mean``/``null_std`` the null of the best score, and ``p_value`` as above.
+
+    Notes
+    -----
+    Costs ``(1 + n_permutations) * len(layers_a) * len(layers_b)`` measure evaluations on
+    ``max_samples`` rows, with every layer of both views in memory.
+    """
+    calibration = calibration or Calibration()
+    store = open_store(store)
+    view_a, view_b = as_view(view_a, "view_a"), as_view(view_b, "view_b")
+    info_a, info_b = check_view(store, view_a), check_view(store, view_b)
+    layers_a = check_layers(info_a, _listed(layers_a), view_a, "layers_a")
+    layers_b = check_layers(info_b, _listed(layers_b), view_b, "layers_b")
+    (resolved,) = resolve_measures(measure, n_views=2, purpose="layer map")
+    sign = better(resolved.kind)
+    rows = Rows(store, calibration.max_samples, calibration.random_state)
+    Xs = [rows.read(view_a, layer) for layer in layers_a]
+    Ys = [rows.read(view_b, layer) for layer in layers_b]
+    observed = _matrix(resolved, Xs, Ys)
+    best_j = np.argmax(sign * observed, axis=1)
+    best = observed[np.arange(len(layers_a)), best_j]
+
+    # A measure that ignores the pairing of rows (OT between the two clouds) has no such null.
+    n_permutations = calibration.n_permutations if resolved.paired else 0
+    null = np.empty((n_permutations, len(layers_a)))
+    rng = np.random.default_rng(calibration.random_state)
+    for k in range(n_permutations):
+        perm = rng.permutation(rows.n)
+        permuted = _matrix(resolved, Xs, [Y[perm] for Y in Ys])
+        null[k] = sign * np.max(sign * permuted, axis=1)
+
+    common = dict(
+        measure=resolved.name,
+        checkpoint=view_a.checkpoint,
+        view=view_a.label,
+        checkpoint_b=view_b.checkpoint,
+        view_b=view_b.label,
+        kind=resolved.kind,
+        n_samples=rows.n,
+    )
+    table = ResultsTable()
+    for i, la in enumerate(layers_a):
+        for j, lb in enumerate(layers_b):
+            table.append(
+                Result(analysis="layer-map", layer=la, layer_b=lb, value=observed[i, j],
+                       notes=rows.note, **common)
+            )
+    for i, la in enumerate(layers_a):
+        null_mean = null_std = p_value = None
+        notes = f"best of {len(layers_b)} layers"
+        if n_permutations:
+            null_mean, null_std = float(null[:, i].mean()), float(null[:, i].std(ddof=1))
+            hits = np.sum(sign * null[:, i] >= sign * best[i])
+            p_value = float((1 + hits) / (1 + n_permutations))
+            notes += (
+                f"; max-over-layers permutation null K={n_permutations} "
+                f"seed={calibration.random_state}"
+            )
+        elif calibration.n_permutations:
+            notes += "; no permutation null: the measure ignores the pairing of rows"
+        table.append(
+            Result(analysis="best-match", layer=la, layer_b=int(layers_b[best_j[i]]),
+                   value=best[i], null_mean=null_mean, null_std=null_std, p_value=p_value,
+                   notes=join_notes(notes, rows.note), **common)
+        )
+    return table
+
+
+def map_matrix(
+    table: ResultsTable,
+    *,
+    measure: str,
+    checkpoint: str,
+    view: str,
+    checkpoint_b: str,
+    view_b: str,
+) -> tuple[list[int], list[int], np.ndarray]:
+    """Rebuild a layer map from its ``"layer-map"`` rows.
+
+    Returns
+    -------
+    layers_a, layers_b : list of int
+        Sorted layer numbers of the rows and columns.
+    values : ndarray of shape (len(layers_a), len(layers_b))
+        The measure, NaN where the table has no cell.
+    """
+    cells = table.select(analysis="layer-map", measure=measure, checkpoint=checkpoint, view=view,
+                         checkpoint_b=checkpoint_b, view_b=view_b)
+    if not len(cells):
+        raise ValueError(
+            f"no layer-map rows for {measure} between {checkpoint}:{view} and "
+            f"{checkpoint_b}:{view_b}; maps in the table: "
+            f"{sorted({(r.measure, r.checkpoint, r.view, r.checkpoint_b, r.view_b) for r in table.select(analysis='layer-map')})}."  # noqa: E501
+        )
+    layers_a = sorted({int(r.layer) for r in cells})
+    layers_b = sorted({int(r.layer_b) for r in cells})
+    values = np.full((len(layers_a), len(layers_b)), np.nan)
+    for r in cells:
+        values[layers_a.index(r.layer), layers_b.index(r.layer_b)] = r.value
+    return layers_a, layers_b, values

@@ -1,0 +1,150 @@
+"""Every analysis a store supports, in one call: the table behind ``geomalign analyze``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from geomalign import metrics
+from geomalign.analysis._views import View, open_store
+from geomalign.analysis.calibration import Calibration
+from geomalign.analysis.curves import (
+    cross_checkpoint_curve,
+    cross_modal_curve,
+    default_pooling,
+    tuning_change_curve,
+)
+from geomalign.analysis.id_profile import abstraction_phase, id_profile
+from geomalign.analysis.layer_maps import layer_map
+from geomalign.analysis.table import ResultsTable
+from geomalign.store import ActivationStore
+
+__all__ = ["analyze_store"]
+
+logger = logging.getLogger(__name__)
+
+
+def analyze_store(
+    store: ActivationStore | str | os.PathLike[str],
+    *,
+    measures: Sequence[str],
+    map_measures: Sequence[str] | None = None,
+    base: str | None = None,
+    image: tuple[str, str | None] = ("image", None),
+    text: tuple[str, str | None] = ("text", None),
+    calibration: Calibration | None = None,
+    min_prominence: float = 0.0,
+    progress: bool = False,
+) -> ResultsTable:
+    """Run every analysis the store's views allow and return one table.
+
+    With checkpoints ``base, c1, c2, ...`` and two-view measures (similarities, distances):
+
+    - cross-modal curve of every checkpoint (image vs text view);
+    - layer x layer map image vs text of every checkpoint, with best matches (``map_measures``);
+    - for each other checkpoint ``c``: the base-vs-``c`` curve of each modality and the change of
+      cross-modal alignment ``c - base`` (paired bootstrap).
+
+    With dimension measures: the ID profile of every pooled image and text view, and its
+    abstraction phase.
+
+    Parameters
+    ----------
+    store : ActivationStore or path
+        The activation store.
+    measures : sequence of str
+        Registry measures, e.g. ``["cka-linear", "mutual-knn", "ot-sinkhorn", "id-gride"]``.
+    map_measures : sequence of str, default=None
+        Two-view measures for layer x layer maps; the first two-view entry of ``measures`` when
+        None, no maps when empty.
+    base : str, default=None
+        Reference checkpoint of the comparisons; the first checkpoint of the store when None.
+    image, text : (modality, pooling)
+        The image and caption views; a None pooling picks
+        :func:`~geomalign.analysis.default_pooling`. Analyses needing a modality the store lacks
+        are skipped (logged).
+    calibration : Calibration, default=None
+        Nulls, CIs and subsampling, shared by every analysis.
+    min_prominence : float, default=0.0
+        See :func:`~geomalign.analysis.detect_abstraction_phase`.
+    progress : bool, default=False
+        Show a progress bar (on stderr).
+
+    Returns
+    -------
+    ResultsTable
+    """
+    calibration = calibration or Calibration()
+    store = open_store(store)
+    measures = list(measures)
+    if not measures:
+        raise ValueError(f"measures: give at least one; available: {metrics.available()}.")
+    two_view = [m for m in measures if metrics.get(m).n_views == 2]
+    one_view = [m for m in measures if metrics.get(m).n_views == 1]
+    if map_measures is None:
+        map_measures = two_view[:1]
+    checkpoints = list(store.checkpoints())
+    if not checkpoints:
+        raise ValueError(f"{store.path}: the store holds no checkpoint.")
+    base = checkpoints[0] if base is None else base
+    if base not in checkpoints:
+        raise ValueError(f"base: {store.path} has checkpoints {checkpoints}; got {base!r}.")
+    others = [c for c in checkpoints if c != base]
+    ordered = [base, *others]
+    stored = {(c, m) for c, m, _ in store.views()}
+
+    def has(ckpt: str, modality: str) -> bool:
+        return (ckpt, modality) in stored
+
+    tasks: list[tuple[str, Callable[[], ResultsTable]]] = []
+    for ckpt in ordered:
+        if not (has(ckpt, image[0]) and has(ckpt, text[0])):
+            logger.info("%s: no %s and %s views; cross-modal analyses skipped", ckpt, *(image[0],
+                        text[0]))
+            continue
+        if two_view:
+            tasks.append((f"cross-modal {ckpt}", lambda c=ckpt: cross_modal_curve(
+                store, c, measures=two_view, image=image, text=text, calibration=calibration)))
+        for m in map_measures:
+            def run_map(c: str = ckpt, m: str = m) -> ResultsTable:
+                a = View(c, image[0], image[1] or default_pooling(store, c, image[0]))
+                b = View(c, text[0], text[1] or default_pooling(store, c, text[0]))
+                return layer_map(store, a, b, measure=m, calibration=calibration)
+            tasks.append((f"layer map {ckpt} {m}", run_map))
+    for other in others:
+        for modality, pooling in (image, text):
+            if two_view and has(base, modality) and has(other, modality):
+                tasks.append((f"{base} vs {other} {modality}", lambda o=other, mo=modality,
+                              p=pooling: cross_checkpoint_curve(
+                                  store, mo, base=base, tuned=o, measures=two_view, pooling=p,
+                                  calibration=calibration)))
+        if two_view and all(has(c, m) for c in (base, other) for m in (image[0], text[0])):
+            tasks.append((f"tuning change {other}", lambda o=other: tuning_change_curve(
+                store, base=base, tuned=o, measures=two_view, image=image, text=text,
+                calibration=calibration)))
+    for m in one_view:
+        for ckpt in ordered:
+            for modality, pooling in (image, text):
+                if has(ckpt, modality):
+                    def run_id(c: str = ckpt, mo: str = modality, p: str | None = pooling,
+                               m: str = m) -> ResultsTable:
+                        view = View(c, mo, p or default_pooling(store, c, mo))
+                        return id_profile(store, view, measure=m, calibration=calibration)
+                    tasks.append((f"ID {ckpt} {modality} {m}", run_id))
+    if not tasks:
+        raise ValueError(
+            f"{store.path}: nothing to analyse with measures {measures}; stored views: "
+            f"{', '.join(str(View(*v)) for v in store.views()) or 'none'}."
+        )
+    table = ResultsTable()
+    bar = tqdm(tasks, desc="analyze", unit="analysis", disable=not progress)
+    for name, task in bar:
+        bar.set_postfix_str(name)
+        logger.info("analysis: %s", name)
+        table.extend(task())
+    if len(table.select(analysis="id-profile")):
+        table.extend(abstraction_phase(table, min_prominence=min_prominence))
+    return table

@@ -1,0 +1,253 @@
+"""The tidy results table every analysis (and every intervention) writes: one row per number.
+
+A :class:`Result` is one measured number with where it came from (checkpoint, view, layer, and for
+comparisons the second checkpoint, view and layer), its calibration (bootstrap CI, permutation null)
+and free-text notes. A :class:`ResultsTable` is an ordered list of them with CSV save and load; a
+saved table loads back equal to the one saved (floats are written with ``repr``, which round-trips).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import astuple, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["COLUMNS", "Result", "ResultsTable"]
+
+
+@dataclass(frozen=True)
+class Result:
+    """One number of an analysis, with its provenance and calibration.
+
+    Missing entries are ``None`` (an empty cell in the CSV); a float field that holds ``nan`` means
+    the computation ran and gave NaN.
+
+    Parameters
+    ----------
+    analysis : str
+        What produced the row: ``"cross-modal"``, ``"cross-checkpoint"``, ``"layer-map"``,
+        ``"best-match"``, ``"id-profile"``, ``"abstraction-phase"``, ``"tuning-change"``, or another
+        producer's name (e.g. an intervention).
+    measure : str
+        Registry name of the measure (``"cka-linear"``, ``"id-gride"``, ...) or the name of the
+        producer's score (e.g. ``"accuracy"``).
+    checkpoint : str
+        Checkpoint of the (first) view.
+    view : str
+        ``"<modality>/<pooling>"`` of the (first) view, e.g. ``"image/mean"``.
+    layer : int or None
+        Real layer number of the (first) view; 0 is the embedding output, ``L`` the last block.
+    value : float
+        The number itself. For ``statistic != "value"`` rows it is that statistic (e.g. a layer).
+    statistic : str, default="value"
+        What ``value`` is when not the measure itself, e.g. ``"peak_layer"``, ``"onset"``.
+    checkpoint_b, view_b, layer_b : str, str, int or None
+        The second view of a comparison; ``None`` for one-view quantities (intrinsic dimension).
+    kind : str or None
+        ``"similarity"`` (higher = more alike), ``"distance"`` (lower = more alike) or
+        ``"dimension"``.
+    ci_low, ci_high : float or None
+        Bootstrap confidence interval of ``value``.
+    null_mean, null_std : float or None
+        Mean and standard deviation of the permutation null.
+    p_value : float or None
+        Permutation (or bootstrap, for ``"tuning-change"``) p-value; see the producer's docstring
+        for its alternative.
+    n_samples : int or None
+        Number of samples the value was computed on.
+    notes : str
+        Anything a reader needs to interpret the row, e.g. ``"subsampled n=2000 of 9000 seed=0"``.
+    """
+
+    analysis: str
+    measure: str
+    checkpoint: str
+    view: str
+    layer: int | None
+    value: float
+    statistic: str = "value"
+    checkpoint_b: str | None = None
+    view_b: str | None = None
+    layer_b: int | None = None
+    kind: str | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    null_mean: float | None = None
+    null_std: float | None = None
+    p_value: float | None = None
+    n_samples: int | None = None
+    notes: str = ""
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Result))
+_INT_COLUMNS = frozenset({"layer", "layer_b", "n_samples"})
+_FLOAT_COLUMNS = frozenset({"value", "ci_low", "ci_high", "null_mean", "null_std", "p_value"})
+_OPTIONAL_STR_COLUMNS = frozenset({"checkpoint_b", "view_b", "kind"})
+
+
+def _format_cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _parse_cell(column: str, text: str, where: str) -> object:
+    if column in _INT_COLUMNS or column in _FLOAT_COLUMNS or column in _OPTIONAL_STR_COLUMNS:
+        if text == "":
+            if column == "value":
+                raise ValueError(f"{where}: column 'value' is empty; every row needs a value.")
+            return None
+        if column in _OPTIONAL_STR_COLUMNS:
+            return text
+        try:
+            return int(text) if column in _INT_COLUMNS else float(text)
+        except ValueError:
+            expected = "an integer" if column in _INT_COLUMNS else "a number"
+            raise ValueError(
+                f"{where}: column {column!r} must hold {expected} or be empty; got {text!r}."
+            ) from None
+    return text
+
+
+def _coerce(row: Result) -> Result:
+    """Return ``row`` with numpy scalars turned into Python ``int``/``float`` (CSV round trip)."""
+    changes: dict[str, object] = {}
+    for name in COLUMNS:
+        value = getattr(row, name)
+        if value is None:
+            continue
+        if name in _INT_COLUMNS:
+            if isinstance(value, (bool, np.bool_)) or int(value) != value:
+                raise TypeError(f"Result.{name} must be an integer or None; got {value!r}.")
+            changes[name] = int(value)
+        elif name in _FLOAT_COLUMNS:
+            changes[name] = float(value)
+        elif not isinstance(value, str):
+            raise TypeError(f"Result.{name} must be a str; got {type(value).__name__} {value!r}.")
+    return replace(row, **changes)
+
+
+class ResultsTable:
+    """An ordered, appendable list of :class:`Result` rows, saved and loaded as CSV.
+
+    Parameters
+    ----------
+    rows : iterable of Result, default=()
+        Initial rows.
+
+    Examples
+    --------
+    >>> t = ResultsTable([Result("cross-modal", "cka-linear", "base", "image/mean", 3, 0.8)])
+    >>> len(t.select(measure="cka-linear", layer=3))
+    1
+    """
+
+    def __init__(self, rows: Iterable[Result] = ()) -> None:
+        self._rows: list[Result] = []
+        self.extend(rows)
+
+    def append(self, row: Result) -> None:
+        """Add one row (numpy scalars are converted to Python numbers)."""
+        if not isinstance(row, Result):
+            raise TypeError(
+                f"ResultsTable rows must be Result instances; got {type(row).__name__}."
+            )
+        self._rows.append(_coerce(row))
+
+    def extend(self, rows: Iterable[Result]) -> None:
+        """Add several rows in order."""
+        for row in rows:
+            self.append(row)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[Result]:
+        return iter(self._rows)
+
+    def __getitem__(self, index: int) -> Result:
+        return self._rows[index]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ResultsTable):
+            return NotImplemented
+        if len(self) != len(other):
+            return False
+        return all(_same_row(a, b) for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ResultsTable({len(self)} rows)"
+
+    def select(self, **criteria: object) -> ResultsTable:
+        """Rows whose columns equal every given value, e.g. ``select(measure="cka-linear")``."""
+        unknown = sorted(set(criteria) - set(COLUMNS))
+        if unknown:
+            raise ValueError(f"select(): unknown column(s) {unknown}; columns are {list(COLUMNS)}.")
+        return ResultsTable(
+            r for r in self._rows if all(getattr(r, k) == v for k, v in criteria.items())
+        )
+
+    def unique(self, column: str) -> list[object]:
+        """Distinct values of ``column`` in order of first appearance."""
+        if column not in COLUMNS:
+            raise ValueError(f"unique(): unknown column {column!r}; columns are {list(COLUMNS)}.")
+        return list(dict.fromkeys(getattr(r, column) for r in self._rows))
+
+    def column(self, column: str) -> np.ndarray:
+        """One column as an array (float columns as float64 with ``None`` -> NaN)."""
+        if column not in COLUMNS:
+            raise ValueError(f"column(): unknown column {column!r}; columns are {list(COLUMNS)}.")
+        values = [getattr(r, column) for r in self._rows]
+        if column in _FLOAT_COLUMNS or column in _INT_COLUMNS:
+            return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        return np.array(values, dtype=object)
+
+    def to_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write the table to ``path`` (header row = :data:`COLUMNS`) and return the path."""
+        path = Path(path)
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(COLUMNS)
+            for row in self._rows:
+                writer.writerow([_format_cell(v) for v in astuple(row)])
+        return path
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike[str]) -> ResultsTable:
+        """Load a table written by :meth:`to_csv` (or any CSV with the same header)."""
+        path = Path(path)
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or tuple(header) != COLUMNS:
+                raise ValueError(
+                    f"{path}: expected a results table whose header is {list(COLUMNS)}; "
+                    f"got {header}."
+                )
+            rows = []
+            for line_no, cells in enumerate(reader, start=2):
+                where = f"{path}, line {line_no}"
+                if len(cells) != len(COLUMNS):
+                    raise ValueError(f"{where}: expected {len(COLUMNS)} cells, got {len(cells)}.")
+                values = {c: _parse_cell(c, t, where) for c, t in zip(COLUMNS, cells, strict=True)}
+                rows.append(Result(**values))  # type: ignore[arg-type]
+        return cls(rows)
+
+
+def _same_row(a: Result, b: Result) -> bool:
+    """Field-wise equality in which NaN equals NaN."""
+    for x, y in zip(astuple(a), astuple(b), strict=True):
+        if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+            continue
+        if x != y:
+            return False
+    return True

@@ -1,0 +1,91 @@
+"""``geomalign analyze STORE --measures ... --out DIR``: results table, figures and summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from geomalign.analysis import Calibration, analyze_store
+
+
+def _view(text: str) -> tuple[str, str | None]:
+    modality, _, pooling = text.partition("/")
+    return modality, pooling or None
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that build a :class:`~geomalign.analysis.Calibration` (shared with ``demo``)."""
+    group = parser.add_argument_group("calibration")
+    group.add_argument("--permutations", type=int, default=100, metavar="N",
+                       help="permutations of the permutation null (0: no p-values; default 100)")
+    group.add_argument("--resamples", type=int, default=100, metavar="N",
+                       help="bootstrap resamples for CIs (0: no CIs; default 100)")
+    group.add_argument("--confidence", type=float, default=0.95,
+                       help="confidence level of the CIs (default 0.95)")
+    group.add_argument("--max-samples", type=int, default=2000, metavar="N",
+                       help="subsample size for measures other than streamed linear CKA "
+                       "(default 2000; 0: all samples)")
+    group.add_argument("--seed", type=int, default=0, help="seed of subsamples, nulls, bootstrap")
+
+
+def calibration_from(args: argparse.Namespace) -> Calibration:
+    """The Calibration the parsed options describe."""
+    return Calibration(n_permutations=args.permutations, n_resamples=args.resamples,
+                       confidence=args.confidence, max_samples=args.max_samples or None,
+                       random_state=args.seed)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``analyze`` subcommand."""
+    parser = subparsers.add_parser(
+        "analyze", help="per-layer alignment curves, layer maps and ID profiles of a store",
+        description=__doc__.split("\n")[0],
+    )
+    parser.add_argument("store", help="an activation store (.h5)")
+    parser.add_argument("--measures", type=_names, required=True,
+                        help="comma-separated registry names, e.g. "
+                        "cka-linear,mutual-knn,ot-sinkhorn,id-gride")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder (results.csv, summary.txt, figures/)")
+    parser.add_argument("--map-measures", type=_names, default=None,
+                        help="measures for layer x layer maps (default: the first two-view "
+                        "measure; '' for none)")
+    parser.add_argument("--base", default=None, help="reference checkpoint (default: the first)")
+    parser.add_argument("--image", type=_view, default=("image", None), metavar="MODALITY[/POOL]",
+                        help="image view (default: image with mean or last pooling)")
+    parser.add_argument("--text", type=_view, default=("text", None), metavar="MODALITY[/POOL]",
+                        help="caption view (default: text with mean or last pooling)")
+    parser.add_argument("--min-prominence", type=float, default=0.0,
+                        help="smallest ID peak prominence counted as an abstraction phase")
+    parser.add_argument("--formats", type=_names, default=["png"],
+                        help="figure formats, comma-separated: png,pdf,svg (default png)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace results already in --out")
+    add_calibration_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Analyse ``args.store`` and write the results into ``args.out``."""
+    from geomalign.report import write_results  # matplotlib: imported when the command runs
+
+    existing = args.out / "results.csv"
+    if existing.exists() and not args.overwrite:
+        message = f"geomalign analyze: {existing} exists; pass --overwrite to replace it."
+        print(message, file=sys.stderr)  # noqa: T201 - the command's error output
+        return 1
+    table = analyze_store(
+        args.store, measures=args.measures, map_measures=args.map_measures, base=args.base,
+        image=args.image, text=args.text, calibration=calibration_from(args),
+        min_prominence=args.min_prominence, progress=True,
+    )
+    written = write_results(table, args.out, formats=args.formats)
+    print(written.summary.read_text(), end="")  # noqa: T201 - the command's output
+    print(f"wrote {written.table}, {written.summary} and "  # noqa: T201
+          f"{len(written.figures)} figures in {args.out / 'figures'}")
+    return 0

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from geomalign.analysis import (
+    Calibration,
+    ResultsTable,
+    abstraction_phase,
+    detect_abstraction_phase,
+    id_profile,
+)
+
+from .planted import ID_BASE
+
+
+def test_symmetric_peak_has_half_prominence_width():
+    phase = detect_abstraction_phase([0, 1, 2, 3, 4], [2.0, 4.0, 10.0, 4.0, 2.0])
+    # prominence 8 above both bases (2); half height 6 is crossed 2/3 of the way from 4 to 10.
+    assert phase.peak_layer == 2
+    assert phase.peak_value == 10.0
+    assert phase.prominence == 8.0
+    assert phase.onset == pytest.approx(1 + 1 / 3)
+    assert phase.end == pytest.approx(3 - 1 / 3)
+    assert phase.width == pytest.approx(4 / 3)
+
+
+def test_phase_uses_real_layer_numbers_and_the_higher_base():
+    # every fourth layer; left base 2, right base 6 -> prominence 14 - 6 = 8, half height 10.
+    phase = detect_abstraction_phase([0, 4, 8, 12, 16], [2.0, 6.0, 14.0, 6.0, 6.0])
+    assert phase.peak_layer == 8
+    assert phase.prominence == 8.0
+    assert phase.onset == pytest.approx(6.0)
+    assert phase.end == pytest.approx(10.0)
+
+
+def test_most_prominent_of_several_peaks_wins():
+    phase = detect_abstraction_phase(range(7), [1, 3, 1, 9, 2, 2.5, 2])
+    assert phase.peak_layer == 3
+
+
+@pytest.mark.parametrize("profile", [[1, 2, 3, 4, 5], [5, 4, 3, 2, 1], [3, 3, 3, 3], [1, 5]])
+def test_no_interior_peak_gives_none(profile):
+    assert detect_abstraction_phase(range(len(profile)), profile) is None
+
+
+def test_min_prominence_filters_small_bumps():
+    profile = [5.0, 5.4, 5.0, 5.1, 5.0]
+    assert detect_abstraction_phase(range(5), profile).peak_layer == 1
+    assert detect_abstraction_phase(range(5), profile, min_prominence=1.0) is None
+
+
+def test_detect_rejects_bad_profiles():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        detect_abstraction_phase([0, 2, 1], [1, 2, 1])
+    with pytest.raises(ValueError, match=r"NaN/Inf at layers \[1\]"):
+        detect_abstraction_phase([0, 1, 2], [1, np.nan, 1])
+    with pytest.raises(ValueError, match="same length"):
+        detect_abstraction_phase([0, 1, 2], [1, 2])
+
+
+def test_id_profile_recovers_planted_dimensions_and_peaks(planted_store):
+    cal = Calibration(n_resamples=10)
+    profiles = ResultsTable()
+    for ckpt in ("base", "tuned"):
+        profiles.extend(id_profile(planted_store, (ckpt, "image", "mean"), measure="id-twonn",
+                                   calibration=cal))
+    base = sorted(profiles.select(checkpoint="base"), key=lambda r: r.layer)
+    estimates = np.array([r.value for r in base])
+    # TwoNN on 160 Gaussian points: close for small d, biased low for d = 12
+    np.testing.assert_allclose(estimates[:3], ID_BASE[:3], rtol=0.35)
+    assert all(r.kind == "dimension" and r.ci_low <= r.ci_high for r in base)
+    phases = abstraction_phase(profiles)
+    peak = {r.checkpoint: r.value for r in phases.select(statistic="peak_layer")}
+    assert peak == {"base": 3.0, "tuned": 4.0}
+    onset = phases.select(checkpoint="base", statistic="onset")[0].value
+    assert 2.0 <= onset < 3.0
+
+
+def test_flat_profile_reports_no_phase():
+    from geomalign.analysis import Result
+
+    flat = ResultsTable(Result("id-profile", "id-twonn", "c", "image/mean", layer, 5.0 + layer)
+                        for layer in range(4))
+    (row,) = abstraction_phase(flat)
+    assert np.isnan(row.value)
+    assert "no interior peak" in row.notes
+    with pytest.raises(ValueError, match="no 'id-profile' rows"):
+        abstraction_phase(ResultsTable())
