@@ -342,7 +342,7 @@ def gromov_wasserstein(
     Y = check_representations(Y, name="Y", min_samples=2, context="Gromov-Wasserstein")
     dev = resolve_device(X, device)
     _, loss = _gw_plan(_internal_distances(X, "X", dev), _internal_distances(Y, "Y", dev), max_iter)
-    return 0.5 * np.sqrt(max(loss, 0.0))
+    return float(0.5 * np.sqrt(max(loss, 0.0)))
 
 
 def ot_matching_accuracy(
