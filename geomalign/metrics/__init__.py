@@ -16,10 +16,19 @@ from geomalign.metrics.cka import cka, cka_matrix
 from geomalign.metrics.correlation import distance_correlation, svcca
 from geomalign.metrics.gap import modality_gap
 from geomalign.metrics.imbalance import information_imbalance
+from geomalign.metrics.intrinsic import (
+    GrideScaling,
+    IntrinsicDimension,
+    gride_scaling,
+    intrinsic_dimension,
+)
 from geomalign.metrics.knn import cknna, cycle_knn, mutual_knn
+from geomalign.metrics.ot import gromov_wasserstein, ot_distance, ot_matching_accuracy
 
 __all__ = [
     "BootstrapResult",
+    "GrideScaling",
+    "IntrinsicDimension",
     "Measure",
     "PermutationResult",
     "StreamingLinearCKA",
@@ -31,9 +40,14 @@ __all__ = [
     "cycle_knn",
     "distance_correlation",
     "get",
+    "gride_scaling",
+    "gromov_wasserstein",
     "information_imbalance",
+    "intrinsic_dimension",
     "modality_gap",
     "mutual_knn",
+    "ot_distance",
+    "ot_matching_accuracy",
     "permutation_test",
     "svcca",
 ]
