@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import skdim
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import special_ortho_group
 
 from geomalign.metrics.intrinsic import gride_scaling, intrinsic_dimension
@@ -119,6 +121,16 @@ def test_participation_ratio_equals_eigenvalue_formula(shape):
     Q = special_ortho_group.rvs(shape[1], random_state=2)
     moved = intrinsic_dimension(3.0 * X @ Q + 5.0, method="pr")
     assert moved.dimension == pytest.approx(expected, rel=1e-8)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(2, 30), d=st.integers(1, 12))
+def test_participation_ratio_bounds_and_scale_invariance(seed, n, d):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.01, 10.0, size=d)
+    pr = intrinsic_dimension(X, method="pr").dimension
+    assert 1.0 - 1e-9 <= pr <= min(n - 1, d) + 1e-9
+    assert intrinsic_dimension(1e3 * X - 7.0, method="pr").dimension == pytest.approx(pr)
 
 
 def test_twonn_and_mle_agree_with_scikit_dimension():
