@@ -26,7 +26,7 @@ __all__ = ["GrideScaling", "IntrinsicDimension", "gride_scaling", "intrinsic_dim
 
 _METHODS = ("twonn", "gride", "mle", "pr")
 _TWONN_FITS = ("ml", "linear")
-# Default relative tolerance for near-duplicates (see ``_drop_duplicates``).
+# Default relative tolerance for near-duplicates (see ``_neighbour_distances``).
 _DEFAULT_DUPLICATE_RTOL = 1e-3
 
 
