@@ -4,14 +4,30 @@
   blocks copied from the tuned one, made in place;
 - :mod:`~geomalign.interventions.visual_tokens`: image-token skip, ablation and attention knockout
   through forward hooks;
-- :mod:`~geomalign.interventions.probes`: per-layer linear probes and cross-modal probe transfer;
+- :mod:`~geomalign.interventions.probes`, :mod:`~geomalign.interventions.probe_curves`: linear
+  probes and cross-modal probe transfer, on arrays or per layer of an activation store;
 - :mod:`~geomalign.interventions.scoring`: per-item task scores (caption log-likelihood, answer
-  exact match).
+  exact match);
+- :mod:`~geomalign.interventions.tasks`: caption tasks from paired data, the testbed's held-out
+  QA and caption sets;
+- :mod:`~geomalign.interventions.curves`, :mod:`~geomalign.interventions.effects`: effect curves
+  over layer windows, as rows of the results table (:class:`geomalign.analysis.ResultsTable`);
+- :mod:`~geomalign.interventions.plotting`: figures of effect and probe curves.
 """
 
 from geomalign.interventions._model import decoder_layers
+from geomalign.interventions.curves import transplant_curve, visual_token_curve
+from geomalign.interventions.effects import (
+    ANALYSES,
+    intervention_effects,
+    load_checkpoint,
+    run_effect_curves,
+)
+from geomalign.interventions.plotting import plot_effect_curves, plot_probe_curves
+from geomalign.interventions.probe_curves import probe_curves
 from geomalign.interventions.probes import ProbeResult, probe_accuracy, transfer_accuracy
 from geomalign.interventions.scoring import TaskData, make_task, score_items, task_from_labels
+from geomalign.interventions.tasks import LLAVA_CAPTION_TEMPLATE, caption_task, held_out_tasks
 from geomalign.interventions.transplant import LayerTransplant, layer_windows
 from geomalign.interventions.visual_tokens import (
     ablate_visual_tokens,
@@ -20,17 +36,29 @@ from geomalign.interventions.visual_tokens import (
 )
 
 __all__ = [
+    "ANALYSES",
+    "LLAVA_CAPTION_TEMPLATE",
     "LayerTransplant",
     "ProbeResult",
     "TaskData",
     "ablate_visual_tokens",
+    "caption_task",
     "decoder_layers",
+    "held_out_tasks",
+    "intervention_effects",
     "knockout_visual_attention",
     "layer_windows",
+    "load_checkpoint",
     "make_task",
+    "plot_effect_curves",
+    "plot_probe_curves",
     "probe_accuracy",
+    "probe_curves",
+    "run_effect_curves",
     "score_items",
     "skip_visual_tokens",
     "task_from_labels",
     "transfer_accuracy",
+    "transplant_curve",
+    "visual_token_curve",
 ]

@@ -1,0 +1,222 @@
+"""``geomalign intervene curves|probes ...``: causal effect curves and probe curves.
+
+``curves`` scores a base and a tuned checkpoint under layer transplantation and image-token
+interventions (on the built-in testbed with ``--testbed``, or on any LLaVA-style pair with a caption
+task from ``--data``); ``probes`` fits per-layer linear probes on an activation store.
+Each writes a results table (CSV) and a figure into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from geomalign.interventions.effects import ANALYSES
+
+_TASKS = ("qa", "caption")
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _names(text)]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers; got {text!r}"
+        ) from exc
+
+
+def _add_calibration(parser: argparse.ArgumentParser, *, permutations: int) -> None:
+    parser.add_argument(
+        "--permutations",
+        type=int,
+        default=permutations,
+        metavar="N",
+        help=f"permutations of the null / sign-flip test (default {permutations})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of folds, resamples, nulls")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace results in --out")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``intervene`` subcommand and its ``curves`` and ``probes`` actions."""
+    parser = subparsers.add_parser(
+        "intervene",
+        help="causal effect curves (transplant, skip, ablate, knockout) and probes",
+        description=__doc__.split("\n")[0],
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    curves = actions.add_parser("curves", help="effect curves of a base/tuned checkpoint pair")
+    source = curves.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--testbed",
+        choices=("small", "full"),
+        default=None,
+        help="build or reuse the shapes-world testbed and use its held-out QA and caption sets",
+    )
+    source.add_argument("--base", default=None, help="hub id or folder of the base checkpoint")
+    curves.add_argument("--tuned", default=None, help="hub id or folder of the tuned checkpoint")
+    curves.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="with --base/--tuned: pairs (.jsonl/.csv table or COCO .json) "
+        "whose captions make the caption task",
+    )
+    curves.add_argument("--image-dir", type=Path, default=None, help="image folder of --data")
+    curves.add_argument(
+        "--template",
+        default=None,
+        help="caption prompt with {image} (default: LLaVA-1.5's short-caption instruction)",
+    )
+    curves.add_argument("--cache-dir", type=Path, default=None, help="testbed cache folder")
+    curves.add_argument(
+        "--tasks",
+        type=_names,
+        default=list(_TASKS),
+        help="qa,caption (testbed; --data gives caption only)",
+    )
+    curves.add_argument(
+        "--analyses",
+        type=_names,
+        default=list(ANALYSES),
+        help=f"comma-separated, among {','.join(ANALYSES)} (default all)",
+    )
+    curves.add_argument("--width", type=int, default=2, help="sliding window width (default 2)")
+    curves.add_argument("--stride", type=int, default=1, help="sliding window step (default 1)")
+    curves.add_argument(
+        "--shell",
+        choices=("adjacent", "base", "tuned"),
+        default="adjacent",
+        help="what moves with transplanted blocks (default adjacent)",
+    )
+    curves.add_argument(
+        "--visual-on",
+        type=_names,
+        default=["tuned"],
+        help="checkpoints for image-token interventions: base,tuned",
+    )
+    curves.add_argument(
+        "--max-images",
+        type=int,
+        default=None,
+        help="score only the first N held-out images (default all)",
+    )
+    curves.add_argument("--batch-size", type=int, default=32, help="items per forward pass")
+    curves.add_argument("--device", default="cpu", help="e.g. cuda:0 (default cpu)")
+    curves.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    curves.add_argument(
+        "--resamples",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="cluster-bootstrap resamples for CIs (default 1000)",
+    )
+    _add_calibration(curves, permutations=1000)
+    curves.set_defaults(func=run_curves)
+
+    probes = actions.add_parser("probes", help="per-layer linear probes on an activation store")
+    probes.add_argument("store", type=Path, help="an activation store (.h5)")
+    probes.add_argument("--checkpoint", required=True, help="checkpoint in the store")
+    probes.add_argument("--labels", type=_names, required=True, help="label columns, e.g. colour_0")
+    probes.add_argument(
+        "--views",
+        type=_names,
+        default=["text/mean", "image/mean"],
+        help="pooled views, comma-separated (default text/mean,image/mean)",
+    )
+    probes.add_argument("--layers", type=_ints, default=None, help="layers (default all shared)")
+    probes.add_argument("--no-transfer", action="store_true", help="skip cross-view transfer")
+    probes.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    probes.add_argument("--C", type=float, default=1.0, help="inverse L2 strength (default 1)")
+    _add_calibration(probes, permutations=0)
+    probes.set_defaults(func=run_probes)
+
+
+def _refuse_existing(path: Path, overwrite: bool) -> bool:
+    if path.exists() and not overwrite:
+        sys.stderr.write(f"geomalign intervene: {path} exists; pass --overwrite to replace it.\n")
+        return True
+    return False
+
+
+def run_curves(args: argparse.Namespace) -> int:
+    """Load the checkpoints and tasks, run the effect curves, write effects.csv and effects.png."""
+    from geomalign.interventions.effects import run_effect_curves
+
+    table_path = args.out / "effects.csv"
+    if _refuse_existing(table_path, args.overwrite):
+        return 1
+    try:
+        table = run_effect_curves(
+            testbed=args.testbed,
+            base=args.base,
+            tuned=args.tuned,
+            data=args.data,
+            image_dir=args.image_dir,
+            template=args.template,
+            cache_dir=args.cache_dir,
+            tasks=args.tasks,
+            max_images=args.max_images,
+            analyses=args.analyses,
+            width=args.width,
+            stride=args.stride,
+            shell=args.shell,
+            visual_checkpoints=args.visual_on,
+            batch_size=args.batch_size,
+            device=args.device,
+            dtype=args.dtype,
+            n_resamples=args.resamples,
+            n_permutations=args.permutations,
+            random_state=args.seed,
+            progress=not args.no_progress,
+        )
+    except (ValueError, TypeError, OSError) as exc:
+        sys.stderr.write(f"geomalign intervene curves: {exc}\n")
+        return 1
+    from geomalign.interventions.plotting import plot_effect_curves
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(table_path)
+    plot_effect_curves(table).savefig(args.out / "effects.png", dpi=120)
+    sys.stdout.write(f"wrote {len(table)} rows to {table_path} and {args.out / 'effects.png'}\n")
+    return 0
+
+
+def run_probes(args: argparse.Namespace) -> int:
+    """Fit the probes on the store and write probes.csv and probes.png."""
+    from geomalign.interventions.plotting import plot_probe_curves
+    from geomalign.interventions.probe_curves import probe_curves
+
+    table_path = args.out / "probes.csv"
+    if _refuse_existing(table_path, args.overwrite):
+        return 1
+    try:
+        table = probe_curves(
+            args.store,
+            args.checkpoint,
+            args.labels,
+            views=args.views,
+            layers=args.layers,
+            transfer=not args.no_transfer,
+            n_splits=args.folds,
+            C=args.C,
+            n_permutations=args.permutations,
+            random_state=args.seed,
+            progress=not args.no_progress,
+        )
+    except (ValueError, TypeError, OSError) as exc:
+        sys.stderr.write(f"geomalign intervene probes: {exc}\n")
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(table_path)
+    plot_probe_curves(table).savefig(args.out / "probes.png", dpi=120)
+    sys.stdout.write(f"wrote {len(table)} rows to {table_path} and {args.out / 'probes.png'}\n")
+    return 0

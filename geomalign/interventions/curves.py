@@ -1,0 +1,444 @@
+"""Effect curves of interventions over layer windows, as rows of the results table.
+
+Each curve scores a task (per item, :func:`~geomalign.interventions.score_items`) once without
+intervention (the reference) and once per layer window with it. Every window gives two rows:
+
+- ``statistic="value"``: the mean item score, with a cluster-bootstrap CI over items,
+  ``null_mean`` = the reference score and ``p_value`` from a paired sign-flip test of the item
+  differences (two-sided);
+- ``statistic="effect"``: the mean paired difference (score minus reference), with its
+  cluster-bootstrap CI (narrower than the score's: item difficulty cancels) and the same p-value.
+
+Layers in the table follow the store's convention: block ``i`` (0-based) produces layer ``i + 1``,
+so the window of blocks ``[a, b)`` is ``layer = a + 1`` to ``layer_b = b`` (inclusive); an empty
+window has no layers. Two summary rows per curve answer "which layers matter most":
+
+- ``statistic="peak_layer"``: the centre layer of the window of largest importance, with the
+  bootstrap interval of that centre and, in ``notes``, how often the bootstrap peak lies in the
+  middle third of the depth;
+- ``statistic="middle_minus_outer"``: mean importance of windows centred in the middle third minus
+  that of the others, with a bootstrap CI and a sign-flip p-value.
+
+Importance is the gain over the reference for transplantation and the loss for disruptions
+(skip, ablation, knockout). For cumulative curves (``[0, l)`` transplants, skip of ``k`` blocks)
+it is the increment that block ``l - 1`` adds, so that the peak names one block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from geomalign.analysis.table import Result, ResultsTable
+from geomalign.interventions._model import decoder_layers
+from geomalign.interventions._stats import (
+    Grouping,
+    bootstrap_means,
+    draw_resamples,
+    percentile_interval,
+    sign_flip_p_value,
+)
+from geomalign.interventions.scoring import TaskData, score_items
+from geomalign.interventions.transplant import LayerTransplant, layer_windows
+from geomalign.interventions.visual_tokens import (
+    ablate_visual_tokens,
+    knockout_visual_attention,
+    skip_visual_tokens,
+)
+
+__all__ = ["transplant_curve", "visual_token_curve"]
+
+INTERVENTIONS = ("skip", "ablate-mean", "ablate-zero", "knockout")
+
+
+def _check_calibration(n_resamples: int, n_permutations: int, confidence: float) -> None:
+    for name, value in (("n_resamples", n_resamples), ("n_permutations", n_permutations)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int; got {value!r}.")
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1); got {confidence!r}.")
+
+
+class _Curve:
+    """Scores of one curve and the statistics of its rows."""
+
+    def __init__(
+        self,
+        task: TaskData,
+        windows: Sequence[range],
+        scores: np.ndarray,
+        reference: np.ndarray,
+        *,
+        n_layers: int,
+        cumulative: bool,
+        sign: float,
+        n_resamples: int,
+        n_permutations: int,
+        confidence: float,
+        random_state: int,
+    ) -> None:
+        self.task, self.windows, self.scores, self.reference = task, windows, scores, reference
+        self.n_layers, self.cumulative, self.sign = n_layers, cumulative, sign
+        self.confidence, self.n_permutations = confidence, n_permutations
+        self.grouping = Grouping.from_labels(np.asarray(task.cluster_labels(), dtype=str))
+        rng = np.random.default_rng(random_state)
+        self.resamples = draw_resamples(self.grouping.n_groups, n_resamples, rng)
+        self.rng = rng
+
+    def point(self, values: np.ndarray, differences: np.ndarray | None) -> dict[str, float | None]:
+        boot = bootstrap_means(values, self.grouping, self.resamples)
+        low, high = percentile_interval(boot, self.confidence)
+        p_value = None
+        if differences is not None:
+            p_value = sign_flip_p_value(differences, self.grouping, self.n_permutations, self.rng)
+        return {"value": float(values.mean()), "ci_low": low, "ci_high": high, "p_value": p_value}
+
+    def importance(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-window item importance (n_windows, n_items) and window centres in layer numbers."""
+        if self.cumulative:  # increments of consecutive windows [0, l - 1) -> [0, l)
+            steps = self.sign * np.diff(self.scores, axis=0)
+            centres = np.array([w.stop for w in self.windows[1:]], dtype=np.float64)
+            return steps, centres
+        centres = np.array([(w.start + 1 + w.stop) / 2 for w in self.windows])
+        return self.sign * (self.scores - self.reference), centres
+
+    def summary(self) -> list[dict[str, object]]:
+        importance, centres = self.importance()
+        if importance.shape[0] < 2:
+            return []
+        position = (centres - 0.5) / self.n_layers
+        middle = (position >= 1 / 3 - 1e-9) & (position <= 2 / 3 + 1e-9)
+        boot = bootstrap_means(importance, self.grouping, self.resamples)  # (windows, resamples)
+        peak = int(np.argmax(importance.mean(1)))
+        boot_peaks = centres[np.argmax(boot, axis=0)]
+        low, high = percentile_interval(boot_peaks, self.confidence)
+        in_middle = float(np.mean(middle[np.argmax(boot, axis=0)]))
+        rows: list[dict[str, object]] = [
+            {
+                "statistic": "peak_layer",
+                "value": float(centres[peak]),
+                "ci_low": low,
+                "ci_high": high,
+                "notes": f"importance {importance.mean(1)[peak]:.4g}; bootstrap peak in the "
+                f"middle third of the depth in {in_middle:.3f} of resamples",
+            }
+        ]
+        if middle.any() and (~middle).any():
+            contrast = importance[middle].mean(0) - importance[~middle].mean(0)
+            point = self.point(contrast, contrast)
+            middle_layers = ", ".join(f"{c:g}" for c in centres[middle])
+            rows.append(
+                {
+                    "statistic": "middle_minus_outer",
+                    **point,
+                    "notes": f"windows centred at layers {middle_layers} vs the rest",
+                }
+            )
+        return rows
+
+
+def _window_rows(
+    curve: _Curve, *, analysis: str, measure: str, base: dict[str, object], how: str
+) -> list[Result]:
+    n_items = len(curve.task)
+    null_mean = float(curve.reference.mean())
+    calibration = (
+        f"CI: {curve.resamples.shape[0]} cluster-bootstrap resamples of "
+        f"{curve.grouping.n_groups} item groups; p: paired sign-flip test, "
+        f"{curve.n_permutations} permutations"
+    )
+    rows = []
+    for window, scores in zip(curve.windows, curve.scores, strict=True):
+        differences = scores - curve.reference
+        score = curve.point(scores, differences)
+        effect = {**curve.point(differences, None), "p_value": score["p_value"]}
+        first, last = (window.start + 1, window.stop) if len(window) else (None, None)
+        where = f"blocks [{window.start}, {window.stop}) of {curve.n_layers}"
+        for statistic, point, null, what in (
+            ("value", score, null_mean, f"null_mean = {how}"),
+            ("effect", effect, 0.0, f"value = score - ({how}), paired"),
+        ):
+            rows.append(
+                Result(
+                    analysis=analysis,
+                    measure=measure,
+                    layer=first,
+                    layer_b=last,
+                    statistic=statistic,
+                    null_mean=null,
+                    n_samples=n_items,
+                    notes=f"{where}; {what}; {calibration}",
+                    **base,  # type: ignore[arg-type]
+                    **point,  # type: ignore[arg-type]
+                )
+            )
+    for summary in curve.summary():
+        summary_notes = str(summary.pop("notes"))
+        rows.append(
+            Result(
+                analysis=analysis,
+                measure=measure,
+                layer=None,
+                n_samples=n_items,
+                notes=summary_notes,
+                **base,  # type: ignore[arg-type]
+                **summary,  # type: ignore[arg-type]
+            )
+        )
+    return rows
+
+
+def _score(
+    model: nn.Module,
+    task: TaskData,
+    windows: Sequence[range],
+    context: Callable[[range], AbstractContextManager[object]],
+    *,
+    batch_size: int,
+    device: str | torch.device | None,
+    progress: bool,
+    label: str,
+) -> np.ndarray:
+    out = np.empty((len(windows), len(task)))
+    for row, window in enumerate(tqdm(windows, desc=label, disable=not progress, leave=False)):
+        with context(window):
+            out[row] = score_items(model, task, batch_size=batch_size, device=device)
+    return out
+
+
+def transplant_curve(
+    base: nn.Module,
+    tuned: nn.Module,
+    task: TaskData,
+    *,
+    mode: Literal["cumulative", "sliding"] = "cumulative",
+    width: int | None = None,
+    stride: int = 1,
+    shell: Literal["adjacent", "base", "tuned"] = "adjacent",
+    base_name: str = "base",
+    tuned_name: str = "tuned",
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    n_resamples: int = 1000,
+    n_permutations: int = 1000,
+    confidence: float = 0.95,
+    random_state: int = 0,
+    progress: bool = False,
+) -> ResultsTable:
+    """Score hybrids with tuned decoder blocks in each window: the transplantation curve.
+
+    Parameters
+    ----------
+    base, tuned : torch.nn.Module
+        Base and tuned checkpoints of one architecture; ``base`` is modified in place during the
+        sweep and restored afterwards (also on errors). ``tuned`` may live on another device.
+    task : TaskData
+        Items to score.
+    mode : {"cumulative", "sliding"}, default="cumulative"
+        Windows ``[0, l)`` for every ``l``, or windows of ``width`` blocks every ``stride``.
+    width, stride : int
+        Sliding-window width and step (see :func:`~geomalign.interventions.layer_windows`).
+    shell : {"adjacent", "base", "tuned"}, default="adjacent"
+        What moves besides the blocks (see :class:`~geomalign.interventions.LayerTransplant`).
+    base_name, tuned_name : str
+        Checkpoint names written to the table.
+    batch_size, device
+        Passed to :func:`~geomalign.interventions.score_items`.
+    n_resamples, n_permutations, confidence, random_state
+        Cluster bootstrap, sign-flip test and their seed.
+    progress : bool, default=False
+        Show a progress bar.
+
+    Returns
+    -------
+    ResultsTable
+        Two ``statistic="reference"`` rows (the base and the tuned model), one row per window
+        (``null_mean`` = the base model's score) and the summary rows (see the module docstring).
+    """
+    _check_calibration(n_resamples, n_permutations, confidence)
+    with LayerTransplant(base, tuned, shell=shell) as hybrid:
+        windows = layer_windows(hybrid.n_layers, mode=mode, width=width, stride=stride)
+        endpoints = []
+        for which in ("base", "tuned"):
+            hybrid.set_checkpoint(which)  # type: ignore[arg-type]
+            endpoints.append(score_items(base, task, batch_size=batch_size, device=device))
+        scores = _score(
+            base,
+            task,
+            windows,
+            lambda window: _switch(hybrid.set, window),
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            label=f"transplant ({mode})",
+        )
+    curve = _Curve(
+        task,
+        windows,
+        scores,
+        endpoints[0],
+        n_layers=hybrid.n_layers,
+        cumulative=mode == "cumulative",
+        sign=1.0,
+        n_resamples=n_resamples,
+        n_permutations=n_permutations,
+        confidence=confidence,
+        random_state=random_state,
+    )
+    analysis = f"transplant-{mode}"
+    measure = f"{task.name}-{task.metric}"
+    view = f"task/{task.name}"
+    table = ResultsTable()
+    for name, scores_of in ((base_name, endpoints[0]), (tuned_name, endpoints[1])):
+        point = curve.point(scores_of, None)
+        table.append(
+            Result(
+                analysis,
+                measure,
+                name,
+                view,
+                None,
+                statistic="reference",
+                n_samples=len(task),
+                notes="unmodified checkpoint",
+                **point,
+            )  # type: ignore[arg-type]
+        )
+    table.extend(
+        _window_rows(
+            curve,
+            analysis=analysis,
+            measure=measure,
+            base={"checkpoint": base_name, "view": view, "checkpoint_b": tuned_name},
+            how=f"the {base_name} model; blocks in the window from {tuned_name}, shell={shell}",
+        )
+    )
+    return table
+
+
+def _switch(setter: Callable[[object], None], argument: object) -> AbstractContextManager[None]:
+    setter(argument)
+    return nullcontext()
+
+
+def visual_token_curve(
+    model: nn.Module,
+    task: TaskData,
+    *,
+    intervention: Literal["skip", "ablate-mean", "ablate-zero", "knockout"],
+    width: int = 1,
+    stride: int = 1,
+    checkpoint: str = "model",
+    image_token_id: int | None = None,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    n_resamples: int = 1000,
+    n_permutations: int = 1000,
+    confidence: float = 0.95,
+    random_state: int = 0,
+    progress: bool = False,
+) -> ResultsTable:
+    """Score the task under an image-token intervention in each layer window.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A LLaVA-style model (hooks are always removed afterwards).
+    task : TaskData
+        Items to score.
+    intervention : {"skip", "ablate-mean", "ablate-zero", "knockout"}
+        ``"skip"``: image tokens bypass blocks ``[0, k)`` for ``k = 0 .. n_layers`` (a cumulative
+        curve; ``width``/``stride`` unused); ``"ablate-*"``: image-token states replaced (by the
+        per-sample mean or zeros) at the input of each block of a sliding window;
+        ``"knockout"``: text cannot attend to image positions in the window's blocks.
+    width, stride : int, default=1
+        Sliding-window width and step for ablation and knockout.
+    checkpoint : str, default="model"
+        Checkpoint name written to the table.
+    image_token_id : int, optional
+        Image placeholder token; default from the model config.
+    batch_size, device, n_resamples, n_permutations, confidence, random_state, progress
+        As in :func:`transplant_curve`.
+
+    Returns
+    -------
+    ResultsTable
+        One ``statistic="reference"`` row (no intervention), one row per window (``null_mean`` =
+        the reference score) and the summary rows.
+    """
+    if intervention not in INTERVENTIONS:
+        raise ValueError(
+            f"intervention must be one of {list(INTERVENTIONS)}; got {intervention!r}."
+        )
+    _check_calibration(n_resamples, n_permutations, confidence)
+    n_layers = len(decoder_layers(model))
+    token = {"image_token_id": image_token_id}
+    if intervention == "skip":
+        windows = layer_windows(n_layers)
+
+        def context(window: range) -> AbstractContextManager[object]:
+            return skip_visual_tokens(model, len(window), **token)
+
+    else:
+        windows = layer_windows(n_layers, mode="sliding", width=width, stride=stride)
+        if intervention == "knockout":
+
+            def context(window: range) -> AbstractContextManager[object]:
+                return knockout_visual_attention(model, window, **token)
+
+        else:
+            fill = intervention.split("-", 1)[1]
+
+            def context(window: range) -> AbstractContextManager[object]:
+                return ablate_visual_tokens(model, window, fill=fill, **token)  # type: ignore[arg-type]
+
+    options = {"batch_size": batch_size, "device": device}
+    reference = score_items(model, task, **options)  # type: ignore[arg-type]
+    scores = _score(model, task, windows, context, progress=progress, label=intervention, **options)
+    curve = _Curve(
+        task,
+        windows,
+        scores,
+        reference,
+        n_layers=n_layers,
+        cumulative=intervention == "skip",
+        sign=-1.0,
+        n_resamples=n_resamples,
+        n_permutations=n_permutations,
+        confidence=confidence,
+        random_state=random_state,
+    )
+    analysis = f"visual-{intervention}"
+    measure = f"{task.name}-{task.metric}"
+    view = f"task/{task.name}"
+    table = ResultsTable(
+        [
+            Result(
+                analysis,
+                measure,
+                checkpoint,
+                view,
+                None,
+                statistic="reference",
+                n_samples=len(task),
+                notes="no intervention",
+                **curve.point(reference, None),
+            )  # type: ignore[arg-type]
+        ]
+    )
+    table.extend(
+        _window_rows(
+            curve,
+            analysis=analysis,
+            measure=measure,
+            base={"checkpoint": checkpoint, "view": view},
+            how=f"the {checkpoint} model without intervention",
+        )
+    )
+    return table

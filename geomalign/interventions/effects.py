@@ -1,0 +1,240 @@
+"""Every effect curve of a base/tuned checkpoint pair on a set of tasks, in one results table."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from geomalign.analysis.table import ResultsTable
+from geomalign.interventions.curves import INTERVENTIONS, transplant_curve, visual_token_curve
+from geomalign.interventions.scoring import TaskData
+
+__all__ = ["ANALYSES", "intervention_effects", "load_checkpoint", "run_effect_curves"]
+
+#: Analyses :func:`intervention_effects` runs, in order.
+ANALYSES = ("transplant-cumulative", "transplant-sliding", *INTERVENTIONS)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
+) -> nn.Module:
+    """Load an image-text-to-text checkpoint for interventions: SDPA attention, eval mode.
+
+    Parameters
+    ----------
+    path : path-like or str
+        Local folder or hub id of a ``save_pretrained`` checkpoint (e.g. a LLaVA model).
+    device : str or torch.device, default="cpu"
+        Where the model goes.
+    dtype : str or torch.dtype, default="float32"
+        Weight dtype (``"float32"``, ``"bfloat16"``, ``"float16"``); scores are always reduced in
+        float32 or float64.
+    """
+    from transformers import AutoModelForImageTextToText
+
+    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch dtype or its name; got {dtype!r}.")
+    model = AutoModelForImageTextToText.from_pretrained(
+        path, dtype=torch_dtype, attn_implementation="sdpa"
+    )
+    return model.to(device).eval()
+
+
+def intervention_effects(
+    base: nn.Module,
+    tuned: nn.Module,
+    tasks: Sequence[TaskData],
+    *,
+    analyses: Sequence[str] = ANALYSES,
+    width: int = 2,
+    stride: int = 1,
+    shell: str = "adjacent",
+    visual_checkpoints: Sequence[str] = ("tuned",),
+    base_name: str = "base",
+    tuned_name: str = "tuned",
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    n_resamples: int = 1000,
+    n_permutations: int = 1000,
+    confidence: float = 0.95,
+    random_state: int = 0,
+    progress: bool = False,
+) -> ResultsTable:
+    """Run the chosen effect curves on every task and gather them in one table.
+
+    Parameters
+    ----------
+    base, tuned : torch.nn.Module
+        The two checkpoints (``base`` is modified in place during transplantation and restored).
+    tasks : sequence of TaskData
+        Tasks to score, e.g. answer exact match and caption log-likelihood.
+    analyses : sequence of str, default=ANALYSES
+        Any of ``"transplant-cumulative"``, ``"transplant-sliding"``, ``"skip"``,
+        ``"ablate-mean"``, ``"ablate-zero"``, ``"knockout"``.
+    width, stride : int, default=2, 1
+        Window width and step of the sliding curves (transplant, ablation, knockout).
+    shell : {"adjacent", "base", "tuned"}, default="adjacent"
+        What moves with transplanted blocks, see :class:`~geomalign.interventions.LayerTransplant`.
+    visual_checkpoints : sequence of {"base", "tuned"}, default=("tuned",)
+        Checkpoints the image-token interventions run on.
+    base_name, tuned_name : str
+        Checkpoint names in the table.
+    batch_size, device, n_resamples, n_permutations, confidence, random_state, progress
+        As in :func:`~geomalign.interventions.transplant_curve`.
+
+    Returns
+    -------
+    ResultsTable
+    """
+    unknown = sorted(set(analyses) - set(ANALYSES))
+    if unknown or not analyses:
+        raise ValueError(f"analyses must be a non-empty subset of {list(ANALYSES)}; got {unknown}.")
+    bad = sorted(set(visual_checkpoints) - {"base", "tuned"})
+    if bad:
+        raise ValueError(f"visual_checkpoints must be 'base' and/or 'tuned'; got {bad}.")
+    if not tasks or not all(isinstance(t, TaskData) for t in tasks):
+        raise TypeError("tasks must be a non-empty sequence of TaskData.")
+    common = {
+        "batch_size": batch_size,
+        "device": device,
+        "n_resamples": n_resamples,
+        "n_permutations": n_permutations,
+        "confidence": confidence,
+        "random_state": random_state,
+        "progress": progress,
+    }
+    models = {"base": (base, base_name), "tuned": (tuned, tuned_name)}
+    table = ResultsTable()
+    for task in tasks:
+        for analysis in analyses:
+            if analysis.startswith("transplant-"):
+                mode = analysis.split("-", 1)[1]
+                table.extend(
+                    transplant_curve(
+                        base,
+                        tuned,
+                        task,
+                        mode=mode,  # type: ignore[arg-type]
+                        width=width if mode == "sliding" else None,
+                        stride=stride,
+                        shell=shell,  # type: ignore[arg-type]
+                        base_name=base_name,
+                        tuned_name=tuned_name,
+                        **common,  # type: ignore[arg-type]
+                    )
+                )
+                continue
+            for which in visual_checkpoints:
+                model, name = models[which]
+                table.extend(
+                    visual_token_curve(
+                        model,
+                        task,
+                        intervention=analysis,  # type: ignore[arg-type]
+                        width=width,
+                        stride=stride,
+                        checkpoint=name,
+                        **common,  # type: ignore[arg-type]
+                    )
+                )
+    return table
+
+
+def run_effect_curves(
+    *,
+    testbed: str | None = None,
+    base: str | os.PathLike[str] | None = None,
+    tuned: str | os.PathLike[str] | None = None,
+    data: str | os.PathLike[str] | None = None,
+    image_dir: str | os.PathLike[str] | None = None,
+    template: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    tasks: Sequence[str] = ("qa", "caption"),
+    max_images: int | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str = "float32",
+    **options: object,
+) -> ResultsTable:
+    """Load a checkpoint pair and its tasks, then run :func:`intervention_effects`.
+
+    Either ``testbed`` (``"small"`` or ``"full"``: build or reuse the shapes-world testbed and
+    score its held-out QA and caption sets, see :func:`~geomalign.interventions.held_out_tasks`),
+    or ``base``, ``tuned`` and ``data`` (a paired dataset, ``.jsonl``/``.csv`` table or COCO
+    ``.json`` with ``image_dir``, whose captions form the caption task, see
+    :func:`~geomalign.interventions.caption_task`; QA needs the testbed).
+
+    Parameters
+    ----------
+    testbed : {"small", "full"}, optional
+        Testbed preset.
+    base, tuned : path-like or str, optional
+        Checkpoints (hub ids or folders) when no testbed is used.
+    data, image_dir : path-like, optional
+        Pairs for the caption task when no testbed is used.
+    template : str, optional
+        Caption prompt with ``{image}``; default LLaVA-1.5's short-caption instruction.
+    cache_dir : path-like, optional
+        Testbed cache folder.
+    tasks : sequence of {"qa", "caption"}, default=("qa", "caption")
+        Tasks to score.
+    max_images : int, optional
+        Score only the items of the first ``max_images`` images.
+    device, dtype
+        Where and in which dtype the checkpoints are loaded (see :func:`load_checkpoint`).
+    **options
+        Passed to :func:`intervention_effects` (``analyses``, ``width``, ``stride``, ``shell``,
+        ``n_resamples``, ``random_state``, ...).
+
+    Returns
+    -------
+    ResultsTable
+    """
+    from transformers import AutoProcessor
+
+    from geomalign.data import load_coco_captions, load_folder
+    from geomalign.interventions.tasks import LLAVA_CAPTION_TEMPLATE, caption_task, held_out_tasks
+    from geomalign.testbed import TestbedConfig, build_testbed
+
+    if testbed is not None:
+        if base is not None or tuned is not None or data is not None:
+            raise ValueError("give either testbed or base/tuned/data, not both.")
+        if testbed not in ("small", "full"):
+            raise ValueError(f"testbed must be 'small' or 'full'; got {testbed!r}.")
+        config = TestbedConfig.small() if testbed == "small" else TestbedConfig()
+        built = build_testbed(config, cache_dir=cache_dir, progress=bool(options.get("progress")))
+        base, tuned = built.base, built.tuned
+        task_data = held_out_tasks(built, tasks=tasks, max_images=max_images)
+    else:
+        if base is None or tuned is None or data is None:
+            raise ValueError("without testbed, base, tuned and data are all required.")
+        if set(tasks) != {"caption"}:
+            raise ValueError(
+                f"with base/tuned/data only the caption task is available; got tasks {list(tasks)}."
+            )
+        path = os.fspath(data)
+        if path.lower().endswith(".json"):
+            if image_dir is None:
+                raise ValueError("a COCO-captions .json needs image_dir.")
+            pairs = load_coco_captions(path, image_dir)
+        else:
+            pairs = load_folder(path, image_dir)
+        processor = AutoProcessor.from_pretrained(tuned)
+        n = len(pairs) if max_images is None else min(int(max_images), len(pairs))
+        task_data = [
+            caption_task(
+                processor, pairs, template=template or LLAVA_CAPTION_TEMPLATE, indices=range(n)
+            )
+        ]
+    return intervention_effects(
+        load_checkpoint(base, device=device, dtype=dtype),
+        load_checkpoint(tuned, device=device, dtype=dtype),
+        task_data,
+        **options,  # type: ignore[arg-type]
+    )
