@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -10,7 +12,7 @@ import numpy as np
 from geomalign import metrics
 from geomalign.metrics import Measure
 
-__all__ = ["Calibration", "resolve_measures"]
+__all__ = ["Calibration", "evaluate", "paired_difference", "resolve_measures"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,27 @@ def resolve_measures(names: Sequence[str] | str, *, n_views: int, purpose: str) 
     return out
 
 
+@contextmanager
+def warnings_to_notes(notes: list[str]) -> Iterator[None]:
+    """Turn the UserWarnings measures emit (e.g. duplicate rows dropped) into a table note.
+
+    The first message is kept whole; repeats from resamples are counted. Other warning
+    categories pass through unchanged.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    messages = []
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            messages.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if messages:
+        more = f" (+{len(messages) - 1} warnings in resamples)" if len(messages) > 1 else ""
+        notes.append(f"warning: {messages[0]}{more}")
+
+
 def evaluate(
     measure: Measure, X: np.ndarray, Y: np.ndarray | None, calibration: Calibration
 ) -> Point:
@@ -108,9 +131,18 @@ def evaluate(
     pairing only), the CI :func:`geomalign.metrics.bootstrap_ci` (its resampling rule per
     measure: the bootstrap, or half-sampling for neighbourhood-based measures).
     """
+    notes: list[str] = []
+    with warnings_to_notes(notes):
+        point = _evaluate(measure, X, Y, calibration, notes)
+    return replace(point, notes="; ".join(notes))
+
+
+def _evaluate(
+    measure: Measure, X: np.ndarray, Y: np.ndarray | None, calibration: Calibration,
+    notes: list[str],
+) -> Point:
     views = (X,) if Y is None else (X, Y)
     point = Point(float(measure(*views)))
-    notes = []
     if calibration.n_permutations and Y is not None and measure.paired:
         perm = metrics.permutation_test(
             measure, X, Y, n_permutations=calibration.n_permutations,
@@ -130,7 +162,7 @@ def evaluate(
         notes.append(f"{boot.confidence:.0%} CI: {boot.resampling} B={boot.n_resamples}")
     if notes:
         notes.append(f"seed={calibration.random_state}")
-    return replace(point, notes="; ".join(notes))
+    return point
 
 
 def paired_difference(
@@ -158,22 +190,25 @@ def paired_difference(
             a, b, c, d = a[idx], b[idx], c[idx], d[idx]
         return float(measure(a, b)) - float(measure(c, d))
 
-    value = diff(None)
+    notes: list[str] = []
+    with warnings_to_notes(notes):
+        value = diff(None)
+        n = first[0].shape[0]
+        rng = np.random.default_rng(calibration.random_state)
+        boot = np.array([
+            diff(np.sort(rng.choice(n, size=n // 2, replace=False)))
+            for _ in range(calibration.n_resamples)
+        ])
     if not calibration.n_resamples:
-        return Point(value)
-    n = first[0].shape[0]
-    rng = np.random.default_rng(calibration.random_state)
-    boot = np.array([
-        diff(np.sort(rng.choice(n, size=n // 2, replace=False)))
-        for _ in range(calibration.n_resamples)
-    ])
+        return Point(value, notes="; ".join(notes))
     boot = boot - boot.mean() + value
     alpha = 1.0 - calibration.confidence
     low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     tail = min(np.sum(boot <= 0) + 1, np.sum(boot >= 0) + 1) / (boot.size + 1)
+    notes.insert(0, f"{calibration.confidence:.0%} CI: paired half-sampling "
+                    f"B={calibration.n_resamples} seed={calibration.random_state}")
     return Point(value, float(low), float(high), p_value=min(1.0, 2.0 * float(tail)),
-                 notes=f"{calibration.confidence:.0%} CI: paired half-sampling "
-                 f"B={calibration.n_resamples} seed={calibration.random_state}")
+                 notes="; ".join(notes))
 
 
 def better(kind: str) -> int:

@@ -17,7 +17,12 @@ from geomalign.analysis._views import (
     join_notes,
     open_store,
 )
-from geomalign.analysis.calibration import Calibration, better, resolve_measures
+from geomalign.analysis.calibration import (
+    Calibration,
+    better,
+    resolve_measures,
+    warnings_to_notes,
+)
 from geomalign.analysis.curves import STREAMED
 from geomalign.analysis.table import Result, ResultsTable
 from geomalign.metrics import Measure
@@ -94,18 +99,19 @@ def layer_map(
     rows = Rows(store, calibration.max_samples, calibration.random_state)
     Xs = [rows.read(view_a, layer) for layer in layers_a]
     Ys = [rows.read(view_b, layer) for layer in layers_b]
-    observed = _matrix(resolved, Xs, Ys)
-    best_j = np.argmax(sign * observed, axis=1)
-    best = observed[np.arange(len(layers_a)), best_j]
-
     # A measure that ignores the pairing of rows (OT between the two clouds) has no such null.
     n_permutations = calibration.n_permutations if resolved.paired else 0
     null = np.empty((n_permutations, len(layers_a)))
     rng = np.random.default_rng(calibration.random_state)
-    for k in range(n_permutations):
-        perm = rng.permutation(rows.n)
-        permuted = _matrix(resolved, Xs, [Y[perm] for Y in Ys])
-        null[k] = sign * np.max(sign * permuted, axis=1)
+    warned: list[str] = []
+    with warnings_to_notes(warned):
+        observed = _matrix(resolved, Xs, Ys)
+        for k in range(n_permutations):
+            perm = rng.permutation(rows.n)
+            permuted = _matrix(resolved, Xs, [Y[perm] for Y in Ys])
+            null[k] = sign * np.max(sign * permuted, axis=1)
+    best_j = np.argmax(sign * observed, axis=1)
+    best = observed[np.arange(len(layers_a)), best_j]
 
     common = dict(
         measure=resolved.name,
@@ -121,7 +127,7 @@ def layer_map(
         for j, lb in enumerate(layers_b):
             table.append(
                 Result(analysis="layer-map", layer=la, layer_b=lb, value=observed[i, j],
-                       notes=rows.note, **common)
+                       notes=join_notes(*warned, rows.note), **common)
             )
     for i, la in enumerate(layers_a):
         null_mean = null_std = p_value = None
@@ -139,7 +145,7 @@ def layer_map(
         table.append(
             Result(analysis="best-match", layer=la, layer_b=int(layers_b[best_j[i]]),
                    value=best[i], null_mean=null_mean, null_std=null_std, p_value=p_value,
-                   notes=join_notes(notes, rows.note), **common)
+                   notes=join_notes(notes, *warned, rows.note), **common)
         )
     return table
 

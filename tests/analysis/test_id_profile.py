@@ -85,3 +85,21 @@ def test_flat_profile_reports_no_phase():
     assert "no interior peak" in row.notes
     with pytest.raises(ValueError, match="no 'id-profile' rows"):
         abstraction_phase(ResultsTable())
+
+
+def test_estimator_warnings_become_notes(tmp_path):
+    from geomalign.store import ActivationStore
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5))
+    X[50:] = X[:10]  # ten exact duplicates, as identical captions give
+    path = tmp_path / "dups.h5"
+    with ActivationStore.create(path, [f"s{i}" for i in range(60)]) as store:
+        store.add_checkpoint("base", model="m")
+        store.create_view("base", "text", "mean", layers=[0], dim=5)
+        store.write("base", "text", "mean", np.arange(60), X[None])
+    (row,) = id_profile(path, ("base", "text", "mean"), measure="id-twonn",
+                        calibration=Calibration(n_resamples=4))
+    assert "warning: 10 of 60 rows of X are duplicates" in row.notes
+    assert "warnings in resamples" in row.notes
+    assert np.isfinite(row.value)
