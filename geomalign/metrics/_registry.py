@@ -153,6 +153,26 @@ def _entries() -> dict[str, Measure]:
         Measure("modality-gap", "similarity", 2, modality_gap,
                 "Median cosine similarity between paired rows (same width)."),
     ]  # fmt: skip
+    ot_module = "geomalign.metrics.ot"
+    ot_distance = _Lazy(ot_module, "ot_distance")
+    entries += [
+        Measure("ot-emd", "distance", 2, ot_distance,
+                "Exact Wasserstein-2 distance between the clouds (POT network simplex).",
+                {"method": "emd", "p": 2.0}, paired=False),
+        Measure("ot-sinkhorn", "distance", 2, ot_distance,
+                "Entropic Wasserstein-2 distance, reg relative to the mean cost (POT Sinkhorn).",
+                {"method": "sinkhorn", "p": 2.0, "reg": 0.05}, paired=False),
+        Measure("ot-sliced", "distance", 2, ot_distance,
+                "Sliced Wasserstein-2 distance over 256 seeded random directions (same width).",
+                {"method": "sliced", "p": 2.0, "n_projections": 256, "random_state": 0},
+                paired=False),
+        Measure("gromov-wasserstein", "distance", 2, _Lazy(ot_module, "gromov_wasserstein"),
+                "Gromov-Wasserstein distance between normalised internal distance matrices.",
+                paired=False),
+        Measure("ot-matching-accuracy", "similarity", 2, _Lazy(ot_module, "ot_matching_accuracy"),
+                "Share of rows i that the exact transport plan sends to row i.",
+                {"method": "emd", "p": 2.0}, "half-sampling"),
+    ]  # fmt: skip
     id_module = "geomalign.metrics.intrinsic"
     id_labels = {
         "twonn": "TwoNN (Facco et al. 2017)",

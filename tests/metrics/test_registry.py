@@ -18,6 +18,11 @@ OURS = {
     "distance-correlation": "similarity",
     "information-imbalance": "distance",
     "modality-gap": "similarity",
+    "ot-emd": "distance",
+    "ot-sinkhorn": "distance",
+    "ot-sliced": "distance",
+    "gromov-wasserstein": "distance",
+    "ot-matching-accuracy": "similarity",
     "id-twonn": "dimension",
     "id-gride": "dimension",
     "id-mle": "dimension",
@@ -54,6 +59,13 @@ def test_entries_call_the_library_functions_with_their_defaults():
     assert get("distance-correlation")(X, Y) == gm.distance_correlation(X, Y)
     assert get("information-imbalance")(X, Y) == gm.information_imbalance(X, Y)
     assert get("modality-gap")(X, Y) == gm.modality_gap(X, Y)
+    assert get("ot-emd")(X, Y) == gm.ot_distance(X, Y, method="emd")
+    assert get("ot-sinkhorn")(X, Y) == gm.ot_distance(X, Y, method="sinkhorn", reg=0.05)
+    assert get("ot-sliced")(X, Y) == gm.ot_distance(X, Y, method="sliced", random_state=0)
+    assert get("gromov-wasserstein")(X, Y) == gm.gromov_wasserstein(X, Y)
+    assert get("ot-matching-accuracy")(X, Y) == gm.ot_matching_accuracy(X, Y)
+    assert not get("ot-emd").paired
+    assert get("ot-matching-accuracy").paired
     Z = rng.standard_normal((300, 3)) @ rng.standard_normal((3, 10))
     assert get("id-pr")(Z) <= 3.0 + 1e-9
     assert get("id-twonn")(Z) == pytest.approx(3.0, rel=0.2)
