@@ -7,24 +7,27 @@ raises :class:`RuntimeError` instead of returning an inexact value.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from geomalign._validation import check_paired, check_representations
-from geomalign.metrics._neighbors import as_tensor, resolve_device
+from geomalign.metrics._neighbors import resolve_device
+from geomalign.metrics._ot_solvers import (
+    cost_matrix,
+    emd_plan,
+    gw_plan,
+    internal_distances,
+    sinkhorn_divergence,
+    sinkhorn_plan,
+    sliced,
+)
 
 __all__ = ["gromov_wasserstein", "ot_distance", "ot_matching_accuracy"]
 
 _METHODS = ("emd", "sinkhorn", "sliced")
 _PLAN_METHODS = ("emd", "sinkhorn", "gromov-wasserstein")
-# Sinkhorn stops when the L2 norm of its marginal violation is below this fraction of |b|_2.
-_SINKHORN_RTOL = 1e-4
-# Relative and absolute change of the Gromov-Wasserstein loss that stops its solver.
-_GW_TOL = 1e-9
 
 
 def _check_number(value: Any, name: str, minimum: float, *, strict: bool = False) -> float:
@@ -50,86 +53,6 @@ def _check_same_width(X: Any, Y: Any, method: str) -> None:
         )
 
 
-def _sq_distances(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances between the rows of A and B (float64 tensors)."""
-    D = A @ B.T
-    D.mul_(-2.0).add_(A.square().sum(dim=1)[:, None]).add_(B.square().sum(dim=1)[None, :])
-    return D.clamp_(min=0.0)
-
-
-def _cost_matrix(X: Any, Y: Any, p: float, device: torch.device) -> np.ndarray:
-    """``|x_i - y_j|^p`` in float64, computed on ``device``, returned on the CPU.
-
-    Both clouds are first shifted by their common mean: the cost does not change, and the
-    Gram-expansion of the squared distances loses less to cancellation.
-    """
-    A, B = as_tensor(X, device, torch.float64), as_tensor(Y, device, torch.float64)
-    shift = (A.sum(dim=0) + B.sum(dim=0)) / (A.shape[0] + B.shape[0])
-    D = _sq_distances(A - shift, B - shift)
-    return (D if p == 2.0 else D.sqrt_().pow_(p)).cpu().numpy()
-
-
-def _solve(solver: Callable[[], Any], what: str, hint: str) -> Any:
-    """Run a POT solver; its non-convergence warnings become a RuntimeError, others pass on."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = solver()
-    for w in caught:
-        if "numItermax" in str(w.message) or "did not converge" in str(w.message):
-            raise RuntimeError(f"{what} did not converge ({w.message}). {hint}")
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return result
-
-
-def _emd_plan(M: np.ndarray, max_iter: int | None) -> np.ndarray:
-    import ot
-
-    n, m = M.shape
-    limit = max(100_000, 10 * n * m) if max_iter is None else max_iter
-    a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
-    hint = f"Raise max_iter (network-simplex iterations; {limit} were allowed)."
-    plan, log = _solve(
-        lambda: ot.emd(a, b, M, numItermax=limit, log=True), "EMD", hint
-    )
-    if log["result_code"] != 1:
-        raise RuntimeError(f"EMD failed: {log['warning']}. {hint}")
-    return plan
-
-
-def _sinkhorn_plan(M: np.ndarray, reg: float, max_iter: int | None) -> np.ndarray:
-    import ot
-
-    n, m = M.shape
-    limit = 10_000 if max_iter is None else max_iter
-    a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
-    scale = float(M.mean())
-    if scale == 0.0:  # every point of X sits on every point of Y
-        return np.outer(a, b)
-    tol = _SINKHORN_RTOL / np.sqrt(m)
-    plan, log = ot.sinkhorn(
-        a, b, M / scale, reg, method="sinkhorn_stabilized", numItermax=limit, stopThr=tol,
-        log=True, warn=False,
-    )  # fmt: skip
-    error = float(log["err"][-1]) if len(log["err"]) else float("inf")
-    if not error < tol:
-        raise RuntimeError(
-            f"Sinkhorn did not converge in max_iter={limit} iterations (marginal error "
-            f"{error:.2e} > {tol:.2e}). Raise max_iter or reg (now {reg:g} x the mean cost)."
-        )
-    return plan
-
-
-def _sliced(X: Any, Y: Any, p: float, n_projections: int, random_state: Any, device) -> float:
-    import ot
-
-    rng = np.random.default_rng(random_state)
-    theta = rng.normal(size=(X.shape[1], n_projections))
-    theta /= np.linalg.norm(theta, axis=0, keepdims=True)
-    Xt, Yt = as_tensor(X, device, torch.float64), as_tensor(Y, device, torch.float64)
-    projections = as_tensor(theta, device)
-    return float(ot.sliced_wasserstein_distance(Xt, Yt, p=p, projections=projections))
-
-
 def ot_distance(
     X: Any,
     Y: Any,
@@ -152,13 +75,13 @@ def ot_distance(
         Second cloud, same width as X (the sample counts may differ).
     method : {"emd", "sinkhorn", "sliced"}, default="emd"
         ``"emd"``: exact optimal transport (network simplex, on the CPU, roughly cubic in n);
-        ``"sinkhorn"``: entropic transport; ``"sliced"``: sliced Wasserstein over random
-        directions.
+        ``"sinkhorn"``: debiased entropic transport (Sinkhorn divergence, three Sinkhorn
+        solves); ``"sliced"``: sliced Wasserstein over random directions.
     p : float, default=2.0
         Order: the ground cost is :math:`\|x - y\|^p`.
     reg : float, default=0.05
-        Sinkhorn only: entropic regularisation relative to the cost scale. The cost matrix is
-        divided by its mean entry before solving, so ``reg`` is a fraction of the mean cost.
+        Sinkhorn only: entropic regularisation relative to the cost scale: the regularisation
+        is ``reg`` times the mean entry of the X-to-Y cost matrix.
     max_iter : int, optional
         Iteration limit: network-simplex iterations for ``"emd"`` (default
         ``max(1e5, 10 n_x n_y)``; POT's 1e5 is already too small at 2,000 points), Sinkhorn
@@ -176,9 +99,9 @@ def ot_distance(
     -------
     float
         :math:`W_p`, the p-th root of the optimal transport cost (a distance, 0 for equal clouds).
-        For ``"sinkhorn"``, the p-th root of the transport cost :math:`\langle P_\varepsilon, C
-        \rangle` of the entropic plan (without the entropy term; it exceeds the exact value
-        and is positive even for equal clouds). For ``"sliced"``,
+        For ``"sinkhorn"``, the p-th root of the Sinkhorn divergence :math:`S_\varepsilon`
+        (0 for equal clouds, tends to :math:`W_p` as ``reg`` shrinks, a little below it for
+        larger ``reg``). For ``"sliced"``,
         :math:`(\mathbb{E}_\theta W_p^p(\theta_\# X, \theta_\# Y))^{1/p}`, which is at most
         :math:`W_p`.
 
@@ -202,16 +125,28 @@ def ot_distance(
     .. math::
         W_p(X, Y) = \Big(\min_{P \ge 0,\, P 1 = a,\, P^T 1 = b} \langle P, C \rangle\Big)^{1/p}.
 
-    Sinkhorn solves the same problem with :math:`+\, \varepsilon \bar C \sum P \log P`, where
-    :math:`\varepsilon` is ``reg`` and :math:`\bar C` the mean cost, with POT's log-stabilised
-    iterations (safe for small ``reg``), until the L2 norm of the marginal violation is below
-    1e-4 of :math:`\|b\|_2`.
+    Sinkhorn: with :math:`\varepsilon` = ``reg`` times the mean of :math:`C`,
+    :math:`OT_\varepsilon(X, Y) = \min_P \langle P, C \rangle + \varepsilon\,
+    \mathrm{KL}(P \,|\, a b^T)` is solved with POT's log-stabilised iterations (safe for
+    small ``reg``) until the L2 norm of the marginal violation is below 1e-4 of
+    :math:`\|b\|_2`, and debiased (Feydy et al. 2019):
+
+    .. math::
+        S_\varepsilon = OT_\varepsilon(X, Y)
+        - \tfrac12 OT_\varepsilon(X, X) - \tfrac12 OT_\varepsilon(Y, Y).
+
+    Without the correction the entropic blur dominates for nearby clouds (e.g. 3.9 times the
+    exact W_2 for a cloud and a slightly noisy copy at ``reg=0.05``; 0.96 with it).
+    :math:`S_\varepsilon \ge 0` holds for ``p`` = 1 or 2; for other ``p`` a negative value
+    is clipped to 0.
 
     References
     ----------
     .. [1] R. Flamary et al., "POT: Python Optimal Transport", JMLR 22(78) (2021).
     .. [2] M. Cuturi, "Sinkhorn distances: lightspeed computation of optimal transport",
        NeurIPS (2013).
+    .. [3] J. Feydy et al., "Interpolating between optimal transport and MMD using Sinkhorn
+       divergences", AISTATS (2019).
 
     Examples
     --------
@@ -231,49 +166,11 @@ def ot_distance(
     _check_same_width(X, Y, method)
     dev = resolve_device(X, device)
     if method == "sliced":
-        return _sliced(X, Y, p, n_projections, random_state, dev)
-    M = _cost_matrix(X, Y, p, dev)
-    plan = _emd_plan(M, max_iter) if method == "emd" else _sinkhorn_plan(M, reg, max_iter)
-    return float(np.sum(plan * M)) ** (1.0 / p)
-
-
-def _internal_distances(X: Any, name: str, device: torch.device) -> np.ndarray:
-    """Euclidean distance matrix of the rows of X, divided by its mean entry (float64, CPU)."""
-    T = as_tensor(X, device, torch.float64)
-    T = T - T.mean(dim=0)
-    D = _sq_distances(T, T).sqrt_()
-    D.fill_diagonal_(0.0)
-    mean = float(D.mean())
-    if mean == 0.0:
-        raise ValueError(
-            f"{name} has all {X.shape[0]} rows equal; its distance matrix cannot be normalised."
-        )
-    return (D / mean).cpu().numpy()
-
-
-def _gw_plan(C1: np.ndarray, C2: np.ndarray, max_iter: int | None) -> tuple[np.ndarray, float]:
-    import ot
-
-    n, m = C1.shape[0], C2.shape[0]
-    limit = 1000 if max_iter is None else max_iter
-    hint = f"Raise max_iter ({limit} conditional-gradient steps were allowed)."
-    plan, log = _solve(
-        lambda: ot.gromov.gromov_wasserstein(
-            C1, C2, np.full(n, 1.0 / n), np.full(m, 1.0 / m), loss_fun="square_loss",
-            max_iter=limit, tol_rel=_GW_TOL, tol_abs=_GW_TOL, log=True,
-            numItermaxEmd=max(100_000, 10 * n * m),
-        ),
-        "Gromov-Wasserstein", hint,
-    )  # fmt: skip
-    losses = log["loss"]
-    if len(losses) > limit:  # stopped by the limit: check the last step met the tolerance
-        change = abs(losses[-1] - losses[-2])
-        if change >= _GW_TOL and change >= _GW_TOL * abs(losses[-1]):
-            raise RuntimeError(
-                f"Gromov-Wasserstein did not converge: the loss still changed by {change:.2e} "
-                f"at step {limit}. {hint}"
-            )
-    return plan, float(log["gw_dist"])
+        return sliced(X, Y, p, n_projections, random_state, dev)
+    if method == "sinkhorn":
+        return sinkhorn_divergence(X, Y, p, reg, max_iter, dev) ** (1.0 / p)
+    M = cost_matrix(X, Y, p, dev)
+    return float(np.sum(emd_plan(M, max_iter) * M)) ** (1.0 / p)
 
 
 def gromov_wasserstein(
@@ -341,7 +238,7 @@ def gromov_wasserstein(
     X = check_representations(X, name="X", min_samples=2, context="Gromov-Wasserstein")
     Y = check_representations(Y, name="Y", min_samples=2, context="Gromov-Wasserstein")
     dev = resolve_device(X, device)
-    _, loss = _gw_plan(_internal_distances(X, "X", dev), _internal_distances(Y, "Y", dev), max_iter)
+    _, loss = gw_plan(internal_distances(X, "X", dev), internal_distances(Y, "Y", dev), max_iter)
     return float(0.5 * np.sqrt(max(loss, 0.0)))
 
 
@@ -416,14 +313,14 @@ def ot_matching_accuracy(
     check_paired(X, Y)
     dev = resolve_device(X, device)
     if method == "gromov-wasserstein":
-        plan, _ = _gw_plan(
-            _internal_distances(X, "X", dev), _internal_distances(Y, "Y", dev), max_iter
+        plan, _ = gw_plan(
+            internal_distances(X, "X", dev), internal_distances(Y, "Y", dev), max_iter
         )
     else:
         _check_same_width(X, Y, method)
-        M = _cost_matrix(X, Y, p, dev)
+        M = cost_matrix(X, Y, p, dev)
         if method == "emd":
-            plan = _emd_plan(M, max_iter)
+            plan = emd_plan(M, max_iter)
         else:
-            plan = _sinkhorn_plan(M, reg, max_iter)
+            plan = sinkhorn_plan(M, float(M.mean()), reg, max_iter)
     return float(np.mean(np.argmax(plan, axis=1) == np.arange(plan.shape[0])))

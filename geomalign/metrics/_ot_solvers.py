@@ -1,0 +1,174 @@
+"""Optimal-transport solvers behind :mod:`geomalign.metrics.ot`, with convergence checks.
+
+The functions here take checked arrays. POT is imported inside them (``import ot`` is slow,
+and old releases grabbed GPU memory at import). A solver that stops at its iteration limit
+raises :class:`RuntimeError` instead of returning an inexact value.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from geomalign.metrics._neighbors import as_tensor
+
+__all__ = [
+    "cost_matrix",
+    "emd_plan",
+    "gw_plan",
+    "internal_distances",
+    "sinkhorn_divergence",
+    "sinkhorn_plan",
+    "sliced",
+]
+
+# Sinkhorn stops when the L2 norm of its marginal violation is below this fraction of |b|_2.
+_SINKHORN_RTOL = 1e-4
+# Relative and absolute change of the Gromov-Wasserstein loss that stops its solver.
+_GW_TOL = 1e-9
+
+
+def _sq_distances(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances between the rows of A and B (float64 tensors)."""
+    D = A @ B.T
+    D.mul_(-2.0).add_(A.square().sum(dim=1)[:, None]).add_(B.square().sum(dim=1)[None, :])
+    return D.clamp_(min=0.0)
+
+
+def cost_matrix(X: Any, Y: Any, p: float, device: torch.device) -> np.ndarray:
+    """``|x_i - y_j|^p`` in float64, computed on ``device``, returned on the CPU.
+
+    Both clouds are first shifted by their common mean: the cost does not change, and the
+    Gram-expansion of the squared distances loses less to cancellation.
+    """
+    A, B = as_tensor(X, device, torch.float64), as_tensor(Y, device, torch.float64)
+    shift = (A.sum(dim=0) + B.sum(dim=0)) / (A.shape[0] + B.shape[0])
+    D = _sq_distances(A - shift, B - shift)
+    return (D if p == 2.0 else D.sqrt_().pow_(p)).cpu().numpy()
+
+
+def _solve(solver: Callable[[], Any], what: str, hint: str) -> Any:
+    """Run a POT solver; its non-convergence warnings become a RuntimeError, others pass on."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = solver()
+    for w in caught:
+        if "numItermax" in str(w.message) or "did not converge" in str(w.message):
+            raise RuntimeError(f"{what} did not converge ({w.message}). {hint}")
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result
+
+
+def emd_plan(M: np.ndarray, max_iter: int | None) -> np.ndarray:
+    import ot
+
+    n, m = M.shape
+    limit = max(100_000, 10 * n * m) if max_iter is None else max_iter
+    a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
+    hint = f"Raise max_iter (network-simplex iterations; {limit} were allowed)."
+    plan, log = _solve(lambda: ot.emd(a, b, M, numItermax=limit, log=True), "EMD", hint)
+    if log["result_code"] != 1:
+        raise RuntimeError(f"EMD failed: {log['warning']}. {hint}")
+    return plan
+
+
+def sinkhorn_plan(M: np.ndarray, scale: float, reg: float, max_iter: int | None) -> np.ndarray:
+    """Entropic plan for cost ``M`` with regularisation ``reg * scale`` (uniform weights)."""
+    import ot
+
+    n, m = M.shape
+    limit = 10_000 if max_iter is None else max_iter
+    a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
+    if scale == 0.0:  # every point sits on every other point
+        return np.outer(a, b)
+    tol = _SINKHORN_RTOL / np.sqrt(m)
+    plan, log = ot.sinkhorn(
+        a, b, M / scale, reg, method="sinkhorn_stabilized", numItermax=limit, stopThr=tol,
+        log=True, warn=False,
+    )  # fmt: skip
+    error = float(log["err"][-1]) if len(log["err"]) else float("inf")
+    if not error < tol:
+        raise RuntimeError(
+            f"Sinkhorn did not converge in max_iter={limit} iterations (marginal error "
+            f"{error:.2e} > {tol:.2e}). Raise max_iter or reg (now {reg:g} x the mean cost)."
+        )
+    return plan
+
+
+def _entropic_cost(M: np.ndarray, scale: float, reg: float, max_iter: int | None) -> float:
+    """``<P, M> + reg * scale * KL(P | a b^T)`` at the Sinkhorn plan P."""
+    plan = sinkhorn_plan(M, scale, reg, max_iter)
+    mass = plan[plan > 0.0]
+    kl = float(np.sum(mass * np.log(mass * plan.size)))
+    return float(np.sum(plan * M)) + reg * scale * kl
+
+
+def sinkhorn_divergence(
+    X: Any, Y: Any, p: float, reg: float, max_iter: int | None, device: torch.device
+) -> float:
+    """Debiased entropic cost ``OT(X, Y) - (OT(X, X) + OT(Y, Y)) / 2``, one regularisation."""
+    M = cost_matrix(X, Y, p, device)
+    scale = float(M.mean())
+    if scale == 0.0:
+        return 0.0
+    cross = _entropic_cost(M, scale, reg, max_iter)
+    own_x = _entropic_cost(cost_matrix(X, X, p, device), scale, reg, max_iter)
+    own_y = _entropic_cost(cost_matrix(Y, Y, p, device), scale, reg, max_iter)
+    return max(cross - 0.5 * (own_x + own_y), 0.0)
+
+
+def sliced(
+    X: Any, Y: Any, p: float, n_projections: int, random_state: Any, device: torch.device
+) -> float:
+    """Sliced W_p over ``n_projections`` uniform random directions drawn from ``random_state``."""
+    import ot
+
+    rng = np.random.default_rng(random_state)
+    theta = rng.normal(size=(X.shape[1], n_projections))
+    theta /= np.linalg.norm(theta, axis=0, keepdims=True)
+    Xt, Yt = as_tensor(X, device, torch.float64), as_tensor(Y, device, torch.float64)
+    projections = as_tensor(theta, device)
+    return float(ot.sliced_wasserstein_distance(Xt, Yt, p=p, projections=projections))
+
+
+def internal_distances(X: Any, name: str, device: torch.device) -> np.ndarray:
+    """Euclidean distance matrix of the rows of X, divided by its mean entry (float64, CPU)."""
+    T = as_tensor(X, device, torch.float64)
+    T = T - T.mean(dim=0)
+    D = _sq_distances(T, T).sqrt_()
+    D.fill_diagonal_(0.0)
+    mean = float(D.mean())
+    if mean == 0.0:
+        raise ValueError(
+            f"{name} has all {X.shape[0]} rows equal; its distance matrix cannot be normalised."
+        )
+    return (D / mean).cpu().numpy()
+
+
+def gw_plan(C1: np.ndarray, C2: np.ndarray, max_iter: int | None) -> tuple[np.ndarray, float]:
+    import ot
+
+    n, m = C1.shape[0], C2.shape[0]
+    limit = 1000 if max_iter is None else max_iter
+    hint = f"Raise max_iter ({limit} conditional-gradient steps were allowed)."
+    plan, log = _solve(
+        lambda: ot.gromov.gromov_wasserstein(
+            C1, C2, np.full(n, 1.0 / n), np.full(m, 1.0 / m), loss_fun="square_loss",
+            max_iter=limit, tol_rel=_GW_TOL, tol_abs=_GW_TOL, log=True,
+            numItermaxEmd=max(100_000, 10 * n * m),
+        ),
+        "Gromov-Wasserstein", hint,
+    )  # fmt: skip
+    losses = log["loss"]
+    if len(losses) > limit:  # stopped by the limit: check the last step met the tolerance
+        change = abs(losses[-1] - losses[-2])
+        if change >= _GW_TOL and change >= _GW_TOL * abs(losses[-1]):
+            raise RuntimeError(
+                f"Gromov-Wasserstein did not converge: the loss still changed by {change:.2e} "
+                f"at step {limit}. {hint}"
+            )
+    return plan, float(log["gw_dist"])
