@@ -136,6 +136,9 @@ def _header(
         f"Held-out question accuracy: {scores}.\n"
         f"{n_pairs} held-out shapes pairs; image view = mean over image tokens of an image-only "
         "prompt, text view = mean over caption tokens of a caption-only prompt.\n"
-        f"p-values: {calibration.n_permutations} permutations; CIs: "
-        f"{calibration.n_resamples} bootstrap resamples, {calibration.confidence:.0%}.\n\n"
+        "Layer 0 = embedding output, layer k = output of decoder block k (the last one after the "
+        "final norm, which rescales it).\n"
+        f"p-values: {calibration.n_permutations} permutations; {calibration.confidence:.0%} CIs: "
+        f"{calibration.n_resamples} resamples (bootstrap, or half-samples for neighbourhood "
+        "measures).\n\n"
     )

@@ -83,7 +83,8 @@ def plot_curves(
     """One curve over layers per compared pair of views (e.g. base and tuned on one axis).
 
     Bands are the resampling CIs; filled markers are points with permutation ``p < 0.05``, hollow
-    markers the rest; the grey dotted line is the permutation-null mean.
+    markers the tested rest, small dots untested points (e.g. measures that ignore the pairing);
+    the grey dotted line is the permutation-null mean.
 
     Parameters
     ----------
@@ -122,9 +123,12 @@ def plot_curves(
         _band(ax, x, part, colours[key])
         ax.plot(x, y, color=colours[key], label=label, linewidth=1.8)
         p = part.column("p_value")
-        sig = np.isfinite(p) & (p < _ALPHA)
+        tested = np.isfinite(p)
+        sig = tested & (p < _ALPHA)
         ax.plot(x[sig], y[sig], "o", color=colours[key], markersize=6)
-        ax.plot(x[~sig], y[~sig], "o", markerfacecolor="white", color=colours[key], markersize=6)
+        ax.plot(x[tested & ~sig], y[tested & ~sig], "o", markerfacecolor="white",
+                color=colours[key], markersize=6)
+        ax.plot(x[~tested], y[~tested], ".", color=colours[key], markersize=5)
         null = part.column("null_mean")
         if np.isfinite(null).any():
             ax.plot(x, null, ":", color="grey", linewidth=1.2,
@@ -216,8 +220,8 @@ def plot_id_profiles(
 ) -> Figure:
     """Intrinsic dimension over layers per checkpoint, with each detected abstraction phase shaded.
 
-    The shaded span runs from the phase onset to its end (half-prominence crossings) and the
-    dashed vertical line marks the peak layer; see
+    The strip along the top edge runs from the phase onset to its end (half-prominence
+    crossings) and the dashed vertical line marks the peak layer; see
     :func:`geomalign.analysis.detect_abstraction_phase`.
     """
     rows = table.select(analysis="id-profile", measure=measure, view=view)
@@ -226,7 +230,7 @@ def plot_id_profiles(
     fig, ax = _new_axes(ax)
     checkpoints = rows.unique("checkpoint")
     colours = _colours(checkpoints)
-    for ckpt in checkpoints:
+    for i, ckpt in enumerate(checkpoints):
         part = ResultsTable(sorted(rows.select(checkpoint=ckpt), key=lambda r: r.layer))
         x, y = part.column("layer"), part.column("value")
         _band(ax, x, part, colours[ckpt])
@@ -237,12 +241,16 @@ def plot_id_profiles(
                                   checkpoint=ckpt)
         }
         if np.isfinite(phase.get("peak_layer", np.nan)):
-            ax.axvspan(phase["onset"], phase["end"], color=colours[ckpt], alpha=0.12,
-                       label=f"{ckpt}: abstraction phase\n(layers {phase['onset']:.1f}–"
-                       f"{phase['end']:.1f}, half-prominence width)")
+            # the phase as a strip along the top edge, one row per checkpoint
+            top = 1.0 - 0.035 * i
+            ax.axvspan(phase["onset"], phase["end"], ymin=top - 0.03, ymax=top,
+                       color=colours[ckpt], alpha=0.6,
+                       label=f"{ckpt}: abstraction phase, layers {phase['onset']:.1f}–"
+                       f"{phase['end']:.1f}\n(from onset to end at half prominence)")
             ax.axvline(phase["peak_layer"], color=colours[ckpt], linestyle="--", linewidth=1)
     ax.set_xlabel(LAYER_AXIS)
     ax.set_ylabel(f"intrinsic dimension ({measure})")
+    ax.margins(y=0.12)  # room for the phase strips
     ax.set_xticks(sorted({int(r.layer) for r in rows}))
     ax.set_title(f"Intrinsic dimension over layers — {view}", fontsize=11)
     extra: list[tuple[object, str]] = []

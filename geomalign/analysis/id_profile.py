@@ -25,6 +25,8 @@ from geomalign.store import ActivationStore
 __all__ = ["AbstractionPhase", "abstraction_phase", "detect_abstraction_phase", "id_profile"]
 
 StoreLike = ActivationStore | str | os.PathLike[str]
+#: Note on a phase whose peak is less prominent than the uncertainty of the peak's ID.
+NOISE_NOTE = "may be noise"
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,9 @@ def abstraction_phase(profiles: ResultsTable, *, min_prominence: float = 0.0) ->
         For each (measure, checkpoint, view): ``analysis="abstraction-phase"`` rows with
         ``statistic`` one of ``peak_layer``, ``peak_value``, ``prominence``, ``onset``, ``end``,
         ``width`` (``layer`` = the peak layer), or a single ``statistic="peak_layer"`` row with
-        value NaN and a note when the profile has no interior peak.
+        value NaN and a note when the profile has no interior peak. When the profile carries
+        CIs and the peak's prominence is smaller than the half-width of the CI at the peak, the
+        notes say the peak may be noise.
     """
     rows = profiles.select(analysis="id-profile")
     if not len(rows):
@@ -214,6 +218,12 @@ def abstraction_phase(profiles: ResultsTable, *, min_prominence: float = 0.0) ->
             table.append(Result(layer=None, value=float("nan"), statistic="peak_layer",
                                 notes=f"no interior peak over layers {layers}; {rule}", **common))
             continue
+        peak = next(r for r in profile if r.layer == phase.peak_layer)
+        if peak.ci_low is not None and peak.ci_high is not None:
+            half_width = (peak.ci_high - peak.ci_low) / 2
+            if phase.prominence < half_width:
+                rule += (f"; {NOISE_NOTE}: prominence {phase.prominence:.3g} < CI half-width "
+                         f"{half_width:.3g} at the peak")
         for statistic in ("peak_layer", "peak_value", "prominence", "onset", "end", "width"):
             table.append(Result(layer=phase.peak_layer, value=float(getattr(phase, statistic)),
                                 statistic=statistic, notes=rule, **common))

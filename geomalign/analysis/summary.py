@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from geomalign.analysis.id_profile import NOISE_NOTE
 from geomalign.analysis.table import Result, ResultsTable
 
 __all__ = ["summarize"]
@@ -120,10 +121,13 @@ def _id(table: ResultsTable) -> list[str]:
                 parts.append(f"{ckpt}: no interior peak (max {_num(top.value)} at layer "
                              f"{top.layer})")
                 continue
+            noisy = any(NOISE_NOTE in r.notes for r in phases.select(
+                measure=measure, view=view, checkpoint=ckpt))
             parts.append(
                 f"{ckpt}: peak at layer {int(stats['peak_layer'])} (ID {_num(stats['peak_value'])},"
-                f" prominence {_num(stats['prominence'])}), phase layers "
-                f"{stats['onset']:.1f}–{stats['end']:.1f}"
+                f" prominence {_num(stats['prominence'])}"
+                + (", smaller than the CI: may be noise" if noisy else "")
+                + f"), phase layers {stats['onset']:.1f}–{stats['end']:.1f}"
             )
         lines.append(f"  {view}, {measure}: " + "; ".join(parts))
     return lines

@@ -103,3 +103,21 @@ def test_estimator_warnings_become_notes(tmp_path):
     assert "warning: 10 of 60 rows of X are duplicates" in row.notes
     assert "warnings in resamples" in row.notes
     assert np.isfinite(row.value)
+
+
+def test_phase_within_the_ci_is_flagged():
+    from geomalign.analysis import Result, summarize
+
+    def profile(half_width):
+        return ResultsTable(
+            Result("id-profile", "id-twonn", "c", "image/mean", layer, value,
+                   ci_low=value - half_width, ci_high=value + half_width)
+            for layer, value in enumerate([4.0, 5.0, 6.0, 5.0, 4.0])
+        )
+
+    assert "may be noise" not in abstraction_phase(profile(0.5))[0].notes
+    noisy = abstraction_phase(profile(3.0))
+    assert "may be noise: prominence 2 < CI half-width 3" in noisy[0].notes
+    table = profile(3.0)
+    table.extend(noisy)
+    assert "smaller than the CI: may be noise" in summarize(table)

@@ -33,8 +33,8 @@ def test_best_match_finds_planted_routes_with_max_null(planted_store):
 
 def test_distance_map_picks_the_smallest_distance(planted_store):
     view = ("base", "image", "mean")
-    table = layer_map(planted_store, view, view, measure="information-imbalance", layers_a=[1, 2, 3],
-                      layers_b=[1, 2, 3])
+    table = layer_map(planted_store, view, view, measure="information-imbalance",
+                      layers_a=[1, 2, 3], layers_b=[1, 2, 3])
     best = {r.layer: r.layer_b for r in table.select(analysis="best-match")}
     assert best == {1: 1, 2: 2, 3: 3}
     assert table[0].kind == "distance"
