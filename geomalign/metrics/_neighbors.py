@@ -54,12 +54,25 @@ class Neighbors:
     metric: str
 
 
-def _row_sq_norms(X: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Squared row norms accumulated in float64 (float32 reductions drift on long rows)."""
+def _row_sq_norms(X: torch.Tensor) -> torch.Tensor:
+    """Squared row norms accumulated in float64 (float32 reductions drift on long rows).
+
+    On the CPU, single-threaded NumPy over cache-sized chunks beats torch's parallel kernels
+    for this memory-bound pass (and does not degrade when the cores are shared).
+    """
+    chunk = max(1, _RECOMPUTE_BYTES // (X.shape[1] * X.element_size()))
+    if X.device.type == "cpu":
+        Xn = X.numpy()
+        out = np.empty(X.shape[0], dtype=np.float64)
+        for start in range(0, X.shape[0], chunk):
+            out[start : start + chunk] = np.square(Xn[start : start + chunk]).sum(
+                axis=1, dtype=np.float64
+            )
+        return torch.from_numpy(out)
     out = torch.empty(X.shape[0], dtype=torch.float64, device=X.device)
-    for start in range(0, X.shape[0], chunk):
-        block = X[start : start + chunk]
-        out[start : start + chunk] = block.square().sum(dim=1, dtype=torch.float64)
+    for start in range(0, X.shape[0], 64 * chunk):
+        block = X[start : start + 64 * chunk]
+        out[start : start + 64 * chunk] = block.square().sum(dim=1, dtype=torch.float64)
     return out
 
 
@@ -165,7 +178,7 @@ def _prepare(
         raise ValueError(f"metric must be one of {METRICS}; got {metric!r}.")
     Xt = as_tensor(X, resolve_device(X, device))
     Xc = Xt if Xt.dtype == torch.float32 else Xt.to(torch.float32)
-    sq = _row_sq_norms(Xt, block_rows(Xt.shape[1], 8, 64))
+    sq = _row_sq_norms(Xt)
     if metric == "euclidean":
         return Xt, Xc, sq.to(torch.float32), None
     zero = torch.nonzero(sq == 0).flatten().cpu().numpy()
