@@ -45,6 +45,16 @@ def _check_shape(shape: tuple[int, ...], name: str, min_samples: int, context: s
         )
 
 
+def _row_sums_finite(X: np.ndarray) -> bool:
+    """True if every row sum is finite (then no entry is NaN or Inf); single-threaded chunks."""
+    chunk = max(1, 2**20 // (X.shape[1] * X.itemsize))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return all(
+            np.isfinite(X[start : start + chunk].sum(axis=1)).all()
+            for start in range(0, X.shape[0], chunk)
+        )
+
+
 def _check_torch(X: torch.Tensor, name: str, min_samples: int, context: str | None) -> torch.Tensor:
     if X.is_complex():
         raise TypeError(f"{name} must hold real numbers; got a tensor of dtype {X.dtype}.")
@@ -54,7 +64,10 @@ def _check_torch(X: torch.Tensor, name: str, min_samples: int, context: str | No
         X = X.to(torch.float32 if X.is_floating_point() else torch.float64)
     # NaN and Inf propagate through a row sum; only if some sum is not finite (or overflowed)
     # is the elementwise check needed, to name the rows
-    if bool(torch.isfinite(X.sum(dim=1)).all()):
+    if X.device.type == "cpu" and X.dtype in (torch.float32, torch.float64):
+        if _row_sums_finite(X.numpy()):
+            return X
+    elif bool(torch.isfinite(X.sum(dim=1)).all()):
         return X
     finite = torch.isfinite(X).all(dim=1)
     if not bool(finite.all()):
@@ -128,9 +141,7 @@ def check_representations(
         X = X.astype(np.float32)
     elif X.dtype.kind != "f" or X.dtype.itemsize > 8:
         X = X.astype(np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        sums_finite = np.isfinite(X.sum(axis=1)).all()
-    if sums_finite:
+    if _row_sums_finite(X):
         return X
     finite = np.isfinite(X).all(axis=1)
     if not finite.all():

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from geomalign._validation import check_paired, check_representations
-from geomalign.metrics._arrays import as_tensor, resolve_device
+from geomalign.metrics._arrays import as_tensor, column_sums, resolve_device
 from geomalign.metrics.cka import centred_product, cka_ratio, common_dtype
 
 __all__ = ["StreamingLinearCKA"]
@@ -86,7 +86,7 @@ class StreamingLinearCKA:
             self.device = resolve_device(X, self.device)
             for key, M in (("x", X), ("y", Y)):
                 t = as_tensor(M, self.device)
-                self._sums[f"shift_{key}"] = t.sum(dim=0, dtype=torch.float64) / t.shape[0]
+                self._sums[f"shift_{key}"] = column_sums(t) / t.shape[0]
         dtype = common_dtype(X, Y)
         Xt, Yt = as_tensor(X, self.device, dtype), as_tensor(Y, self.device, dtype)
         sx, sy = self._sums["shift_x"], self._sums["shift_y"]
@@ -94,8 +94,8 @@ class StreamingLinearCKA:
             "uu": centred_product(Xt, sx, Xt, sx),
             "vv": centred_product(Yt, sy, Yt, sy),
             "uv": centred_product(Xt, sx, Yt, sy),
-            "u": Xt.sum(dim=0, dtype=torch.float64) - X.shape[0] * sx,
-            "v": Yt.sum(dim=0, dtype=torch.float64) - Y.shape[0] * sy,
+            "u": column_sums(Xt) - X.shape[0] * sx,
+            "v": column_sums(Yt) - Y.shape[0] * sy,
         }
         if self.debiased:
             U, V = Xt - sx.to(Xt.dtype), Yt - sy.to(Yt.dtype)

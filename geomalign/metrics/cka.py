@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from geomalign._validation import check_paired, check_representations
-from geomalign.metrics._arrays import as_tensor, resolve_device
+from geomalign.metrics._arrays import as_tensor, column_sums, resolve_device
 
 __all__ = ["cka", "cka_matrix", "shuffled"]
 
@@ -67,7 +67,7 @@ class _GramView:
 
 def _feature_view(X: torch.Tensor, debiased: bool) -> _FeatureView:
     n = X.shape[0]
-    mean = X.sum(dim=0, dtype=torch.float64) / n
+    mean = column_sums(X) / n
     self_h = _sq(centred_product(X, mean, X, mean))
     r = None
     if debiased:
@@ -113,12 +113,12 @@ def _gram_h(u: _GramView, v: _GramView) -> float:
 
 
 def _linear_gram(X: torch.Tensor) -> torch.Tensor:
-    Xc = X - (X.sum(dim=0, dtype=torch.float64) / X.shape[0]).to(X.dtype)
+    Xc = X - (column_sums(X) / X.shape[0]).to(X.dtype)
     return (Xc @ Xc.T).to(torch.float64)
 
 
 def _rbf_gram(X: torch.Tensor, sigma_factor: float, name: str) -> torch.Tensor:
-    Xc = X - (X.sum(dim=0, dtype=torch.float64) / X.shape[0]).to(X.dtype)
+    Xc = X - (column_sums(X) / X.shape[0]).to(X.dtype)
     r = Xc.square().sum(dim=1, dtype=torch.float64)
     D2 = (Xc @ Xc.T).to(torch.float64).mul_(-2.0).add_(r).add_(r[:, None]).clamp_(min=0.0)
     D2.fill_diagonal_(0.0)

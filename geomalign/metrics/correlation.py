@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from geomalign._validation import check_paired, check_representations
-from geomalign.metrics._arrays import as_tensor, block_rows, resolve_device
+from geomalign.metrics._arrays import as_tensor, block_rows, column_sums, resolve_device
 from geomalign.metrics.cka import centred_product, common_dtype
 
 __all__ = ["distance_correlation", "svcca"]
@@ -30,7 +30,7 @@ def _principal_basis(X: torch.Tensor, n_components: float, name: str) -> torch.T
     From the eigendecomposition of whichever of X^T X (p x p) and X X^T (n x n) is smaller.
     """
     n, p = X.shape
-    mean = X.sum(dim=0, dtype=torch.float64) / n
+    mean = column_sums(X) / n
     if n <= p:
         Xc = X - mean.to(X.dtype)
         evals, evecs = torch.linalg.eigh((Xc @ Xc.T).to(torch.float64))
@@ -192,8 +192,8 @@ def distance_correlation(
     what = "debiased distance correlation" if debiased else "distance correlation"
     Xt, Yt = _check_pair(X, Y, 4 if debiased else 2, what, device)
     n = Xt.shape[0]
-    Xt = Xt - (Xt.sum(dim=0, dtype=torch.float64) / n).to(Xt.dtype)
-    Yt = Yt - (Yt.sum(dim=0, dtype=torch.float64) / n).to(Yt.dtype)
+    Xt = Xt - (column_sums(Xt) / n).to(Xt.dtype)
+    Yt = Yt - (column_sums(Yt) / n).to(Yt.dtype)
     sq_x = Xt.square().sum(dim=1, dtype=torch.float64)
     sq_y = Yt.square().sum(dim=1, dtype=torch.float64)
     row_a = torch.empty(n, dtype=torch.float64, device=Xt.device)
