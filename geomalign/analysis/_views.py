@@ -10,7 +10,10 @@ import numpy as np
 
 from geomalign.store import ActivationStore, ViewInfo
 
-__all__ = ["View"]
+__all__ = ["StoreLike", "View"]
+
+#: An open store or the path of one (opened read-only).
+StoreLike = ActivationStore | str | os.PathLike[str]
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ def as_view(view: View | tuple[str, str, str], name: str) -> View:
     )
 
 
-def open_store(store: ActivationStore | str | os.PathLike[str]) -> ActivationStore:
+def open_store(store: StoreLike) -> ActivationStore:
     """Return ``store`` itself, or open the path read-only."""
     if isinstance(store, ActivationStore):
         return store

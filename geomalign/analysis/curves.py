@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -10,6 +9,7 @@ import numpy as np
 from geomalign import metrics
 from geomalign.analysis._views import (
     Rows,
+    StoreLike,
     View,
     as_view,
     check_layers,
@@ -34,7 +34,6 @@ __all__ = [
     "tuning_change_curve",
 ]
 
-StoreLike = ActivationStore | str | os.PathLike[str]
 #: Measures computed exactly over every stored row (streamed in blocks), and whether debiased.
 STREAMED = {"cka-linear": False, "cka-linear-debiased": True}
 # Poolings tried, in this order, when a pooling is not named.

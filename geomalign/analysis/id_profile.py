@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,6 +10,7 @@ from scipy.signal import find_peaks, peak_widths
 
 from geomalign.analysis._views import (
     Rows,
+    StoreLike,
     View,
     as_view,
     check_layers,
@@ -20,11 +20,9 @@ from geomalign.analysis._views import (
 )
 from geomalign.analysis.calibration import Calibration, evaluate, resolve_measures
 from geomalign.analysis.table import Result, ResultsTable
-from geomalign.store import ActivationStore
 
 __all__ = ["AbstractionPhase", "abstraction_phase", "detect_abstraction_phase", "id_profile"]
 
-StoreLike = ActivationStore | str | os.PathLike[str]
 #: Note on a phase whose peak is less prominent than the uncertainty of the peak's ID.
 NOISE_NOTE = "may be noise"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,6 +9,7 @@ import numpy as np
 from geomalign import metrics
 from geomalign.analysis._views import (
     Rows,
+    StoreLike,
     View,
     as_view,
     check_layers,
@@ -26,11 +26,9 @@ from geomalign.analysis.calibration import (
 from geomalign.analysis.curves import STREAMED
 from geomalign.analysis.table import Result, ResultsTable
 from geomalign.metrics import Measure
-from geomalign.store import ActivationStore
 
 __all__ = ["layer_map", "map_matrix"]
 
-StoreLike = ActivationStore | str | os.PathLike[str]
 
 
 def _matrix(measure: Measure, Xs: list[np.ndarray], Ys: list[np.ndarray]) -> np.ndarray:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from tqdm.auto import tqdm
 
 from geomalign import metrics
-from geomalign.analysis._views import View, open_store
+from geomalign.analysis._views import StoreLike, View, open_store
 from geomalign.analysis.calibration import Calibration
 from geomalign.analysis.curves import (
     cross_checkpoint_curve,
@@ -20,7 +20,6 @@ from geomalign.analysis.curves import (
 from geomalign.analysis.id_profile import abstraction_phase, id_profile
 from geomalign.analysis.layer_maps import layer_map
 from geomalign.analysis.table import ResultsTable
-from geomalign.store import ActivationStore
 
 __all__ = ["analyze_store"]
 
@@ -28,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def analyze_store(
-    store: ActivationStore | str | os.PathLike[str],
+    store: StoreLike,
     *,
     measures: Sequence[str],
     map_measures: Sequence[str] | None = None,
@@ -99,41 +98,39 @@ def analyze_store(
     def has(ckpt: str, modality: str) -> bool:
         return (ckpt, modality) in stored
 
+    def pooled(ckpt: str, side: tuple[str, str | None]) -> View:
+        return View(ckpt, side[0], side[1] or default_pooling(store, ckpt, side[0]))
+
+    common = {"calibration": calibration}
+    curves = {"measures": two_view, **common}
     tasks: list[tuple[str, Callable[[], ResultsTable]]] = []
     for ckpt in ordered:
         if not (has(ckpt, image[0]) and has(ckpt, text[0])):
-            logger.info("%s: no %s and %s views; cross-modal analyses skipped", ckpt, *(image[0],
-                        text[0]))
+            logger.info("%s: no %s and %s views; cross-modal analyses skipped", ckpt, image[0],
+                        text[0])
             continue
         if two_view:
-            tasks.append((f"cross-modal {ckpt}", lambda c=ckpt: cross_modal_curve(
-                store, c, measures=two_view, image=image, text=text, calibration=calibration)))
+            tasks.append((f"cross-modal {ckpt}", partial(
+                cross_modal_curve, store, ckpt, image=image, text=text, **curves)))
         for m in map_measures:
-            def run_map(c: str = ckpt, m: str = m) -> ResultsTable:
-                a = View(c, image[0], image[1] or default_pooling(store, c, image[0]))
-                b = View(c, text[0], text[1] or default_pooling(store, c, text[0]))
-                return layer_map(store, a, b, measure=m, calibration=calibration)
-            tasks.append((f"layer map {ckpt} {m}", run_map))
+            tasks.append((f"layer map {ckpt} {m}", partial(
+                layer_map, store, pooled(ckpt, image), pooled(ckpt, text), measure=m, **common)))
     for other in others:
         for modality, pooling in (image, text):
             if two_view and has(base, modality) and has(other, modality):
-                tasks.append((f"{base} vs {other} {modality}", lambda o=other, mo=modality,
-                              p=pooling: cross_checkpoint_curve(
-                                  store, mo, base=base, tuned=o, measures=two_view, pooling=p,
-                                  calibration=calibration)))
+                tasks.append((f"{base} vs {other} {modality}", partial(
+                    cross_checkpoint_curve, store, modality, base=base, tuned=other,
+                    pooling=pooling, **curves)))
         if two_view and all(has(c, m) for c in (base, other) for m in (image[0], text[0])):
-            tasks.append((f"tuning change {other}", lambda o=other: tuning_change_curve(
-                store, base=base, tuned=o, measures=two_view, image=image, text=text,
-                calibration=calibration)))
+            tasks.append((f"tuning change {other}", partial(
+                tuning_change_curve, store, base=base, tuned=other, image=image, text=text,
+                **curves)))
     for m in one_view:
         for ckpt in ordered:
-            for modality, pooling in (image, text):
-                if has(ckpt, modality):
-                    def run_id(c: str = ckpt, mo: str = modality, p: str | None = pooling,
-                               m: str = m) -> ResultsTable:
-                        view = View(c, mo, p or default_pooling(store, c, mo))
-                        return id_profile(store, view, measure=m, calibration=calibration)
-                    tasks.append((f"ID {ckpt} {modality} {m}", run_id))
+            for side in (image, text):
+                if has(ckpt, side[0]):
+                    tasks.append((f"ID {ckpt} {side[0]} {m}", partial(
+                        id_profile, store, pooled(ckpt, side), measure=m, **common)))
     if not tasks:
         raise ValueError(
             f"{store.path}: nothing to analyse with measures {measures}; stored views: "
