@@ -67,7 +67,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond")
 #: Size names and the object's radius as a fraction of the image side.
-SIZES: dict[str, float] = {"small": 0.11, "large": 0.19}
+SIZES: dict[str, float] = {"small": 0.12, "large": 0.2}
 #: Region names and the nominal centre (x, y) as fractions of the image side.
 REGIONS: dict[str, tuple[float, float]] = {
     "left": (0.25, 0.5),

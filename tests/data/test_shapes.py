@@ -130,8 +130,13 @@ def test_large_objects_cover_more_pixels_than_small_ones():
     world = make_shapes(200, random_state=0, noise=0.0, two_object_fraction=0.0)
     images = world.images()
     area = (images.max(axis=-1) > 80).sum(axis=(1, 2))
-    sizes = world.pairs.labels["size_0"]
-    assert area[sizes == "small"].max() < area[sizes == "large"].min()
+    sizes, shapes = world.pairs.labels["size_0"], world.pairs.labels["shape_0"]
+    for shape in np.unique(shapes):
+        small, large = (
+            area[(shapes == shape) & (sizes == "small")],
+            area[(shapes == shape) & (sizes == "large")],
+        )
+        assert small.max() < large.min(), shape
     assert SIZES["small"] < SIZES["large"]
 
 
