@@ -94,6 +94,8 @@ class Measure:
                 f"n_views must be 1 for a dimension and 2 otherwise; got n_views={self.n_views} "
                 f"with kind={self.kind!r} for {self.name!r}."
             )
+        if not isinstance(self.paired, bool):
+            raise TypeError(f"paired must be True or False; got {self.paired!r} for {self.name!r}.")
         if self.resampling not in RESAMPLING:
             raise ValueError(f"resampling must be one of {RESAMPLING}; got {self.resampling!r}.")
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
@@ -135,13 +137,13 @@ def _entries() -> dict[str, Measure]:
                 shuffled=cka_shuffled),
         Measure("mutual-knn", "similarity", 2, mutual_knn,
                 "Mean share of common k nearest neighbours (Huh et al. 2024), cosine, k=10.",
-                {"k": 10, "metric": "cosine"}, "half-sampling", shuffled_mutual_knn),
+                {"k": 10, "metric": "cosine"}, "half-sampling", shuffled=shuffled_mutual_knn),
         Measure("cycle-knn", "similarity", 2, cycle_knn,
                 "Share of samples a Y- then X-neighbour step returns to (Huh et al. 2024).",
-                {"k": 10, "metric": "cosine"}, "half-sampling", shuffled_cycle_knn),
+                {"k": 10, "metric": "cosine"}, "half-sampling", shuffled=shuffled_cycle_knn),
         Measure("cknna", "similarity", 2, cknna,
                 "CKA restricted to mutual k nearest neighbours (Huh et al. 2024), k=10.",
-                {"k": 10}, "half-sampling", shuffled_cknna),
+                {"k": 10}, "half-sampling", shuffled=shuffled_cknna),
         Measure("svcca", "similarity", 2, svcca,
                 "Mean canonical correlation of the top principal directions (99% variance).",
                 {"n_components": 0.99}),

@@ -71,6 +71,19 @@ def test_entries_call_the_library_functions_with_their_defaults():
     assert get("id-twonn")(Z) == pytest.approx(3.0, rel=0.2)
 
 
+def test_permutation_shortcuts_are_attached():
+    for name in (
+        "cka-linear",
+        "cka-linear-debiased",
+        "cka-rbf",
+        "mutual-knn",
+        "cycle-knn",
+        "cknna",
+    ):
+        assert callable(get(name).shuffled), name
+        assert get(name).paired is True
+
+
 def test_measure_is_frozen_and_params_read_only():
     m = get("mutual-knn")
     with pytest.raises(AttributeError):
@@ -89,6 +102,8 @@ def test_custom_measure_and_validation():
         Measure("x", "score", 2, abs, "")
     with pytest.raises(ValueError, match=r"n_views must be 1 for a dimension"):
         Measure("x", "dimension", 2, abs, "")
+    with pytest.raises(TypeError, match=r"paired must be True or False"):
+        Measure("x", "distance", 2, abs, "", {}, "bootstrap", abs)
     with pytest.raises(ValueError, match=r"resampling must be one of"):
         Measure("x", "distance", 2, abs, "", resampling="jackknife")
 
