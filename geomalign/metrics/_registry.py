@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -82,6 +82,7 @@ class Measure:
     func: Callable[..., float]
     description: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    _: KW_ONLY
     resampling: str = "bootstrap"
     paired: bool = True
     shuffled: Callable[..., Callable[[np.ndarray], float]] | None = None
@@ -137,13 +138,15 @@ def _entries() -> dict[str, Measure]:
                 shuffled=cka_shuffled),
         Measure("mutual-knn", "similarity", 2, mutual_knn,
                 "Mean share of common k nearest neighbours (Huh et al. 2024), cosine, k=10.",
-                {"k": 10, "metric": "cosine"}, "half-sampling", shuffled=shuffled_mutual_knn),
+                {"k": 10, "metric": "cosine"}, resampling="half-sampling",
+                shuffled=shuffled_mutual_knn),
         Measure("cycle-knn", "similarity", 2, cycle_knn,
                 "Share of samples a Y- then X-neighbour step returns to (Huh et al. 2024).",
-                {"k": 10, "metric": "cosine"}, "half-sampling", shuffled=shuffled_cycle_knn),
+                {"k": 10, "metric": "cosine"}, resampling="half-sampling",
+                shuffled=shuffled_cycle_knn),
         Measure("cknna", "similarity", 2, cknna,
                 "CKA restricted to mutual k nearest neighbours (Huh et al. 2024), k=10.",
-                {"k": 10}, "half-sampling", shuffled=shuffled_cknna),
+                {"k": 10}, resampling="half-sampling", shuffled=shuffled_cknna),
         Measure("svcca", "similarity", 2, svcca,
                 "Mean canonical correlation of the top principal directions (99% variance).",
                 {"n_components": 0.99}),
@@ -151,7 +154,7 @@ def _entries() -> dict[str, Measure]:
                 "Distance correlation dCor (Szekely et al. 2007).", {"debiased": False}),
         Measure("information-imbalance", "distance", 2, information_imbalance,
                 "Information imbalance Delta(X -> Y) (Glielmo et al. 2022): 0 = X predicts Y.",
-                {"k": 1, "metric": "euclidean"}, "half-sampling"),
+                {"k": 1, "metric": "euclidean"}, resampling="half-sampling"),
         Measure("modality-gap", "similarity", 2, modality_gap,
                 "Median cosine similarity between paired rows (same width)."),
     ]  # fmt: skip
@@ -173,7 +176,7 @@ def _entries() -> dict[str, Measure]:
                 paired=False),
         Measure("ot-matching-accuracy", "similarity", 2, _Lazy(ot_module, "ot_matching_accuracy"),
                 "Share of rows i that the exact transport plan sends to row i.",
-                {"method": "emd", "p": 2.0}, "half-sampling"),
+                {"method": "emd", "p": 2.0}, resampling="half-sampling"),
     ]  # fmt: skip
     id_module = "geomalign.metrics.intrinsic"
     id_labels = {
@@ -186,9 +189,10 @@ def _entries() -> dict[str, Measure]:
         resampling = "bootstrap" if method == "pr" else "half-sampling"
         func = _Lazy(id_module, "intrinsic_dimension", "dimension")
         description = f"Intrinsic dimension: {label}."
+        params = {"method": method}
         entries.append(
             Measure(
-                f"id-{method}", "dimension", 1, func, description, {"method": method}, resampling
+                f"id-{method}", "dimension", 1, func, description, params, resampling=resampling
             )
         )
     return {m.name: m for m in entries}

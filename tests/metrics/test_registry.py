@@ -103,7 +103,7 @@ def test_custom_measure_and_validation():
     with pytest.raises(ValueError, match=r"n_views must be 1 for a dimension"):
         Measure("x", "dimension", 2, abs, "")
     with pytest.raises(TypeError, match=r"paired must be True or False"):
-        Measure("x", "distance", 2, abs, "", {}, "bootstrap", abs)
+        Measure("x", "distance", 2, abs, "", paired=abs)
     with pytest.raises(ValueError, match=r"resampling must be one of"):
         Measure("x", "distance", 2, abs, "", resampling="jackknife")
 
