@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from geomalign._version import __version__
 
 # Modules under geomalign.cli, one per subcommand, in the order --help lists them.
-_COMMANDS: tuple[str, ...] = ("info", "extract", "analyze", "plot", "demo", "intervene")
+_COMMANDS: tuple[str, ...] = (
+    "info", "extract", "analyze", "plot", "demo", "finetune", "intervene"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
