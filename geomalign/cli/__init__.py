@@ -17,7 +17,7 @@ from geomalign._version import __version__
 
 # Modules under geomalign.cli, one per subcommand, in the order --help lists them.
 _COMMANDS: tuple[str, ...] = (
-    "info", "extract", "analyze", "plot", "demo", "finetune", "intervene"
+    "info", "extract", "analyze", "plot", "demo", "finetune", "intervene", "toy"
 )
 
 
