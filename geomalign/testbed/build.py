@@ -178,6 +178,9 @@ def build_testbed(
     with _exclusive(cache / f".{root.name}.lock"):
         if not force and (root / _MANIFEST).is_file():  # built while we waited
             return _read(root)
+        if fcntl is not None:  # the lock is held: folders of killed builds are stale
+            for stale in cache.glob(f".{root.name}.partial-*"):
+                shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=cache))
         threads = torch.get_num_threads()
         try:

@@ -10,15 +10,17 @@ from dataclasses import dataclass
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
 #: Bumped whenever the training recipe changes, so that caches of an older recipe are rebuilt.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 
 @dataclass(frozen=True)
 class TestbedConfig:
     """Everything that determines a testbed build.
 
-    The default is the full build (about 1-2 minutes on 2 CPU cores); :meth:`small` is a preset
-    for tests that builds in seconds. Both have 6 decoder layers so that layer curves have a shape.
+    The default is the full build (about 85 s of CPU time on one thread; its tuned VLM answers
+    about 70% of held-out questions, its base VLM about 30%); :meth:`small` is a preset for tests
+    that builds in about 5 s of CPU time and trains little. Both have 6 decoder layers so that
+    layer curves have a shape.
 
     Parameters
     ----------
@@ -96,7 +98,11 @@ class TestbedConfig:
 
     @classmethod
     def small(cls, *, seed: int = 0) -> TestbedConfig:
-        """A preset for tests: same architecture family and depth, built in a few seconds."""
+        """A preset for tests: same architecture and depth, narrower, built in a few seconds.
+
+        It trains little (its tuned VLM mostly learns which kind of word answers which
+        question), but stage 2 still beats stage 1 clearly on held-out questions.
+        """
         return cls(
             seed=seed,
             n_train=300,
@@ -108,6 +114,10 @@ class TestbedConfig:
             vision_steps=60,
             stage1_steps=20,
             stage2_steps=60,
+            lm_lr=5e-3,
+            vision_lr=1e-2,
+            stage1_lr=1e-2,
+            stage2_lr=5e-3,
         )
 
     def fingerprint(self) -> str:

@@ -127,6 +127,8 @@ def counted_builds(monkeypatch):
 
 def test_incomplete_or_forced_builds_are_rebuilt(counted_builds, tmp_path):
     config = TestbedConfig.small(seed=7)
+    killed = tmp_path / f".{config.fingerprint()}.partial-killed"  # a build killed mid-way
+    (killed / "llm").mkdir(parents=True)
     first = build_testbed(config, cache_dir=tmp_path)
     assert len(counted_builds) == 1
     assert isinstance(first, Testbed)
