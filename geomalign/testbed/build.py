@@ -167,7 +167,9 @@ def build_testbed(
     config = TestbedConfig() if config is None else config
     if not isinstance(config, TestbedConfig):
         raise TypeError(f"config must be a TestbedConfig or None; got {type(config).__name__}.")
-    if num_threads is not None and (isinstance(num_threads, bool) or not num_threads >= 1):
+    if num_threads is not None and (
+        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+    ):
         raise ValueError(f"num_threads must be a positive integer or None; got {num_threads!r}.")
     cache = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
     root = cache / config.fingerprint()
