@@ -23,7 +23,7 @@ DEMO_MEASURES = ("cka-linear", "mutual-knn", "ot-sinkhorn", "id-gride")
 _HELD_OUT_SEED_OFFSET = 1
 _SETTINGS = {
     # n_pairs, permutations, bootstrap resamples
-    False: (600, 50, 50),
+    False: (400, 100, 50),
     True: (120, 10, 10),
 }
 
@@ -86,8 +86,8 @@ def run_demo(
     out_dir : str or path-like, default="geomalign-demo"
         Output folder (created).
     small : bool, default=False
-        The small testbed, 120 pairs and 10 permutations/resamples (for tests; seconds instead of
-        minutes). The default uses the full testbed, 600 pairs and 50 permutations/resamples.
+        The small testbed, 120 pairs and 10 permutations/resamples (a quick check that everything
+        runs). The default uses the full testbed, 400 pairs, 100 permutations and 50 resamples.
     cache_dir : path-like, default=None
         Testbed cache (:func:`~geomalign.testbed.default_cache_dir` when None).
     device : str, default="cpu"

@@ -199,8 +199,8 @@ def plot_layer_map(
     ax.set_yticks(range(len(layers_a)), [str(x) for x in layers_a])
     ax.set_xlabel(f"{checkpoint_b}: {view_b} layer (0 = embedding output)")
     ax.set_ylabel(f"{checkpoint}: {view} layer (0 = embedding output)")
-    best = table.select(analysis="best-match", measure=measure, checkpoint=checkpoint, view=view,
-                        checkpoint_b=checkpoint_b, view_b=view_b)
+    best = table.select(analysis="best-match", statistic="value", measure=measure,
+                        checkpoint=checkpoint, view=view, checkpoint_b=checkpoint_b, view_b=view_b)
     for r in best:
         if r.layer in layers_a and r.layer_b in layers_b:
             significant = r.p_value is not None and r.p_value < _ALPHA

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -60,6 +61,11 @@ def layer_map(
     kept; ``p = (1 + #{null best at least as good as the observed best}) / (1 + n_permutations)``.
     Comparing the observed maximum with per-cell nulls instead would overstate significance.
 
+    That p-value says whether the best match beats chance, not whether it beats the runner-up.
+    For the latter, each best match also gets a stability: the share of ``n_resamples``
+    half-samples (``n // 2`` rows drawn without replacement, shared by all layers) in which the
+    same ``view_b`` layer is the best one.
+
     Parameters
     ----------
     store : ActivationStore or path
@@ -71,20 +77,22 @@ def layer_map(
     layers_a, layers_b : sequence of int, default=None
         Real layer numbers (0 = embedding output); all stored layers when None.
     calibration : Calibration, default=None
-        ``n_permutations`` sets the max-over-layers null (0 skips it); ``max_samples`` and
-        ``random_state`` the rows read. ``n_resamples`` is not used by maps.
+        ``n_permutations`` sets the max-over-layers null and ``n_resamples`` the stability (0
+        skips either); ``max_samples`` and ``random_state`` the rows read.
 
     Returns
     -------
     ResultsTable
         ``analysis="layer-map"`` rows, one per (layer, layer_b) cell, then
         ``analysis="best-match"`` rows, one per layer of ``view_a`` with ``layer_b`` its best match,
-        ``null_mean``/``null_std`` the null of the best score, and ``p_value`` as above.
+        ``null_mean``/``null_std`` the null of the best score and ``p_value`` as above, each
+        followed (when ``n_resamples > 0``) by a ``statistic="stability"`` row.
 
     Notes
     -----
-    Costs ``(1 + n_permutations) * len(layers_a) * len(layers_b)`` measure evaluations on
-    ``max_samples`` rows, with every layer of both views in memory.
+    Costs ``(1 + n_permutations + n_resamples) * len(layers_a) * len(layers_b)`` measure
+    evaluations on up to ``max_samples`` rows, with every layer of both views in memory; linear
+    CKA maps compute each layer's self-term once per map (:func:`geomalign.metrics.cka_matrix`).
     """
     calibration = calibration or Calibration()
     store = open_store(store)
@@ -99,16 +107,20 @@ def layer_map(
     Ys = [rows.read(view_b, layer) for layer in layers_b]
     # A measure that ignores the pairing of rows (OT between the two clouds) has no such null.
     n_permutations = calibration.n_permutations if resolved.paired else 0
-    null = np.empty((n_permutations, len(layers_a)))
     rng = np.random.default_rng(calibration.random_state)
     warned: list[str] = []
     with warnings_to_notes(warned):
         observed = _matrix(resolved, Xs, Ys)
-        for k in range(n_permutations):
-            perm = rng.permutation(rows.n)
-            permuted = _matrix(resolved, Xs, [Y[perm] for Y in Ys])
-            null[k] = sign * np.max(sign * permuted, axis=1)
-    best_j = np.argmax(sign * observed, axis=1)
+        null = np.array([
+            sign * np.max(sign * _matrix(resolved, Xs, [Y[perm] for Y in Ys]), axis=1)
+            for perm in (rng.permutation(rows.n) for _ in range(n_permutations))
+        ]).reshape(n_permutations, len(layers_a))
+        best_j = np.argmax(sign * observed, axis=1)
+        same_best = np.zeros(len(layers_a))
+        for _ in range(calibration.n_resamples):
+            idx = np.sort(rng.choice(rows.n, size=rows.n // 2, replace=False))
+            half = _matrix(resolved, [X[idx] for X in Xs], [Y[idx] for Y in Ys])
+            same_best += np.argmax(sign * half, axis=1) == best_j
     best = observed[np.arange(len(layers_a)), best_j]
 
     common = dict(
@@ -140,11 +152,17 @@ def layer_map(
             )
         elif calibration.n_permutations:
             notes += "; no permutation null: the measure ignores the pairing of rows"
-        table.append(
-            Result(analysis="best-match", layer=la, layer_b=int(layers_b[best_j[i]]),
-                   value=best[i], null_mean=null_mean, null_std=null_std, p_value=p_value,
-                   notes=join_notes(notes, *warned, rows.note), **common)
-        )
+        best_row = Result(analysis="best-match", layer=la, layer_b=int(layers_b[best_j[i]]),
+                          value=best[i], null_mean=null_mean, null_std=null_std,
+                          p_value=p_value, notes=join_notes(notes, *warned, rows.note), **common)
+        table.append(best_row)
+        if calibration.n_resamples:
+            table.append(replace(
+                best_row, statistic="stability", kind=None, null_mean=None, null_std=None,
+                p_value=None, value=float(same_best[i] / calibration.n_resamples),
+                notes=f"share of {calibration.n_resamples} half-samples (n={rows.n // 2}, "
+                f"seed={calibration.random_state}) whose best layer is the same",
+            ))
     return table
 
 

@@ -93,17 +93,24 @@ def _cross_checkpoint(table: ResultsTable) -> list[str]:
 
 def _best_match(table: ResultsTable, alpha: float) -> list[str]:
     lines = []
+    matches = table.select(analysis="best-match")
+    stability = {(r.measure, r.checkpoint, r.view, r.view_b, r.layer): r.value
+                 for r in matches.select(statistic="stability")}
     for (measure, ckpt, view, view_b), rows in _groups(
-        table.select(analysis="best-match"), "measure", "checkpoint", "view", "view_b"
+        matches.select(statistic="value"), "measure", "checkpoint", "view", "view_b"
     ).items():
         pairs = []
         for r in sorted(rows, key=lambda r: r.layer):
             mark = "" if r.p_value is None else ("*" if r.p_value < alpha else " (n.s.)")
-            pairs.append(f"{r.layer}->{r.layer_b}{mark}")
+            share = stability.get((measure, ckpt, view, view_b, r.layer))
+            pairs.append(f"{r.layer}->{r.layer_b}{mark}"
+                         + ("" if share is None else f" ({share:.0%})"))
         lines.append(f"  {ckpt}, {measure}: {view} layer -> best {view_b} layer: "
                      + ", ".join(pairs))
-    if lines and any(r.p_value is not None for r in table.select(analysis="best-match")):
-        lines.append(f"  (* = max-over-layers permutation p < {alpha})")
+    if lines and any(r.p_value is not None for r in matches):
+        lines.append(f"  (* = better than chance: max-over-layers permutation p < {alpha})")
+    if stability:
+        lines.append("  (% = share of half-samples in which the same layer is best)")
     return lines
 
 

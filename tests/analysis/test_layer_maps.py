@@ -5,7 +5,7 @@ from geomalign.analysis import Calibration, layer_map, map_matrix
 
 
 def test_best_match_finds_planted_routes_with_max_null(planted_store):
-    cal = Calibration(n_permutations=30)
+    cal = Calibration(n_permutations=30, n_resamples=20)
     table = layer_map(planted_store, ("base", "image", "mean"), ("base", "text", "mean"),
                       measure="cka-linear", calibration=cal)
     layers_a, layers_b, values = map_matrix(table, measure="cka-linear", checkpoint="base",
@@ -19,9 +19,12 @@ def test_best_match_finds_planted_routes_with_max_null(planted_store):
     mask = np.ones_like(values, dtype=bool)
     mask[2, 2] = mask[1, 4] = False
     assert values[mask].max() < 0.5
-    best = {r.layer: r for r in table.select(analysis="best-match")}
+    best = {r.layer: r for r in table.select(analysis="best-match", statistic="value")}
+    stability = {r.layer: r.value for r in table.select(statistic="stability")}
     assert best[2].layer_b == 2
     assert best[1].layer_b == 4
+    assert stability[2] == stability[1] == 1.0  # an exact rotation wins on every half-sample
+    assert min(stability[layer] for layer in (0, 3, 4, 5)) < 1.0
     assert best[2].p_value == best[1].p_value == pytest.approx(1 / 31)
     # The null of a maximum over 6 layers sits above a single cell's null, so layers without a
     # planted route are not called significant just because their best of 6 is picked.
@@ -35,7 +38,7 @@ def test_distance_map_picks_the_smallest_distance(planted_store):
     view = ("base", "image", "mean")
     table = layer_map(planted_store, view, view, measure="information-imbalance",
                       layers_a=[1, 2, 3], layers_b=[1, 2, 3])
-    best = {r.layer: r.layer_b for r in table.select(analysis="best-match")}
+    best = {r.layer: r.layer_b for r in table.select(analysis="best-match", statistic="value")}
     assert best == {1: 1, 2: 2, 3: 3}
     assert table[0].kind == "distance"
     assert all(r.p_value is None for r in table)  # no permutations asked for
