@@ -7,6 +7,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from threadpoolctl import threadpool_limits
+
 from geomalign.analysis import Calibration, ResultsTable, analyze_store, summarize
 from geomalign.data.shapes import make_shapes
 from geomalign.extract import extract
@@ -62,6 +65,7 @@ def run_demo(
     small: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
     device: str = "cpu",
+    num_threads: int | None = 1,
     random_state: int = 0,
     progress: bool = True,
 ) -> DemoResult:
@@ -92,6 +96,10 @@ def run_demo(
         Testbed cache (:func:`~geomalign.testbed.default_cache_dir` when None).
     device : str, default="cpu"
         Where the testbed is trained and run.
+    num_threads : int or None, default=1
+        Torch and BLAS threads for the whole run (restored afterwards); None leaves the current
+        settings. The testbed's arrays are small (width 64): one thread is fastest, and several
+        threads on a busy machine are an order of magnitude slower.
     random_state : int, default=0
         Seed of the testbed, the pairs and the analysis.
     progress : bool, default=True
@@ -101,12 +109,35 @@ def run_demo(
     -------
     DemoResult
     """
+    if num_threads is not None and (
+        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+    ):
+        raise ValueError(f"num_threads must be a positive integer or None; got {num_threads!r}.")
+    if num_threads is None:
+        return _run(Path(out_dir), small, cache_dir, device, random_state, progress)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(num_threads)
+        with threadpool_limits(limits=num_threads):
+            return _run(Path(out_dir), small, cache_dir, device, random_state, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(
+    out: Path,
+    small: bool,
+    cache_dir: str | os.PathLike[str] | None,
+    device: str,
+    random_state: int,
+    progress: bool,
+) -> DemoResult:
     n_pairs, n_permutations, n_resamples = _SETTINGS[bool(small)]
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = TestbedConfig.small(seed=random_state) if small else TestbedConfig(seed=random_state)
     logger.info("demo: testbed (%s)", "small" if small else "full")
-    testbed = build_testbed(config, cache_dir=cache_dir, device=device, progress=progress)
+    testbed = build_testbed(config, cache_dir=cache_dir, device=device, num_threads=None,
+                            progress=progress)
     world = make_shapes(n_pairs, random_state=random_state + _HELD_OUT_SEED_OFFSET,
                         image_size=config.image_size)
     store = out / "acts.h5"

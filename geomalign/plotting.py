@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from geomalign.analysis.id_profile import NOISE_NOTE
 from geomalign.analysis.layer_maps import map_matrix
 from geomalign.analysis.table import ResultsTable
 
@@ -235,18 +236,19 @@ def plot_id_profiles(
         x, y = part.column("layer"), part.column("value")
         _band(ax, x, part, colours[ckpt])
         ax.plot(x, y, "o-", color=colours[ckpt], label=f"{ckpt}", linewidth=1.8)
-        phase = {
-            r.statistic: r.value
-            for r in table.select(analysis="abstraction-phase", measure=measure, view=view,
+        phase_rows = table.select(analysis="abstraction-phase", measure=measure, view=view,
                                   checkpoint=ckpt)
-        }
+        phase = {r.statistic: r.value for r in phase_rows}
         if np.isfinite(phase.get("peak_layer", np.nan)):
+            noisy = any(NOISE_NOTE in r.notes for r in phase_rows)
             # the phase as a strip along the top edge, one row per checkpoint
             top = 1.0 - 0.035 * i
             ax.axvspan(phase["onset"], phase["end"], ymin=top - 0.03, ymax=top,
-                       color=colours[ckpt], alpha=0.6,
+                       facecolor="none" if noisy else colours[ckpt], edgecolor=colours[ckpt],
+                       hatch="////" if noisy else None, alpha=0.6,
                        label=f"{ckpt}: abstraction phase, layers {phase['onset']:.1f}–"
-                       f"{phase['end']:.1f}\n(from onset to end at half prominence)")
+                       f"{phase['end']:.1f}\n(from onset to end at half prominence"
+                       + ("; peak within\nthe CI: may be noise)" if noisy else ")"))
             ax.axvline(phase["peak_layer"], color=colours[ckpt], linestyle="--", linewidth=1)
     ax.set_xlabel(LAYER_AXIS)
     ax.set_ylabel(f"intrinsic dimension ({measure})")
