@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``analyze`` subcommand."""
     parser = subparsers.add_parser(
         "analyze", help="per-layer alignment curves, layer maps and ID profiles of a store",
-        description=__doc__.split("\n")[0],
+        description=__doc__.split("\n")[0].replace("``", ""),
     )
     parser.add_argument("store", help="an activation store (.h5)")
     parser.add_argument("--measures", type=_names, required=True,

@@ -10,7 +10,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``demo`` subcommand."""
     parser = subparsers.add_parser(
         "demo", help="run the whole pipeline on the built-in testbed (a few minutes on a CPU)",
-        description=__doc__.split("\n")[0],
+        description=__doc__.split("\n")[0].replace("``", ""),
     )
     parser.add_argument("--out", type=Path, default=Path("geomalign-demo"),
                         help="output folder (default: geomalign-demo)")

@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``plot`` subcommand."""
     parser = subparsers.add_parser(
         "plot", help="redraw the figures of a results folder or table",
-        description=__doc__.split("\n")[0],
+        description=__doc__.split("\n")[0].replace("``", ""),
     )
     parser.add_argument("results", type=Path,
                         help="a folder written by `geomalign analyze` (or its results.csv)")
