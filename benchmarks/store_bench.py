@@ -2,7 +2,8 @@
 
 Shape (33 layers, 10,000 samples, 4,096 dims) float16 (2.7 GB) by default. The store writes rows in
 batches for all layers (as extraction does), validating, flushing and marking them done; raw h5py
-writes the same batches into a plain dataset. Reads fetch one whole layer at a time.
+writes the same batches into a plain (contiguous) dataset. Each timed write starts after os.sync(),
+so that the previous run's dirty pages do not throttle it. Reads fetch one whole layer at a time.
 
     python benchmarks/store_bench.py [--layers 33 --samples 10000 --dim 4096 --batch 256]
 """
@@ -10,6 +11,7 @@ writes the same batches into a plain dataset. Reads fetch one whole layer at a t
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +25,7 @@ from geomalign.store import ActivationStore
 def _write_raw(path: Path, batch: np.ndarray, n: int) -> float:
     layers, rows, dim = batch.shape
     path.unlink(missing_ok=True)
+    os.sync()  # earlier runs' dirty pages must not throttle this one
     start = time.perf_counter()
     with h5py.File(path, "w") as f:
         dset = f.create_dataset("data", shape=(layers, n, dim), dtype=batch.dtype)
@@ -35,8 +38,9 @@ def _write_raw(path: Path, batch: np.ndarray, n: int) -> float:
 def _write_store(path: Path, batch: np.ndarray, n: int) -> float:
     layers, rows, dim = batch.shape
     path.unlink(missing_ok=True)
+    os.sync()  # earlier runs' dirty pages must not throttle this one
     start = time.perf_counter()
-    with ActivationStore.create(path, [f"s{i}" for i in range(n)], ) as store:
+    with ActivationStore.create(path, [f"s{i}" for i in range(n)]) as store:
         store.add_checkpoint("bench", model="random")
         store.create_view(
             "bench", "image", "mean", layers=range(layers), dim=dim, dtype=str(batch.dtype)
@@ -86,7 +90,7 @@ def main() -> None:
             times["read"][1].append(_read_store(ours, args.layers))
     print(
         f"store of {args.layers} layers x {args.samples} samples x {args.dim} dims float16 "
-        f"({megabytes:,.0f} MB), write batches of {args.batch} rows, best of {args.repeats}"
+        f"({megabytes:,.0f} MB), write batches of {args.batch} rows, median of {args.repeats}"
     )
     print(f"{'operation':<10}{'raw h5py MB/s':>16}{'geomalign MB/s':>16}{'ratio':>8}")
     for op, (raw_t, ours_t) in times.items():
