@@ -119,7 +119,7 @@ def _id(table: ResultsTable) -> list[str]:
     phases = table.select(analysis="abstraction-phase")
     for (measure, view), rows in _groups(table.select(analysis="id-profile"), "measure",
                                          "view").items():
-        parts = []
+        parts, peaks = [], {}
         for ckpt in ResultsTable(rows).unique("checkpoint"):
             stats = {r.statistic: r.value
                      for r in phases.select(measure=measure, view=view, checkpoint=ckpt)}
@@ -130,6 +130,8 @@ def _id(table: ResultsTable) -> list[str]:
                 continue
             noisy = any(NOISE_NOTE in r.notes for r in phases.select(
                 measure=measure, view=view, checkpoint=ckpt))
+            if not noisy:
+                peaks[ckpt] = int(stats["peak_layer"])
             parts.append(
                 f"{ckpt}: peak at layer {int(stats['peak_layer'])} (ID {_num(stats['peak_value'])},"
                 f" prominence {_num(stats['prominence'])}"
@@ -137,6 +139,13 @@ def _id(table: ResultsTable) -> list[str]:
                 + f"), phase layers {stats['onset']:.1f}–{stats['end']:.1f}"
             )
         lines.append(f"  {view}, {measure}: " + "; ".join(parts))
+        if len(peaks) > 1:
+            (first, layer), *rest = peaks.items()
+            moves = ", ".join(
+                f"{ckpt} {'at the same layer' if other == layer else f'at layer {other}'}"
+                for ckpt, other in rest
+            )
+            lines.append(f"    clear peaks: {first} at layer {layer}, {moves}")
     return lines
 
 

@@ -7,6 +7,7 @@ from geomalign.analysis import (
     abstraction_phase,
     detect_abstraction_phase,
     id_profile,
+    summarize,
 )
 
 from .planted import ID_BASE
@@ -73,6 +74,8 @@ def test_id_profile_recovers_planted_dimensions_and_peaks(planted_store):
     assert peak == {"base": 3.0, "tuned": 4.0}
     onset = phases.select(checkpoint="base", statistic="onset")[0].value
     assert 2.0 <= onset < 3.0
+    profiles.extend(phases)
+    assert "clear peaks: base at layer 3, tuned at layer 4" in summarize(profiles)
 
 
 def test_flat_profile_reports_no_phase():
