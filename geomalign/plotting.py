@@ -184,7 +184,8 @@ def plot_layer_map(
 
     Rows are layers of the first view, columns layers of the second. A star marks the best match
     whose max-over-layers permutation ``p < 0.05``; a cross marks one that is not significant (or
-    was not tested).
+    was not tested). The percentage under a marker, when the table has it, is the best match's
+    stability over half-samples.
     """
     layers_a, layers_b, values = map_matrix(
         table, measure=measure, checkpoint=checkpoint, view=view, checkpoint_b=checkpoint_b,
@@ -200,18 +201,26 @@ def plot_layer_map(
     ax.set_yticks(range(len(layers_a)), [str(x) for x in layers_a])
     ax.set_xlabel(f"{checkpoint_b}: {view_b} layer (0 = embedding output)")
     ax.set_ylabel(f"{checkpoint}: {view} layer (0 = embedding output)")
-    best = table.select(analysis="best-match", statistic="value", measure=measure,
-                        checkpoint=checkpoint, view=view, checkpoint_b=checkpoint_b, view_b=view_b)
-    for r in best:
+    matches = table.select(analysis="best-match", measure=measure, checkpoint=checkpoint,
+                           view=view, checkpoint_b=checkpoint_b, view_b=view_b)
+    stability = {r.layer: r.value for r in matches.select(statistic="stability")}
+    for r in matches.select(statistic="value"):
         if r.layer in layers_a and r.layer_b in layers_b:
             significant = r.p_value is not None and r.p_value < _ALPHA
-            ax.plot(layers_b.index(r.layer_b), layers_a.index(r.layer),
-                    marker="*" if significant else "x", color="white", markersize=13,
+            x, y = layers_b.index(r.layer_b), layers_a.index(r.layer)
+            ax.plot(x, y, marker="*" if significant else "x", color="white", markersize=13,
                     markeredgecolor="black", markeredgewidth=0.6)
+            if r.layer in stability:
+                ax.annotate(f"{stability[r.layer]:.0%}", (x, y), xytext=(0, -13),
+                            textcoords="offset points", ha="center", fontsize=7, color="white",
+                            bbox={"boxstyle": "round,pad=0.1", "fc": "black", "alpha": 0.4,
+                                  "lw": 0})
     ax.set_title(
         f"{measure} for every layer pair: {checkpoint}:{view} vs {checkpoint_b}:{view_b}\n"
         f"★ best column of each row, p < {_ALPHA} (max-over-layers permutation null)\n"
-        "× best column, not significant or not tested", fontsize=9,
+        "× best column, not significant or not tested"
+        + ("; % = share of half-samples with the\nsame best column" if stability else ""),
+        fontsize=9,
     )
     return fig
 
