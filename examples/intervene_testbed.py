@@ -7,7 +7,7 @@ match) and captions (log-likelihood) under layer transplantation (tuned blocks c
 base model, cumulatively and in sliding windows) and image-token interventions on the tuned model
 (skip, mean/zero ablation, attention knockout). Writes the table and the figure, and prints for
 each curve where its effect peaks and whether the middle third of the depth matters more than the
-rest (cluster-bootstrap CI over images, paired sign-flip p-value).
+first and the last third (cluster-bootstrap CI over images, paired sign-flip p-value).
 """
 
 import argparse
@@ -51,9 +51,10 @@ for row in table:
             f"{row.analysis:22s} {row.measure:16s} peak at layer {row.value:g} "
             f"[{row.ci_low:g}, {row.ci_high:g}]; {row.notes}"
         )
-    elif row.statistic == "middle_minus_outer":
+    elif row.statistic.startswith("middle_minus_"):
+        side = row.statistic.rsplit("_", 1)[1]
         print(
-            f"{'':22s} {'':16s} middle - outer = {row.value:+.4f} "
+            f"{'':22s} {'':16s} middle - {side:5s} = {row.value:+.4f} "
             f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}], p = {row.p_value:.3g}"
         )
 print(f"wrote {args.out / 'effects.csv'} and {args.out / 'effects.png'}")

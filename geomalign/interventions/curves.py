@@ -11,13 +11,15 @@ intervention (the reference) and once per layer window with it. Every window giv
 
 Layers in the table follow the store's convention: block ``i`` (0-based) produces layer ``i + 1``,
 so the window of blocks ``[a, b)`` is ``layer = a + 1`` to ``layer_b = b`` (inclusive); an empty
-window has no layers. Two summary rows per curve answer "which layers matter most":
+window has no layers. Summary rows per curve answer "which layers matter most":
 
 - ``statistic="peak_layer"``: the centre layer of the window of largest importance, with the
   bootstrap interval of that centre and, in ``notes``, how often the bootstrap peak lies in the
   middle third of the depth;
-- ``statistic="middle_minus_outer"``: mean importance of windows centred in the middle third minus
-  that of the others, with a bootstrap CI and a sign-flip p-value.
+- ``statistic="middle_minus_early"`` and ``"middle_minus_late"``: mean importance of the windows
+  centred in the middle third of the depth minus that of the windows centred in the first
+  (resp. last) third, with a bootstrap CI and a sign-flip p-value. Middle layers matter most
+  when both contrasts are positive; a monotone curve makes only one of them positive.
 
 Importance is the gain over the reference for transplantation and the loss for disruptions
 (skip, ablation, knockout). For cumulative curves (``[0, l)`` transplants, skip of ``k`` blocks)
@@ -113,7 +115,8 @@ class _Curve:
         if importance.shape[0] < 2:
             return []
         position = (centres - 0.5) / self.n_layers
-        middle = (position >= 1 / 3 - 1e-9) & (position <= 2 / 3 + 1e-9)
+        early, late = position < 1 / 3 - 1e-9, position > 2 / 3 + 1e-9
+        middle = ~early & ~late
         boot = bootstrap_means(importance, self.grouping, self.resamples)  # (windows, resamples)
         peak = int(np.argmax(importance.mean(1)))
         boot_peaks = centres[np.argmax(boot, axis=0)]
@@ -129,17 +132,18 @@ class _Curve:
                 f"middle third of the depth in {in_middle:.3f} of resamples",
             }
         ]
-        if middle.any() and (~middle).any():
-            contrast = importance[middle].mean(0) - importance[~middle].mean(0)
-            point = self.point(contrast, contrast)
-            middle_layers = ", ".join(f"{c:g}" for c in centres[middle])
-            rows.append(
-                {
-                    "statistic": "middle_minus_outer",
-                    **point,
-                    "notes": f"windows centred at layers {middle_layers} vs the rest",
-                }
-            )
+        for name, other in (("early", early), ("late", late)):
+            if middle.any() and other.any():
+                contrast = importance[middle].mean(0) - importance[other].mean(0)
+                layers = [", ".join(f"{c:g}" for c in centres[m]) for m in (middle, other)]
+                rows.append(
+                    {
+                        "statistic": f"middle_minus_{name}",
+                        **self.point(contrast, contrast),
+                        "notes": f"mean importance of windows centred at layers {layers[0]} "
+                        f"minus that of windows centred at layers {layers[1]}",
+                    }
+                )
         return rows
 
 

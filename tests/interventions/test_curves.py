@@ -49,7 +49,8 @@ def test_cumulative_transplant_runs_from_base_to_tuned(tmp_path):
         "value",
         "effect",
         "peak_layer",
-        "middle_minus_outer",
+        "middle_minus_early",
+        "middle_minus_late",
     }
     effects = _rows(table, statistic="effect")
     for score, effect in zip(windows, effects, strict=True):
@@ -138,16 +139,30 @@ def test_summary_finds_a_planted_middle_peak():
     assert peak["value"] == 3.0  # block 2 is layer 3
     assert peak["ci_low"] == peak["ci_high"] == 3.0
     assert "middle third of the depth in 1.000" in peak["notes"]
-    contrast = summary["middle_minus_outer"]
-    assert contrast["value"] == pytest.approx(0.9 - 0.05, abs=0.03)
-    assert contrast["p_value"] < 0.01
-    assert "layers 3, 4" in contrast["notes"]
+    for side in ("early", "late"):
+        contrast = summary[f"middle_minus_{side}"]
+        assert contrast["value"] == pytest.approx(0.9 - 0.05, abs=0.03)
+        assert contrast["p_value"] < 0.01
+    assert (
+        "layers 3, 4 minus that of windows centred at layers 1, 2"
+        in (summary["middle_minus_early"]["notes"])
+    )
+
+
+def test_summary_of_a_monotone_curve_is_not_a_middle_peak():
+    summary = {
+        r["statistic"]: r for r in _synthetic_curve([1.0, 0.8, 0.6, 0.4, 0.2, 0.0]).summary()
+    }
+    assert summary["peak_layer"]["value"] == 1.0
+    assert summary["middle_minus_early"]["ci_high"] < 0 < summary["middle_minus_late"]["ci_low"]
 
 
 def test_summary_of_a_flat_curve_is_not_significant():
     summary = {r["statistic"]: r for r in _synthetic_curve([0.5] * 6, noise=0.3).summary()}
-    assert summary["middle_minus_outer"]["ci_low"] < 0 < summary["middle_minus_outer"]["ci_high"]
-    assert summary["middle_minus_outer"]["p_value"] > 0.05
+    for side in ("early", "late"):
+        contrast = summary[f"middle_minus_{side}"]
+        assert contrast["ci_low"] < 0 < contrast["ci_high"]
+        assert contrast["p_value"] > 0.05
 
 
 def test_sign_flip_and_cluster_bootstrap():
