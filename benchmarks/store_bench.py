@@ -2,8 +2,10 @@
 
 Shape (33 layers, 10,000 samples, 4,096 dims) float16 (2.7 GB) by default. The store writes rows in
 batches for all layers (as extraction does), validating, flushing and marking them done; raw h5py
-writes the same batches into a plain (contiguous) dataset. Each timed write starts after os.sync(),
-so that the previous run's dirty pages do not throttle it. Reads fetch one whole layer at a time.
+writes the same batches into a plain (contiguous) dataset. A timed write starts after os.sync() and
+ends after the next one (the data is on disk), so neither side is throttled by, or profits from,
+dirty pages the other left in the page cache; the two sides alternate which goes first. Reads
+fetch one whole layer at a time.
 
     python benchmarks/store_bench.py [--layers 33 --samples 10000 --dim 4096 --batch 256]
 """
@@ -32,6 +34,7 @@ def _write_raw(path: Path, batch: np.ndarray, n: int) -> float:
         for lo in range(0, n, rows):
             hi = min(lo + rows, n)
             dset[:, lo:hi, :] = batch[:, : hi - lo]
+    os.sync()
     return time.perf_counter() - start
 
 
@@ -48,6 +51,7 @@ def _write_store(path: Path, batch: np.ndarray, n: int) -> float:
         for lo in range(0, n, rows):
             hi = min(lo + rows, n)
             store.write("bench", "image", "mean", np.arange(lo, hi), batch[:, : hi - lo])
+    os.sync()
     return time.perf_counter() - start
 
 
@@ -84,8 +88,9 @@ def main() -> None:
         raw, ours = Path(tmp) / "raw.h5", Path(tmp) / "store.h5"
         times = {"write": ([], []), "read": ([], [])}
         for _ in range(args.repeats):  # interleaved, so drift in machine load hits both sides
-            times["write"][0].append(_write_raw(raw, batch, args.samples))
-            times["write"][1].append(_write_store(ours, batch, args.samples))
+            for side in (0, 1) if len(times["write"][0]) % 2 == 0 else (1, 0):
+                write = _write_raw if side == 0 else _write_store
+                times["write"][side].append(write(raw if side == 0 else ours, batch, args.samples))
             times["read"][0].append(_read_raw(raw, args.layers))
             times["read"][1].append(_read_store(ours, args.layers))
     print(
