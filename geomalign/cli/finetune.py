@@ -49,9 +49,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        "to select the window from")
     chosen.add_argument("--analysis", default="id-profile",
                         help="rows of --curve to use: analysis name (default id-profile)")
-    chosen.add_argument("--checkpoint", default=None, help="... checkpoint (if several)")
-    chosen.add_argument("--view", default=None, help="... view, e.g. image/mean (if several)")
-    chosen.add_argument("--measure", default=None, help="... measure, e.g. id-gride (if several)")
+    chosen.add_argument("--checkpoint", default=None,
+                        help="rows of --curve to use: checkpoint (needed if several)")
+    chosen.add_argument("--view", default=None,
+                        help="rows of --curve to use: view, e.g. image/last (needed if several)")
+    chosen.add_argument("--measure", default=None,
+                        help="rows of --curve to use: measure, e.g. id-gride (needed if several)")
     chosen.add_argument("--rule", choices=RULES, default="peak", help="selection rule")
     chosen.add_argument("--width", type=int, default=3, help="window layers for --rule peak")
     chosen.add_argument("--threshold", type=float, default=0.5,

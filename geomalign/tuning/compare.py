@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -37,7 +38,7 @@ SELECTED = "selected"
 #: Scores recorded per run, besides wall time and trainable parameters.
 SCORES = ("qa_accuracy", "caption_token_accuracy", "final_loss")
 # Numbers that the results table also gives as a percentage of the full run's.
-_RELATIVE = ("qa_accuracy", "caption_token_accuracy", "wall_time", "n_trainable")
+_RELATIVE = ("qa_accuracy", "caption_token_accuracy", "wall_time", "cpu_time", "n_trainable")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class FinetuneRun:
         Optimisation steps.
     wall_time : float
         Seconds in the optimisation loop.
+    cpu_time : float
+        CPU seconds of this process (all its threads) in the optimisation loop: on a CPU shared
+        with other work, a steadier measure of the run's cost than ``wall_time``; on a GPU it
+        misses the device's work.
     n_trainable : int
         Parameters trained.
     metrics : dict of str to float
@@ -67,6 +72,7 @@ class FinetuneRun:
     seed: int
     steps: int
     wall_time: float
+    cpu_time: float
     n_trainable: int
     metrics: dict[str, float] = field(repr=False)
 
@@ -87,6 +93,8 @@ class WindowSummary:
         single seed).
     time_pct_mean, time_pct_std : float
         Wall time as % of the full run's, likewise.
+    cpu_pct_mean, cpu_pct_std : float
+        CPU time as % of the full run's, likewise.
     trainable_pct : float
         Trainable parameters as % of the full run's.
     """
@@ -99,6 +107,8 @@ class WindowSummary:
     score_pct_std: float
     time_pct_mean: float
     time_pct_std: float
+    cpu_pct_mean: float
+    cpu_pct_std: float
     trainable_pct: float
 
 
@@ -143,6 +153,7 @@ class WindowComparison:
             score = np.array([_ratio(r.metrics[metric], full[r.seed].metrics[metric])
                               for r in runs])
             time = np.array([_ratio(r.wall_time, full[r.seed].wall_time) for r in runs])
+            cpu = np.array([_ratio(r.cpu_time, full[r.seed].cpu_time) for r in runs])
             ddof = 1 if len(runs) > 1 else 0
             out.append(
                 WindowSummary(
@@ -154,6 +165,8 @@ class WindowComparison:
                     score_pct_std=100.0 * float(score.std(ddof=ddof)),
                     time_pct_mean=100.0 * float(time.mean()),
                     time_pct_std=100.0 * float(time.std(ddof=ddof)),
+                    cpu_pct_mean=100.0 * float(cpu.mean()),
+                    cpu_pct_std=100.0 * float(cpu.std(ddof=ddof)),
                     trainable_pct=100.0 * _ratio(runs[0].n_trainable,
                                                  full[runs[0].seed].n_trainable),
                 )
@@ -163,14 +176,15 @@ class WindowComparison:
     def format_summary(self, metric: str = "qa_accuracy") -> str:
         """:meth:`summary` as a text table: one line per kind of run, mean ± std over seeds."""
         lines = [
-            f"{'run':<10} {'blocks':<9} {metric:>20} {'% of full':>15} {'time % of full':>15} "
-            f"{'trainable %':>12}"
+            f"{'run':<10} {'blocks':<9} {metric:>22} {'% of full':>13} {'wall % full':>13} "
+            f"{'CPU % full':>13} {'trainable %':>12}"
         ]
         for row in self.summary(metric):
             lines.append(
-                f"{row.name:<10} {_describe(row.blocks):<9} {row.score:>20.3f} "
-                f"{row.score_pct_mean:>8.1f} ± {row.score_pct_std:<4.1f} "
-                f"{row.time_pct_mean:>8.1f} ± {row.time_pct_std:<4.1f} {row.trainable_pct:>12.1f}"
+                f"{row.name:<10} {_describe(row.blocks):<9} {row.score:>22.3f} "
+                f"{row.score_pct_mean:>6.1f} ± {row.score_pct_std:<4.1f} "
+                f"{row.time_pct_mean:>6.1f} ± {row.time_pct_std:<4.1f} "
+                f"{row.cpu_pct_mean:>6.1f} ± {row.cpu_pct_std:<4.1f} {row.trainable_pct:>12.1f}"
             )
         seeds = sorted({run.seed for run in self.runs})
         lines.append(f"{len(seeds)} seed(s) {seeds}, {self.runs[0].steps} steps each; "
@@ -180,7 +194,7 @@ class WindowComparison:
     def to_table(self) -> ResultsTable:
         """The runs as rows of the results table (``analysis="selective-finetune"``).
 
-        Each run gives one row per score, ``wall_time`` and ``n_trainable``, with
+        Each run gives one row per score, ``wall_time``, ``cpu_time`` and ``n_trainable``, with
         ``checkpoint`` = the run's name, ``view="stage2"``, ``layer``/``layer_b`` = the first and
         last layer its blocks produce (block ``i`` produces layer ``i + 1``), and ``notes``
         naming the seed, steps and base checkpoint. Runs other than ``"full"`` also give
@@ -227,11 +241,13 @@ def compare_windows(
     For each seed, in this order: the full stage-2 run (projector, embeddings, every decoder
     block, final norm and output head train; the vision tower is frozen, as in the testbed's
     own stage 2), then the chosen window, then each reference window of the same size (see
-    :func:`~geomalign.tuning.reference_windows`). Every run reloads the stage-1 checkpoint and
-    calls :func:`geomalign.testbed.train_model` on the stage-2 data with the same steps,
-    learning rate, batch size and seed, then scores the held-out set with
-    :func:`geomalign.testbed.evaluate_vlm`. Runs of one seed follow each other, so that slow
-    phases of a shared machine affect the compared runs alike.
+    :func:`~geomalign.tuning.reference_windows`). Every run starts from a fresh copy of the
+    stage-1 checkpoint and calls :func:`geomalign.testbed.train_model` on the stage-2 data with
+    the same steps, learning rate, batch size and seed, then scores the held-out set with
+    :func:`geomalign.testbed.evaluate_vlm`. The full run of seed ``config.seed + 2`` with the
+    default steps and learning rate reproduces the testbed's ``tuned`` checkpoint. Runs of one
+    seed follow each other, so that slow phases of a shared machine affect the compared runs
+    alike; their CPU time is recorded beside the wall time for the same reason.
 
     Parameters
     ----------
@@ -296,18 +312,20 @@ def compare_windows(
                 )
             else:
                 set_trainable(model, blocks=blocks, projector=projector)
+            cpu_start = time.process_time()
             result = train_model(
-                model, data.stage2, random_state=seed, evaluate=lambda m: evaluate_vlm(m, data),
+                model, data.stage2, random_state=seed,
                 description=f"{name} (blocks {_describe(blocks)}, seed {seed})", **options,
             )
-            runs.append(
-                FinetuneRun(
-                    name=name, blocks=tuple(blocks), seed=seed, steps=result.steps,
-                    wall_time=result.wall_time, n_trainable=result.n_trainable,
-                    metrics=dict(result.metrics),
-                )
+            cpu_time = time.process_time() - cpu_start
+            run = FinetuneRun(
+                name=name, blocks=tuple(blocks), seed=seed, steps=result.steps,
+                wall_time=result.wall_time, cpu_time=cpu_time, n_trainable=result.n_trainable,
+                metrics={**result.metrics, **evaluate_vlm(model, data)},
             )
-            logger.info("%s seed %d: %.1f s, %s", name, seed, result.wall_time, result.metrics)
+            runs.append(run)
+            logger.info("%s seed %d: %.1f s (%.1f s CPU), %s", name, seed, run.wall_time,
+                        run.cpu_time, run.metrics)
     return WindowComparison(
         runs=tuple(runs), n_blocks=config.text_layers, base=os.fspath(testbed.base)
     )
@@ -343,7 +361,8 @@ def _ratio(value: float, reference: float) -> float:
 
 def _numbers(run: FinetuneRun) -> dict[str, float]:
     values = {m: float(run.metrics[m]) for m in SCORES if m in run.metrics}
-    return values | {"wall_time": run.wall_time, "n_trainable": float(run.n_trainable)}
+    return values | {"wall_time": run.wall_time, "cpu_time": run.cpu_time,
+                     "n_trainable": float(run.n_trainable)}
 
 
 def _describe(blocks: Sequence[int]) -> str:

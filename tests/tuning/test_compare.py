@@ -37,6 +37,7 @@ def test_runs_cover_full_selected_and_references(comparison, tiny_testbed):
         assert run.steps == TINY_TESTBED.stage2_steps
         assert run.seed == STAGE2_SEED
         assert run.wall_time > 0
+        assert run.cpu_time > 0
         assert {"qa_accuracy", "caption_token_accuracy", "final_loss"} <= set(run.metrics)
     full, *windows = comparison.runs
     assert all(w.n_trainable == windows[0].n_trainable < full.n_trainable for w in windows)
@@ -76,12 +77,15 @@ def test_table_rows(comparison, tmp_path):
     assert [row.statistic for row in selected] == ["value", "percent_of_full"]
     assert (selected[0].layer, selected[0].layer_b) == (3, 4)  # blocks [2, 4) -> layers 3..4
     assert not len(table.select(checkpoint="full", statistic="percent_of_full"))
+    assert set(table.unique("measure")) == {"qa_accuracy", "caption_token_accuracy", "final_loss",
+                                            "wall_time", "cpu_time", "n_trainable"}
 
 
 def test_summary_over_seeds_uses_the_full_run_of_each_seed():
     def run(name: str, seed: int, time: float, score: float) -> FinetuneRun:
         return FinetuneRun(name=name, blocks=(0, 1), seed=seed, steps=1, wall_time=time,
-                           n_trainable=10 if name == "full" else 5, metrics={"qa_accuracy": score})
+                           cpu_time=2 * time, n_trainable=10 if name == "full" else 5,
+                           metrics={"qa_accuracy": score})
 
     comparison = WindowComparison(
         runs=(run("full", 0, 10.0, 0.5), run("w", 0, 8.0, 0.5),
@@ -91,6 +95,7 @@ def test_summary_over_seeds_uses_the_full_run_of_each_seed():
     w = comparison.summary()[1]
     assert w.time_pct_mean == pytest.approx(70.0)  # mean of 80 % and 60 %
     assert w.time_pct_std == pytest.approx(math.sqrt(200.0))  # ddof=1
+    assert w.cpu_pct_mean == pytest.approx(70.0)
     assert w.score_pct_mean == pytest.approx(87.5)  # mean of 100 % and 75 %
     assert w.trainable_pct == 50.0
     assert w.n_seeds == 2
