@@ -84,9 +84,9 @@ def select_window(
       cut, so that it keeps ``width`` layers whenever the curve spans that many.
     - ``"phase"``: the layers inside the peak's full width at half prominence (from its onset
       to its end, rounded inwards), i.e. the abstraction phase itself.
-    - ``"threshold"``: the longest run of consecutive curve points that contains the maximum
-      and stays at or above ``min + threshold * (max - min)``; suits alignment curves, which
-      rise and then plateau instead of peaking.
+    - ``"threshold"``: the run of consecutive curve points around the maximum that stay at or
+      above ``min + threshold * (max - min)`` (extended both ways until a point falls below);
+      suits alignment curves, which rise and then plateau instead of peaking.
 
     The window never contains layer 0 (the embedding output, which no block produces): a
     window that would start there starts at layer 1.
