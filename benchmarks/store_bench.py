@@ -4,8 +4,10 @@ Shape (33 layers, 10,000 samples, 4,096 dims) float16 (2.7 GB) by default. The s
 batches for all layers (as extraction does), validating, flushing and marking them done; raw h5py
 writes the same batches into a plain (contiguous) dataset. A timed write starts after os.sync() and
 ends after the next one (the data is on disk), so neither side is throttled by, or profits from,
-dirty pages the other left in the page cache; the two sides alternate which goes first. Reads
-fetch one whole layer at a time.
+dirty pages the other left in the page cache; the two sides alternate which goes first. Each side
+first writes once untimed: the first pass over freshly mapped memory is several times slower on
+virtual machines, and it would otherwise fall on whichever side happens to run first. Reads fetch
+one whole layer at a time.
 
     python benchmarks/store_bench.py [--layers 33 --samples 10000 --dim 4096 --batch 256]
 """
@@ -87,6 +89,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         raw, ours = Path(tmp) / "raw.h5", Path(tmp) / "store.h5"
         times = {"write": ([], []), "read": ([], [])}
+        _write_raw(raw, batch, args.samples)  # warm-up, untimed
+        _write_store(ours, batch, args.samples)
         for _ in range(args.repeats):  # interleaved, so drift in machine load hits both sides
             for side in (0, 1) if len(times["write"][0]) % 2 == 0 else (1, 0):
                 write = _write_raw if side == 0 else _write_store

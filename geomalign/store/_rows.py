@@ -48,7 +48,7 @@ def as_numpy(data) -> np.ndarray:
 _EXPONENT = {2: (np.uint16, 0x7C00), 4: (np.uint32, 0x7F800000), 8: (np.uint64, 0x7FF << 52)}
 
 
-def has_nonfinite(arr: np.ndarray, block: int = 1 << 16) -> bool:
+def has_nonfinite(arr: np.ndarray, block: int = 1 << 18) -> bool:
     """Whether ``arr`` holds a NaN or Inf: an exponent-bit test in cache-sized blocks.
 
     Several times faster than ``np.isfinite`` on float16, which keeps row validation cheap
