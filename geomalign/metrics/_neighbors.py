@@ -5,7 +5,9 @@ The N x N similarity matrix is never formed: rows are processed in blocks of at 
 with itself and the rows after it. One product ``X[block] @ X[block_start:].T`` serves twice: a
 top-k along its rows gives the block's candidates among later rows, and a top-k along its columns
 gives the later rows' candidates inside the block. A running (n, k) best list is merged after each
-block.
+block. The column-wise top-k over a block's few rows is the expensive selection, so it is done in
+two stages: the block's rows are taken in groups, and a column's k smallest entries always lie in
+the k groups with the smallest minima, so only those groups' entries are ranked.
 
 Candidates are selected from float32 products; the k selected distances are then recomputed from the
 rows themselves (a difference of rows, squared and summed with float64 accumulation), so that near
@@ -15,6 +17,7 @@ neighbours keep their precision and exact duplicates come out at distance exactl
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,18 +90,58 @@ def _merge(
 
 
 def _block_scores(
-    Xc: torch.Tensor, scale: torch.Tensor, metric: str, start: int, stop: int, col_start: int
+    Xc: torch.Tensor,
+    scale: torch.Tensor,
+    metric: str,
+    start: int,
+    stop: int,
+    col_start: int,
+    buffer: torch.Tensor,
 ) -> torch.Tensor:
     """Float32 scores of rows ``start:stop`` against rows ``col_start:``, smaller is nearer.
 
     The score is the squared Euclidean distance, or minus the cosine similarity; ``scale`` holds
-    the squared row norms (Euclidean) or the inverse row norms (cosine), in float32.
+    the squared row norms (Euclidean) or the inverse row norms (cosine), in float32. The scores
+    are written into the front of the flat ``buffer``, reused across blocks: a fresh block of
+    this size would cost a page fault per 4 KiB.
     """
+    S = buffer[: (stop - start) * (Xc.shape[0] - col_start)].view(stop - start, -1)
     if metric == "euclidean":
-        S = torch.addmm(scale[col_start:], Xc[start:stop], Xc[col_start:].T, alpha=-2.0)
+        torch.addmm(scale[col_start:], Xc[start:stop], Xc[col_start:].T, alpha=-2.0, out=S)
         return S.add_(scale[start:stop, None])
-    S = (Xc[start:stop] * scale[start:stop, None]) @ Xc[col_start:].T
+    torch.matmul(Xc[start:stop] * scale[start:stop, None], Xc[col_start:].T, out=S)
     return S.mul_(-scale[col_start:])
+
+
+def _group_size(rows: int, k: int) -> int:
+    """Rows per group for the column-wise selection over a block of ``rows`` rows (1 = direct).
+
+    Ranking the groups' minima costs about ``rows / g`` per column and ranking the chosen groups'
+    entries about ``k g``; ``g = sqrt(rows / k)`` balances the two.
+    """
+    return max(1, math.isqrt(rows // max(k, 1)))
+
+
+def _column_smallest(
+    S: torch.Tensor, k: int, group: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k smallest entries of each column of ``S`` (values, row positions), unordered.
+
+    With ``group > 1`` (dividing the row count) the rows are taken in groups of that size. An
+    entry among a column's k smallest has fewer than k smaller entries, so fewer than k groups
+    have a smaller minimum: its group is among the k groups with the smallest minima, and only
+    those groups' entries are ranked. The selected values equal a direct top-k's.
+    """
+    rows = S.shape[0]
+    k = min(k, rows)
+    if group < 2 or rows % group or rows // group <= k:
+        return torch.topk(S, k, dim=0, largest=False, sorted=False)
+    minima = S.unflatten(0, (rows // group, group)).amin(dim=1)
+    _, groups = torch.topk(minima, k, dim=0, largest=False, sorted=False)
+    offsets = torch.arange(group, device=S.device)[None, :, None]
+    candidates = (groups[:, None, :] * group + offsets).flatten(0, 1)
+    values, pos = torch.topk(torch.gather(S, 0, candidates), k, dim=0, largest=False, sorted=False)
+    return values, torch.gather(candidates, 0, pos)
 
 
 def _select_candidates(
@@ -108,20 +151,43 @@ def _select_candidates(
     n = Xc.shape[0]
     best_v = torch.full((n, k), math.inf, dtype=torch.float32, device=Xc.device)
     best_i = torch.zeros((n, k), dtype=torch.int64, device=Xc.device)
+    buffer = torch.empty(min(rows, n) * n, dtype=torch.float32, device=Xc.device)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         size = stop - start
-        S = _block_scores(Xc, scale, metric, start, stop, start)
+        S = _block_scores(Xc, scale, metric, start, stop, start, buffer)
         S[:, :size].diagonal().fill_(math.inf)
         v, i = torch.topk(S, min(k, S.shape[1]), dim=1, largest=False, sorted=False)
         best_v[start:stop], best_i[start:stop] = _merge(
             best_v[start:stop], best_i[start:stop], v, i + start, k
         )
         if stop < n:
-            v, i = torch.topk(S[:, size:], min(k, size), dim=0, largest=False, sorted=False)
+            v, i = _column_smallest(S[:, size:], k, _group_size(size, k))
             best_v[stop:], best_i[stop:] = _merge(best_v[stop:], best_i[stop:], v.T, i.T + start, k)
-        del S
     return best_i
+
+
+def _exact_rows_numpy(
+    Xn: np.ndarray,
+    indices: np.ndarray,
+    inv: np.ndarray | None,
+    out: np.ndarray,
+    bounds: tuple[int, int],
+    chunk: int,
+) -> None:
+    """Squared distances of rows ``bounds[0]:bounds[1]`` to their neighbours, into ``out``."""
+    k, d = indices.shape[1], Xn.shape[1]
+    for start in range(bounds[0], bounds[1], chunk):
+        stop = min(start + chunk, bounds[1])
+        idx = indices[start:stop].reshape(-1)
+        neigh = np.take(Xn, idx, axis=0).reshape(stop - start, k, d)
+        rows = Xn[start:stop, None, :]
+        if inv is not None:
+            neigh *= inv[idx].reshape(stop - start, k, 1)
+            rows = rows * inv[start:stop, None, None]
+        np.subtract(neigh, rows, out=neigh)
+        np.square(neigh, out=neigh)
+        out[start:stop] = neigh.sum(axis=2, dtype=np.float64)
 
 
 def _exact_distances(
@@ -131,27 +197,27 @@ def _exact_distances(
 
     Differences of rows are formed in the input dtype (exact for near rows) and their squares are
     summed in float64, so duplicates give exactly 0. On the CPU this runs in NumPy over
-    cache-sized chunks: a single thread of small gathers is faster here than torch's parallel
-    kernels, whose per-call synchronisation dominates (and degrades badly on shared cores).
+    cache-sized chunks, one contiguous range of rows per torch thread (NumPy releases the GIL):
+    small gathers in plain threads are faster than torch's parallel kernels, whose per-call
+    synchronisation dominates (and degrades badly on shared cores).
     """
     n, k = indices.shape
     d = X.shape[1]
     chunk = max(1, _RECOMPUTE_BYTES // (k * d * X.element_size()))
     if X.device.type == "cpu":
-        Xn, idx_all = X.numpy(), indices.numpy()
-        inv = None if inv_norms is None else inv_norms.numpy()
         out_np = np.empty((n, k), dtype=np.float64)
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            idx = idx_all[start:stop].reshape(-1)
-            neigh = np.take(Xn, idx, axis=0).reshape(stop - start, k, d)
-            rows = Xn[start:stop, None, :]
-            if inv is not None:
-                neigh *= inv[idx].reshape(stop - start, k, 1)
-                rows = rows * inv[start:stop, None, None]
-            np.subtract(neigh, rows, out=neigh)
-            np.square(neigh, out=neigh)
-            out_np[start:stop] = neigh.sum(axis=2, dtype=np.float64)
+        inv = None if inv_norms is None else inv_norms.numpy()
+        workers = max(1, min(torch.get_num_threads(), n // chunk))
+        edges = np.linspace(0, n, workers + 1).astype(int)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            jobs = [
+                pool.submit(
+                    _exact_rows_numpy, X.numpy(), indices.numpy(), inv, out_np, (lo, hi), chunk
+                )
+                for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)
+            ]
+            for job in jobs:
+                job.result()
         out = torch.from_numpy(out_np)
     else:
         chunk *= 16  # fewer, larger kernel launches
@@ -242,9 +308,10 @@ def knn(
     n = X.shape[0]
     check_k(k, n)
     Xt, Xc, scale, inv_norms = _prepare(X, metric, device)
-    rows = min(
-        block_rows(n, 8, working_memory), max(_MIN_BLOCK_ROWS, math.ceil(n / _TARGET_BLOCKS))
-    )
+    limit = block_rows(n, 8, working_memory)
+    rows = min(limit, max(_MIN_BLOCK_ROWS, math.ceil(n / _TARGET_BLOCKS)))
+    group = _group_size(rows, k)  # whole groups in every block but the last
+    rows = rows + (-rows) % group if rows + (-rows) % group <= limit else rows - rows % group
     indices = _select_candidates(Xc, k, metric, scale, rows)
     del Xc
     dist = _exact_distances(Xt, indices, metric, inv_norms)
@@ -285,10 +352,11 @@ def neighbour_ranks(
     n = Xt.shape[0]
     tgt = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=Xt.device)
     out = torch.empty(tgt.shape, dtype=torch.int64, device=Xt.device)
-    rows = block_rows(n, 8, working_memory)
+    rows = min(block_rows(n, 8, working_memory), n)
+    buffer = torch.empty(rows * n, dtype=torch.float32, device=Xt.device)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        S = _block_scores(Xc, scale, metric, start, stop, 0)
+        S = _block_scores(Xc, scale, metric, start, stop, 0, buffer)
         S[:, start:stop].diagonal().fill_(math.inf)
         threshold = torch.gather(S, 1, tgt[start:stop])
         for j in range(tgt.shape[1]):

@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from geomalign.metrics._neighbors import knn
+from geomalign.metrics._neighbors import _column_smallest, knn
 
 
 def _brute(X, metric):
@@ -46,6 +46,27 @@ def test_blocked_equals_one_shot(metric, working_memory):
     blocked = knn(X, k=12, metric=metric, working_memory=working_memory)
     np.testing.assert_array_equal(blocked.indices, one.indices)
     np.testing.assert_array_equal(blocked.distances, one.distances)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_grouped_column_selection_matches_brute_force(metric):
+    # blocks of about 200 rows: the later rows' candidates in a block are picked group-wise
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((1500, 8)).astype(np.float32)
+    X[700:710] = X[100]  # duplicates spread over blocks and groups
+    nb = knn(X, k=5, metric=metric, working_memory=1500 * 8 * 200 / 2**20)
+    _assert_matches_brute(nb, X, 5, metric)
+
+
+@pytest.mark.parametrize("group", [1, 2, 5, 10])
+def test_column_smallest_equals_topk_with_ties(group):
+    # small integers: many ties, including across groups and at the k-th value
+    S = torch.from_numpy(np.random.default_rng(9).integers(0, 4, size=(100, 300))).float()
+    values, rows = _column_smallest(S, 7, group)
+    direct = torch.topk(S, 7, dim=0, largest=False).values
+    assert torch.equal(values.sort(dim=0).values, direct)
+    assert torch.equal(torch.gather(S, 0, rows), values)
+    assert (rows.sort(dim=0).values.diff(dim=0) > 0).all()  # no row listed twice
 
 
 def test_k_larger_than_block():
