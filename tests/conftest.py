@@ -4,8 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from threadpoolctl import threadpool_limits
 
 from geomalign.store import ActivationStore
+
+
+@pytest.fixture(autouse=True)
+def _single_threaded():
+    """One torch and one BLAS thread per test.
+
+    The suite runs one worker per core (``-n 2``) on small arrays and tiny models, where more
+    threads per worker only contend. Tests of threaded code raise the count themselves.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import functools
 
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
 from geomalign.interventions import make_task
@@ -18,16 +17,6 @@ N_LAYERS = 4
 N_IMAGE_TOKENS = 4  # (16 // 8) ** 2 patches, CLS dropped
 
 
-@pytest.fixture(autouse=True)
-def _single_threaded():
-    """Tiny models and probes run fastest on one thread; more only contend with other workers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @functools.cache

@@ -69,6 +69,17 @@ def test_column_smallest_equals_topk_with_ties(group):
     assert (rows.sort(dim=0).values.diff(dim=0) > 0).all()  # no row listed twice
 
 
+def test_distances_recomputed_on_two_threads_equal_one_thread():
+    rng = np.random.default_rng(10)
+    X = rng.standard_normal((600, 512)).astype(np.float32)  # several recompute chunks
+    one = knn(X, k=8)
+    torch.set_num_threads(2)  # the suite's fixture restores the count
+    two = knn(X, k=8)
+    np.testing.assert_array_equal(two.indices, one.indices)
+    np.testing.assert_array_equal(two.distances, one.distances)
+    _assert_matches_brute(two, X, 8, "euclidean")
+
+
 def test_k_larger_than_block():
     rng = np.random.default_rng(4)
     X = rng.standard_normal((40, 3))

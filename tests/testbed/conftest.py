@@ -1,7 +1,6 @@
 """A small built testbed, shared by every test of a session (and by the xdist workers)."""
 
 import pytest
-import torch
 
 from geomalign.testbed import TestbedConfig, build_testbed
 
@@ -18,10 +17,3 @@ def small_testbed(tmp_path_factory, worker_id):
     return build_testbed(TestbedConfig.small(), cache_dir=cache, progress=False)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread; several threads per xdist worker thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -14,17 +14,6 @@ N_IMAGE_TOKENS = 5  # (8 // 4) ** 2 patches + CLS
 VOCAB = 40
 
 
-@pytest.fixture(autouse=True)
-def _single_threaded():
-    """Tiny models run fastest on one thread; more only contend with other test workers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def make_llava(seed: int = 0) -> LlavaForConditionalGeneration:
     """A random LLaVA: 1-layer CLIP tower, MLP projector, 4-block Llama of width 16."""
     text = LlamaConfig(
