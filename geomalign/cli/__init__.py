@@ -15,14 +15,32 @@ from collections.abc import Sequence
 
 from geomalign._version import __version__
 
-# Modules under geomalign.cli, one per subcommand, in the order --help lists them.
-_COMMANDS: tuple[str, ...] = (
-    "info", "extract", "analyze", "plot", "demo", "finetune", "intervene", "toy"
-)
+# One module under geomalign.cli per subcommand, in the order --help lists them, with its one-line
+# summary. A command's module (and the libraries it needs) is imported only when it runs, so that
+# --help and light commands such as ``info`` start without loading torch or transformers.
+COMMANDS: dict[str, str] = {
+    "info": "describe an activation store",
+    "extract": "extract per-layer hidden states of a model on image/caption pairs",
+    "analyze": "per-layer alignment curves, layer maps and ID profiles of a store",
+    "plot": "redraw the figures of a results folder or table",
+    "demo": "run the whole pipeline on the built-in testbed (a few minutes on a CPU)",
+    "finetune": "fine-tune the testbed fully, on a layer window and on other windows",
+    "intervene": "causal effect curves (transplant, skip, ablate, knockout) and probes",
+    "toy": "build the built-in testbed (tiny base and tuned VLMs) or score checkpoints on it",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the top-level argument parser with every subcommand registered."""
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv``: its first argument that is not an option."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Return the top-level argument parser.
+
+    Every subcommand is listed with its summary; only ``command`` (if given) gets its full parser,
+    which imports its module.
+    """
     parser = argparse.ArgumentParser(
         prog="geomalign",
         description="Representation geometry of vision-language models: "
@@ -33,21 +51,36 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log output (-v info, -vv debug)"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMANDS:
-        importlib.import_module(f"geomalign.cli.{name}").add_parser(subparsers)
+    for name, summary in COMMANDS.items():
+        if name == command:
+            importlib.import_module(f"geomalign.cli.{name}").add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line in-process and return its exit code."""
-    parser = build_parser()
+    """Run the command line in-process and return its exit code.
+
+    Bad input (a ValueError, TypeError or OSError, such as a missing or malformed store) is
+    reported on stderr in one line and gives exit code 1; ``-vv`` shows the traceback instead.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if args.command is None:
         parser.print_help()
         return 2
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except (ValueError, TypeError, OSError) as error:  # bad input: what and where, no traceback
+        if args.verbose >= 2:
+            raise
+        command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+        print(f"geomalign {command}: error: {error}", file=sys.stderr)  # noqa: T201
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from geomalign.analysis import Calibration, analyze_store
+from geomalign.cli import COMMANDS
 
 
 def _view(text: str) -> tuple[str, str | None]:
@@ -43,7 +44,7 @@ def calibration_from(args: argparse.Namespace) -> Calibration:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``analyze`` subcommand."""
     parser = subparsers.add_parser(
-        "analyze", help="per-layer alignment curves, layer maps and ID profiles of a store",
+        "analyze", help=COMMANDS["analyze"],
         description=__doc__.split("\n")[0].replace("``", ""),
     )
     parser.add_argument("store", help="an activation store (.h5)")

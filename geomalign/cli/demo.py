@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from geomalign.cli import COMMANDS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``demo`` subcommand."""
     parser = subparsers.add_parser(
-        "demo", help="run the whole pipeline on the built-in testbed (a few minutes on a CPU)",
+        "demo", help=COMMANDS["demo"],
         description=__doc__.split("\n")[0].replace("``", ""),
     )
     parser.add_argument("--out", type=Path, default=Path("geomalign-demo"),

@@ -7,9 +7,9 @@ same store, under ``--base-name``. An existing store is resumed: only missing ro
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from geomalign.cli import COMMANDS
 from geomalign.data import load_coco_captions, load_folder
 from geomalign.extract import POOLINGS, extract
 
@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``extract`` subcommand."""
     parser = subparsers.add_parser(
         "extract",
-        help="extract per-layer hidden states of a model on image/caption pairs",
+        help=COMMANDS["extract"],
         description=__doc__.split("\n")[0],
     )
     parser.add_argument("--model", required=True, help="hub id or local folder of the model")
@@ -125,46 +125,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the pairs, extract --model (and --base) into --out, print what was written."""
-    try:
-        if args.data.suffix.lower() == ".json":
-            if args.image_dir is None:
-                raise ValueError("a COCO-captions .json needs --image-dir")
-            pairs = load_coco_captions(args.data, args.image_dir, captions=args.captions)
-        else:
-            pairs = load_folder(args.data, args.image_dir)
-        templates = {
-            key: value
-            for key, value in (("image", args.image_template), ("text", args.text_template))
-            if value is not None
-        }
-        runs = [(args.model, args.name or ("tuned" if args.base else "model"), args.revision)]
-        if args.base is not None:
-            runs.append((args.base, args.base_name, args.base_revision))
-        for i, (model, name, revision) in enumerate(runs):
-            result = extract(
-                model,
-                pairs,
-                args.out,
-                checkpoint_name=name,
-                poolings=args.pooling,
-                modalities=args.modalities,
-                layers=args.layers,
-                batch_size=args.batch_size,
-                store_dtype=args.store_dtype,
-                random_state=args.random_state,
-                overwrite=args.overwrite and i == 0,
-                revision=revision,
-                dtype=args.dtype,
-                device=args.device,
-                templates=templates or None,
-                progress=not args.no_progress,
-            )
-            views = ", ".join(f"{m}/{p}" for m, p in result.views)
-            print(  # noqa: T201 - the command's output
-                f"{name}: {model} -> {result.store_path} ({views}; {len(result.layers)} layers; "
-                f"{result.n_encoded} samples run)"
-            )
-    except (ValueError, TypeError) as exc:
-        print(f"geomalign extract: {exc}", file=sys.stderr)  # noqa: T201 - the command's error
-        return 1
+    if args.data.suffix.lower() == ".json":
+        if args.image_dir is None:
+            raise ValueError("a COCO-captions .json needs --image-dir")
+        pairs = load_coco_captions(args.data, args.image_dir, captions=args.captions)
+    else:
+        pairs = load_folder(args.data, args.image_dir)
+    templates = {
+        key: value
+        for key, value in (("image", args.image_template), ("text", args.text_template))
+        if value is not None
+    }
+    runs = [(args.model, args.name or ("tuned" if args.base else "model"), args.revision)]
+    if args.base is not None:
+        runs.append((args.base, args.base_name, args.base_revision))
+    for i, (model, name, revision) in enumerate(runs):
+        result = extract(
+            model,
+            pairs,
+            args.out,
+            checkpoint_name=name,
+            poolings=args.pooling,
+            modalities=args.modalities,
+            layers=args.layers,
+            batch_size=args.batch_size,
+            store_dtype=args.store_dtype,
+            random_state=args.random_state,
+            overwrite=args.overwrite and i == 0,
+            revision=revision,
+            dtype=args.dtype,
+            device=args.device,
+            templates=templates or None,
+            progress=not args.no_progress,
+        )
+        views = ", ".join(f"{m}/{p}" for m, p in result.views)
+        print(  # noqa: T201 - the command's output
+            f"{name}: {model} -> {result.store_path} ({views}; {len(result.layers)} layers; "
+            f"{result.n_encoded} samples run)"
+        )
     return 0

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from geomalign.analysis import ResultsTable
+from geomalign.cli import COMMANDS
 from geomalign.testbed import TestbedConfig, build_testbed
 from geomalign.tuning import RULES, compare_windows, curve_from_table, select_window
 from geomalign.tuning.selection import REFERENCE_KINDS
@@ -34,7 +35,7 @@ def _window(text: str) -> range:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``finetune`` subcommand."""
     parser = subparsers.add_parser(
-        "finetune", help="fine-tune the testbed fully, on a layer window and on other windows",
+        "finetune", help=COMMANDS["finetune"],
         description=__doc__.split("\n")[0] + " Writes the runs as a results table (CSV) and "
         "prints accuracy and wall time as % of the full run.",
     )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from geomalign.cli import COMMANDS
 from geomalign.store import ActivationStore
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``info`` subcommand."""
     parser = subparsers.add_parser(
-        "info", help="describe an activation store", description=__doc__.split("\n")[0]
+        "info", help=COMMANDS["info"], description=__doc__.split("\n")[0]
     )
     parser.add_argument("file", help="an activation store (.h5)")
     parser.set_defaults(func=run)

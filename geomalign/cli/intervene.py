@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from geomalign.cli import COMMANDS
 from geomalign.interventions.effects import ANALYSES
 
 _TASKS = ("qa", "caption")
@@ -48,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``intervene`` subcommand and its ``curves`` and ``probes`` actions."""
     parser = subparsers.add_parser(
         "intervene",
-        help="causal effect curves (transplant, skip, ablate, knockout) and probes",
+        help=COMMANDS["intervene"],
         description=__doc__.split("\n")[0],
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -154,33 +155,29 @@ def run_curves(args: argparse.Namespace) -> int:
     table_path = args.out / "effects.csv"
     if _refuse_existing(table_path, args.overwrite):
         return 1
-    try:
-        table = run_effect_curves(
-            testbed=args.testbed,
-            base=args.base,
-            tuned=args.tuned,
-            data=args.data,
-            image_dir=args.image_dir,
-            template=args.template,
-            cache_dir=args.cache_dir,
-            tasks=args.tasks,
-            max_images=args.max_images,
-            analyses=args.analyses,
-            width=args.width,
-            stride=args.stride,
-            shell=args.shell,
-            visual_checkpoints=args.visual_on,
-            batch_size=args.batch_size,
-            device=args.device,
-            dtype=args.dtype,
-            n_resamples=args.resamples,
-            n_permutations=args.permutations,
-            random_state=args.seed,
-            progress=not args.no_progress,
-        )
-    except (ValueError, TypeError, OSError) as exc:
-        sys.stderr.write(f"geomalign intervene curves: {exc}\n")
-        return 1
+    table = run_effect_curves(
+        testbed=args.testbed,
+        base=args.base,
+        tuned=args.tuned,
+        data=args.data,
+        image_dir=args.image_dir,
+        template=args.template,
+        cache_dir=args.cache_dir,
+        tasks=args.tasks,
+        max_images=args.max_images,
+        analyses=args.analyses,
+        width=args.width,
+        stride=args.stride,
+        shell=args.shell,
+        visual_checkpoints=args.visual_on,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        n_resamples=args.resamples,
+        n_permutations=args.permutations,
+        random_state=args.seed,
+        progress=not args.no_progress,
+    )
     from geomalign.interventions.plotting import plot_effect_curves
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -198,23 +195,19 @@ def run_probes(args: argparse.Namespace) -> int:
     table_path = args.out / "probes.csv"
     if _refuse_existing(table_path, args.overwrite):
         return 1
-    try:
-        table = probe_curves(
-            args.store,
-            args.checkpoint,
-            args.labels,
-            views=args.views,
-            layers=args.layers,
-            transfer=not args.no_transfer,
-            n_splits=args.folds,
-            C=args.C,
-            n_permutations=args.permutations,
-            random_state=args.seed,
-            progress=not args.no_progress,
-        )
-    except (ValueError, TypeError, OSError) as exc:
-        sys.stderr.write(f"geomalign intervene probes: {exc}\n")
-        return 1
+    table = probe_curves(
+        args.store,
+        args.checkpoint,
+        args.labels,
+        views=args.views,
+        layers=args.layers,
+        transfer=not args.no_transfer,
+        n_splits=args.folds,
+        C=args.C,
+        n_permutations=args.permutations,
+        random_state=args.seed,
+        progress=not args.no_progress,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(table_path)
     plot_probe_curves(table).savefig(args.out / "probes.png", dpi=120)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from geomalign.analysis import ResultsTable
+from geomalign.cli import COMMANDS
 
 
 def _names(text: str) -> list[str]:
@@ -15,7 +16,7 @@ def _names(text: str) -> list[str]:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``plot`` subcommand."""
     parser = subparsers.add_parser(
-        "plot", help="redraw the figures of a results folder or table",
+        "plot", help=COMMANDS["plot"],
         description=__doc__.split("\n")[0].replace("``", ""),
     )
     parser.add_argument("results", type=Path,

@@ -7,12 +7,14 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from geomalign.cli import COMMANDS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``toy`` subcommand and its ``build`` and ``eval`` actions."""
     parser = subparsers.add_parser(
         "toy",
-        help="build the built-in testbed (tiny base and tuned VLMs) or score checkpoints on it",
+        help=COMMANDS["toy"],
         description=__doc__.split("\n")[0],
     )
     actions = parser.add_subparsers(dest="action", required=True)

@@ -8,14 +8,12 @@ import json
 import pytest
 
 from geomalign.cli import extract as extract_cli
+from geomalign.cli import main
 from geomalign.store import ActivationStore
 
 
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="geomalign")
-    extract_cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["extract", *argv])
-    return args.func(args)
+    return main(["extract", *argv])
 
 
 def test_model_and_base_into_one_store(llava_dir, llava_base_dir, pairs_file, tmp_path, capsys):

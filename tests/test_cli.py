@@ -1,0 +1,40 @@
+import subprocess
+import sys
+
+import pytest
+
+from geomalign.cli import COMMANDS, main
+
+
+def test_help_lists_every_command_without_loading_torch():
+    code = (
+        "import sys; from geomalign.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().endswith("torch not loaded")
+    for name in COMMANDS:
+        assert f"\n    {name} " in out
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_each_command_has_its_full_parser_when_run(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: geomalign {name}")
+
+
+def test_bad_input_is_one_line_on_stderr(tmp_path, capsys):
+    missing = tmp_path / "missing.h5"
+    assert main(["info", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"geomalign info: error: {missing}: no such file.\n"
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out
