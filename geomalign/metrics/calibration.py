@@ -97,8 +97,8 @@ def _take(A: np.ndarray | torch.Tensor, idx: np.ndarray) -> np.ndarray | torch.T
 
 def permutation_test(
     measure: str | Measure,
-    X: Any,
-    Y: Any,
+    X: np.ndarray | torch.Tensor,
+    Y: np.ndarray | torch.Tensor,
     *,
     n_permutations: int = 1000,
     random_state: int | np.random.Generator | None = None,
@@ -184,8 +184,8 @@ def permutation_test(
 
 def bootstrap_ci(
     measure: str | Measure,
-    X: Any,
-    Y: Any = None,
+    X: np.ndarray | torch.Tensor,
+    Y: np.ndarray | torch.Tensor | None = None,
     *,
     n_resamples: int = 1000,
     confidence: float = 0.95,

@@ -163,7 +163,7 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
 
 
 def intrinsic_dimension(
-    X: Any,
+    X: np.ndarray | torch.Tensor,
     *,
     method: Literal["twonn", "gride", "mle", "pr"] = "twonn",
     fit: Literal["ml", "linear"] | None = None,
@@ -313,7 +313,7 @@ def intrinsic_dimension(
 
 
 def gride_scaling(
-    X: Any,
+    X: np.ndarray | torch.Tensor,
     *,
     range_max: int = 64,
     duplicate_rtol: float = _DEFAULT_DUPLICATE_RTOL,

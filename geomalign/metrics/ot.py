@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from geomalign._validation import check_paired, check_representations
-from geomalign.metrics._neighbors import resolve_device
+from geomalign.metrics._arrays import resolve_device
 from geomalign.metrics._ot_solvers import (
     cost_matrix,
     emd_plan,
@@ -44,7 +44,9 @@ def _check_count(value: Any, name: str) -> int:
     return int(value)
 
 
-def _check_same_width(X: Any, Y: Any, method: str) -> None:
+def _check_same_width(
+    X: np.ndarray | torch.Tensor, Y: np.ndarray | torch.Tensor, method: str
+) -> None:
     if X.shape[1] != Y.shape[1]:
         raise ValueError(
             f"method={method!r} needs X and Y of the same width (a cost between their rows); got "
@@ -54,8 +56,8 @@ def _check_same_width(X: Any, Y: Any, method: str) -> None:
 
 
 def ot_distance(
-    X: Any,
-    Y: Any,
+    X: np.ndarray | torch.Tensor,
+    Y: np.ndarray | torch.Tensor,
     *,
     method: Literal["emd", "sinkhorn", "sliced"] = "emd",
     p: float = 2.0,
@@ -174,8 +176,8 @@ def ot_distance(
 
 
 def gromov_wasserstein(
-    X: Any,
-    Y: Any,
+    X: np.ndarray | torch.Tensor,
+    Y: np.ndarray | torch.Tensor,
     *,
     max_iter: int | None = None,
     device: str | torch.device | None = None,
@@ -243,8 +245,8 @@ def gromov_wasserstein(
 
 
 def ot_matching_accuracy(
-    X: Any,
-    Y: Any,
+    X: np.ndarray | torch.Tensor,
+    Y: np.ndarray | torch.Tensor,
     *,
     method: Literal["emd", "sinkhorn", "gromov-wasserstein"] = "emd",
     p: float = 2.0,
