@@ -67,8 +67,15 @@ def _legend(ax: Axes, extra: list[tuple[object, str]]) -> None:
     for handle, label in extra:
         handles.append(handle)
         labels.append(label)
-    ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              borderaxespad=0.0, frameon=False)
+    ax.legend(
+        handles,
+        labels,
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+        frameon=False,
+    )
 
 
 def _band(ax: Axes, x: np.ndarray, rows: ResultsTable, colour: str) -> None:
@@ -127,13 +134,25 @@ def plot_curves(
         tested = np.isfinite(p)
         sig = tested & (p < _ALPHA)
         ax.plot(x[sig], y[sig], "o", color=colours[key], markersize=6)
-        ax.plot(x[tested & ~sig], y[tested & ~sig], "o", markerfacecolor="white",
-                color=colours[key], markersize=6)
+        ax.plot(
+            x[tested & ~sig],
+            y[tested & ~sig],
+            "o",
+            markerfacecolor="white",
+            color=colours[key],
+            markersize=6,
+        )
         ax.plot(x[~tested], y[~tested], ".", color=colours[key], markersize=5)
         null = part.column("null_mean")
         if np.isfinite(null).any():
-            ax.plot(x, null, ":", color="grey", linewidth=1.2,
-                    label=None if null_drawn else "permutation null (mean)")
+            ax.plot(
+                x,
+                null,
+                ":",
+                color="grey",
+                linewidth=1.2,
+                label=None if null_drawn else "permutation null (mean)",
+            )
             null_drawn = True
     kind = rows[0].kind
     if analysis == "tuning-change":
@@ -150,17 +169,23 @@ def plot_curves(
         extra.append((Patch(color="grey", alpha=0.25), "confidence interval"))
     if any(r.p_value is not None for r in rows):
         test = "resampling" if analysis == "tuning-change" else "permutation"
-        extra.append((Line2D([], [], marker="o", color="grey", linestyle=""),
-                      f"{test} p < {_ALPHA}"))
-        extra.append((Line2D([], [], marker="o", color="grey", markerfacecolor="white",
-                             linestyle=""), f"{test} p ≥ {_ALPHA}"))
+        extra.append(
+            (Line2D([], [], marker="o", color="grey", linestyle=""), f"{test} p < {_ALPHA}")
+        )
+        extra.append(
+            (
+                Line2D([], [], marker="o", color="grey", markerfacecolor="white", linestyle=""),
+                f"{test} p ≥ {_ALPHA}",
+            )
+        )
     _legend(ax, extra)
     ax.grid(alpha=0.3)
     return fig
 
 
-def _series_label(analysis: str, ckpt: str, view: str, ckpt_b: str | None, view_b: str | None
-                  ) -> str:
+def _series_label(
+    analysis: str, ckpt: str, view: str, ckpt_b: str | None, view_b: str | None
+) -> str:
     if analysis == "cross-modal":
         return f"{ckpt}: {view} vs {view_b}"
     if analysis == "cross-checkpoint":
@@ -188,7 +213,11 @@ def plot_layer_map(
     stability over half-samples.
     """
     layers_a, layers_b, values = map_matrix(
-        table, measure=measure, checkpoint=checkpoint, view=view, checkpoint_b=checkpoint_b,
+        table,
+        measure=measure,
+        checkpoint=checkpoint,
+        view=view,
+        checkpoint_b=checkpoint_b,
         view_b=view_b,
     )
     fig, ax = _new_axes(ax, size=(7.0, 5.8))
@@ -201,20 +230,39 @@ def plot_layer_map(
     ax.set_yticks(range(len(layers_a)), [str(x) for x in layers_a])
     ax.set_xlabel(f"{checkpoint_b}: {view_b} layer (0 = embedding output)")
     ax.set_ylabel(f"{checkpoint}: {view} layer (0 = embedding output)")
-    matches = table.select(analysis="best-match", measure=measure, checkpoint=checkpoint,
-                           view=view, checkpoint_b=checkpoint_b, view_b=view_b)
+    matches = table.select(
+        analysis="best-match",
+        measure=measure,
+        checkpoint=checkpoint,
+        view=view,
+        checkpoint_b=checkpoint_b,
+        view_b=view_b,
+    )
     stability = {r.layer: r.value for r in matches.select(statistic="stability")}
     for r in matches.select(statistic="value"):
         if r.layer in layers_a and r.layer_b in layers_b:
             significant = r.p_value is not None and r.p_value < _ALPHA
             x, y = layers_b.index(r.layer_b), layers_a.index(r.layer)
-            ax.plot(x, y, marker="*" if significant else "x", color="white", markersize=13,
-                    markeredgecolor="black", markeredgewidth=0.6)
+            ax.plot(
+                x,
+                y,
+                marker="*" if significant else "x",
+                color="white",
+                markersize=13,
+                markeredgecolor="black",
+                markeredgewidth=0.6,
+            )
             if r.layer in stability:
-                ax.annotate(f"{stability[r.layer]:.0%}", (x, y), xytext=(0, -13),
-                            textcoords="offset points", ha="center", fontsize=7, color="white",
-                            bbox={"boxstyle": "round,pad=0.1", "fc": "black", "alpha": 0.4,
-                                  "lw": 0})
+                ax.annotate(
+                    f"{stability[r.layer]:.0%}",
+                    (x, y),
+                    xytext=(0, -13),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=7,
+                    color="white",
+                    bbox={"boxstyle": "round,pad=0.1", "fc": "black", "alpha": 0.4, "lw": 0},
+                )
     ax.set_title(
         f"{measure} for every layer pair: {checkpoint}:{view} vs {checkpoint_b}:{view_b}\n"
         f"★ best column of each row, p < {_ALPHA} (max-over-layers permutation null)\n"
@@ -245,19 +293,27 @@ def plot_id_profiles(
         x, y = part.column("layer"), part.column("value")
         _band(ax, x, part, colours[ckpt])
         ax.plot(x, y, "o-", color=colours[ckpt], label=f"{ckpt}", linewidth=1.8)
-        phase_rows = table.select(analysis="abstraction-phase", measure=measure, view=view,
-                                  checkpoint=ckpt)
+        phase_rows = table.select(
+            analysis="abstraction-phase", measure=measure, view=view, checkpoint=ckpt
+        )
         phase = {r.statistic: r.value for r in phase_rows}
         if np.isfinite(phase.get("peak_layer", np.nan)):
             noisy = any(NOISE_NOTE in r.notes for r in phase_rows)
             # the phase as a strip along the top edge, one row per checkpoint
             top = 1.0 - 0.035 * i
-            ax.axvspan(phase["onset"], phase["end"], ymin=top - 0.03, ymax=top,
-                       facecolor="none" if noisy else colours[ckpt], edgecolor=colours[ckpt],
-                       hatch="////" if noisy else None, alpha=0.6,
-                       label=f"{ckpt}: abstraction phase, layers {phase['onset']:.1f}–"
-                       f"{phase['end']:.1f}\n(from onset to end at half prominence"
-                       + ("; peak within\nthe CI: may be noise)" if noisy else ")"))
+            ax.axvspan(
+                phase["onset"],
+                phase["end"],
+                ymin=top - 0.03,
+                ymax=top,
+                facecolor="none" if noisy else colours[ckpt],
+                edgecolor=colours[ckpt],
+                hatch="////" if noisy else None,
+                alpha=0.6,
+                label=f"{ckpt}: abstraction phase, layers {phase['onset']:.1f}–"
+                f"{phase['end']:.1f}\n(from onset to end at half prominence"
+                + ("; peak within\nthe CI: may be noise)" if noisy else ")"),
+            )
             ax.axvline(phase["peak_layer"], color=colours[ckpt], linestyle="--", linewidth=1)
     ax.set_xlabel(LAYER_AXIS)
     ax.set_ylabel(f"intrinsic dimension ({measure})")
@@ -304,19 +360,26 @@ def plot_results(
     figures: list[tuple[str, Figure]] = []
     for analysis in ("cross-modal", "cross-checkpoint", "tuning-change"):
         for measure in table.select(analysis=analysis).unique("measure"):
-            figures.append((_slug(analysis, measure),
-                            plot_curves(table, analysis=analysis, measure=measure)))
+            figures.append(
+                (_slug(analysis, measure), plot_curves(table, analysis=analysis, measure=measure))
+            )
     maps = table.select(analysis="layer-map")
-    for key in dict.fromkeys((r.measure, r.checkpoint, r.view, r.checkpoint_b, r.view_b)
-                             for r in maps):
+    for key in dict.fromkeys(
+        (r.measure, r.checkpoint, r.view, r.checkpoint_b, r.view_b) for r in maps
+    ):
         measure, ckpt, view, ckpt_b, view_b = key
-        fig = plot_layer_map(table, measure=measure, checkpoint=ckpt, view=view,
-                             checkpoint_b=ckpt_b, view_b=view_b)
+        fig = plot_layer_map(
+            table, measure=measure, checkpoint=ckpt, view=view, checkpoint_b=ckpt_b, view_b=view_b
+        )
         figures.append((_slug("layer-map", measure, ckpt, view, ckpt_b, view_b), fig))
     profiles = table.select(analysis="id-profile")
     for measure, view in dict.fromkeys((r.measure, r.view) for r in profiles):
-        figures.append((_slug("id-profile", measure, view),
-                        plot_id_profiles(table, measure=measure, view=view)))
+        figures.append(
+            (
+                _slug("id-profile", measure, view),
+                plot_id_profiles(table, measure=measure, view=view),
+            )
+        )
     paths = []
     for stem, fig in figures:
         paths.extend(save_figure(fig, out / f"{stem}.{fmt}") for fmt in formats)

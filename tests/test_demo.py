@@ -13,9 +13,18 @@ N_LAYERS = 7  # the testbed's 6 decoder blocks plus the embedding output
 # The pipeline, not the training, is under test: a testbed with the small preset's depth but
 # barely trained builds in seconds instead of minutes.
 TINY = TestbedConfig(
-    n_train=48, n_test=16, vision_hidden_size=16, vision_heads=2, text_hidden_size=16,
-    text_heads=2, text_intermediate_size=32, batch_size=16, lm_steps=2, vision_steps=2,
-    stage1_steps=2, stage2_steps=2,
+    n_train=48,
+    n_test=16,
+    vision_hidden_size=16,
+    vision_heads=2,
+    text_hidden_size=16,
+    text_heads=2,
+    text_intermediate_size=32,
+    batch_size=16,
+    lm_steps=2,
+    vision_steps=2,
+    stage1_steps=2,
+    stage2_steps=2,
 )
 
 

@@ -138,25 +138,35 @@ def evaluate(
 
 
 def _evaluate(
-    measure: Measure, X: np.ndarray, Y: np.ndarray | None, calibration: Calibration,
+    measure: Measure,
+    X: np.ndarray,
+    Y: np.ndarray | None,
+    calibration: Calibration,
     notes: list[str],
 ) -> Point:
     views = (X,) if Y is None else (X, Y)
     point = Point(float(measure(*views)))
     if calibration.n_permutations and Y is not None and measure.paired:
         perm = metrics.permutation_test(
-            measure, X, Y, n_permutations=calibration.n_permutations,
+            measure,
+            X,
+            Y,
+            n_permutations=calibration.n_permutations,
             random_state=calibration.random_state,
         )
-        point = replace(point, null_mean=perm.null_mean, null_std=perm.null_std,
-                        p_value=perm.p_value)
+        point = replace(
+            point, null_mean=perm.null_mean, null_std=perm.null_std, p_value=perm.p_value
+        )
         notes.append(f"permutation null K={perm.n_permutations} ({perm.alternative})")
     elif calibration.n_permutations and Y is not None:
         notes.append("no permutation null: the measure ignores the pairing of rows")
     if calibration.n_resamples:
         boot = metrics.bootstrap_ci(
-            measure, *views, n_resamples=calibration.n_resamples,
-            confidence=float(calibration.confidence), random_state=calibration.random_state,
+            measure,
+            *views,
+            n_resamples=calibration.n_resamples,
+            confidence=float(calibration.confidence),
+            random_state=calibration.random_state,
         )
         point = replace(point, ci_low=boot.ci_low, ci_high=boot.ci_high)
         notes.append(f"{boot.confidence:.0%} CI: {boot.resampling} B={boot.n_resamples}")
@@ -195,20 +205,26 @@ def paired_difference(
         value = diff(None)
         n = first[0].shape[0]
         rng = np.random.default_rng(calibration.random_state)
-        boot = np.array([
-            diff(np.sort(rng.choice(n, size=n // 2, replace=False)))
-            for _ in range(calibration.n_resamples)
-        ])
+        boot = np.array(
+            [
+                diff(np.sort(rng.choice(n, size=n // 2, replace=False)))
+                for _ in range(calibration.n_resamples)
+            ]
+        )
     if not calibration.n_resamples:
         return Point(value, notes="; ".join(notes))
     boot = boot - boot.mean() + value
     alpha = 1.0 - calibration.confidence
     low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     tail = min(np.sum(boot <= 0) + 1, np.sum(boot >= 0) + 1) / (boot.size + 1)
-    notes.insert(0, f"{calibration.confidence:.0%} CI: paired half-sampling "
-                    f"B={calibration.n_resamples} seed={calibration.random_state}")
-    return Point(value, float(low), float(high), p_value=min(1.0, 2.0 * float(tail)),
-                 notes="; ".join(notes))
+    notes.insert(
+        0,
+        f"{calibration.confidence:.0%} CI: paired half-sampling "
+        f"B={calibration.n_resamples} seed={calibration.random_state}",
+    )
+    return Point(
+        value, float(low), float(high), p_value=min(1.0, 2.0 * float(tail)), notes="; ".join(notes)
+    )
 
 
 def better(kind: str) -> int:

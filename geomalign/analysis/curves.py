@@ -140,8 +140,9 @@ def compare_views(
             value, n_used, notes = point.value, rows.n, join_notes(point.notes, rows.note)
             if rows.subsampled and measure.name in STREAMED:
                 acc = metrics.StreamingLinearCKA(debiased=STREAMED[measure.name])
-                for xa, xb in _stream_pairs(store, view_a, view_b, layer,
-                                            calibration.working_memory):
+                for xa, xb in _stream_pairs(
+                    store, view_a, view_b, layer, calibration.working_memory
+                ):
                     acc.update(xa, xb)
                 value = acc.value()
                 n_used = rows.n_total
@@ -209,7 +210,12 @@ def cross_modal_curve(
     view_a = View(checkpoint, image[0], image[1] or default_pooling(store, checkpoint, image[0]))
     view_b = View(checkpoint, text[0], text[1] or default_pooling(store, checkpoint, text[0]))
     return compare_views(
-        store, view_a, view_b, measures=measures, layers=layers, analysis="cross-modal",
+        store,
+        view_a,
+        view_b,
+        measures=measures,
+        layers=layers,
+        analysis="cross-modal",
         calibration=calibration,
     )
 
@@ -254,8 +260,13 @@ def cross_checkpoint_curve(
     store = open_store(store)
     pooling = pooling or default_pooling(store, base, modality)
     return compare_views(
-        store, View(base, modality, pooling), View(tuned, modality, pooling), measures=measures,
-        layers=layers, analysis="cross-checkpoint", calibration=calibration,
+        store,
+        View(base, modality, pooling),
+        View(tuned, modality, pooling),
+        measures=measures,
+        layers=layers,
+        analysis="cross-checkpoint",
+        calibration=calibration,
     )
 
 
@@ -322,7 +333,9 @@ def tuning_change_curve(
         data = {key: rows.read(view, layer) for key, view in views.items()}
         for measure in resolved:
             point = paired_difference(
-                measure, (data[tuned, "x"], data[tuned, "y"]), (data[base, "x"], data[base, "y"]),
+                measure,
+                (data[tuned, "x"], data[tuned, "y"]),
+                (data[base, "x"], data[base, "y"]),
                 calibration,
             )
             table.append(
@@ -342,7 +355,8 @@ def tuning_change_curve(
                     p_value=point.p_value,
                     n_samples=rows.n,
                     notes=join_notes(
-                        f"{measure.name}({tuned}) - {measure.name}({base})", point.notes,
+                        f"{measure.name}({tuned}) - {measure.name}({base})",
+                        point.notes,
                         rows.note,
                     ),
                 )

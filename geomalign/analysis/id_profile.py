@@ -111,10 +111,12 @@ def detect_abstraction_phase(
     if peaks.size == 0:
         return None
     k = int(np.argmax(props["prominences"]))
-    prominence_data = tuple(props[key][k : k + 1] for key in ("prominences", "left_bases",
-                                                              "right_bases"))
-    _, _, left, right = peak_widths(d, peaks[k : k + 1], rel_height=0.5,
-                                    prominence_data=prominence_data)
+    prominence_data = tuple(
+        props[key][k : k + 1] for key in ("prominences", "left_bases", "right_bases")
+    )
+    _, _, left, right = peak_widths(
+        d, peaks[k : k + 1], rel_height=0.5, prominence_data=prominence_data
+    )
     positions = np.arange(d.size)
     onset = float(np.interp(left[0], positions, layer_arr))
     end = float(np.interp(right[0], positions, layer_arr))
@@ -167,10 +169,19 @@ def id_profile(
     for layer in layers:
         point = evaluate(resolved, rows.read(view, layer), None, calibration)
         table.append(
-            Result(analysis="id-profile", measure=resolved.name, checkpoint=view.checkpoint,
-                   view=view.label, layer=layer, value=point.value, kind=resolved.kind,
-                   ci_low=point.ci_low, ci_high=point.ci_high, n_samples=rows.n,
-                   notes=join_notes(point.notes, rows.note))
+            Result(
+                analysis="id-profile",
+                measure=resolved.name,
+                checkpoint=view.checkpoint,
+                view=view.label,
+                layer=layer,
+                value=point.value,
+                kind=resolved.kind,
+                ci_low=point.ci_low,
+                ci_high=point.ci_high,
+                n_samples=rows.n,
+                notes=join_notes(point.notes, rows.note),
+            )
         )
     return table
 
@@ -209,20 +220,41 @@ def abstraction_phase(profiles: ResultsTable, *, min_prominence: float = 0.0) ->
         phase = detect_abstraction_phase(
             layers, [r.value for r in profile], min_prominence=min_prominence
         )
-        common = dict(analysis="abstraction-phase", measure=measure, checkpoint=checkpoint,
-                      view=view, n_samples=profile[0].n_samples)
+        common = dict(
+            analysis="abstraction-phase",
+            measure=measure,
+            checkpoint=checkpoint,
+            view=view,
+            n_samples=profile[0].n_samples,
+        )
         rule = "most prominent interior ID peak; onset/end at half prominence"
         if phase is None:
-            table.append(Result(layer=None, value=float("nan"), statistic="peak_layer",
-                                notes=f"no interior peak over layers {layers}; {rule}", **common))
+            table.append(
+                Result(
+                    layer=None,
+                    value=float("nan"),
+                    statistic="peak_layer",
+                    notes=f"no interior peak over layers {layers}; {rule}",
+                    **common,
+                )
+            )
             continue
         peak = next(r for r in profile if r.layer == phase.peak_layer)
         if peak.ci_low is not None and peak.ci_high is not None:
             half_width = (peak.ci_high - peak.ci_low) / 2
             if phase.prominence < half_width:
-                rule += (f"; {NOISE_NOTE}: prominence {phase.prominence:.3g} < CI half-width "
-                         f"{half_width:.3g} at the peak")
+                rule += (
+                    f"; {NOISE_NOTE}: prominence {phase.prominence:.3g} < CI half-width "
+                    f"{half_width:.3g} at the peak"
+                )
         for statistic in ("peak_layer", "peak_value", "prominence", "onset", "end", "width"):
-            table.append(Result(layer=phase.peak_layer, value=float(getattr(phase, statistic)),
-                                statistic=statistic, notes=rule, **common))
+            table.append(
+                Result(
+                    layer=phase.peak_layer,
+                    value=float(getattr(phase, statistic)),
+                    statistic=statistic,
+                    notes=rule,
+                    **common,
+                )
+            )
     return table

@@ -31,7 +31,6 @@ from geomalign.metrics import Measure
 __all__ = ["layer_map", "map_matrix"]
 
 
-
 def _matrix(measure: Measure, Xs: list[np.ndarray], Ys: list[np.ndarray]) -> np.ndarray:
     if measure.name in STREAMED:  # linear CKA: each layer's self-term computed once
         return metrics.cka_matrix(Xs, Ys, debiased=STREAMED[measure.name])
@@ -111,10 +110,12 @@ def layer_map(
     warned: list[str] = []
     with warnings_to_notes(warned):
         observed = _matrix(resolved, Xs, Ys)
-        null = np.array([
-            sign * np.max(sign * _matrix(resolved, Xs, [Y[perm] for Y in Ys]), axis=1)
-            for perm in (rng.permutation(rows.n) for _ in range(n_permutations))
-        ]).reshape(n_permutations, len(layers_a))
+        null = np.array(
+            [
+                sign * np.max(sign * _matrix(resolved, Xs, [Y[perm] for Y in Ys]), axis=1)
+                for perm in (rng.permutation(rows.n) for _ in range(n_permutations))
+            ]
+        ).reshape(n_permutations, len(layers_a))
         best_j = np.argmax(sign * observed, axis=1)
         same_best = np.zeros(len(layers_a))
         for _ in range(calibration.n_resamples):
@@ -136,8 +137,14 @@ def layer_map(
     for i, la in enumerate(layers_a):
         for j, lb in enumerate(layers_b):
             table.append(
-                Result(analysis="layer-map", layer=la, layer_b=lb, value=observed[i, j],
-                       notes=join_notes(*warned, rows.note), **common)
+                Result(
+                    analysis="layer-map",
+                    layer=la,
+                    layer_b=lb,
+                    value=observed[i, j],
+                    notes=join_notes(*warned, rows.note),
+                    **common,
+                )
             )
     for i, la in enumerate(layers_a):
         null_mean = null_std = p_value = None
@@ -152,17 +159,32 @@ def layer_map(
             )
         elif calibration.n_permutations:
             notes += "; no permutation null: the measure ignores the pairing of rows"
-        best_row = Result(analysis="best-match", layer=la, layer_b=int(layers_b[best_j[i]]),
-                          value=best[i], null_mean=null_mean, null_std=null_std,
-                          p_value=p_value, notes=join_notes(notes, *warned, rows.note), **common)
+        best_row = Result(
+            analysis="best-match",
+            layer=la,
+            layer_b=int(layers_b[best_j[i]]),
+            value=best[i],
+            null_mean=null_mean,
+            null_std=null_std,
+            p_value=p_value,
+            notes=join_notes(notes, *warned, rows.note),
+            **common,
+        )
         table.append(best_row)
         if calibration.n_resamples:
-            table.append(replace(
-                best_row, statistic="stability", kind=None, null_mean=None, null_std=None,
-                p_value=None, value=float(same_best[i] / calibration.n_resamples),
-                notes=f"share of {calibration.n_resamples} half-samples (n={rows.n // 2}, "
-                f"seed={calibration.random_state}) whose best layer is the same",
-            ))
+            table.append(
+                replace(
+                    best_row,
+                    statistic="stability",
+                    kind=None,
+                    null_mean=None,
+                    null_std=None,
+                    p_value=None,
+                    value=float(same_best[i] / calibration.n_resamples),
+                    notes=f"share of {calibration.n_resamples} half-samples (n={rows.n // 2}, "
+                    f"seed={calibration.random_state}) whose best layer is the same",
+                )
+            )
     return table
 
 
@@ -184,8 +206,14 @@ def map_matrix(
     values : ndarray of shape (len(layers_a), len(layers_b))
         The measure, NaN where the table has no cell.
     """
-    cells = table.select(analysis="layer-map", measure=measure, checkpoint=checkpoint, view=view,
-                         checkpoint_b=checkpoint_b, view_b=view_b)
+    cells = table.select(
+        analysis="layer-map",
+        measure=measure,
+        checkpoint=checkpoint,
+        view=view,
+        checkpoint_b=checkpoint_b,
+        view_b=view_b,
+    )
     if not len(cells):
         raise ValueError(
             f"no layer-map rows for {measure} between {checkpoint}:{view} and "

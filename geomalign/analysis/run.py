@@ -106,31 +106,73 @@ def analyze_store(
     tasks: list[tuple[str, Callable[[], ResultsTable]]] = []
     for ckpt in ordered:
         if not (has(ckpt, image[0]) and has(ckpt, text[0])):
-            logger.info("%s: no %s and %s views; cross-modal analyses skipped", ckpt, image[0],
-                        text[0])
+            logger.info(
+                "%s: no %s and %s views; cross-modal analyses skipped", ckpt, image[0], text[0]
+            )
             continue
         if two_view:
-            tasks.append((f"cross-modal {ckpt}", partial(
-                cross_modal_curve, store, ckpt, image=image, text=text, **curves)))
+            tasks.append(
+                (
+                    f"cross-modal {ckpt}",
+                    partial(cross_modal_curve, store, ckpt, image=image, text=text, **curves),
+                )
+            )
         for m in map_measures:
-            tasks.append((f"layer map {ckpt} {m}", partial(
-                layer_map, store, pooled(ckpt, image), pooled(ckpt, text), measure=m, **common)))
+            tasks.append(
+                (
+                    f"layer map {ckpt} {m}",
+                    partial(
+                        layer_map,
+                        store,
+                        pooled(ckpt, image),
+                        pooled(ckpt, text),
+                        measure=m,
+                        **common,
+                    ),
+                )
+            )
     for other in others:
         for modality, pooling in (image, text):
             if two_view and has(base, modality) and has(other, modality):
-                tasks.append((f"{base} vs {other} {modality}", partial(
-                    cross_checkpoint_curve, store, modality, base=base, tuned=other,
-                    pooling=pooling, **curves)))
+                tasks.append(
+                    (
+                        f"{base} vs {other} {modality}",
+                        partial(
+                            cross_checkpoint_curve,
+                            store,
+                            modality,
+                            base=base,
+                            tuned=other,
+                            pooling=pooling,
+                            **curves,
+                        ),
+                    )
+                )
         if two_view and all(has(c, m) for c in (base, other) for m in (image[0], text[0])):
-            tasks.append((f"tuning change {other}", partial(
-                tuning_change_curve, store, base=base, tuned=other, image=image, text=text,
-                **curves)))
+            tasks.append(
+                (
+                    f"tuning change {other}",
+                    partial(
+                        tuning_change_curve,
+                        store,
+                        base=base,
+                        tuned=other,
+                        image=image,
+                        text=text,
+                        **curves,
+                    ),
+                )
+            )
     for m in one_view:
         for ckpt in ordered:
             for side in (image, text):
                 if has(ckpt, side[0]):
-                    tasks.append((f"ID {ckpt} {side[0]} {m}", partial(
-                        id_profile, store, pooled(ckpt, side), measure=m, **common)))
+                    tasks.append(
+                        (
+                            f"ID {ckpt} {side[0]} {m}",
+                            partial(id_profile, store, pooled(ckpt, side), measure=m, **common),
+                        )
+                    )
     if not tasks:
         raise ValueError(
             f"{store.path}: nothing to analyse with measures {measures}; stored views: "

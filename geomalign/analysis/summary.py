@@ -45,15 +45,19 @@ def _groups(rows: ResultsTable, *columns: str) -> dict[tuple, list[Result]]:
 
 def _cross_modal(table: ResultsTable) -> list[str]:
     lines = []
-    for (measure, kind), rows in _groups(table.select(analysis="cross-modal"), "measure",
-                                         "kind").items():
+    for (measure, kind), rows in _groups(
+        table.select(analysis="cross-modal"), "measure", "kind"
+    ).items():
         word = "lowest distance" if kind == "distance" else "peaks"
         parts = []
-        for (ckpt, view, view_b), curve in _groups(ResultsTable(rows), "checkpoint", "view",
-                                                   "view_b").items():
+        for (ckpt, view, view_b), curve in _groups(
+            ResultsTable(rows), "checkpoint", "view", "view_b"
+        ).items():
             b = _best(curve, kind)
-            parts.append(f"{ckpt} ({view} vs {view_b}) {word} at layer {b.layer}: "
-                         f"{_num(b.value)}{_calibration(b)}")
+            parts.append(
+                f"{ckpt} ({view} vs {view_b}) {word} at layer {b.layer}: "
+                f"{_num(b.value)}{_calibration(b)}"
+            )
         lines.append(f"  {measure} [{kind}]: " + "; ".join(parts))
     return lines
 
@@ -66,12 +70,17 @@ def _tuning_change(table: ResultsTable, alpha: float) -> list[str]:
         big = max(rows, key=lambda r: abs(r.value))
         sig = [r.layer for r in rows if r.p_value is not None and r.p_value < alpha]
         better = "more" if (big.value > 0) == (kind != "distance") else "less"
-        text = (f"  {measure} [{kind}]: {ckpt} − {base} largest at layer {big.layer}: "
-                f"{big.value:+.3g}{_calibration(big)}, i.e. image and caption {better} alike "
-                "after tuning there")
+        text = (
+            f"  {measure} [{kind}]: {ckpt} − {base} largest at layer {big.layer}: "
+            f"{big.value:+.3g}{_calibration(big)}, i.e. image and caption {better} alike "
+            "after tuning there"
+        )
         if any(r.p_value is not None for r in rows):
-            text += (f"; p < {alpha} at layers {', '.join(map(str, sig))}" if sig
-                     else f"; no layer with p < {alpha}")
+            text += (
+                f"; p < {alpha} at layers {', '.join(map(str, sig))}"
+                if sig
+                else f"; no layer with p < {alpha}"
+            )
         lines.append(text)
     return lines
 
@@ -79,7 +88,11 @@ def _tuning_change(table: ResultsTable, alpha: float) -> list[str]:
 def _cross_checkpoint(table: ResultsTable) -> list[str]:
     lines = []
     for (measure, kind, view, ckpt, ckpt_b), rows in _groups(
-        table.select(analysis="cross-checkpoint"), "measure", "kind", "view", "checkpoint",
+        table.select(analysis="cross-checkpoint"),
+        "measure",
+        "kind",
+        "view",
+        "checkpoint",
         "checkpoint_b",
     ).items():
         least, most = _worst(rows, kind), _best(rows, kind)
@@ -94,8 +107,10 @@ def _cross_checkpoint(table: ResultsTable) -> list[str]:
 def _best_match(table: ResultsTable, alpha: float) -> list[str]:
     lines = []
     matches = table.select(analysis="best-match")
-    stability = {(r.measure, r.checkpoint, r.view, r.view_b, r.layer): r.value
-                 for r in matches.select(statistic="stability")}
+    stability = {
+        (r.measure, r.checkpoint, r.view, r.view_b, r.layer): r.value
+        for r in matches.select(statistic="stability")
+    }
     for (measure, ckpt, view, view_b), rows in _groups(
         matches.select(statistic="value"), "measure", "checkpoint", "view", "view_b"
     ).items():
@@ -103,10 +118,12 @@ def _best_match(table: ResultsTable, alpha: float) -> list[str]:
         for r in sorted(rows, key=lambda r: r.layer):
             mark = "" if r.p_value is None else ("*" if r.p_value < alpha else " (n.s.)")
             share = stability.get((measure, ckpt, view, view_b, r.layer))
-            pairs.append(f"{r.layer}->{r.layer_b}{mark}"
-                         + ("" if share is None else f" ({share:.0%})"))
-        lines.append(f"  {ckpt}, {measure}: {view} layer -> best {view_b} layer: "
-                     + ", ".join(pairs))
+            pairs.append(
+                f"{r.layer}->{r.layer_b}{mark}" + ("" if share is None else f" ({share:.0%})")
+            )
+        lines.append(
+            f"  {ckpt}, {measure}: {view} layer -> best {view_b} layer: " + ", ".join(pairs)
+        )
     if lines and any(r.p_value is not None for r in matches):
         lines.append(f"  (* = better than chance: max-over-layers permutation p < {alpha})")
     if stability:
@@ -117,19 +134,25 @@ def _best_match(table: ResultsTable, alpha: float) -> list[str]:
 def _id(table: ResultsTable) -> list[str]:
     lines = []
     phases = table.select(analysis="abstraction-phase")
-    for (measure, view), rows in _groups(table.select(analysis="id-profile"), "measure",
-                                         "view").items():
+    for (measure, view), rows in _groups(
+        table.select(analysis="id-profile"), "measure", "view"
+    ).items():
         parts, peaks = [], {}
         for ckpt in ResultsTable(rows).unique("checkpoint"):
-            stats = {r.statistic: r.value
-                     for r in phases.select(measure=measure, view=view, checkpoint=ckpt)}
+            stats = {
+                r.statistic: r.value
+                for r in phases.select(measure=measure, view=view, checkpoint=ckpt)
+            }
             if not stats or not math.isfinite(stats.get("peak_layer", math.nan)):
                 top = max((r for r in rows if r.checkpoint == ckpt), key=lambda r: r.value)
-                parts.append(f"{ckpt}: no interior peak (max {_num(top.value)} at layer "
-                             f"{top.layer})")
+                parts.append(
+                    f"{ckpt}: no interior peak (max {_num(top.value)} at layer {top.layer})"
+                )
                 continue
-            noisy = any(NOISE_NOTE in r.notes for r in phases.select(
-                measure=measure, view=view, checkpoint=ckpt))
+            noisy = any(
+                NOISE_NOTE in r.notes
+                for r in phases.select(measure=measure, view=view, checkpoint=ckpt)
+            )
             if not noisy:
                 peaks[ckpt] = int(stats["peak_layer"])
             parts.append(
@@ -175,7 +198,8 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05) -> str:
     head = [
         f"checkpoints: {', '.join(map(str, checkpoints))}; layers {layers[0]}..{layers[-1]} "
         f"(0 = embedding output); up to {n} samples per point"
-        if layers else f"checkpoints: {', '.join(map(str, checkpoints))}"
+        if layers
+        else f"checkpoints: {', '.join(map(str, checkpoints))}"
     ]
     if notes:
         head.append("some measures ran on a subsample (see the notes column)")

@@ -22,51 +22,96 @@ def _names(text: str) -> list[str]:
 def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
     """Options that build a :class:`~geomalign.analysis.Calibration` (shared with ``demo``)."""
     group = parser.add_argument_group("calibration")
-    group.add_argument("--permutations", type=int, default=100, metavar="N",
-                       help="permutations of the permutation null (0: no p-values; default 100)")
-    group.add_argument("--resamples", type=int, default=100, metavar="N",
-                       help="bootstrap resamples for CIs (0: no CIs; default 100)")
-    group.add_argument("--confidence", type=float, default=0.95,
-                       help="confidence level of the CIs (default 0.95)")
-    group.add_argument("--max-samples", type=int, default=2000, metavar="N",
-                       help="subsample size for measures other than streamed linear CKA "
-                       "(default 2000; 0: all samples)")
+    group.add_argument(
+        "--permutations",
+        type=int,
+        default=100,
+        metavar="N",
+        help="permutations of the permutation null (0: no p-values; default 100)",
+    )
+    group.add_argument(
+        "--resamples",
+        type=int,
+        default=100,
+        metavar="N",
+        help="bootstrap resamples for CIs (0: no CIs; default 100)",
+    )
+    group.add_argument(
+        "--confidence", type=float, default=0.95, help="confidence level of the CIs (default 0.95)"
+    )
+    group.add_argument(
+        "--max-samples",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="subsample size for measures other than streamed linear CKA "
+        "(default 2000; 0: all samples)",
+    )
     group.add_argument("--seed", type=int, default=0, help="seed of subsamples, nulls, bootstrap")
 
 
 def calibration_from(args: argparse.Namespace) -> Calibration:
     """The Calibration the parsed options describe."""
-    return Calibration(n_permutations=args.permutations, n_resamples=args.resamples,
-                       confidence=args.confidence, max_samples=args.max_samples or None,
-                       random_state=args.seed)
+    return Calibration(
+        n_permutations=args.permutations,
+        n_resamples=args.resamples,
+        confidence=args.confidence,
+        max_samples=args.max_samples or None,
+        random_state=args.seed,
+    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``analyze`` subcommand."""
     parser = subparsers.add_parser(
-        "analyze", help=COMMANDS["analyze"],
+        "analyze",
+        help=COMMANDS["analyze"],
         description=__doc__.split("\n")[0].replace("``", ""),
     )
     parser.add_argument("store", help="an activation store (.h5)")
-    parser.add_argument("--measures", type=_names, required=True,
-                        help="comma-separated registry names, e.g. "
-                        "cka-linear,mutual-knn,ot-sinkhorn,id-gride")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="output folder (results.csv, summary.txt, figures/)")
-    parser.add_argument("--map-measures", type=_names, default=None,
-                        help="measures for layer x layer maps (default: the first two-view "
-                        "measure; '' for none)")
+    parser.add_argument(
+        "--measures",
+        type=_names,
+        required=True,
+        help="comma-separated registry names, e.g. cka-linear,mutual-knn,ot-sinkhorn,id-gride",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output folder (results.csv, summary.txt, figures/)"
+    )
+    parser.add_argument(
+        "--map-measures",
+        type=_names,
+        default=None,
+        help="measures for layer x layer maps (default: the first two-view measure; '' for none)",
+    )
     parser.add_argument("--base", default=None, help="reference checkpoint (default: the first)")
-    parser.add_argument("--image", type=_view, default=("image", None), metavar="MODALITY[/POOL]",
-                        help="image view (default: image with mean or last pooling)")
-    parser.add_argument("--text", type=_view, default=("text", None), metavar="MODALITY[/POOL]",
-                        help="caption view (default: text with mean or last pooling)")
-    parser.add_argument("--min-prominence", type=float, default=0.0,
-                        help="smallest ID peak prominence counted as an abstraction phase")
-    parser.add_argument("--formats", type=_names, default=["png"],
-                        help="figure formats, comma-separated: png,pdf,svg (default png)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace results already in --out")
+    parser.add_argument(
+        "--image",
+        type=_view,
+        default=("image", None),
+        metavar="MODALITY[/POOL]",
+        help="image view (default: image with mean or last pooling)",
+    )
+    parser.add_argument(
+        "--text",
+        type=_view,
+        default=("text", None),
+        metavar="MODALITY[/POOL]",
+        help="caption view (default: text with mean or last pooling)",
+    )
+    parser.add_argument(
+        "--min-prominence",
+        type=float,
+        default=0.0,
+        help="smallest ID peak prominence counted as an abstraction phase",
+    )
+    parser.add_argument(
+        "--formats",
+        type=_names,
+        default=["png"],
+        help="figure formats, comma-separated: png,pdf,svg (default png)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     add_calibration_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -81,12 +126,20 @@ def run(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr)  # noqa: T201 - the command's error output
         return 1
     table = analyze_store(
-        args.store, measures=args.measures, map_measures=args.map_measures, base=args.base,
-        image=args.image, text=args.text, calibration=calibration_from(args),
-        min_prominence=args.min_prominence, progress=True,
+        args.store,
+        measures=args.measures,
+        map_measures=args.map_measures,
+        base=args.base,
+        image=args.image,
+        text=args.text,
+        calibration=calibration_from(args),
+        min_prominence=args.min_prominence,
+        progress=True,
     )
     written = write_results(table, args.out, formats=args.formats)
     print(written.summary.read_text(), end="")  # noqa: T201 - the command's output
-    print(f"wrote {written.table}, {written.summary} and "  # noqa: T201
-          f"{len(written.figures)} figures in {args.out / 'figures'}")
+    print(  # noqa: T201
+        f"wrote {written.table}, {written.summary} and "
+        f"{len(written.figures)} figures in {args.out / 'figures'}"
+    )
     return 0

@@ -16,15 +16,22 @@ def _names(text: str) -> list[str]:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``plot`` subcommand."""
     parser = subparsers.add_parser(
-        "plot", help=COMMANDS["plot"],
+        "plot",
+        help=COMMANDS["plot"],
         description=__doc__.split("\n")[0].replace("``", ""),
     )
-    parser.add_argument("results", type=Path,
-                        help="a folder written by `geomalign analyze` (or its results.csv)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="figure folder (default: RESULTS_DIR/figures)")
-    parser.add_argument("--formats", type=_names, default=["png"],
-                        help="figure formats, comma-separated: png,pdf,svg (default png)")
+    parser.add_argument(
+        "results", type=Path, help="a folder written by `geomalign analyze` (or its results.csv)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="figure folder (default: RESULTS_DIR/figures)"
+    )
+    parser.add_argument(
+        "--formats",
+        type=_names,
+        default=["png"],
+        help="figure formats, comma-separated: png,pdf,svg (default png)",
+    )
     parser.set_defaults(func=run)
 
 

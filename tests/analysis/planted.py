@@ -39,8 +39,10 @@ def planted_layers(seed: int = 0) -> dict[tuple[str, str], np.ndarray]:
         for layer, d in enumerate(ID_TUNED)
     ]
     out = {}
-    for ckpt, image, routes in (("base", image_base, ROUTES_BASE),
-                                ("tuned", image_tuned, ROUTES_TUNED)):
+    for ckpt, image, routes in (
+        ("base", image_base, ROUTES_BASE),
+        ("tuned", image_tuned, ROUTES_TUNED),
+    ):
         text = [
             _rotate(image[routes[layer]], rng) if layer in routes else _cloud(rng, 8)
             for layer in LAYERS
@@ -54,7 +56,8 @@ def write_planted(path, seed: int = 0) -> None:
     ids = [f"s{i:04d}" for i in range(N_SAMPLES)]
     with ActivationStore.create(path, ids, captions=[f"caption {i}" for i in ids]) as store:
         for (ckpt, modality), data in planted_layers(seed).items():
-            store.add_checkpoint(ckpt, model=f"planted/{ckpt}", n_layers=len(LAYERS) - 1,
-                                 hidden_size=DIM)
+            store.add_checkpoint(
+                ckpt, model=f"planted/{ckpt}", n_layers=len(LAYERS) - 1, hidden_size=DIM
+            )
             store.create_view(ckpt, modality, "mean", layers=LAYERS, dim=DIM, dtype="float32")
             store.write(ckpt, modality, "mean", np.arange(N_SAMPLES), data)

@@ -4,15 +4,32 @@ from geomalign.cli import main
 
 def test_analyze_then_plot(planted_store, tmp_path, capsys):
     out = tmp_path / "results"
-    argv = ["analyze", str(planted_store), "--measures", "cka-linear,id-twonn", "--out", str(out),
-            "--permutations", "5", "--resamples", "5", "--map-measures", ""]
+    argv = [
+        "analyze",
+        str(planted_store),
+        "--measures",
+        "cka-linear,id-twonn",
+        "--out",
+        str(out),
+        "--permutations",
+        "5",
+        "--resamples",
+        "5",
+        "--map-measures",
+        "",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "Cross-modal alignment" in printed
     assert "Intrinsic dimension" in printed
     table = ResultsTable.from_csv(out / "results.csv")
-    assert set(table.unique("analysis")) == {"cross-modal", "cross-checkpoint", "tuning-change",
-                                             "id-profile", "abstraction-phase"}
+    assert set(table.unique("analysis")) == {
+        "cross-modal",
+        "cross-checkpoint",
+        "tuning-change",
+        "id-profile",
+        "abstraction-phase",
+    }
     assert (out / "summary.txt").read_text().startswith("checkpoints: base, tuned")
     assert (out / "figures" / "cross-modal_cka-linear.png").stat().st_size > 0
 

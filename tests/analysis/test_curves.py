@@ -23,8 +23,9 @@ def _by_layer(table, measure):
 
 def test_cross_modal_curve_finds_the_rotated_layer(planted_store):
     cal = Calibration(n_permutations=30, n_resamples=20)
-    table = cross_modal_curve(planted_store, "base", measures=["cka-linear", "mutual-knn"],
-                              calibration=cal)
+    table = cross_modal_curve(
+        planted_store, "base", measures=["cka-linear", "mutual-knn"], calibration=cal
+    )
     cka, rows = _by_layer(table, "cka-linear")
     # base: text layer 2 is a rotation of image layer 2; text layer 4 comes from image layer 1.
     assert cka[2] == pytest.approx(1.0, abs=1e-6)
@@ -32,17 +33,23 @@ def test_cross_modal_curve_finds_the_rotated_layer(planted_store):
     assert rows[2].p_value == pytest.approx(1 / 31)
     assert rows[2].null_mean < 0.5
     assert rows[2].ci_low <= rows[2].value <= rows[2].ci_high + 1e-9
-    assert all(r.kind == "similarity" and r.view == "image/mean" and r.view_b == "text/mean"
-               and r.checkpoint == r.checkpoint_b == "base" and r.n_samples == N_SAMPLES
-               for r in rows)
+    assert all(
+        r.kind == "similarity"
+        and r.view == "image/mean"
+        and r.view_b == "text/mean"
+        and r.checkpoint == r.checkpoint_b == "base"
+        and r.n_samples == N_SAMPLES
+        for r in rows
+    )
     knn, _ = _by_layer(table, "mutual-knn")
     assert knn[2] == pytest.approx(1.0)
     assert np.all(np.delete(knn, 2) < 0.5)
 
 
 def test_cross_checkpoint_curve_finds_the_layers_tuning_kept(planted_store):
-    table = cross_checkpoint_curve(planted_store, "image", base="base", tuned="tuned",
-                                   measures=["cka-linear"])
+    table = cross_checkpoint_curve(
+        planted_store, "image", base="base", tuned="tuned", measures=["cka-linear"]
+    )
     cka, rows = _by_layer(table, "cka-linear")
     np.testing.assert_allclose(cka[:3], 1.0, atol=1e-6)
     assert np.all(cka[3:] < 0.5)
@@ -53,8 +60,9 @@ def test_cross_checkpoint_curve_finds_the_layers_tuning_kept(planted_store):
 
 def test_tuning_change_is_significant_only_where_planted(planted_store):
     cal = Calibration(n_resamples=40)
-    table = tuning_change_curve(planted_store, base="base", tuned="tuned",
-                                measures=["cka-linear"], calibration=cal)
+    table = tuning_change_curve(
+        planted_store, base="base", tuned="tuned", measures=["cka-linear"], calibration=cal
+    )
     diff, rows = _by_layer(table, "cka-linear")
     # tuned aligns image and text at layers 2, 3, 4; base at layer 2 only.
     assert diff[2] == pytest.approx(0.0, abs=1e-6)
@@ -71,8 +79,14 @@ def test_tuning_change_is_significant_only_where_planted(planted_store):
 
 def test_streamed_linear_cka_is_exact_when_subsampling(planted_store):
     cal = Calibration(max_samples=60, working_memory=0.01)  # 60 of 160 rows, blocks of ~80 rows
-    table = compare_views(planted_store, ("base", "image", "mean"), ("tuned", "image", "mean"),
-                          measures=["cka-linear", "mutual-knn"], layers=[3], calibration=cal)
+    table = compare_views(
+        planted_store,
+        ("base", "image", "mean"),
+        ("tuned", "image", "mean"),
+        measures=["cka-linear", "mutual-knn"],
+        layers=[3],
+        calibration=cal,
+    )
     cka = table.select(measure="cka-linear")[0]
     with ActivationStore(planted_store) as store:
         X = store.read("base", "image", "mean", 3)
@@ -88,8 +102,14 @@ def test_streamed_linear_cka_is_exact_when_subsampling(planted_store):
 def test_subsample_depends_on_the_seed(planted_store):
     def value(seed):
         cal = Calibration(max_samples=50, random_state=seed)
-        return compare_views(planted_store, ("base", "image", "mean"), ("base", "text", "mean"),
-                             measures="mutual-knn", layers=[0], calibration=cal)[0].value
+        return compare_views(
+            planted_store,
+            ("base", "image", "mean"),
+            ("base", "text", "mean"),
+            measures="mutual-knn",
+            layers=[0],
+            calibration=cal,
+        )[0].value
 
     assert value(0) == value(0)
     assert value(0) != value(1)
@@ -101,8 +121,12 @@ def test_curve_rejects_bad_inputs(planted_store, tmp_path):
     with pytest.raises(ValueError, match=r"has layers \[0, 1, 2, 3, 4, 5\]; requested \[7\]"):
         cross_modal_curve(planted_store, "base", measures="cka-linear", layers=[7])
     with pytest.raises(ValueError, match="no view base:audio/mean"):
-        compare_views(planted_store, View("base", "audio", "mean"), ("base", "text", "mean"),
-                      measures="cka-linear")
+        compare_views(
+            planted_store,
+            View("base", "audio", "mean"),
+            ("base", "text", "mean"),
+            measures="cka-linear",
+        )
     with pytest.raises(ValueError, match="no pooled 'image' view"):
         cross_modal_curve(planted_store, "other", measures="cka-linear")
     with pytest.raises(TypeError, match="view_a must be a View"):
@@ -121,8 +145,10 @@ def test_incomplete_and_token_views_are_refused(tmp_path):
         store.write("base", "text", "mean", np.arange(6), np.ones((1, 6, 4)))
         store.write("base", "text", "none", np.arange(10), np.ones((1, 20, 4)))
     with pytest.raises(ValueError, match=r"base:text/mean is incomplete: 4 of 10 .*first: s6"):
-        compare_views(path, ("base", "image", "mean"), ("base", "text", "mean"),
-                      measures="cka-linear")
+        compare_views(
+            path, ("base", "image", "mean"), ("base", "text", "mean"), measures="cka-linear"
+        )
     with pytest.raises(ValueError, match="stores every token"):
-        compare_views(path, ("base", "image", "mean"), ("base", "text", "none"),
-                      measures="cka-linear")
+        compare_views(
+            path, ("base", "image", "mean"), ("base", "text", "none"), measures="cka-linear"
+        )

@@ -62,8 +62,9 @@ def test_id_profile_recovers_planted_dimensions_and_peaks(planted_store):
     cal = Calibration(n_resamples=10)
     profiles = ResultsTable()
     for ckpt in ("base", "tuned"):
-        profiles.extend(id_profile(planted_store, (ckpt, "image", "mean"), measure="id-twonn",
-                                   calibration=cal))
+        profiles.extend(
+            id_profile(planted_store, (ckpt, "image", "mean"), measure="id-twonn", calibration=cal)
+        )
     base = sorted(profiles.select(checkpoint="base"), key=lambda r: r.layer)
     estimates = np.array([r.value for r in base])
     # TwoNN on 160 Gaussian points: close for small d, biased low for d = 12
@@ -81,8 +82,10 @@ def test_id_profile_recovers_planted_dimensions_and_peaks(planted_store):
 def test_flat_profile_reports_no_phase():
     from geomalign.analysis import Result
 
-    flat = ResultsTable(Result("id-profile", "id-twonn", "c", "image/mean", layer, 5.0 + layer)
-                        for layer in range(4))
+    flat = ResultsTable(
+        Result("id-profile", "id-twonn", "c", "image/mean", layer, 5.0 + layer)
+        for layer in range(4)
+    )
     (row,) = abstraction_phase(flat)
     assert np.isnan(row.value)
     assert "no interior peak" in row.notes
@@ -101,8 +104,9 @@ def test_estimator_warnings_become_notes(tmp_path):
         store.add_checkpoint("base", model="m")
         store.create_view("base", "text", "mean", layers=[0], dim=5)
         store.write("base", "text", "mean", np.arange(60), X[None])
-    (row,) = id_profile(path, ("base", "text", "mean"), measure="id-twonn",
-                        calibration=Calibration(n_resamples=4))
+    (row,) = id_profile(
+        path, ("base", "text", "mean"), measure="id-twonn", calibration=Calibration(n_resamples=4)
+    )
     assert "warning: 10 of 60 rows of X are duplicates" in row.notes
     assert "warnings in resamples" in row.notes
     assert np.isfinite(row.value)
@@ -113,8 +117,16 @@ def test_phase_within_the_ci_is_flagged():
 
     def profile(half_width):
         return ResultsTable(
-            Result("id-profile", "id-twonn", "c", "image/mean", layer, value,
-                   ci_low=value - half_width, ci_high=value + half_width)
+            Result(
+                "id-profile",
+                "id-twonn",
+                "c",
+                "image/mean",
+                layer,
+                value,
+                ci_low=value - half_width,
+                ci_high=value + half_width,
+            )
             for layer, value in enumerate([4.0, 5.0, 6.0, 5.0, 4.0])
         )
 

@@ -6,11 +6,21 @@ from geomalign.analysis import Calibration, layer_map, map_matrix
 
 def test_best_match_finds_planted_routes_with_max_null(planted_store):
     cal = Calibration(n_permutations=30, n_resamples=20)
-    table = layer_map(planted_store, ("base", "image", "mean"), ("base", "text", "mean"),
-                      measure="cka-linear", calibration=cal)
-    layers_a, layers_b, values = map_matrix(table, measure="cka-linear", checkpoint="base",
-                                            view="image/mean", checkpoint_b="base",
-                                            view_b="text/mean")
+    table = layer_map(
+        planted_store,
+        ("base", "image", "mean"),
+        ("base", "text", "mean"),
+        measure="cka-linear",
+        calibration=cal,
+    )
+    layers_a, layers_b, values = map_matrix(
+        table,
+        measure="cka-linear",
+        checkpoint="base",
+        view="image/mean",
+        checkpoint_b="base",
+        view_b="text/mean",
+    )
     assert layers_a == layers_b == list(range(6))
     assert values.shape == (6, 6)
     # planted: text 2 = rotated image 2, text 4 = rotated image 1; everything else independent.
@@ -36,8 +46,14 @@ def test_best_match_finds_planted_routes_with_max_null(planted_store):
 
 def test_distance_map_picks_the_smallest_distance(planted_store):
     view = ("base", "image", "mean")
-    table = layer_map(planted_store, view, view, measure="information-imbalance",
-                      layers_a=[1, 2, 3], layers_b=[1, 2, 3])
+    table = layer_map(
+        planted_store,
+        view,
+        view,
+        measure="information-imbalance",
+        layers_a=[1, 2, 3],
+        layers_b=[1, 2, 3],
+    )
     best = {r.layer: r.layer_b for r in table.select(analysis="best-match", statistic="value")}
     assert best == {1: 1, 2: 2, 3: 3}
     assert table[0].kind == "distance"
@@ -45,11 +61,21 @@ def test_distance_map_picks_the_smallest_distance(planted_store):
 
 
 def test_map_matrix_error_lists_available_maps(planted_store):
-    table = layer_map(planted_store, ("base", "image", "mean"), ("base", "text", "mean"),
-                      layers_a=[0], layers_b=[0, 1])
+    table = layer_map(
+        planted_store,
+        ("base", "image", "mean"),
+        ("base", "text", "mean"),
+        layers_a=[0],
+        layers_b=[0, 1],
+    )
     with pytest.raises(ValueError, match=r"no layer-map rows for cka-linear between tuned"):
-        map_matrix(table, measure="cka-linear", checkpoint="tuned", view="image/mean",
-                   checkpoint_b="tuned", view_b="text/mean")
+        map_matrix(
+            table,
+            measure="cka-linear",
+            checkpoint="tuned",
+            view="image/mean",
+            checkpoint_b="tuned",
+            view_b="text/mean",
+        )
     with pytest.raises(ValueError, match=r"layers_b: view base:text/mean has layers"):
-        layer_map(planted_store, ("base", "image", "mean"), ("base", "text", "mean"),
-                  layers_b=[9])
+        layer_map(planted_store, ("base", "image", "mean"), ("base", "text", "mean"), layers_b=[9])

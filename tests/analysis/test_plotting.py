@@ -17,13 +17,21 @@ def results(planted_store):
     cal = Calibration(n_permutations=5, n_resamples=5)
     table = ResultsTable()
     for ckpt in ("base", "tuned"):
-        table.extend(cross_modal_curve(planted_store, ckpt, measures="cka-linear",
-                                       calibration=cal))
+        table.extend(cross_modal_curve(planted_store, ckpt, measures="cka-linear", calibration=cal))
         table.extend(id_profile(planted_store, (ckpt, "image", "mean"), measure="id-twonn"))
-    table.extend(layer_map(planted_store, ("base", "image", "mean"), ("base", "text", "mean"),
-                           layers_a=[1, 2], layers_b=[2, 3, 4], calibration=cal))
-    table.extend(tuning_change_curve(planted_store, base="base", tuned="tuned",
-                                     measures="cka-linear"))
+    table.extend(
+        layer_map(
+            planted_store,
+            ("base", "image", "mean"),
+            ("base", "text", "mean"),
+            layers_a=[1, 2],
+            layers_b=[2, 3, 4],
+            calibration=cal,
+        )
+    )
+    table.extend(
+        tuning_change_curve(planted_store, base="base", tuned="tuned", measures="cka-linear")
+    )
     table.extend(abstraction_phase(table))
     return table
 
@@ -40,8 +48,11 @@ def test_plot_results_writes_every_figure_in_every_format(results, tmp_path):
     assert len(paths) == 12
     for p in paths:
         head = p.read_bytes()[:8]
-        assert {".png": head.startswith(b"\x89PNG"), ".pdf": head.startswith(b"%PDF"),
-                ".svg": b"<" in head}[p.suffix]
+        assert {
+            ".png": head.startswith(b"\x89PNG"),
+            ".pdf": head.startswith(b"%PDF"),
+            ".svg": b"<" in head,
+        }[p.suffix]
         assert p.stat().st_size > 5000
 
 
@@ -58,8 +69,14 @@ def test_curve_figure_has_one_line_per_checkpoint_and_explains_symbols(results):
 
 
 def test_layer_map_figure_shape_and_labels(results):
-    fig = plot_layer_map(results, measure="cka-linear", checkpoint="base", view="image/mean",
-                         checkpoint_b="base", view_b="text/mean")
+    fig = plot_layer_map(
+        results,
+        measure="cka-linear",
+        checkpoint="base",
+        view="image/mean",
+        checkpoint_b="base",
+        view_b="text/mean",
+    )
     ax = fig.axes[0]
     assert ax.images[0].get_array().shape == (2, 3)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "3", "4"]

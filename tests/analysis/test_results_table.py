@@ -8,15 +8,38 @@ from geomalign.analysis import COLUMNS, Result, ResultsTable
 
 def _rows():
     return [
-        Result("cross-modal", "cka-linear", "base", "image/mean", 0, 0.1 + 0.2, checkpoint_b="base",
-               view_b="text/mean", layer_b=0, kind="similarity", ci_low=1 / 3, ci_high=2 / 3,
-               null_mean=1e-17, null_std=0.5, p_value=1 / 101, n_samples=2000,
-               notes='subsampled n=2000 of 9000 seed=0, "quoted", with comma'),
-        Result("id-profile", "id-gride", "tuned", "text/last", 12, np.float32(7.25),
-               kind="dimension"),
+        Result(
+            "cross-modal",
+            "cka-linear",
+            "base",
+            "image/mean",
+            0,
+            0.1 + 0.2,
+            checkpoint_b="base",
+            view_b="text/mean",
+            layer_b=0,
+            kind="similarity",
+            ci_low=1 / 3,
+            ci_high=2 / 3,
+            null_mean=1e-17,
+            null_std=0.5,
+            p_value=1 / 101,
+            n_samples=2000,
+            notes='subsampled n=2000 of 9000 seed=0, "quoted", with comma',
+        ),
+        Result(
+            "id-profile", "id-gride", "tuned", "text/last", 12, np.float32(7.25), kind="dimension"
+        ),
         Result("abstraction-phase", "id-gride", "tuned", "text/last", None, 4.5, statistic="onset"),
-        Result("intervention", "accuracy", "base", "image/mean", np.int64(3), float("nan"),
-               notes="line one\nline two"),
+        Result(
+            "intervention",
+            "accuracy",
+            "base",
+            "image/mean",
+            np.int64(3),
+            float("nan"),
+            notes="line one\nline two",
+        ),
     ]
 
 
