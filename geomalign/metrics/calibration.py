@@ -212,8 +212,13 @@ def bootstrap_ci(
 
     Notes
     -----
-    Measures with ``resampling == "bootstrap"`` get the percentile bootstrap: n rows drawn
-    with replacement per resample, and the interval between the resamples' quantiles.
+    Measures with ``resampling == "bootstrap"`` get the bootstrap: n rows drawn with
+    replacement per resample. Plain percentile intervals of such measures can miss their own
+    estimate: a resample repeats rows, and CKA on n = 15 samples of width 40 rises by about
+    0.09 when rows repeat, so that the 95% percentile interval excluded the full-sample value in
+    18 of 20 trials. The resamples' mean minus the full-sample value estimates that bias, and
+    the interval is the percentile interval shifted by it (a bias-corrected percentile
+    interval): ``value + quantiles(resamples - mean(resamples))``.
 
     Measures built on neighbourhoods (mutual k-NN, cycle k-NN, CKNNA, information imbalance,
     the neighbour-based intrinsic dimensions) have ``resampling == "half-sampling"``. A
@@ -224,8 +229,7 @@ def bootstrap_ci(
     draws n // 2 rows without replacement: by the finite-population correction a half-sample
     statistic varies about as much as the full-sample one (variance
     :math:`\sigma^2 (1/m - 1/n) = \sigma^2 / n` at :math:`m = n/2`), and its shift with
-    sample size is removed by centring, so the interval is
-    ``value + quantiles(resamples - mean(resamples))``.
+    sample size is removed by the same centring as above.
 
     References
     ----------
@@ -263,7 +267,7 @@ def bootstrap_ci(
         idx = np.sort(rng.choice(n, size=size, replace=False)) if half else rng.integers(0, n, n)
         values[b] = m(*(_take(V, idx) for V in views))
     tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(values - values.mean() + value if half else values, [tail, 1 - tail])
+    low, high = np.quantile(values - values.mean() + value, [tail, 1 - tail])
     return BootstrapResult(
         value=float(value),
         ci_low=float(low),

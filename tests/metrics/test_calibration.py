@@ -97,10 +97,27 @@ def test_neighbourhood_measures_are_half_sampled_around_the_full_value():
     assert r.resample_size == 100
     assert r.ci_low < r.value < r.ci_high
     # an ordinary bootstrap pairs each repeated row with its copy in both views and inflates
-    # the overlap: its interval misses the full-sample value
+    # the overlap: its resamples centre above the whole half-sampled interval
     naive = Measure("naive", "similarity", 2, get("mutual-knn").func, "", {"k": 10})
     inflated = bootstrap_ci(naive, X, Y, n_resamples=30, random_state=0)
-    assert inflated.ci_low > r.value
+    assert inflated.resamples.mean() > r.ci_high
+
+
+def test_bootstrap_interval_is_corrected_for_the_bias_of_repeated_rows():
+    # few samples, many features: resamples with repeated rows raise CKA well above the
+    # full-sample value, and an uncorrected percentile interval would miss it
+    rng = np.random.default_rng(11)
+    for seed in range(5):
+        X = rng.standard_normal((15, 40))
+        Y = X[:, :30] + 2.0 * rng.standard_normal((15, 30))
+        r = bootstrap_ci("cka-linear", X, Y, n_resamples=100, random_state=seed)
+        bias = r.resamples.mean() - r.value
+        assert bias > 0.03
+        assert np.quantile(r.resamples, 0.025) > r.value - bias / 2  # the raw interval's edge
+        assert r.ci_low < r.value < r.ci_high
+        np.testing.assert_allclose(
+            [r.ci_low, r.ci_high], np.quantile(r.resamples, [0.025, 0.975]) - bias
+        )
 
 
 def test_bootstrap_one_view_dimension():
