@@ -2,7 +2,7 @@
 
 Usage: python _store_writer.py PATH KILL_AT_FLUSH   (0 = never)
 The data of sample i, layer l is a deterministic function of (i, l), so any run's result can be
-compared with an uninterrupted one.
+compared with an uninterrupted one. :func:`kill_at_flush` also serves the extraction worker.
 """
 
 import os
@@ -23,7 +23,8 @@ def rows(samples: np.ndarray) -> np.ndarray:
     return np.stack([grid[0] + 0.25 * layer for layer in LAYERS]).astype(np.float32) / 997.0
 
 
-def main(path: str, kill_at: int) -> None:
+def kill_at_flush(kill_at: int) -> None:
+    """Make this process kill itself (SIGKILL) at its ``kill_at``-th HDF5 flush (0 = never)."""
     real_flush = h5py.File.flush
     count = 0
 
@@ -35,6 +36,10 @@ def main(path: str, kill_at: int) -> None:
         real_flush(self)
 
     h5py.File.flush = flush
+
+
+def main(path: str, kill_at: int) -> None:
+    kill_at_flush(kill_at)
     ids = [f"s{i:04d}" for i in range(N_SAMPLES)]
     store = ActivationStore.create(path, ids, resume=True)
     store.add_checkpoint("tuned", model="toy", n_layers=6, hidden_size=DIM)

@@ -1,16 +1,23 @@
-"""Shared pieces of the Hugging Face adapters: the selective forward pass and model facts."""
+"""What the Hugging Face adapters share: a base class with the selective forward pass."""
 
 from __future__ import annotations
 
+import abc
 import inspect
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel
 
-from geomalign.extract._base import EncodedBatch, dtype_name, to_device
+from geomalign.extract._base import (
+    Adapter,
+    EncodedBatch,
+    dtype_name,
+    resolve_device,
+    resolve_dtype,
+    to_device,
+)
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
@@ -37,39 +44,104 @@ def model_name(model: PreTrainedModel, name: str | None) -> str:
     return name or getattr(model, "name_or_path", "") or type(model).__name__
 
 
-def hf_provenance(
-    model: PreTrainedModel, name: str | None, revision: str | None
-) -> dict[str, str | int | float]:
-    """Provenance entries shared by the Hugging Face adapters."""
-    facts: dict[str, str | int | float] = {
-        "model": model_name(model, name),
-        "architecture": type(model).__name__,
-        "dtype": dtype_name(model_dtype(model)),
-    }
-    if revision is not None:
-        facts["revision"] = revision
-    return facts
+class HFAdapter(Adapter):
+    """A transformers model whose trunk (``model.base_model``) reports per-layer hidden states.
 
+    Holds what the text and vision-language adapters share: the model, its text config (layer
+    count and width), provenance and the forward pass. Subclasses add encoding and say which
+    prompt template(s) they record.
 
-def selected_hidden_states(
-    model: PreTrainedModel, batch: EncodedBatch, layers: Sequence[int], n_layers: int
-) -> list[torch.Tensor]:
-    """Run the model's trunk (no output head, no KV cache) and keep the hidden states of ``layers``.
-
-    transformers records hidden states through hooks and keeps only the indices passed as
-    ``output_hidden_states``; models that take only a flag return all of them, and the requested
-    ones are picked here.
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        Put in eval mode.
+    name : str or None
+        Model id or path recorded as provenance; the path the model was loaded from when None.
+    revision : str or None
+        Hub revision recorded as provenance.
     """
-    trunk = model.base_model
-    inputs = to_device(batch.inputs, model_device(model), model_dtype(model))
-    params = inspect.signature(trunk.forward).parameters
-    if "use_cache" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        inputs["use_cache"] = False
-    out = trunk(**inputs, output_hidden_states=list(layers))
-    states = out.hidden_states
-    if states is None or len(states) != n_layers:
-        raise ValueError(
-            f"{type(model).__name__} returned {0 if states is None else len(states)} hidden "
-            f"states; expected {n_layers} (embedding output + one per block)."
+
+    def __init__(self, model: PreTrainedModel, *, name: str | None, revision: str | None) -> None:
+        if not isinstance(model, PreTrainedModel):
+            raise TypeError(
+                f"model must be a transformers PreTrainedModel; got {type(model).__name__} "
+                "(wrap other modules with ModuleAdapter)."
+            )
+        self.model = model.eval()
+        self.name = name
+        self.revision = revision
+        self._config = model.config.get_text_config()
+
+    @classmethod
+    def _load(
+        cls,
+        model_class: type,
+        companion_class: type,
+        model_id: str | os.PathLike,
+        *,
+        revision: str | None,
+        dtype: str | torch.dtype,
+        device: str | torch.device | None,
+        **options: str,
+    ) -> HFAdapter:
+        """Load the model and its tokenizer or processor from the hub or a local folder.
+
+        ``device`` defaults to CUDA when present; ``options`` go to the constructor.
+        """
+        model = model_class.from_pretrained(model_id, revision=revision, dtype=resolve_dtype(dtype))
+        companion = companion_class.from_pretrained(model_id, revision=revision)
+        return cls(
+            model.to(resolve_device(device)),
+            companion,
+            name=source_name(model_id),
+            revision=revision,
+            **options,
         )
-    return [states[layer] for layer in layers]
+
+    @property
+    def n_layers(self) -> int:
+        return int(self._config.num_hidden_layers) + 1
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self._config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return model_device(self.model)
+
+    @abc.abstractmethod
+    def _template_record(self) -> str:
+        """The prompt template(s) as recorded in the provenance."""
+
+    def provenance(self) -> dict[str, str | int | float]:
+        facts: dict[str, str | int | float] = {
+            "model": model_name(self.model, self.name),
+            "architecture": type(self.model).__name__,
+            "dtype": dtype_name(model_dtype(self.model)),
+        }
+        if self.revision is not None:
+            facts["revision"] = self.revision
+        facts["template"] = self._template_record()
+        return facts
+
+    def _forward(self, batch: EncodedBatch, layers: list[int]) -> list[torch.Tensor]:
+        """Run the trunk (no output head, no KV cache) and keep the hidden states of ``layers``.
+
+        transformers records hidden states through hooks and keeps only the indices passed as
+        ``output_hidden_states``; models that take only a flag return all of them, and the
+        requested ones are picked here.
+        """
+        trunk = self.model.base_model
+        inputs = to_device(batch.inputs, self.device, model_dtype(self.model))
+        params = inspect.signature(trunk.forward).parameters
+        if "use_cache" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            inputs["use_cache"] = False
+        out = trunk(**inputs, output_hidden_states=list(layers))
+        states = out.hidden_states
+        if states is None or len(states) != self.n_layers:
+            raise ValueError(
+                f"{type(self.model).__name__} returned {0 if states is None else len(states)} "
+                f"hidden states; expected {self.n_layers} (embedding output + one per block)."
+            )
+        return [states[layer] for layer in layers]

@@ -15,20 +15,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from geomalign.extract._base import (
-    Adapter,
-    EncodedBatch,
-    check_template,
-    fill_template,
-    resolve_device,
-    resolve_dtype,
-)
-from geomalign.extract._hf import (
-    hf_provenance,
-    model_device,
-    selected_hidden_states,
-    source_name,
-)
+from geomalign.extract._base import EncodedBatch, check_template, fill_template
+from geomalign.extract._hf import HFAdapter
 
 __all__ = ["TextAdapter", "encode_captions"]
 
@@ -90,7 +78,7 @@ def encode_captions(
     return EncodedBatch(inputs=inputs, attention_mask=inputs["attention_mask"], region=region)
 
 
-class TextAdapter(Adapter):
+class TextAdapter(HFAdapter):
     """A Hugging Face text model (a causal LLM or an encoder) applied to the captions.
 
     Parameters
@@ -120,17 +108,9 @@ class TextAdapter(Adapter):
         name: str | None = None,
         revision: str | None = None,
     ) -> None:
-        if not isinstance(model, PreTrainedModel):
-            raise TypeError(
-                f"model must be a transformers PreTrainedModel; got {type(model).__name__} "
-                "(wrap other modules with ModuleAdapter)."
-            )
-        self.model = model.eval()
+        super().__init__(model, name=name, revision=revision)
         self.tokenizer = tokenizer
         self.template = check_template(template, "{caption}", "{image}", "template")
-        self.name = name
-        self.revision = revision
-        self._config = model.config.get_text_config()
 
     @classmethod
     def from_pretrained(
@@ -150,35 +130,19 @@ class TextAdapter(Adapter):
         """
         config = AutoConfig.from_pretrained(model_id, revision=revision)
         causal = any(a.endswith(_CAUSAL_SUFFIXES) for a in config.architectures or ())
-        auto = AutoModelForCausalLM if causal else AutoModel
-        model = auto.from_pretrained(model_id, revision=revision, dtype=resolve_dtype(dtype))
-        tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
-        return cls(
-            model.to(resolve_device(device)),
-            tokenizer,
-            template=template,
-            name=source_name(model_id),
+        return cls._load(
+            AutoModelForCausalLM if causal else AutoModel,
+            AutoTokenizer,
+            model_id,
             revision=revision,
+            dtype=dtype,
+            device=device,
+            template=template,
         )
 
-    @property
-    def n_layers(self) -> int:
-        return int(self._config.num_hidden_layers) + 1
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self._config.hidden_size)
-
-    @property
-    def device(self) -> torch.device:
-        return model_device(self.model)
-
-    def provenance(self) -> dict[str, str | int | float]:
-        return {**hf_provenance(self.model, self.name, self.revision), "template": self.template}
+    def _template_record(self) -> str:
+        return self.template
 
     def encode(self, modality: str, items: Sequence[object]) -> EncodedBatch:
         self.check_modality(modality)
         return encode_captions(self.tokenizer, [str(c) for c in items], template=self.template)
-
-    def _forward(self, batch: EncodedBatch, layers: list[int]) -> list[torch.Tensor]:
-        return selected_hidden_states(self.model, batch, layers, self.n_layers)

@@ -10,20 +10,8 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
-from geomalign.extract._base import (
-    Adapter,
-    EncodedBatch,
-    check_template,
-    fill_template,
-    resolve_device,
-    resolve_dtype,
-)
-from geomalign.extract._hf import (
-    hf_provenance,
-    model_device,
-    selected_hidden_states,
-    source_name,
-)
+from geomalign.extract._base import EncodedBatch, check_template, fill_template
+from geomalign.extract._hf import HFAdapter
 from geomalign.extract.text import encode_captions
 
 __all__ = ["LLAVA_IMAGE_TEMPLATE", "LLAVA_TEXT_TEMPLATE", "VLMAdapter"]
@@ -34,7 +22,7 @@ LLAVA_IMAGE_TEMPLATE = "USER: {image}\nASSISTANT:"
 LLAVA_TEXT_TEMPLATE = "USER: {caption}\nASSISTANT:"
 
 
-class VLMAdapter(Adapter):
+class VLMAdapter(HFAdapter):
     """The language model of a vision-language model, seen through two prompts per pair.
 
     The image view is an image-only prompt (``image_template``, no caption); its region is the
@@ -76,25 +64,18 @@ class VLMAdapter(Adapter):
         name: str | None = None,
         revision: str | None = None,
     ) -> None:
-        if not isinstance(model, PreTrainedModel):
-            raise TypeError(
-                f"model must be a transformers PreTrainedModel; got {type(model).__name__}."
-            )
+        super().__init__(model, name=name, revision=revision)
         image_token = getattr(processor, "image_token", None)
         if not isinstance(image_token, str) or not hasattr(processor, "tokenizer"):
             raise TypeError(
                 f"processor must be a vision-language processor with an image_token and a "
                 f"tokenizer; got {type(processor).__name__}."
             )
-        self.model = model.eval()
         self.processor = processor
         self.image_template = check_template(
             image_template, "{image}", "{caption}", "image_template"
         )
         self.text_template = check_template(text_template, "{caption}", "{image}", "text_template")
-        self.name = name
-        self.revision = revision
-        self._config = model.config.get_text_config()
         self._image_token_id = int(processor.tokenizer.convert_tokens_to_ids(image_token))
 
     @classmethod
@@ -110,41 +91,24 @@ class VLMAdapter(Adapter):
     ) -> VLMAdapter:
         """Load a model (``AutoModelForImageTextToText``) and its processor from the hub or a
         local folder; ``device`` defaults to CUDA when present."""
-        model = AutoModelForImageTextToText.from_pretrained(
-            model_id, revision=revision, dtype=resolve_dtype(dtype)
-        )
-        processor = AutoProcessor.from_pretrained(model_id, revision=revision)
-        return cls(
-            model.to(resolve_device(device)),
-            processor,
+        return cls._load(
+            AutoModelForImageTextToText,
+            AutoProcessor,
+            model_id,
+            revision=revision,
+            dtype=dtype,
+            device=device,
             image_template=image_template,
             text_template=text_template,
-            name=source_name(model_id),
-            revision=revision,
         )
-
-    @property
-    def n_layers(self) -> int:
-        return int(self._config.num_hidden_layers) + 1
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self._config.hidden_size)
-
-    @property
-    def device(self) -> torch.device:
-        return model_device(self.model)
 
     @property
     def templates(self) -> dict[str, str]:
         """The prompt template of each view."""
         return {"image": self.image_template, "text": self.text_template}
 
-    def provenance(self) -> dict[str, str | int | float]:
-        return {
-            **hf_provenance(self.model, self.name, self.revision),
-            "template": json.dumps(self.templates),
-        }
+    def _template_record(self) -> str:
+        return json.dumps(self.templates)
 
     def encode(self, modality: str, items: Sequence[object]) -> EncodedBatch:
         self.check_modality(modality)
@@ -167,6 +131,3 @@ class VLMAdapter(Adapter):
         inputs = dict(encoded)
         region = inputs["input_ids"] == self._image_token_id
         return EncodedBatch(inputs=inputs, attention_mask=inputs["attention_mask"], region=region)
-
-    def _forward(self, batch: EncodedBatch, layers: list[int]) -> list[torch.Tensor]:
-        return selected_hidden_states(self.model, batch, layers, self.n_layers)

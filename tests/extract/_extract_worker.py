@@ -5,32 +5,22 @@ The process kills itself at its KILL_AT_FLUSH-th HDF5 flush: between the rows of
 mask that marks them done, or between two batches.
 """
 
-import os
-import signal
 import sys
-
-import h5py
+from pathlib import Path
 
 from geomalign.data import load_folder
-from geomalign.extract import extract
+from geomalign.extract import ExtractionResult, extract
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _store_writer import kill_at_flush
 
 POOLINGS = ["mean", "none", "random"]
 BATCH_SIZE = 2
 
 
-def main(model_dir: str, pairs: str, store: str, kill_at: int) -> None:
-    real_flush = h5py.File.flush
-    count = 0
-
-    def flush(self):
-        nonlocal count
-        count += 1
-        if count == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        real_flush(self)
-
-    h5py.File.flush = flush
-    extract(
+def run(model_dir: str | Path, pairs: str | Path, store: str | Path) -> ExtractionResult:
+    """The worker's extraction, also run uninterrupted (and resumed) by the tests."""
+    return extract(
         model_dir,
         load_folder(pairs),
         store,
@@ -42,4 +32,5 @@ def main(model_dir: str, pairs: str, store: str, kill_at: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    kill_at_flush(int(sys.argv[4]))
+    run(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -48,7 +48,9 @@ SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 IMAGE_SIDE, PATCH = 32, 8  # 16 patches: 16 image tokens per LLaVA image (CLS dropped)
 
 
-def _train_tokenizer() -> PreTrainedTokenizerFast:
+@pytest.fixture(scope="session")
+def tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on the captions, with LLaVA's special tokens."""
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -110,11 +112,6 @@ def _save(model, processor, path: Path) -> Path:
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
-
-
-@pytest.fixture(scope="session")
-def tokenizer():
-    return _train_tokenizer()
 
 
 @pytest.fixture(scope="session")
@@ -246,7 +243,9 @@ def stage1_parts(tokenizer, model_dir, llava_dir):
     }
 
 
-def _images() -> list[Image.Image]:
+@pytest.fixture(scope="session")
+def images() -> list[Image.Image]:
+    """Three photographs from scikit-image and three drawn images, of varied sizes."""
     photos = [skdata.astronaut(), skdata.coffee(), skdata.chelsea()]
     images = [Image.fromarray(p).resize((48, 40)) for p in photos]
     for colour, box in [
@@ -258,11 +257,6 @@ def _images() -> list[Image.Image]:
         ImageDraw.Draw(image).ellipse(box, fill=colour)
         images.append(image)
     return images
-
-
-@pytest.fixture(scope="session")
-def images():
-    return _images()
 
 
 @pytest.fixture(scope="session")

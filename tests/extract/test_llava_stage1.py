@@ -20,13 +20,15 @@ from geomalign.extract import (
 )
 
 
+def _load_stage1(parts, **options):
+    """``load_llava_stage1`` on the test's parts; ``options`` override ``reference`` and others."""
+    options = {"reference": parts["reference"], **options}
+    return load_llava_stage1(parts["llm"], parts["clip"], parts["projector"], **options)
+
+
 @pytest.fixture(scope="module")
 def stage1(stage1_parts):
-    parts = stage1_parts
-    adapter = load_llava_stage1(
-        parts["llm"], parts["clip"], parts["projector"], reference=parts["reference"]
-    )
-    return adapter, parts
+    return _load_stage1(stage1_parts), stage1_parts
 
 
 def test_parts_land_where_they_belong(stage1):
@@ -128,17 +130,6 @@ def test_projector_keys_and_mismatches(stage1_parts):
     with pytest.raises(ValueError, match=r"language_model.config.hidden_size is 128 but"):
         assemble_llava(wide, clip, {}, config)
     with pytest.raises(ValueError, match=r"projector folder .* has no file 'weights\.bin'"):
-        load_llava_stage1(
-            stage1_parts["llm"],
-            stage1_parts["clip"],
-            stage1_parts["projector"],
-            reference=stage1_parts["reference"],
-            projector_file="weights.bin",
-        )
+        _load_stage1(stage1_parts, projector_file="weights.bin")
     with pytest.raises(ValueError, match=r"not a LlavaConfig"):
-        load_llava_stage1(
-            stage1_parts["llm"],
-            stage1_parts["clip"],
-            stage1_parts["projector"],
-            reference=stage1_parts["llm"],
-        )
+        _load_stage1(stage1_parts, reference=stage1_parts["llm"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from geomalign.data import PairedDataset, load_folder
+from geomalign.data import PairedDataset
 from geomalign.extract import EncodedBatch, ModuleAdapter, extract
 from geomalign.store import ActivationStore, StoreError
 
@@ -33,15 +33,7 @@ def _contents(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def uninterrupted(llava_dir, pairs_file, tmp_path_factory):
     path = tmp_path_factory.mktemp("resume") / "whole.h5"
-    extract(
-        llava_dir,
-        load_folder(pairs_file),
-        path,
-        checkpoint_name="tuned",
-        poolings=_extract_worker.POOLINGS,
-        batch_size=_extract_worker.BATCH_SIZE,
-        progress=False,
-    )
+    _extract_worker.run(llava_dir, pairs_file, path)
     return _contents(path)
 
 
@@ -59,15 +51,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(
     with ActivationStore(path) as store:
         done = [store.view_info(*view).n_done for view in store.views()]
     assert 0 < sum(done) < 6 * len(done)  # killed mid-run
-    result = extract(
-        llava_dir,
-        load_folder(pairs_file),
-        path,
-        checkpoint_name="tuned",
-        poolings=_extract_worker.POOLINGS,
-        batch_size=_extract_worker.BATCH_SIZE,
-        progress=False,
-    )
+    result = _extract_worker.run(llava_dir, pairs_file, path)
     assert result.n_encoded == rerun  # only what was missing ran again
     resumed = _contents(path)
     assert resumed.keys() == uninterrupted.keys()
@@ -203,24 +187,11 @@ def test_bad_arguments(llm_dir, pairs, tmp_path):
 
 def test_a_sample_without_region_tokens_is_named(pairs, tmp_path):
     small = PairedDataset(pairs.ids[:2], pairs.captions[:2], pairs.image, source="two-pairs")
+    adapter = _toy_adapter(region_of_sample_1=False)
+    options = {"checkpoint_name": "m", "progress": False}
     with pytest.raises(ValueError, match=r"two-pairs: 1 samples have no caption tokens .*'p1'"):
-        extract(
-            _toy_adapter(region_of_sample_1=False),
-            small,
-            tmp_path / "x.h5",
-            checkpoint_name="m",
-            poolings="mean",
-            progress=False,
-        )
-    # "last" needs no region
-    extract(
-        _toy_adapter(region_of_sample_1=False),
-        small,
-        tmp_path / "y.h5",
-        checkpoint_name="m",
-        poolings="last",
-        progress=False,
-    )
+        extract(adapter, small, tmp_path / "x.h5", poolings="mean", **options)
+    extract(adapter, small, tmp_path / "y.h5", poolings="last", **options)  # "last" needs no region
 
 
 @pytest.mark.gpu
