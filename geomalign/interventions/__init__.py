@@ -15,7 +15,7 @@
 - :mod:`~geomalign.interventions.plotting`: figures of effect and probe curves.
 """
 
-from geomalign.interventions._model import decoder_layers
+from geomalign._model_parts import decoder_layers
 from geomalign.interventions.curves import transplant_curve, visual_token_curve
 from geomalign.interventions.effects import (
     ANALYSES,

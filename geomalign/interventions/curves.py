@@ -37,8 +37,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from geomalign._model_parts import decoder_layers
 from geomalign.analysis.table import Result, ResultsTable
-from geomalign.interventions._model import decoder_layers
 from geomalign.interventions._stats import (
     Grouping,
     bootstrap_means,

@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from geomalign.interventions._model import check_window, decoder_model
+from geomalign._model_parts import check_window, decoder_model
 
 __all__ = ["LayerTransplant", "layer_windows"]
 

@@ -25,12 +25,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from geomalign.interventions._model import (
-    attention_module,
-    check_window,
-    decoder_layers,
-    image_token_id,
-)
+from geomalign._model_parts import check_window, decoder_layers
+from geomalign.interventions._model import attention_module, image_token_id
 
 __all__ = ["ablate_visual_tokens", "knockout_visual_attention", "skip_visual_tokens"]
 

@@ -20,8 +20,8 @@ import torch
 from transformers import LlavaForConditionalGeneration
 from transformers.utils import logging as hf_logging
 
+from geomalign._model_parts import check_window
 from geomalign.analysis.table import Result, ResultsTable
-from geomalign.interventions._model import check_window
 from geomalign.testbed import Testbed, evaluate_vlm, train_model
 from geomalign.tuning.freezing import set_trainable
 from geomalign.tuning.lora import lora_window

@@ -14,7 +14,14 @@ from typing import Literal
 
 from torch import nn
 
-from geomalign.interventions._model import check_window, decoder_layers, decoder_model
+from geomalign._model_parts import (
+    PROJECTOR_PATHS,
+    check_window,
+    decoder_layers,
+    decoder_model,
+    find_module,
+    projector_module,
+)
 
 __all__ = ["PARTS", "TrainableParameters", "set_trainable", "trainable_parameters"]
 
@@ -22,15 +29,7 @@ __all__ = ["PARTS", "TrainableParameters", "set_trainable", "trainable_parameter
 #: decoder plus the output embeddings, ``"other"`` whatever no other part holds.
 PARTS = ("vision", "projector", "embeddings", "blocks", "head", "other")
 
-# Attribute paths tried, in order, for the projector and the vision tower.
-_PROJECTOR_PATHS = (
-    "model.multi_modal_projector",
-    "multi_modal_projector",
-    "model.mm_projector",
-    "mm_projector",
-    "model.connector",
-    "connector",
-)
+# Attribute paths tried, in order, for the vision tower.
 _VISION_PATHS = ("model.vision_tower", "vision_tower", "model.vision_model", "vision_model")
 
 
@@ -140,12 +139,7 @@ def set_trainable(
     )
     parts: list[nn.Module] = [layers[i] for i in chosen]
     if projector:
-        module = _find(model, _PROJECTOR_PATHS)
-        if module is None:
-            raise ValueError(
-                f"projector=True but {type(model).__name__} has none of {list(_PROJECTOR_PATHS)}."
-            )
-        parts.append(module)
+        parts.append(projector_module(model))
     if embeddings:
         parts.append(model.get_input_embeddings())
     if head:
@@ -154,18 +148,6 @@ def set_trainable(
     for module in parts:
         module.requires_grad_(True)
     return trainable_parameters(model)
-
-
-def _find(model: nn.Module, paths: Sequence[str]) -> nn.Module | None:
-    for path in paths:
-        obj: object = model
-        for name in path.split("."):
-            obj = getattr(obj, name, None)
-            if obj is None:
-                break
-        if isinstance(obj, nn.Module):
-            return obj
-    return None
 
 
 def _head_modules(model: nn.Module) -> list[nn.Module]:
@@ -191,8 +173,8 @@ def _owners(model: nn.Module) -> dict[int, tuple[str, int | None]]:
 
     for index, layer in enumerate(decoder_layers(model)):
         claim(layer, "blocks", index)
-    claim(_find(model, _PROJECTOR_PATHS), "projector")
-    claim(_find(model, _VISION_PATHS), "vision")
+    claim(find_module(model, PROJECTOR_PATHS), "projector")
+    claim(find_module(model, _VISION_PATHS), "vision")
     if hasattr(model, "get_input_embeddings"):
         claim(model.get_input_embeddings(), "embeddings")
     for module in _head_modules(model):

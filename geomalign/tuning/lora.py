@@ -9,8 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from geomalign.interventions._model import check_window, decoder_layers
-from geomalign.tuning.freezing import _PROJECTOR_PATHS, _find
+from geomalign._model_parts import check_window, decoder_layers, projector_module
 
 __all__ = ["lora_window"]
 
@@ -103,11 +102,7 @@ def lora_window(
     layers_path = next(name for name, module in model.named_modules() if module is layers)
     modules_to_save = None
     if projector:
-        module = _find(model, _PROJECTOR_PATHS)
-        if module is None:
-            raise ValueError(
-                f"projector=True but {type(model).__name__} has none of {list(_PROJECTOR_PATHS)}."
-            )
+        module = projector_module(model)
         modules_to_save = [next(n for n, m in model.named_modules() if m is module)]
     config = peft.LoraConfig(
         r=int(rank),

@@ -1,0 +1,131 @@
+"""Find the parts of a Hugging Face (vision-)language model, and check windows of decoder blocks.
+
+Nothing here is specific to one architecture: the decoder layers come from ``get_decoder()`` where
+transformers exposes it (falling back to the usual attribute paths), the projector from its
+attribute names in the LLaVA family (``multi_modal_projector``) and its relatives.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+
+from torch import nn
+
+# Attribute paths tried, in order, when ``get_decoder()`` does not lead to the decoder layers.
+_LAYER_PATHS = (
+    "language_model.layers",
+    "model.language_model.layers",
+    "model.layers",
+    "layers",
+)
+
+#: Attribute paths tried, in order, for the vision-language projector.
+PROJECTOR_PATHS = (
+    "model.multi_modal_projector",
+    "multi_modal_projector",
+    "model.mm_projector",
+    "mm_projector",
+    "model.connector",
+    "connector",
+)
+
+
+def _get_path(module: nn.Module, path: str) -> object | None:
+    obj: object = module
+    for name in path.split("."):
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def find_module(model: nn.Module, paths: Sequence[str]) -> nn.Module | None:
+    """Return the module at the first dotted attribute path of ``paths`` that holds one, or None."""
+    for path in paths:
+        module = _get_path(model, path)
+        if isinstance(module, nn.Module):
+            return module
+    return None
+
+
+def projector_module(model: nn.Module) -> nn.Module:
+    """Return the vision-language projector of ``model``; ValueError if it has none."""
+    module = find_module(model, PROJECTOR_PATHS)
+    if module is None:
+        raise ValueError(
+            f"projector=True but {type(model).__name__} has none of {list(PROJECTOR_PATHS)}."
+        )
+    return module
+
+
+def decoder_model(model: nn.Module) -> nn.Module:
+    """Return the text decoder module that owns the decoder layers (e.g. ``LlamaModel``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A Hugging Face vision-language (or text) model.
+
+    Returns
+    -------
+    decoder : torch.nn.Module
+        The module whose ``layers`` attribute is the stack of decoder blocks.
+
+    Raises
+    ------
+    TypeError
+        If no decoder with a ``layers`` ModuleList can be found.
+    """
+    get_decoder = getattr(model, "get_decoder", None)
+    if callable(get_decoder):
+        decoder = get_decoder()
+        if isinstance(getattr(decoder, "layers", None), nn.ModuleList):
+            return decoder
+    for path in _LAYER_PATHS:
+        layers = _get_path(model, path)
+        if isinstance(layers, nn.ModuleList):
+            owner = _get_path(model, path.rpartition(".")[0]) if "." in path else model
+            return owner  # type: ignore[return-value]
+    raise TypeError(
+        f"could not find the decoder layers of {type(model).__name__}: get_decoder() gave no "
+        f"module with a `layers` ModuleList and none of {list(_LAYER_PATHS)} exists."
+    )
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """Return the decoder blocks of ``model`` in execution order (block ``i`` is ``layers[i]``)."""
+    return decoder_model(model).layers  # type: ignore[return-value]
+
+
+def check_window(layers: object, n_layers: int, *, name: str = "layers") -> list[int]:
+    """Return the decoder block indices of a window as a sorted list of distinct ints.
+
+    Parameters
+    ----------
+    layers : range or sequence of int
+        0-based block indices; ``range(a, b)`` is the window ``[a, b)``. May be empty.
+    n_layers : int
+        Number of decoder blocks of the model.
+    name : str, default="layers"
+        Argument name used in error messages.
+    """
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+        raise TypeError(
+            f"{name} must be a range or a sequence of block indices; got {type(layers).__name__}."
+        )
+    blocks = []
+    for value in layers:  # type: ignore[attr-defined]
+        if isinstance(value, bool):
+            raise TypeError(f"{name} must hold ints; got {value!r}.")
+        try:
+            index = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name} must hold ints; got {value!r}.") from None
+        if not 0 <= index < n_layers:
+            raise ValueError(
+                f"{name} holds block {index}, outside the model's {n_layers} decoder blocks "
+                f"(valid: 0..{n_layers - 1})."
+            )
+        blocks.append(index)
+    return sorted(set(blocks))
