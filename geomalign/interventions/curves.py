@@ -38,14 +38,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from geomalign._model_parts import decoder_layers
-from geomalign.analysis.table import Result, ResultsTable
-from geomalign.interventions._stats import (
-    Grouping,
-    bootstrap_means,
-    draw_resamples,
-    percentile_interval,
-    sign_flip_p_value,
-)
+from geomalign.analysis.table import ResultsTable
+from geomalign.interventions._curve_rows import Curve, calibration_options, curve_table
 from geomalign.interventions.scoring import TaskData, score_items
 from geomalign.interventions.transplant import LayerTransplant, layer_windows
 from geomalign.interventions.visual_tokens import (
@@ -57,145 +51,6 @@ from geomalign.interventions.visual_tokens import (
 __all__ = ["transplant_curve", "visual_token_curve"]
 
 INTERVENTIONS = ("skip", "ablate-mean", "ablate-zero", "knockout")
-
-
-def _check_calibration(n_resamples: int, n_permutations: int, confidence: float) -> None:
-    for name, value in (("n_resamples", n_resamples), ("n_permutations", n_permutations)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int; got {value!r}.")
-    if not 0.0 < float(confidence) < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1); got {confidence!r}.")
-
-
-class _Curve:
-    """Scores of one curve and the statistics of its rows."""
-
-    def __init__(
-        self,
-        task: TaskData,
-        windows: Sequence[range],
-        scores: np.ndarray,
-        reference: np.ndarray,
-        *,
-        n_layers: int,
-        cumulative: bool,
-        sign: float,
-        n_resamples: int,
-        n_permutations: int,
-        confidence: float,
-        random_state: int,
-    ) -> None:
-        self.task, self.windows, self.scores, self.reference = task, windows, scores, reference
-        self.n_layers, self.cumulative, self.sign = n_layers, cumulative, sign
-        self.confidence, self.n_permutations = confidence, n_permutations
-        self.grouping = Grouping.from_labels(np.asarray(task.cluster_labels(), dtype=str))
-        rng = np.random.default_rng(random_state)
-        self.resamples = draw_resamples(self.grouping.n_groups, n_resamples, rng)
-        self.rng = rng
-
-    def point(self, values: np.ndarray, differences: np.ndarray | None) -> dict[str, float | None]:
-        boot = bootstrap_means(values, self.grouping, self.resamples)
-        low, high = percentile_interval(boot, self.confidence)
-        p_value = None
-        if differences is not None:
-            p_value = sign_flip_p_value(differences, self.grouping, self.n_permutations, self.rng)
-        return {"value": float(values.mean()), "ci_low": low, "ci_high": high, "p_value": p_value}
-
-    def importance(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-window item importance (n_windows, n_items) and window centres in layer numbers."""
-        if self.cumulative:  # increments of consecutive windows [0, l - 1) -> [0, l)
-            steps = self.sign * np.diff(self.scores, axis=0)
-            centres = np.array([w.stop for w in self.windows[1:]], dtype=np.float64)
-            return steps, centres
-        centres = np.array([(w.start + 1 + w.stop) / 2 for w in self.windows])
-        return self.sign * (self.scores - self.reference), centres
-
-    def summary(self) -> list[dict[str, object]]:
-        importance, centres = self.importance()
-        if importance.shape[0] < 2:
-            return []
-        position = (centres - 0.5) / self.n_layers
-        early, late = position < 1 / 3 - 1e-9, position > 2 / 3 + 1e-9
-        middle = ~early & ~late
-        boot = bootstrap_means(importance, self.grouping, self.resamples)  # (windows, resamples)
-        peak = int(np.argmax(importance.mean(1)))
-        boot_peaks = centres[np.argmax(boot, axis=0)]
-        low, high = percentile_interval(boot_peaks, self.confidence)
-        in_middle = float(np.mean(middle[np.argmax(boot, axis=0)]))
-        rows: list[dict[str, object]] = [
-            {
-                "statistic": "peak_layer",
-                "value": float(centres[peak]),
-                "ci_low": low,
-                "ci_high": high,
-                "notes": f"importance {importance.mean(1)[peak]:.4g}; bootstrap peak in the "
-                f"middle third of the depth in {in_middle:.3f} of resamples",
-            }
-        ]
-        for name, other in (("early", early), ("late", late)):
-            if middle.any() and other.any():
-                contrast = importance[middle].mean(0) - importance[other].mean(0)
-                layers = [", ".join(f"{c:g}" for c in centres[m]) for m in (middle, other)]
-                rows.append(
-                    {
-                        "statistic": f"middle_minus_{name}",
-                        **self.point(contrast, contrast),
-                        "notes": f"mean importance of windows centred at layers {layers[0]} "
-                        f"minus that of windows centred at layers {layers[1]}",
-                    }
-                )
-        return rows
-
-
-def _window_rows(
-    curve: _Curve, *, analysis: str, measure: str, base: dict[str, object], how: str
-) -> list[Result]:
-    n_items = len(curve.task)
-    null_mean = float(curve.reference.mean())
-    calibration = (
-        f"CI: {curve.resamples.shape[0]} cluster-bootstrap resamples of "
-        f"{curve.grouping.n_groups} item groups; p: paired sign-flip test, "
-        f"{curve.n_permutations} permutations"
-    )
-    rows = []
-    for window, scores in zip(curve.windows, curve.scores, strict=True):
-        differences = scores - curve.reference
-        score = curve.point(scores, differences)
-        effect = {**curve.point(differences, None), "p_value": score["p_value"]}
-        first, last = (window.start + 1, window.stop) if len(window) else (None, None)
-        where = f"blocks [{window.start}, {window.stop}) of {curve.n_layers}"
-        for statistic, point, null, what in (
-            ("value", score, null_mean, f"null_mean = {how}"),
-            ("effect", effect, 0.0, f"value = score - ({how}), paired"),
-        ):
-            rows.append(
-                Result(
-                    analysis=analysis,
-                    measure=measure,
-                    layer=first,
-                    layer_b=last,
-                    statistic=statistic,
-                    null_mean=null,
-                    n_samples=n_items,
-                    notes=f"{where}; {what}; {calibration}",
-                    **base,  # type: ignore[arg-type]
-                    **point,  # type: ignore[arg-type]
-                )
-            )
-    for summary in curve.summary():
-        summary_notes = str(summary.pop("notes"))
-        rows.append(
-            Result(
-                analysis=analysis,
-                measure=measure,
-                layer=None,
-                n_samples=n_items,
-                notes=summary_notes,
-                **base,  # type: ignore[arg-type]
-                **summary,  # type: ignore[arg-type]
-            )
-        )
-    return rows
 
 
 def _score(
@@ -265,7 +120,7 @@ def transplant_curve(
         Two ``statistic="reference"`` rows (the base and the tuned model), one row per window
         (``null_mean`` = the base model's score) and the summary rows (see the module docstring).
     """
-    _check_calibration(n_resamples, n_permutations, confidence)
+    calibration = calibration_options(n_resamples, n_permutations, confidence, random_state)
     with LayerTransplant(base, tuned, shell=shell) as hybrid:
         windows = layer_windows(hybrid.n_layers, mode=mode, width=width, stride=stride)
         endpoints = []
@@ -282,7 +137,7 @@ def transplant_curve(
             progress=progress,
             label=f"transplant ({mode})",
         )
-    curve = _Curve(
+    curve = Curve(
         task,
         windows,
         scores,
@@ -290,40 +145,16 @@ def transplant_curve(
         n_layers=hybrid.n_layers,
         cumulative=mode == "cumulative",
         sign=1.0,
-        n_resamples=n_resamples,
-        n_permutations=n_permutations,
-        confidence=confidence,
-        random_state=random_state,
+        **calibration,  # type: ignore[arg-type]
     )
-    analysis = f"transplant-{mode}"
-    measure = f"{task.name}-{task.metric}"
-    view = f"task/{task.name}"
-    table = ResultsTable()
-    for name, scores_of in ((base_name, endpoints[0]), (tuned_name, endpoints[1])):
-        point = curve.point(scores_of, None)
-        table.append(
-            Result(
-                analysis,
-                measure,
-                name,
-                view,
-                None,
-                statistic="reference",
-                n_samples=len(task),
-                notes="unmodified checkpoint",
-                **point,
-            )  # type: ignore[arg-type]
-        )
-    table.extend(
-        _window_rows(
-            curve,
-            analysis=analysis,
-            measure=measure,
-            base={"checkpoint": base_name, "view": view, "checkpoint_b": tuned_name},
-            how=f"the {base_name} model; blocks in the window from {tuned_name}, shell={shell}",
-        )
+    return curve_table(
+        curve,
+        [(base_name, endpoints[0]), (tuned_name, endpoints[1])],
+        analysis=f"transplant-{mode}",
+        reference_notes="unmodified checkpoint",
+        checkpoint_b=tuned_name,
+        how=f"the {base_name} model; blocks in the window from {tuned_name}, shell={shell}",
     )
-    return table
 
 
 def _switch(setter: Callable[[object], None], argument: object) -> AbstractContextManager[None]:
@@ -380,7 +211,7 @@ def visual_token_curve(
         raise ValueError(
             f"intervention must be one of {list(INTERVENTIONS)}; got {intervention!r}."
         )
-    _check_calibration(n_resamples, n_permutations, confidence)
+    calibration = calibration_options(n_resamples, n_permutations, confidence, random_state)
     n_layers = len(decoder_layers(model))
     token = {"image_token_id": image_token_id}
     if intervention == "skip":
@@ -405,7 +236,7 @@ def visual_token_curve(
     options = {"batch_size": batch_size, "device": device}
     reference = score_items(model, task, **options)  # type: ignore[arg-type]
     scores = _score(model, task, windows, context, progress=progress, label=intervention, **options)
-    curve = _Curve(
+    curve = Curve(
         task,
         windows,
         scores,
@@ -413,36 +244,12 @@ def visual_token_curve(
         n_layers=n_layers,
         cumulative=intervention == "skip",
         sign=-1.0,
-        n_resamples=n_resamples,
-        n_permutations=n_permutations,
-        confidence=confidence,
-        random_state=random_state,
+        **calibration,  # type: ignore[arg-type]
     )
-    analysis = f"visual-{intervention}"
-    measure = f"{task.name}-{task.metric}"
-    view = f"task/{task.name}"
-    table = ResultsTable(
-        [
-            Result(
-                analysis,
-                measure,
-                checkpoint,
-                view,
-                None,
-                statistic="reference",
-                n_samples=len(task),
-                notes="no intervention",
-                **curve.point(reference, None),
-            )  # type: ignore[arg-type]
-        ]
+    return curve_table(
+        curve,
+        [(checkpoint, reference)],
+        analysis=f"visual-{intervention}",
+        reference_notes="no intervention",
+        how=f"the {checkpoint} model without intervention",
     )
-    table.extend(
-        _window_rows(
-            curve,
-            analysis=analysis,
-            measure=measure,
-            base={"checkpoint": checkpoint, "view": view},
-            how=f"the {checkpoint} model without intervention",
-        )
-    )
-    return table

@@ -59,13 +59,7 @@ def intervention_effects(
     visual_checkpoints: Sequence[str] = ("tuned",),
     base_name: str = "base",
     tuned_name: str = "tuned",
-    batch_size: int = 32,
-    device: str | torch.device | None = None,
-    n_resamples: int = 1000,
-    n_permutations: int = 1000,
-    confidence: float = 0.95,
-    random_state: int = 0,
-    progress: bool = False,
+    **options: object,
 ) -> ResultsTable:
     """Run the chosen effect curves on every task and gather them in one table.
 
@@ -86,8 +80,10 @@ def intervention_effects(
         Checkpoints the image-token interventions run on.
     base_name, tuned_name : str
         Checkpoint names in the table.
-    batch_size, device, n_resamples, n_permutations, confidence, random_state, progress
-        As in :func:`~geomalign.interventions.transplant_curve`.
+    **options
+        Passed to every curve: ``batch_size``, ``device``, ``n_resamples``, ``n_permutations``,
+        ``confidence``, ``random_state``, ``progress`` (see
+        :func:`~geomalign.interventions.transplant_curve`).
 
     Returns
     -------
@@ -101,15 +97,6 @@ def intervention_effects(
         raise ValueError(f"visual_checkpoints must be 'base' and/or 'tuned'; got {bad}.")
     if not tasks or not all(isinstance(t, TaskData) for t in tasks):
         raise TypeError("tasks must be a non-empty sequence of TaskData.")
-    common = {
-        "batch_size": batch_size,
-        "device": device,
-        "n_resamples": n_resamples,
-        "n_permutations": n_permutations,
-        "confidence": confidence,
-        "random_state": random_state,
-        "progress": progress,
-    }
     models = {"base": (base, base_name), "tuned": (tuned, tuned_name)}
     table = ResultsTable()
     for task in tasks:
@@ -127,7 +114,7 @@ def intervention_effects(
                         shell=shell,  # type: ignore[arg-type]
                         base_name=base_name,
                         tuned_name=tuned_name,
-                        **common,  # type: ignore[arg-type]
+                        **options,  # type: ignore[arg-type]
                     )
                 )
                 continue
@@ -141,7 +128,7 @@ def intervention_effects(
                         width=width,
                         stride=stride,
                         checkpoint=name,
-                        **common,  # type: ignore[arg-type]
+                        **options,  # type: ignore[arg-type]
                     )
                 )
     return table

@@ -7,13 +7,13 @@ import pytest
 
 from geomalign.analysis.table import ResultsTable
 from geomalign.interventions import transplant_curve, visual_token_curve
+from geomalign.interventions._curve_rows import Curve
 from geomalign.interventions._stats import (
     Grouping,
     bootstrap_means,
     draw_resamples,
     sign_flip_p_value,
 )
-from geomalign.interventions.curves import _Curve
 from geomalign.interventions.scoring import score_items
 
 from .conftest import N_LAYERS, make_items, tiny_llava
@@ -116,7 +116,7 @@ def _synthetic_curve(effects, n_items=60, noise=0.05, seed=0):
     )
     task = make_items(n_items)
     windows = [range(w, w + 1) for w in range(len(effects))]
-    return _Curve(
+    return Curve(
         task,
         windows,
         scores,
