@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geomalign.cli import COMMANDS
 from geomalign.interventions.effects import ANALYSES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from geomalign.analysis.table import ResultsTable
 
 _TASKS = ("qa", "caption")
 
@@ -43,6 +50,15 @@ def _add_calibration(parser: argparse.ArgumentParser, *, permutations: int) -> N
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace results in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _calibration(args: argparse.Namespace) -> dict[str, object]:
+    """The library keywords of the options :func:`_add_calibration` adds."""
+    return {
+        "n_permutations": args.permutations,
+        "random_state": args.seed,
+        "progress": not args.no_progress,
+    }
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -148,12 +164,23 @@ def _refuse_existing(path: Path, overwrite: bool) -> bool:
     return False
 
 
+def _write(
+    table: ResultsTable, out: Path, stem: str, plot: Callable[[ResultsTable], Figure]
+) -> int:
+    """Write ``table`` to ``<out>/<stem>.csv`` and its figure to ``<out>/<stem>.png``."""
+    table_path, figure_path = out / f"{stem}.csv", out / f"{stem}.png"
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(table_path)
+    plot(table).savefig(figure_path, dpi=120)
+    sys.stdout.write(f"wrote {len(table)} rows to {table_path} and {figure_path}\n")
+    return 0
+
+
 def run_curves(args: argparse.Namespace) -> int:
     """Load the checkpoints and tasks, run the effect curves, write effects.csv and effects.png."""
     from geomalign.interventions.effects import run_effect_curves
 
-    table_path = args.out / "effects.csv"
-    if _refuse_existing(table_path, args.overwrite):
+    if _refuse_existing(args.out / "effects.csv", args.overwrite):
         return 1
     table = run_effect_curves(
         testbed=args.testbed,
@@ -174,17 +201,11 @@ def run_curves(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         n_resamples=args.resamples,
-        n_permutations=args.permutations,
-        random_state=args.seed,
-        progress=not args.no_progress,
+        **_calibration(args),
     )
     from geomalign.interventions.plotting import plot_effect_curves
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(table_path)
-    plot_effect_curves(table).savefig(args.out / "effects.png", dpi=120)
-    sys.stdout.write(f"wrote {len(table)} rows to {table_path} and {args.out / 'effects.png'}\n")
-    return 0
+    return _write(table, args.out, "effects", plot_effect_curves)
 
 
 def run_probes(args: argparse.Namespace) -> int:
@@ -192,8 +213,7 @@ def run_probes(args: argparse.Namespace) -> int:
     from geomalign.interventions.plotting import plot_probe_curves
     from geomalign.interventions.probe_curves import probe_curves
 
-    table_path = args.out / "probes.csv"
-    if _refuse_existing(table_path, args.overwrite):
+    if _refuse_existing(args.out / "probes.csv", args.overwrite):
         return 1
     table = probe_curves(
         args.store,
@@ -204,12 +224,6 @@ def run_probes(args: argparse.Namespace) -> int:
         transfer=not args.no_transfer,
         n_splits=args.folds,
         C=args.C,
-        n_permutations=args.permutations,
-        random_state=args.seed,
-        progress=not args.no_progress,
+        **_calibration(args),  # type: ignore[arg-type]
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(table_path)
-    plot_probe_curves(table).savefig(args.out / "probes.png", dpi=120)
-    sys.stdout.write(f"wrote {len(table)} rows to {table_path} and {args.out / 'probes.png'}\n")
-    return 0
+    return _write(table, args.out, "probes", plot_probe_curves)

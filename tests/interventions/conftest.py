@@ -9,6 +9,8 @@ import pytest
 import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
+from geomalign.analysis.table import ResultsTable
+from geomalign.cli import main
 from geomalign.interventions import make_task
 
 IMAGE_TOKEN = 49
@@ -78,6 +80,16 @@ def make_items(n: int = 6, *, metric: str = "loglik", seed: int = 0):
 @pytest.fixture
 def items():
     return make_items()
+
+
+def run_intervene(argv, out, stem):
+    """Run ``geomalign intervene`` writing into ``out``; check its outputs and its refusal to
+    overwrite them; return the table it wrote and the full argument list."""
+    argv = [*argv, "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    assert (out / f"{stem}.png").stat().st_size > 10_000
+    assert main(argv) == 1  # refuses to overwrite
+    return ResultsTable.from_csv(out / f"{stem}.csv"), argv
 
 
 def forward_logits(model, task):

@@ -17,7 +17,15 @@ from geomalign.interventions.effects import intervention_effects
 from geomalign.interventions.plotting import plot_effect_curves
 from geomalign.interventions.tasks import caption_task, held_out_tasks
 
-from .conftest import IMAGE_TOKEN, N_IMAGE_TOKENS, N_LAYERS, make_items, tiny_llava, tiny_processor
+from .conftest import (
+    IMAGE_TOKEN,
+    N_IMAGE_TOKENS,
+    N_LAYERS,
+    make_items,
+    run_intervene,
+    tiny_llava,
+    tiny_processor,
+)
 
 FAST = {"n_resamples": 50, "n_permutations": 50}
 CAPTIONS = ["a red circle on the left", "a large blue square", "a small green triangle", "a circle"]
@@ -114,7 +122,6 @@ def test_curves_cli_on_saved_checkpoints(tmp_path):
         pairs.image(i).save(tmp_path / f"p{i}.png")
         rows.append({"id": f"p{i}", "image": f"p{i}.png", "caption": pairs.captions[i]})
     (tmp_path / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    out = tmp_path / "out"
     argv = [
         "intervene",
         "curves",
@@ -132,18 +139,12 @@ def test_curves_cli_on_saved_checkpoints(tmp_path):
         "50",
         "--permutations",
         "50",
-        "--out",
-        str(out),
-        "--no-progress",
     ]
-    assert main(argv) == 0
-    table = ResultsTable.from_csv(out / "effects.csv")
+    table, argv = run_intervene(argv, tmp_path / "out", "effects")
     assert table.unique("analysis") == ["transplant-cumulative", "visual-skip"]
     cumulative = table.select(analysis="transplant-cumulative", statistic="value")
     references = table.select(analysis="transplant-cumulative", statistic="reference")
     assert cumulative[0].value == references[0].value  # no block moved: the base model
     assert cumulative[-1].value == references[1].value  # every block moved: the tuned model
-    assert (out / "effects.png").stat().st_size > 10_000
-    assert main(argv) == 1  # refuses to overwrite
     qa = [*argv[: argv.index("--tasks")], "--tasks", "qa", "--out", str(tmp_path / "qa")]
     assert main(qa) == 1  # QA needs the testbed

@@ -11,6 +11,8 @@ from geomalign.interventions.plotting import plot_probe_curves
 from geomalign.interventions.probe_curves import probe_curves
 from geomalign.store import ActivationStore
 
+from .conftest import run_intervene
+
 N, DIM = 150, 12
 
 
@@ -78,7 +80,6 @@ def test_probe_curves_options_and_errors(planted_store):
 
 
 def test_probe_figure_and_cli(planted_store, tmp_path):
-    out = tmp_path / "probes"
     argv = [
         "intervene",
         "probes",
@@ -91,15 +92,9 @@ def test_probe_figure_and_cli(planted_store, tmp_path):
         "3",
         "--layers",
         "1,2",
-        "--out",
-        str(out),
-        "--no-progress",
     ]
-    assert main(argv) == 0
-    table = ResultsTable.from_csv(out / "probes.csv")
+    table, argv = run_intervene(argv, tmp_path / "probes", "probes")
     assert len(table.select(analysis="probe-transfer")) == 2 * 2
-    assert (out / "probes.png").stat().st_size > 10_000
-    assert main(argv) == 1  # refuses to overwrite
     assert main([*argv, "--overwrite", "--labels", "shape"]) == 1
     fig = plot_probe_curves(table)
     assert len(fig.axes) == 1
