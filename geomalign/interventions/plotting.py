@@ -30,6 +30,16 @@ _ALPHA = 0.05
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 
 
+def _stacked_axes(n_panels: int, *, width: float, panel_height: float) -> tuple[Figure, np.ndarray]:
+    """A figure of ``n_panels`` panels stacked vertically, and its axes."""
+    fig = Figure(figsize=(width, panel_height * n_panels), layout="constrained")
+    return fig, fig.subplots(n_panels, 1, squeeze=False)[:, 0]
+
+
+def _legend_outside(ax: Axes) -> None:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
 def _x(rows: ResultsTable, cumulative: bool) -> np.ndarray:
     first, last = rows.column("layer"), rows.column("layer_b")
     if cumulative:
@@ -100,7 +110,7 @@ def _panel(ax: Axes, table: ResultsTable, analysis: str, measure: str) -> None:
     ax.set_title(_TITLES.get(analysis, analysis), fontsize=10)
     ax.set_xlabel(_XLABELS.get(analysis, "window centre (layer; block i outputs layer i + 1)"))
     ax.set_ylabel(f"change in {measure}")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _legend_outside(ax)
 
 
 def plot_effect_curves(table: ResultsTable, *, width: float = 9.0) -> Figure:
@@ -121,7 +131,8 @@ def plot_effect_curves(table: ResultsTable, *, width: float = 9.0) -> Figure:
 
     Returns
     -------
-    matplotlib.figure.Figure
+    fig : matplotlib.figure.Figure
+        One panel per intervention curve, stacked.
     """
     if not isinstance(table, ResultsTable):
         raise TypeError(f"table must be a ResultsTable; got {type(table).__name__}.")
@@ -137,8 +148,7 @@ def plot_effect_curves(table: ResultsTable, *, width: float = 9.0) -> Figure:
             f"table holds no intervention curve rows (analyses {sorted(_TITLES)}); got analyses "
             f"{table.unique('analysis')}."
         )
-    fig = Figure(figsize=(width, 3.2 * len(curves)), layout="constrained")
-    axes = fig.subplots(len(curves), 1, squeeze=False)[:, 0]
+    fig, axes = _stacked_axes(len(curves), width=width, panel_height=3.2)
     for ax, (analysis, measure) in zip(axes, curves, strict=True):
         _panel(ax, table, analysis, measure)
     return fig
@@ -159,7 +169,8 @@ def plot_probe_curves(table: ResultsTable, *, width: float = 9.0) -> Figure:
 
     Returns
     -------
-    matplotlib.figure.Figure
+    fig : matplotlib.figure.Figure
+        One panel per probed label, stacked.
     """
     if not isinstance(table, ResultsTable):
         raise TypeError(f"table must be a ResultsTable; got {type(table).__name__}.")
@@ -168,8 +179,7 @@ def plot_probe_curves(table: ResultsTable, *, width: float = 9.0) -> Figure:
     )
     if not measures:
         raise ValueError("table holds no probe rows (analysis 'probe' or 'probe-transfer').")
-    fig = Figure(figsize=(width, 3.0 * len(measures)), layout="constrained")
-    axes = fig.subplots(len(measures), 1, squeeze=False)[:, 0]
+    fig, axes = _stacked_axes(len(measures), width=width, panel_height=3.0)
     for ax, measure in zip(axes, measures, strict=True):
         rows = table.select(measure=measure, statistic="value")
         series = dict.fromkeys((r.analysis, r.checkpoint, r.view, r.view_b) for r in rows)
@@ -197,5 +207,5 @@ def plot_probe_curves(table: ResultsTable, *, width: float = 9.0) -> Figure:
         ax.set_xlabel("layer (0 = embedding output, k = output of decoder block k)")
         ax.set_ylabel("cross-validated accuracy")
         ax.set_ylim(0.0, 1.02)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        _legend_outside(ax)
     return fig
