@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
 from geomalign import metrics
+from geomalign.analysis.table import Result, ResultsTable
 from geomalign.metrics import Measure
 
 __all__ = ["Calibration", "evaluate", "paired_difference", "resolve_measures"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Start of the notes of a value the measure cannot give on the rows read (the value is NaN).
+UNDEFINED_NOTE = "undefined (NaN)"
+# The ValueError of the neighbour-based intrinsic-dimension estimators when too few rows are
+# left after duplicates and near-duplicates are dropped (geomalign.metrics.intrinsic).
+_TOO_FEW_DISTINCT = re.compile(
+    r"needs at least (\d+) distinct samples; X has (\d+) rows .* leaving (\d+)\."
+)
 
 
 @dataclass(frozen=True)
@@ -122,18 +138,92 @@ def warnings_to_notes(notes: list[str]) -> Iterator[None]:
         notes.append(f"warning: {messages[0]}{more}")
 
 
+def identical_rows(V: np.ndarray, name: str) -> str:
+    """``"all n rows of <name> are identical"`` when they are, else ``""``."""
+    if V.shape[0] > 1 and bool((V == V[0]).all()):
+        return f"all {V.shape[0]} rows of {name} are identical"
+    return ""
+
+
+def _undefined_reason(error: ValueError, views: Sequence[np.ndarray], names: Sequence[str]) -> str:
+    """Why ``error`` says the measure is undefined on these rows; ``""`` if it says otherwise.
+
+    Two conditions count: a view whose rows are all identical (no variance: CKA, distance
+    correlation, the neighbour-based dimensions raise), and the intrinsic-dimension estimators'
+    "too few distinct samples" (rows left after duplicates and near-duplicates are dropped).
+    """
+    for V, name in zip(views, names, strict=True):
+        if reason := identical_rows(V, name):
+            return reason
+    match = _TOO_FEW_DISTINCT.search(str(error))
+    if match:
+        need, total, left = match.groups()
+        return (
+            f"fewer than {need} distinct rows ({left} of {total} left after dropping duplicates "
+            "and near-duplicates)"
+        )
+    return ""
+
+
+def attempt(
+    func: Callable[[], T], views: Sequence[np.ndarray], names: Sequence[str]
+) -> tuple[T | None, str]:
+    """``(func(), "")``, or ``(None, reason)`` when func's measure is undefined on ``views``.
+
+    Only a ValueError caused by the rows themselves (see :func:`_undefined_reason`) is turned
+    into a reason; every other error propagates.
+    """
+    try:
+        return func(), ""
+    except ValueError as error:
+        reason = _undefined_reason(error, views, names)
+        if not reason:
+            raise
+        return None, reason
+
+
+def undefined_note(row: Result) -> str:
+    """The note saying why ``row``'s value is undefined (NaN); ``""`` for a defined value."""
+    if not math.isnan(row.value):
+        return ""
+    return next((p for p in row.notes.split("; ") if p.startswith(UNDEFINED_NOTE)), "")
+
+
+def log_undefined(table: ResultsTable, what: str) -> None:
+    """Log which layers of ``table`` hold undefined values, one warning per measure."""
+    for measure in table.unique("measure"):
+        rows = [r for r in table.select(measure=measure) if undefined_note(r)]
+        if rows:
+            logger.warning(
+                "%s, %s: layers %s %s",
+                what,
+                measure,
+                sorted({r.layer for r in rows}),
+                undefined_note(rows[0]),
+            )
+
+
 def evaluate(
-    measure: Measure, X: np.ndarray, Y: np.ndarray | None, calibration: Calibration
+    measure: Measure,
+    X: np.ndarray,
+    Y: np.ndarray | None,
+    calibration: Calibration,
+    *,
+    names: tuple[str, ...] = ("X", "Y"),
 ) -> Point:
     """The measure on (X, Y) (or X alone), with the null and CI the calibration asks for.
 
     The null is :func:`geomalign.metrics.permutation_test` (two-view measures that use the
     pairing only), the CI :func:`geomalign.metrics.bootstrap_ci` (its resampling rule per
-    measure: the bootstrap, or half-sampling for neighbourhood-based measures).
+    measure: the bootstrap, or half-sampling for neighbourhood-based measures). Where the
+    measure is undefined on the rows (a view with all rows identical, too few distinct rows
+    for an intrinsic dimension), the value is NaN and the notes, which start with
+    :data:`UNDEFINED_NOTE`, say why (``names`` name the views there); where it is undefined on
+    a resample only, the CI is left out with a note.
     """
     notes: list[str] = []
     with warnings_to_notes(notes):
-        point = _evaluate(measure, X, Y, calibration, notes)
+        point = _evaluate(measure, X, Y, calibration, notes, names)
     return replace(point, notes="; ".join(notes))
 
 
@@ -143,9 +233,15 @@ def _evaluate(
     Y: np.ndarray | None,
     calibration: Calibration,
     notes: list[str],
+    names: tuple[str, ...],
 ) -> Point:
     views = (X,) if Y is None else (X, Y)
-    point = Point(float(measure(*views)))
+    names = names[: len(views)]
+    value, why = attempt(lambda: float(measure(*views)), views, names)
+    if value is None:
+        notes.append(f"{UNDEFINED_NOTE}: {why}")
+        return Point(math.nan)
+    point = Point(value)
     if calibration.n_permutations and Y is not None and measure.paired:
         perm = metrics.permutation_test(
             measure,
@@ -161,15 +257,22 @@ def _evaluate(
     elif calibration.n_permutations and Y is not None:
         notes.append("no permutation null: the measure ignores the pairing of rows")
     if calibration.n_resamples:
-        boot = metrics.bootstrap_ci(
-            measure,
-            *views,
-            n_resamples=calibration.n_resamples,
-            confidence=float(calibration.confidence),
-            random_state=calibration.random_state,
+        boot, why = attempt(
+            lambda: metrics.bootstrap_ci(
+                measure,
+                *views,
+                n_resamples=calibration.n_resamples,
+                confidence=float(calibration.confidence),
+                random_state=calibration.random_state,
+            ),
+            views,
+            names,
         )
-        point = replace(point, ci_low=boot.ci_low, ci_high=boot.ci_high)
-        notes.append(f"{boot.confidence:.0%} CI: {boot.resampling} B={boot.n_resamples}")
+        if boot is None:
+            notes.append(f"no CI: undefined on a resample ({why})")
+        else:
+            point = replace(point, ci_low=boot.ci_low, ci_high=boot.ci_high)
+            notes.append(f"{boot.confidence:.0%} CI: {boot.resampling} B={boot.n_resamples}")
     if notes:
         notes.append(f"seed={calibration.random_state}")
     return point
@@ -180,6 +283,8 @@ def paired_difference(
     first: tuple[np.ndarray, np.ndarray],
     second: tuple[np.ndarray, np.ndarray],
     calibration: Calibration,
+    *,
+    names: tuple[str, ...] = ("X1", "Y1", "X2", "Y2"),
 ) -> Point:
     """``m(*first) - m(*second)`` on the same samples, with a paired half-sampling CI and p-value.
 
@@ -191,7 +296,9 @@ def paired_difference(
     ones :func:`geomalign.metrics.bootstrap_ci` half-samples: rows repeated by an ordinary
     bootstrap also inflate biased CKA between unrelated views, which shifts one term of the
     difference and not the other. The p-value is two-sided for a zero difference:
-    ``min(1, 2 min(#(d <= 0) + 1, #(d >= 0) + 1) / (B + 1))``.
+    ``min(1, 2 min(#(d <= 0) + 1, #(d >= 0) + 1) / (B + 1))``. Where a term is undefined on the
+    rows, the difference is NaN with a note, as in :func:`evaluate` (``names`` name the views);
+    where it is undefined on a resample only, the CI and p-value are left out with a note.
     """
 
     def diff(idx: np.ndarray | None) -> float:
@@ -200,18 +307,29 @@ def paired_difference(
             a, b, c, d = a[idx], b[idx], c[idx], d[idx]
         return float(measure(a, b)) - float(measure(c, d))
 
+    views = (*first, *second)
     notes: list[str] = []
+    boot: np.ndarray | None = None
     with warnings_to_notes(notes):
-        value = diff(None)
-        n = first[0].shape[0]
-        rng = np.random.default_rng(calibration.random_state)
-        boot = np.array(
-            [
-                diff(np.sort(rng.choice(n, size=n // 2, replace=False)))
-                for _ in range(calibration.n_resamples)
-            ]
-        )
-    if not calibration.n_resamples:
+        value, why = attempt(lambda: diff(None), views, names)
+        if value is not None and calibration.n_resamples:
+            n = first[0].shape[0]
+            rng = np.random.default_rng(calibration.random_state)
+            boot, why = attempt(
+                lambda: np.array(
+                    [
+                        diff(np.sort(rng.choice(n, size=n // 2, replace=False)))
+                        for _ in range(calibration.n_resamples)
+                    ]
+                ),
+                views,
+                names,
+            )
+    if value is None:
+        return Point(math.nan, notes="; ".join([f"{UNDEFINED_NOTE}: {why}", *notes]))
+    if boot is None:
+        if why:
+            notes.insert(0, f"no CI: undefined on a resample ({why})")
         return Point(value, notes="; ".join(notes))
     boot = boot - boot.mean() + value
     alpha = 1.0 - calibration.confidence

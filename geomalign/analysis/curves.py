@@ -20,6 +20,7 @@ from geomalign.analysis._views import (
 from geomalign.analysis.calibration import (
     Calibration,
     evaluate,
+    log_undefined,
     paired_difference,
     resolve_measures,
 )
@@ -107,7 +108,9 @@ def compare_views(
     -------
     ResultsTable
         One row per (layer, measure): ``checkpoint/view/layer`` describe ``view_a``,
-        ``checkpoint_b/view_b/layer_b`` describe ``view_b``.
+        ``checkpoint_b/view_b/layer_b`` describe ``view_b``. Where the measure raises because a
+        view's rows are all identical at that layer (CKA of a constant layer), the value is NaN
+        with a note and the layer is logged; other errors propagate.
 
     Notes
     -----
@@ -136,9 +139,10 @@ def compare_views(
     for layer in layers:
         X, Y = rows.read(view_a, layer), rows.read(view_b, layer)
         for measure in resolved:
-            point = evaluate(measure, X, Y, calibration)
+            names = (f"{view_a} layer {layer}", f"{view_b} layer {layer}")
+            point = evaluate(measure, X, Y, calibration, names=names)
             value, n_used, notes = point.value, rows.n, join_notes(point.notes, rows.note)
-            if rows.subsampled and measure.name in STREAMED:
+            if rows.subsampled and measure.name in STREAMED and np.isfinite(value):
                 acc = metrics.StreamingLinearCKA(debiased=STREAMED[measure.name])
                 for xa, xb in _stream_pairs(
                     store, view_a, view_b, layer, calibration.working_memory
@@ -171,6 +175,7 @@ def compare_views(
                     notes=notes,
                 )
             )
+    log_undefined(table, f"{view_a} vs {view_b}")
     return table
 
 
@@ -329,6 +334,7 @@ def tuning_change_curve(
     resolved = resolve_measures(measures, n_views=2, purpose="tuning-change curve")
     rows = Rows(store, calibration.max_samples, calibration.random_state)
     table = ResultsTable()
+    keys = ((tuned, "x"), (tuned, "y"), (base, "x"), (base, "y"))
     for layer in layers:
         data = {key: rows.read(view, layer) for key, view in views.items()}
         for measure in resolved:
@@ -337,6 +343,7 @@ def tuning_change_curve(
                 (data[tuned, "x"], data[tuned, "y"]),
                 (data[base, "x"], data[base, "y"]),
                 calibration,
+                names=tuple(f"{views[key]} layer {layer}" for key in keys),
             )
             table.append(
                 Result(
@@ -361,4 +368,5 @@ def tuning_change_curve(
                     ),
                 )
             )
+    log_undefined(table, f"{tuned} - {base}")
     return table

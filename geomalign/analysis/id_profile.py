@@ -18,7 +18,12 @@ from geomalign.analysis._views import (
     join_notes,
     open_store,
 )
-from geomalign.analysis.calibration import Calibration, evaluate, resolve_measures
+from geomalign.analysis.calibration import (
+    Calibration,
+    evaluate,
+    log_undefined,
+    resolve_measures,
+)
 from geomalign.analysis.table import Result, ResultsTable
 
 __all__ = ["AbstractionPhase", "abstraction_phase", "detect_abstraction_phase", "id_profile"]
@@ -59,6 +64,9 @@ def detect_abstraction_phase(
 ) -> AbstractionPhase | None:
     """Find the abstraction phase in an intrinsic-dimension profile.
 
+    NaN dimensions (layers where the estimate is undefined, e.g. all rows identical) are left
+    out: the rule below runs on the other layers.
+
     Rule: among the interior local maxima of the profile (a first or last layer is never a peak),
     take the one with the largest prominence (its height above the higher of the two minima that
     separate it from higher ground on either side). Its onset and end are where the profile,
@@ -71,7 +79,7 @@ def detect_abstraction_phase(
     layers : sequence of int
         Increasing real layer numbers (0 = embedding output).
     dimensions : sequence of float
-        Intrinsic dimension at each layer.
+        Intrinsic dimension at each layer; NaN where undefined.
     min_prominence : float, default=0.0
         Peaks less prominent than this (in ID units) are ignored.
 
@@ -79,7 +87,7 @@ def detect_abstraction_phase(
     -------
     AbstractionPhase or None
         None when the profile has no interior peak at least ``min_prominence`` high (monotone or
-        flat profiles, fewer than 3 layers).
+        flat profiles, fewer than 3 layers with a defined dimension).
 
     References
     ----------
@@ -100,11 +108,13 @@ def detect_abstraction_phase(
         )
     if np.any(np.diff(layer_arr) <= 0):
         raise ValueError(f"layers must be strictly increasing; got {list(layers)}.")
-    if not np.all(np.isfinite(d)):
-        bad = [int(layer) for layer, v in zip(layer_arr, d, strict=True) if not np.isfinite(v)]
-        raise ValueError(f"dimensions must be finite; got NaN/Inf at layers {bad}.")
+    if np.isinf(d).any():
+        bad = [int(layer) for layer, v in zip(layer_arr, d, strict=True) if np.isinf(v)]
+        raise ValueError(f"dimensions must be finite or NaN (undefined); got Inf at layers {bad}.")
     if min_prominence < 0:
         raise ValueError(f"min_prominence must be >= 0; got {min_prominence}.")
+    defined = ~np.isnan(d)
+    layer_arr, d = layer_arr[defined], d[defined]
     if d.size < 3:
         return None
     peaks, props = find_peaks(d, prominence=min_prominence)
@@ -156,7 +166,10 @@ def id_profile(
     Returns
     -------
     ResultsTable
-        ``analysis="id-profile"`` rows, one per layer, with ``kind="dimension"``.
+        ``analysis="id-profile"`` rows, one per layer, with ``kind="dimension"``. A layer whose
+        dimension is undefined (all rows identical, e.g. layer 0 of a ``last``-token view, or
+        fewer distinct rows than the estimator's neighbours) has value NaN and a note saying
+        why, and is logged; other errors propagate.
     """
     calibration = calibration or Calibration()
     store = open_store(store)
@@ -167,7 +180,8 @@ def id_profile(
     rows = Rows(store, calibration.max_samples, calibration.random_state)
     table = ResultsTable()
     for layer in layers:
-        point = evaluate(resolved, rows.read(view, layer), None, calibration)
+        names = (f"{view} layer {layer}",)
+        point = evaluate(resolved, rows.read(view, layer), None, calibration, names=names)
         table.append(
             Result(
                 analysis="id-profile",
@@ -183,6 +197,7 @@ def id_profile(
                 notes=join_notes(point.notes, rows.note),
             )
         )
+    log_undefined(table, str(view))
     return table
 
 
@@ -203,7 +218,8 @@ def abstraction_phase(profiles: ResultsTable, *, min_prominence: float = 0.0) ->
         For each (measure, checkpoint, view): ``analysis="abstraction-phase"`` rows with
         ``statistic`` one of ``peak_layer``, ``peak_value``, ``prominence``, ``onset``, ``end``,
         ``width`` (``layer`` = the peak layer), or a single ``statistic="peak_layer"`` row with
-        value NaN and a note when the profile has no interior peak. When the profile carries
+        value NaN and a note when the profile has no interior peak. Layers whose ID is NaN
+        (undefined) are left out, and the notes list them. When the profile carries
         CIs and the peak's prominence is smaller than the half-width of the CI at the peak, the
         notes say the peak may be noise.
     """
@@ -216,10 +232,11 @@ def abstraction_phase(profiles: ResultsTable, *, min_prominence: float = 0.0) ->
         profile = sorted(
             rows.select(measure=measure, checkpoint=checkpoint, view=view), key=lambda r: r.layer
         )
-        layers = [r.layer for r in profile]
         phase = detect_abstraction_phase(
-            layers, [r.value for r in profile], min_prominence=min_prominence
+            [r.layer for r in profile], [r.value for r in profile], min_prominence=min_prominence
         )
+        layers = [r.layer for r in profile if not np.isnan(r.value)]
+        skipped = [r.layer for r in profile if np.isnan(r.value)]
         common = dict(
             analysis="abstraction-phase",
             measure=measure,
@@ -228,6 +245,8 @@ def abstraction_phase(profiles: ResultsTable, *, min_prominence: float = 0.0) ->
             n_samples=profile[0].n_samples,
         )
         rule = "most prominent interior ID peak; onset/end at half prominence"
+        if skipped:
+            rule += f"; ID undefined at layers {skipped}, left out"
         if phase is None:
             table.append(
                 Result(

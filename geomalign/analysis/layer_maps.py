@@ -19,8 +19,12 @@ from geomalign.analysis._views import (
     open_store,
 )
 from geomalign.analysis.calibration import (
+    UNDEFINED_NOTE,
     Calibration,
+    attempt,
     better,
+    identical_rows,
+    log_undefined,
     resolve_measures,
     warnings_to_notes,
 )
@@ -35,6 +39,34 @@ def _matrix(measure: Measure, Xs: list[np.ndarray], Ys: list[np.ndarray]) -> np.
     if measure.name in STREAMED:  # linear CKA: each layer's self-term computed once
         return metrics.cka_matrix(Xs, Ys, debiased=STREAMED[measure.name])
     return np.array([[float(measure(X, Y)) for Y in Ys] for X in Xs], dtype=np.float64)
+
+
+def _observe(
+    measure: Measure,
+    Xs: list[np.ndarray],
+    Ys: list[np.ndarray],
+    names_a: list[str],
+    names_b: list[str],
+) -> tuple[np.ndarray, list[int], list[int], dict[str, str]]:
+    """The map over the layers it is defined on: (values, kept rows, kept columns, left out).
+
+    When the measure is undefined on the full map because some layers have all rows identical,
+    those layers are left out (name -> why); every other error propagates.
+    """
+    observed, _ = attempt(lambda: _matrix(measure, Xs, Ys), [*Xs, *Ys], [*names_a, *names_b])
+    if observed is not None:
+        return observed, list(range(len(Xs))), list(range(len(Ys))), {}
+    left_out = {
+        name: why
+        for V, name in zip([*Xs, *Ys], [*names_a, *names_b], strict=True)
+        if (why := identical_rows(V, name))
+    }
+    keep_a = [i for i, name in enumerate(names_a) if name not in left_out]
+    keep_b = [j for j, name in enumerate(names_b) if name not in left_out]
+    if not (keep_a and keep_b):
+        return np.empty((0, 0)), [], [], left_out
+    kept = _matrix(measure, [Xs[i] for i in keep_a], [Ys[j] for j in keep_b])
+    return kept, keep_a, keep_b, left_out
 
 
 def _listed(layers: Sequence[int] | None) -> list[int] | None:
@@ -92,6 +124,9 @@ def layer_map(
     Costs ``(1 + n_permutations + n_resamples) * len(layers_a) * len(layers_b)`` measure
     evaluations on up to ``max_samples`` rows, with every layer of both views in memory; linear
     CKA maps compute each layer's self-term once per map (:func:`geomalign.metrics.cka_matrix`).
+    When the measure raises because some layers have all rows identical, those layers are left
+    out: their cells and best matches are NaN with a note, and the others' best matches are
+    chosen among the remaining layers.
     """
     calibration = calibration or Calibration()
     store = open_store(store)
@@ -104,25 +139,35 @@ def layer_map(
     rows = Rows(store, calibration.max_samples, calibration.random_state)
     Xs = [rows.read(view_a, layer) for layer in layers_a]
     Ys = [rows.read(view_b, layer) for layer in layers_b]
+    names_a = [f"{view_a} layer {layer}" for layer in layers_a]
+    names_b = [f"{view_b} layer {layer}" for layer in layers_b]
     # A measure that ignores the pairing of rows (OT between the two clouds) has no such null.
     n_permutations = calibration.n_permutations if resolved.paired else 0
     rng = np.random.default_rng(calibration.random_state)
     warned: list[str] = []
     with warnings_to_notes(warned):
-        observed = _matrix(resolved, Xs, Ys)
+        observed, keep_a, keep_b, left_out = _observe(resolved, Xs, Ys, names_a, names_b)
+        # from here on, only the layers the map is defined on
+        Xs, Ys = [Xs[i] for i in keep_a], [Ys[j] for j in keep_b]
+        if not keep_a:
+            n_permutations = 0
         null = np.array(
             [
                 sign * np.max(sign * _matrix(resolved, Xs, [Y[perm] for Y in Ys]), axis=1)
                 for perm in (rng.permutation(rows.n) for _ in range(n_permutations))
             ]
-        ).reshape(n_permutations, len(layers_a))
-        best_j = np.argmax(sign * observed, axis=1)
-        same_best = np.zeros(len(layers_a))
-        for _ in range(calibration.n_resamples):
+        ).reshape(n_permutations, len(keep_a))
+        best_j = np.argmax(sign * observed, axis=1) if keep_a else np.zeros(0, dtype=int)
+        same_best = np.zeros(len(keep_a))
+        for _ in range(calibration.n_resamples if keep_a else 0):
             idx = np.sort(rng.choice(rows.n, size=rows.n // 2, replace=False))
             half = _matrix(resolved, [X[idx] for X in Xs], [Y[idx] for Y in Ys])
             same_best += np.argmax(sign * half, axis=1) == best_j
-    best = observed[np.arange(len(layers_a)), best_j]
+    best = observed[np.arange(len(keep_a)), best_j]
+    row_of, column_of = {i: k for k, i in enumerate(keep_a)}, {j: k for k, j in enumerate(keep_b)}
+
+    def undefined(*names: str) -> str:
+        return join_notes(*(f"{UNDEFINED_NOTE}: {left_out[n]}" for n in names if n in left_out))
 
     common = dict(
         measure=resolved.name,
@@ -136,22 +181,41 @@ def layer_map(
     table = ResultsTable()
     for i, la in enumerate(layers_a):
         for j, lb in enumerate(layers_b):
+            defined = i in row_of and j in column_of
             table.append(
                 Result(
                     analysis="layer-map",
                     layer=la,
                     layer_b=lb,
-                    value=observed[i, j],
-                    notes=join_notes(*warned, rows.note),
+                    value=observed[row_of[i], column_of[j]] if defined else np.nan,
+                    notes=join_notes(undefined(names_a[i], names_b[j]), *warned, rows.note),
                     **common,
                 )
             )
+    skipped_b = [lb for j, lb in enumerate(layers_b) if j not in column_of]
+    matches = ResultsTable()
     for i, la in enumerate(layers_a):
+        if i not in row_of:
+            why = undefined(names_a[i]) or f"{UNDEFINED_NOTE}: no layer of {view_b} is defined"
+            matches.append(
+                Result(
+                    analysis="best-match",
+                    layer=la,
+                    layer_b=None,
+                    value=np.nan,
+                    notes=join_notes(why, rows.note),
+                    **common,
+                )
+            )
+            continue
+        k = row_of[i]
         null_mean = null_std = p_value = None
-        notes = f"best of {len(layers_b)} layers"
+        notes = f"best of {len(keep_b)} layers"
+        if skipped_b:
+            notes += f" (layers {skipped_b} undefined, left out)"
         if n_permutations:
-            null_mean, null_std = float(null[:, i].mean()), float(null[:, i].std(ddof=1))
-            hits = np.sum(sign * null[:, i] >= sign * best[i])
+            null_mean, null_std = float(null[:, k].mean()), float(null[:, k].std(ddof=1))
+            hits = np.sum(sign * null[:, k] >= sign * best[k])
             p_value = float((1 + hits) / (1 + n_permutations))
             notes += (
                 f"; max-over-layers permutation null K={n_permutations} "
@@ -162,17 +226,17 @@ def layer_map(
         best_row = Result(
             analysis="best-match",
             layer=la,
-            layer_b=int(layers_b[best_j[i]]),
-            value=best[i],
+            layer_b=int(layers_b[keep_b[best_j[k]]]),
+            value=best[k],
             null_mean=null_mean,
             null_std=null_std,
             p_value=p_value,
             notes=join_notes(notes, *warned, rows.note),
             **common,
         )
-        table.append(best_row)
+        matches.append(best_row)
         if calibration.n_resamples:
-            table.append(
+            matches.append(
                 replace(
                     best_row,
                     statistic="stability",
@@ -180,11 +244,13 @@ def layer_map(
                     null_mean=None,
                     null_std=None,
                     p_value=None,
-                    value=float(same_best[i] / calibration.n_resamples),
+                    value=float(same_best[k] / calibration.n_resamples),
                     notes=f"share of {calibration.n_resamples} half-samples (n={rows.n // 2}, "
                     f"seed={calibration.random_state}) whose best layer is the same",
                 )
             )
+    log_undefined(matches, f"{view_a} vs {view_b} layer map")
+    table.extend(matches)
     return table
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 
+from geomalign.analysis.calibration import UNDEFINED_NOTE, undefined_note
 from geomalign.analysis.id_profile import NOISE_NOTE
 from geomalign.analysis.table import Result, ResultsTable
 
@@ -36,10 +38,18 @@ def _worst(rows: list[Result], kind: str | None) -> Result:
     return _best(rows, "similarity" if kind == "distance" else "distance")
 
 
-def _groups(rows: ResultsTable, *columns: str) -> dict[tuple, list[Result]]:
+def _defined(row: Result) -> bool:
+    return not math.isnan(row.value)
+
+
+def _groups(
+    rows: Iterable[Result], *columns: str, keep: Callable[[Result], bool] = _defined
+) -> dict[tuple, list[Result]]:
+    """The rows ``keep`` accepts (by default those with a value) grouped by ``columns``."""
     out: dict[tuple, list[Result]] = {}
     for r in rows:
-        out.setdefault(tuple(getattr(r, c) for c in columns), []).append(r)
+        if keep(r):
+            out.setdefault(tuple(getattr(r, c) for c in columns), []).append(r)
     return out
 
 
@@ -172,6 +182,21 @@ def _id(table: ResultsTable) -> list[str]:
     return lines
 
 
+def _undefined(table: ResultsTable) -> list[str]:
+    lines = []
+    columns = ("analysis", "measure", "checkpoint", "view", "checkpoint_b", "view_b")
+    # layer maps are left out: their best-match rows name the undefined layers
+    undefined = (r for r in table if r.analysis != "layer-map" and undefined_note(r))
+    for (analysis, measure, ckpt, view, ckpt_b, view_b), rows in _groups(
+        undefined, *columns, keep=lambda r: True
+    ).items():
+        second = f" vs {ckpt_b} {view_b}" if view_b is not None else ""
+        reason = undefined_note(rows[0])[len(UNDEFINED_NOTE) + 2 :]
+        layers = ", ".join(str(r.layer) for r in sorted(rows, key=lambda r: r.layer))
+        lines.append(f"  {analysis} {measure} {ckpt} {view}{second}: layers {layers} ({reason})")
+    return lines
+
+
 def summarize(table: ResultsTable, *, alpha: float = 0.05) -> str:
     """A few lines per analysis present in ``table``, for a reader in a hurry.
 
@@ -209,6 +234,7 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05) -> str:
         ("Base vs tuned, same modality:", _cross_checkpoint(table)),
         ("Best-matching layer across views:", _best_match(table, alpha)),
         ("Intrinsic dimension and abstraction phase:", _id(table)),
+        ("Undefined values (NaN), left out above:", _undefined(table)),
     ]
     out = list(head)
     for title, lines in sections:

@@ -52,8 +52,8 @@ def test_min_prominence_filters_small_bumps():
 def test_detect_rejects_bad_profiles():
     with pytest.raises(ValueError, match="strictly increasing"):
         detect_abstraction_phase([0, 2, 1], [1, 2, 1])
-    with pytest.raises(ValueError, match=r"NaN/Inf at layers \[1\]"):
-        detect_abstraction_phase([0, 1, 2], [1, np.nan, 1])
+    with pytest.raises(ValueError, match=r"finite or NaN \(undefined\); got Inf at layers \[1\]"):
+        detect_abstraction_phase([0, 1, 2], [1, np.inf, 1])
     with pytest.raises(ValueError, match="same length"):
         detect_abstraction_phase([0, 1, 2], [1, 2])
 
