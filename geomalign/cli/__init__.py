@@ -21,6 +21,7 @@ from geomalign._version import __version__
 COMMANDS: dict[str, str] = {
     "info": "describe an activation store",
     "extract": "extract per-layer hidden states of a model on image/caption pairs",
+    "merge": "join the per-rank stores of a sharded extraction into one store",
     "analyze": "per-layer alignment curves, layer maps and ID profiles of a store",
     "plot": "redraw the figures of a results folder or table",
     "demo": "run the whole pipeline on the built-in testbed (a few minutes on a CPU)",

@@ -19,6 +19,7 @@ file without a lock and without raw-data caches, so they can follow a running wr
 """
 
 from geomalign.store._errors import IncompleteRowsError, NonFiniteRowsError, StoreError, ViewInfo
+from geomalign.store._merge import merge_stores
 from geomalign.store._store import SCHEMA_VERSION, ActivationStore, check_same_samples
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "StoreError",
     "ViewInfo",
     "check_same_samples",
+    "merge_stores",
 ]
