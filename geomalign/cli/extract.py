@@ -2,6 +2,8 @@
 
 With ``--base`` a second checkpoint (e.g. the stage-1 base of a tuned VLM) is extracted into the
 same store, under ``--base-name``. An existing store is resumed: only missing rows are computed.
+With ``--shard RANK/WORLD`` only the rank's share of the samples is extracted (one store per rank,
+joined afterwards by ``geomalign merge``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ def _layers(text: str) -> str | list[int]:
             f"expected 'all' or layer numbers like 0,4,8 or 0-8; got {text!r}"
         ) from exc
     return layers
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``RANK/WORLD``, e.g. ``0/4``."""
+    rank, _, world = text.partition("/")
+    try:
+        return int(rank), int(world)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected RANK/WORLD_SIZE such as 0/4; got {text!r}"
+        ) from exc
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -117,6 +130,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--random-state", type=int, default=0, help="seed of 'random' pooling")
     parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="RANK/WORLD",
+        help="extract only this rank's contiguous share of the samples, e.g. 0/4 "
+        "(under torchrun: --shard $RANK/$WORLD_SIZE); join the stores with 'geomalign merge'",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing store instead of resuming it"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -156,11 +177,13 @@ def run(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             device=args.device,
             templates=templates or None,
+            shard=args.shard,
             progress=not args.no_progress,
         )
         views = ", ".join(f"{m}/{p}" for m, p in result.views)
+        shard = "" if args.shard is None else f"; shard {args.shard[0]}/{args.shard[1]}"
         print(  # noqa: T201 - the command's output
             f"{name}: {model} -> {result.store_path} ({views}; {len(result.layers)} layers; "
-            f"{result.n_encoded} samples run)"
+            f"{result.n_encoded} samples run{shard})"
         )
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,8 @@ class ExtractionResult:
     checkpoint : str
         The checkpoint name the views are stored under.
     views : tuple of (str, str)
-        The (modality, pooling) views of this checkpoint, all complete on return.
+        The (modality, pooling) views of this checkpoint, all complete on return (with a
+        ``shard``: complete on the shard's samples).
     layers : tuple of int
         The layers kept (0 = embedding output).
     n_encoded : int
@@ -69,6 +71,7 @@ def extract(
     dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
     templates: Mapping[str, str] | None = None,
+    shard: tuple[int, int] | None = None,
     progress: bool = True,
 ) -> ExtractionResult:
     """Extract per-layer hidden states of a model on paired data into an activation store.
@@ -82,6 +85,12 @@ def extract(
 
     Several checkpoints share one store: call ``extract`` once per checkpoint with the same
     ``dataset`` and ``store_path`` and a different ``checkpoint_name``.
+
+    To spread one extraction over several GPUs or machines, run it once per rank with
+    ``shard=(rank, world_size)`` and a store file of its own: every rank's store holds the whole
+    dataset's sample table but writes only the rows of its share, and
+    :func:`geomalign.store.merge_stores` joins the files into one. Resume works per shard file as
+    without sharding.
 
     Parameters
     ----------
@@ -118,6 +127,13 @@ def extract(
         float32 and device to CUDA when present); must be None for an adapter.
     templates : mapping of str to str, default=None
         Prompt templates by modality, passed to :func:`load_adapter`; must be None for an adapter.
+    shard : (int, int), default=None
+        ``(rank, world_size)``: write only the rank's contiguous share of the samples,
+        ``np.array_split(np.arange(len(dataset)), world_size)[rank]`` (the first
+        ``len(dataset) % world_size`` ranks get one sample more), so that ranks never overlap and
+        together cover the dataset. None extracts every sample. Token views (pooling "none") still
+        encode, without running the model, every sample to lay out the token rows, so that all
+        ranks' stores share one layout.
     progress : bool, default=True
         Show a progress bar (tqdm, on stderr).
 
@@ -136,9 +152,16 @@ def extract(
     --------
     >>> extract("llava-hf/llava-1.5-7b-hf", pairs, "acts.h5", checkpoint_name="tuned",
     ...         dtype="float16")  # doctest: +SKIP
+
+    One rank of ``torchrun --nproc-per-node 4 script.py``:
+
+    >>> rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])  # doctest: +SKIP
+    >>> extract("llava-hf/llava-1.5-7b-hf", pairs, f"acts.rank{rank}.h5", checkpoint_name="tuned",
+    ...         device=f"cuda:{os.environ['LOCAL_RANK']}", shard=(rank, world))  # doctest: +SKIP
     """
     if not isinstance(dataset, PairedDataset):
         raise TypeError(f"dataset must be a PairedDataset; got {type(dataset).__name__}.")
+    share = _shard_mask(shard, len(dataset))
     adapter = _as_adapter(model, revision=revision, dtype=dtype, device=device, templates=templates)
     poolings = _check_poolings(poolings)
     modalities = _check_modalities(adapter, modalities)
@@ -184,16 +207,17 @@ def extract(
             for pooling in poolings:
                 needed[pooling] = np.zeros(len(dataset), dtype=bool)
                 needed[pooling][store.missing(checkpoint_name, modality, pooling)] = True
+                needed[pooling] &= share
             todo = np.flatnonzero(np.logical_or.reduce(list(needed.values())))
             plan[modality] = needed, todo
-            if 0 < todo.size < len(dataset):
+            if 0 < todo.size < share.sum():
                 logger.info(
                     "%s: resuming %s/%s with %d of %d samples left",
                     store.path,
                     checkpoint_name,
                     modality,
                     todo.size,
-                    len(dataset),
+                    share.sum(),
                 )
         total = sum(todo.size for _, todo in plan.values())
         with tqdm(
@@ -336,6 +360,27 @@ def _as_adapter(
             templates=templates,
         )
     raise TypeError(f"model must be an Adapter or a model id or path; got {type(model).__name__}.")
+
+
+def _shard_mask(shard: tuple[int, int] | None, n_samples: int) -> np.ndarray:
+    """Boolean mask over the samples of the rank's contiguous share (all samples for None)."""
+    share = np.zeros(n_samples, dtype=bool)
+    if shard is None:
+        share[:] = True
+        return share
+    if not isinstance(shard, tuple | list) or len(shard) != 2:
+        raise TypeError(f"shard must be a (rank, world_size) pair of ints; got {shard!r}.")
+    rank, world_size = shard
+    for name, value in (("rank", rank), ("world_size", world_size)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"shard {name} must be an int; got {value!r} in shard={shard!r}.")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(
+            f"shard must be (rank, world_size) with world_size >= 1 and 0 <= rank < world_size; "
+            f"got rank={rank}, world_size={world_size}."
+        )
+    share[np.array_split(np.arange(n_samples), int(world_size))[int(rank)]] = True
+    return share
 
 
 def _check_poolings(poolings: str | Sequence[str]) -> list[str]:

@@ -102,12 +102,31 @@ def test_coco_data_and_templates(llm_dir, pairs_file, tmp_path, capsys):
         (["--pooling", "max"], "poolings must be distinct names"),
         (["--image-template", "{image}"], "an image template does not apply"),
         (["--data", "captions.json"], "a COCO-captions .json needs --image-dir"),
+        (["--shard", "2/2"], "0 <= rank < world_size; got rank=2, world_size=2"),
     ],
 )
 def test_errors_are_reported(llm_dir, pairs_file, tmp_path, capsys, extra, message):
     argv = ["--model", str(llm_dir), "--data", str(pairs_file), "--out", str(tmp_path / "a.h5")]
     assert _run([*argv, "--no-progress", *extra]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_shards_then_merge(llm_dir, pairs_file, tmp_path, capsys):
+    argv = ["--model", str(llm_dir), "--data", str(pairs_file), "--pooling", "last"]
+    for rank in (0, 1):
+        out = str(tmp_path / f"rank{rank}.h5")
+        assert _run([*argv, "--out", out, "--shard", f"{rank}/2", "--no-progress"]) == 0
+        assert "3 samples run; shard " + f"{rank}/2)" in capsys.readouterr().out
+    shards = [str(tmp_path / f"rank{rank}.h5") for rank in (0, 1)]
+    assert main(["merge", str(tmp_path / "acts.h5"), *shards]) == 0
+    assert "model/text/last: complete" in capsys.readouterr().out
+
+
+def test_shard_syntax():
+    assert extract_cli._shard("3/8") == (3, 8)
+    for text in ("3", "3/", "a/b", "1/2/3"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected RANK/WORLD_SIZE"):
+            extract_cli._shard(text)
 
 
 def test_layer_syntax():

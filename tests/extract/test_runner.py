@@ -12,7 +12,7 @@ import torch
 
 from geomalign.data import PairedDataset
 from geomalign.extract import EncodedBatch, ModuleAdapter, extract
-from geomalign.store import ActivationStore, StoreError
+from geomalign.store import ActivationStore, StoreError, merge_stores
 
 WORKER = Path(__file__).with_name("_extract_worker.py")
 sys.path.insert(0, str(WORKER.parent))
@@ -100,6 +100,35 @@ def test_a_new_pooling_runs_only_for_itself(llm_dir, pairs, tmp_path):
     assert ("llm", "text", "last", 3) in after
 
 
+def test_shards_merged_equal_one_unsharded_run(llm_dir, pairs, tmp_path):
+    # batches of 3 are the same samples with and without shards: equal to the last bit
+    options = {
+        "checkpoint_name": "m",
+        "poolings": ["mean", "random", "none"],
+        "batch_size": 3,
+        "progress": False,
+    }
+    whole = extract(llm_dir, pairs, tmp_path / "whole.h5", **options)
+    shards = [
+        extract(llm_dir, pairs, tmp_path / f"rank{r}.h5", shard=(r, 2), **options) for r in (0, 1)
+    ]
+    assert [s.n_encoded for s in shards] == [3, 3]
+    with ActivationStore(shards[1].store_path) as store:
+        assert store.sample_ids == pairs.ids
+        for view in store.views():
+            np.testing.assert_array_equal(store.missing(*view), [0, 1, 2])  # rank 0's share
+    again = extract(llm_dir, pairs, shards[1].store_path, shard=(1, 2), **options)
+    assert again.n_encoded == 0  # a shard resumes on its own share
+    merged = merge_stores([s.store_path for s in shards], tmp_path / "merged.h5")
+    one, joined = _contents(whole.store_path), _contents(merged)
+    assert joined.keys() == one.keys()
+    for key, rows in one.items():
+        np.testing.assert_array_equal(joined[key], rows, err_msg=str(key))
+    with ActivationStore(merged) as a, ActivationStore(whole.store_path) as b:
+        assert a.checkpoints() == b.checkpoints()
+        assert (a.sample_ids, a.captions) == (b.sample_ids, b.captions)
+
+
 def test_batch_size_and_store_dtype(llm_dir, pairs, tmp_path):
     one = extract(
         llm_dir, pairs, tmp_path / "a.h5", checkpoint_name="m", batch_size=1, progress=False
@@ -175,6 +204,11 @@ def test_bad_arguments(llm_dir, pairs, tmp_path):
         ({"store_dtype": "bfloat16"}, ValueError, r"store_dtype must be 'float32' or 'float16'"),
         ({"random_state": -1}, ValueError, r"random_state must be a non-negative int"),
         ({"dtype": "float16"}, ValueError, r"\['dtype'\] apply only when model is an id or path"),
+        ({"shard": (2, 2)}, ValueError, r"0 <= rank < world_size; got rank=2, world_size=2"),
+        ({"shard": (0, 0)}, ValueError, r"world_size >= 1 .*; got rank=0, world_size=0"),
+        ({"shard": (0, 2, 1)}, TypeError, r"shard must be a \(rank, world_size\) pair of ints"),
+        ({"shard": "0/2"}, TypeError, r"shard must be a \(rank, world_size\) pair of ints"),
+        ({"shard": (0, 2.0)}, TypeError, r"shard world_size must be an int; got 2.0"),
     ]
     for options, error, match in cases:
         with pytest.raises(error, match=match):
