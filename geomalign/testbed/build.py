@@ -266,35 +266,29 @@ def _build(config: TestbedConfig, out: Path, device: torch.device, progress: boo
         vlm.lm_head.load_state_dict(llm.lm_head.state_dict())
         del llm, vision
 
+        # Stage 1 trains the projector (the base VLM), stage 2 the LLM as well (the tuned VLM).
         vlm.requires_grad_(False)
-        vlm.model.multi_modal_projector.requires_grad_(True)
-        result = train_model(
-            vlm,
-            data.stage1,
-            steps=config.stage1_steps,
-            lr=config.stage1_lr,
-            random_state=config.seed + 1,
-            evaluate=lambda m: evaluate_vlm(m, data),
-            description="stage 1 (projector)",
-            **common,
-        )
-        _save(vlm, processor, out / "base", result, data.qa_eval)
-        metrics["base"], timing["base"] = result.metrics, result.wall_time
-
-        vlm.model.language_model.requires_grad_(True)
-        vlm.lm_head.requires_grad_(True)
-        result = train_model(
-            vlm,
-            data.stage2,
-            steps=config.stage2_steps,
-            lr=config.stage2_lr,
-            random_state=config.seed + 2,
-            evaluate=lambda m: evaluate_vlm(m, data),
-            description="stage 2 (projector + LLM)",
-            **common,
-        )
-        _save(vlm, processor, out / "tuned", result, data.qa_eval)
-        metrics["tuned"], timing["tuned"] = result.metrics, result.wall_time
+        stages = (
+            (1, "base", data.stage1, config.stage1_steps, config.stage1_lr, "stage 1 (projector)",
+             [vlm.model.multi_modal_projector]),
+            (2, "tuned", data.stage2, config.stage2_steps, config.stage2_lr,
+             "stage 2 (projector + LLM)", [vlm.model.language_model, vlm.lm_head]),
+        )  # fmt: skip
+        for stage, name, examples, steps, lr, description, unfrozen in stages:
+            for module in unfrozen:
+                module.requires_grad_(True)
+            result = train_model(
+                vlm,
+                examples,
+                steps=steps,
+                lr=lr,
+                random_state=config.seed + stage,
+                evaluate=lambda m: evaluate_vlm(m, data),
+                description=description,
+                **common,
+            )
+            _save(vlm, processor, out / name, result, data.qa_eval)
+            metrics[name], timing[name] = result.metrics, result.wall_time
 
     manifest = {
         "fingerprint": config.fingerprint(),
