@@ -212,14 +212,10 @@ def plot_layer_map(
     was not tested). The percentage under a marker, when the table has it, is the best match's
     stability over half-samples.
     """
-    layers_a, layers_b, values = map_matrix(
-        table,
-        measure=measure,
-        checkpoint=checkpoint,
-        view=view,
-        checkpoint_b=checkpoint_b,
-        view_b=view_b,
+    key = dict(
+        measure=measure, checkpoint=checkpoint, view=view, checkpoint_b=checkpoint_b, view_b=view_b
     )
+    layers_a, layers_b, values = map_matrix(table, **key)
     fig, ax = _new_axes(ax, size=(7.0, 5.8))
     kind = table.select(analysis="layer-map", measure=measure)[0].kind
     cmap = "viridis" if kind != "distance" else "viridis_r"
@@ -230,14 +226,7 @@ def plot_layer_map(
     ax.set_yticks(range(len(layers_a)), [str(x) for x in layers_a])
     ax.set_xlabel(f"{checkpoint_b}: {view_b} layer (0 = embedding output)")
     ax.set_ylabel(f"{checkpoint}: {view} layer (0 = embedding output)")
-    matches = table.select(
-        analysis="best-match",
-        measure=measure,
-        checkpoint=checkpoint,
-        view=view,
-        checkpoint_b=checkpoint_b,
-        view_b=view_b,
-    )
+    matches = table.select(analysis="best-match", **key)
     stability = {r.layer: r.value for r in matches.select(statistic="stability")}
     for r in matches.select(statistic="value"):
         if r.layer in layers_a and r.layer_b in layers_b:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,19 +81,36 @@ def check_view(store: ActivationStore, view: View) -> ViewInfo:
     return info
 
 
-def check_layers(
-    info: ViewInfo, layers: list[int] | None, view: View, name: str = "layers"
-) -> list[int]:
-    """The requested layers (all stored layers when None), each checked to exist in the view."""
-    if layers is None:
-        return sorted(info.layers)
-    layers = [int(layer) for layer in layers]
+def _check_layers(info: ViewInfo, layers: list[int], view: View, name: str) -> None:
     absent = [layer for layer in layers if layer not in info.layers]
     if absent or not layers:
         raise ValueError(
             f"{name}: view {view} has layers {info.layers}; requested {layers} "
             f"({'none given' if not layers else f'absent: {absent}'})."
         )
+
+
+def select_layers(
+    store: ActivationStore,
+    views: Sequence[View],
+    layers: Sequence[int] | None,
+    name: str = "layers",
+) -> list[int]:
+    """Check ``views`` (:func:`check_view`) and return the layers to read from every one of them.
+
+    ``layers`` (argument ``name``) are checked to exist in each view; None gives the sorted
+    layers all the views store.
+    """
+    infos = [check_view(store, view) for view in views]
+    if layers is None:
+        shared = sorted(set.intersection(*(set(info.layers) for info in infos)))
+        if not shared:
+            listed = [f"{v} (layers {i.layers})" for v, i in zip(views, infos, strict=True)]
+            raise ValueError(f"{store.path}: views {', '.join(listed)} share no layer.")
+        return shared
+    layers = [int(layer) for layer in layers]
+    for view, info in zip(views, infos, strict=True):
+        _check_layers(info, layers, view, name)
     return layers
 
 

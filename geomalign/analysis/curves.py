@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -12,19 +13,20 @@ from geomalign.analysis._views import (
     StoreLike,
     View,
     as_view,
-    check_layers,
-    check_view,
     join_notes,
     open_store,
+    select_layers,
 )
 from geomalign.analysis.calibration import (
     Calibration,
+    Point,
     evaluate,
     log_undefined,
     paired_difference,
     resolve_measures,
 )
 from geomalign.analysis.table import Result, ResultsTable
+from geomalign.metrics import Measure
 from geomalign.store import ActivationStore
 
 __all__ = [
@@ -63,6 +65,45 @@ def default_pooling(store: StoreLike, checkpoint: str, modality: str) -> str:
         if name in pooled:
             return name
     return pooled[0]
+
+
+def side_view(store: ActivationStore, checkpoint: str, side: tuple[str, str | None]) -> View:
+    """The view of ``checkpoint`` a ``(modality, pooling)`` option names (None: default pooling)."""
+    modality, pooling = side
+    return View(checkpoint, modality, pooling or default_pooling(store, checkpoint, modality))
+
+
+def _curve_row(
+    analysis: str,
+    measure: Measure,
+    layer: int,
+    point: Point,
+    *,
+    a: tuple[str, str],
+    b: tuple[str, str],
+    n_samples: int,
+    notes: str,
+) -> Result:
+    """A curve's row at ``layer``; ``a`` and ``b`` are the (checkpoint, view) of the two sides."""
+    return Result(
+        analysis=analysis,
+        measure=measure.name,
+        checkpoint=a[0],
+        view=a[1],
+        layer=layer,
+        value=point.value,
+        checkpoint_b=b[0],
+        view_b=b[1],
+        layer_b=layer,
+        kind=measure.kind,
+        ci_low=point.ci_low,
+        ci_high=point.ci_high,
+        null_mean=point.null_mean,
+        null_std=point.null_std,
+        p_value=point.p_value,
+        n_samples=n_samples,
+        notes=notes,
+    )
 
 
 def _stream_pairs(
@@ -122,17 +163,7 @@ def compare_views(
     calibration = calibration or Calibration()
     store = open_store(store)
     view_a, view_b = as_view(view_a, "view_a"), as_view(view_b, "view_b")
-    info_a, info_b = check_view(store, view_a), check_view(store, view_b)
-    if layers is None:
-        layers = sorted(set(info_a.layers) & set(info_b.layers))
-        if not layers:
-            raise ValueError(
-                f"{store.path}: views {view_a} (layers {info_a.layers}) and {view_b} (layers "
-                f"{info_b.layers}) share no layer."
-            )
-    else:
-        layers = check_layers(info_a, list(layers), view_a)
-        check_layers(info_b, layers, view_b)
+    layers = select_layers(store, [view_a, view_b], layers)
     resolved = resolve_measures(measures, n_views=2, purpose=f"{analysis} curve")
     rows = Rows(store, calibration.max_samples, calibration.random_state)
     table = ResultsTable()
@@ -141,36 +172,27 @@ def compare_views(
         for measure in resolved:
             names = (f"{view_a} layer {layer}", f"{view_b} layer {layer}")
             point = evaluate(measure, X, Y, calibration, names=names)
-            value, n_used, notes = point.value, rows.n, join_notes(point.notes, rows.note)
-            if rows.subsampled and measure.name in STREAMED and np.isfinite(value):
+            n_used, notes = rows.n, join_notes(point.notes, rows.note)
+            if rows.subsampled and measure.name in STREAMED and np.isfinite(point.value):
                 acc = metrics.StreamingLinearCKA(debiased=STREAMED[measure.name])
                 for xa, xb in _stream_pairs(
                     store, view_a, view_b, layer, calibration.working_memory
                 ):
                     acc.update(xa, xb)
-                value = acc.value()
+                point = replace(point, value=acc.value())
                 n_used = rows.n_total
                 notes = join_notes(
                     f"value exact over all {rows.n_total} rows (streamed)",
                     f"{point.notes} on the {rows.note}" if point.notes else "",
                 )
             table.append(
-                Result(
-                    analysis=analysis,
-                    measure=measure.name,
-                    checkpoint=view_a.checkpoint,
-                    view=view_a.label,
-                    layer=layer,
-                    value=value,
-                    checkpoint_b=view_b.checkpoint,
-                    view_b=view_b.label,
-                    layer_b=layer,
-                    kind=measure.kind,
-                    ci_low=point.ci_low,
-                    ci_high=point.ci_high,
-                    null_mean=point.null_mean,
-                    null_std=point.null_std,
-                    p_value=point.p_value,
+                _curve_row(
+                    analysis,
+                    measure,
+                    layer,
+                    point,
+                    a=(view_a.checkpoint, view_a.label),
+                    b=(view_b.checkpoint, view_b.label),
                     n_samples=n_used,
                     notes=notes,
                 )
@@ -212,12 +234,10 @@ def cross_modal_curve(
         Rows with ``analysis="cross-modal"`` (see :func:`compare_views`).
     """
     store = open_store(store)
-    view_a = View(checkpoint, image[0], image[1] or default_pooling(store, checkpoint, image[0]))
-    view_b = View(checkpoint, text[0], text[1] or default_pooling(store, checkpoint, text[0]))
     return compare_views(
         store,
-        view_a,
-        view_b,
+        side_view(store, checkpoint, image),
+        side_view(store, checkpoint, text),
         measures=measures,
         layers=layers,
         analysis="cross-modal",
@@ -316,21 +336,14 @@ def tuning_change_curve(
     """
     calibration = calibration or Calibration()
     store = open_store(store)
-    image_pooling = image[1] or default_pooling(store, base, image[0])
-    text_pooling = text[1] or default_pooling(store, base, text[0])
+    # both checkpoints are read with the poolings resolved for the base
+    sides = {"x": side_view(store, base, image), "y": side_view(store, base, text)}
     views = {
-        (ckpt, side): View(ckpt, mod, pool)
+        (ckpt, side): replace(view, checkpoint=ckpt)
         for ckpt in (base, tuned)
-        for side, mod, pool in (("x", image[0], image_pooling), ("y", text[0], text_pooling))
+        for side, view in sides.items()
     }
-    infos = {key: check_view(store, view) for key, view in views.items()}
-    shared = sorted(set.intersection(*(set(i.layers) for i in infos.values())))
-    if layers is None:
-        layers = shared
-    else:
-        for key, view in views.items():
-            check_layers(infos[key], list(layers), view)
-        layers = [int(layer) for layer in layers]
+    layers = select_layers(store, list(views.values()), layers)
     resolved = resolve_measures(measures, n_views=2, purpose="tuning-change curve")
     rows = Rows(store, calibration.max_samples, calibration.random_state)
     table = ResultsTable()
@@ -346,20 +359,13 @@ def tuning_change_curve(
                 names=tuple(f"{views[key]} layer {layer}" for key in keys),
             )
             table.append(
-                Result(
-                    analysis="tuning-change",
-                    measure=measure.name,
-                    checkpoint=tuned,
-                    view=views[tuned, "x"].label,
-                    layer=layer,
-                    value=point.value,
-                    checkpoint_b=base,
-                    view_b=views[tuned, "y"].label,
-                    layer_b=layer,
-                    kind=measure.kind,
-                    ci_low=point.ci_low,
-                    ci_high=point.ci_high,
-                    p_value=point.p_value,
+                _curve_row(
+                    "tuning-change",
+                    measure,
+                    layer,
+                    point,
+                    a=(tuned, views[tuned, "x"].label),
+                    b=(base, views[tuned, "y"].label),
                     n_samples=rows.n,
                     notes=join_notes(
                         f"{measure.name}({tuned}) - {measure.name}({base})",

@@ -13,10 +13,9 @@ from geomalign.analysis._views import (
     StoreLike,
     View,
     as_view,
-    check_layers,
-    check_view,
     join_notes,
     open_store,
+    select_layers,
 )
 from geomalign.analysis.calibration import (
     Calibration,
@@ -174,8 +173,7 @@ def id_profile(
     calibration = calibration or Calibration()
     store = open_store(store)
     view = as_view(view, "view")
-    info = check_view(store, view)
-    layers = check_layers(info, None if layers is None else list(layers), view)
+    layers = select_layers(store, [view], layers)
     (resolved,) = resolve_measures(measure, n_views=1, purpose="intrinsic-dimension profile")
     rows = Rows(store, calibration.max_samples, calibration.random_state)
     table = ResultsTable()

@@ -13,10 +13,9 @@ from geomalign.analysis._views import (
     StoreLike,
     View,
     as_view,
-    check_layers,
-    check_view,
     join_notes,
     open_store,
+    select_layers,
 )
 from geomalign.analysis.calibration import (
     UNDEFINED_NOTE,
@@ -67,10 +66,6 @@ def _observe(
         return np.empty((0, 0)), [], [], left_out
     kept = _matrix(measure, [Xs[i] for i in keep_a], [Ys[j] for j in keep_b])
     return kept, keep_a, keep_b, left_out
-
-
-def _listed(layers: Sequence[int] | None) -> list[int] | None:
-    return None if layers is None else list(layers)
 
 
 def layer_map(
@@ -131,9 +126,8 @@ def layer_map(
     calibration = calibration or Calibration()
     store = open_store(store)
     view_a, view_b = as_view(view_a, "view_a"), as_view(view_b, "view_b")
-    info_a, info_b = check_view(store, view_a), check_view(store, view_b)
-    layers_a = check_layers(info_a, _listed(layers_a), view_a, "layers_a")
-    layers_b = check_layers(info_b, _listed(layers_b), view_b, "layers_b")
+    layers_a = select_layers(store, [view_a], layers_a, "layers_a")
+    layers_b = select_layers(store, [view_b], layers_b, "layers_b")
     (resolved,) = resolve_measures(measure, n_views=2, purpose="layer map")
     sign = better(resolved.kind)
     rows = Rows(store, calibration.max_samples, calibration.random_state)

@@ -14,7 +14,7 @@ from geomalign.analysis.calibration import Calibration
 from geomalign.analysis.curves import (
     cross_checkpoint_curve,
     cross_modal_curve,
-    default_pooling,
+    side_view,
     tuning_change_curve,
 )
 from geomalign.analysis.id_profile import abstraction_phase, id_profile
@@ -98,9 +98,6 @@ def analyze_store(
     def has(ckpt: str, modality: str) -> bool:
         return (ckpt, modality) in stored
 
-    def pooled(ckpt: str, side: tuple[str, str | None]) -> View:
-        return View(ckpt, side[0], side[1] or default_pooling(store, ckpt, side[0]))
-
     common = {"calibration": calibration}
     curves = {"measures": two_view, **common}
     tasks: list[tuple[str, Callable[[], ResultsTable]]] = []
@@ -124,8 +121,8 @@ def analyze_store(
                     partial(
                         layer_map,
                         store,
-                        pooled(ckpt, image),
-                        pooled(ckpt, text),
+                        side_view(store, ckpt, image),
+                        side_view(store, ckpt, text),
                         measure=m,
                         **common,
                     ),
@@ -170,7 +167,9 @@ def analyze_store(
                     tasks.append(
                         (
                             f"ID {ckpt} {side[0]} {m}",
-                            partial(id_profile, store, pooled(ckpt, side), measure=m, **common),
+                            partial(
+                                id_profile, store, side_view(store, ckpt, side), measure=m, **common
+                            ),
                         )
                     )
     if not tasks:

@@ -85,20 +85,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="measures for layer x layer maps (default: the first two-view measure; '' for none)",
     )
     parser.add_argument("--base", default=None, help="reference checkpoint (default: the first)")
-    parser.add_argument(
-        "--image",
-        type=_view,
-        default=("image", None),
-        metavar="MODALITY[/POOL]",
-        help="image view (default: image with mean or last pooling)",
-    )
-    parser.add_argument(
-        "--text",
-        type=_view,
-        default=("text", None),
-        metavar="MODALITY[/POOL]",
-        help="caption view (default: text with mean or last pooling)",
-    )
+    for side, what in (("image", "image"), ("text", "caption")):
+        parser.add_argument(
+            f"--{side}",
+            type=_view,
+            default=(side, None),
+            metavar="MODALITY[/POOL]",
+            help=f"{what} view (default: {side} with mean or last pooling)",
+        )
     parser.add_argument(
         "--min-prominence",
         type=float,
