@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -268,30 +268,40 @@ def _copy_view(
             for li, layer in enumerate(info.layers):
                 rows[li] = store.read(*view, layer, ids=chosen, dtype=info.dtype)
             fresh = owner[samples - lo] < 0
-            fresh_rows = np.repeat(fresh, counts)
-            positions = _row_positions(offsets, samples) - base
-            block[:, positions[fresh_rows]] = rows[:, fresh_rows]
-            seen = positions[~fresh_rows]
-            if seen.size:
-                differs = (block[:, seen] != rows[:, ~fresh_rows]).any(axis=(0, 2))
+            before = np.cumsum(counts) - counts  # where each sample's rows start in ``rows``
+            for s_lo, s_hi, j in _runs(samples, fresh):
+                dst = slice(int(offsets[s_lo]) - base, int(offsets[s_hi]) - base)
+                src = slice(int(before[j]), int(before[j]) + dst.stop - dst.start)
+                if fresh[j]:
+                    block[:, dst] = rows[:, src]
+                    owner[s_lo - lo : s_hi - lo] = k
+                    continue
+                differs = (block[:, dst] != rows[:, src]).any(axis=(0, 2))
                 if differs.any():
-                    sample = np.repeat(samples[~fresh], counts[~fresh])[np.argmax(differs)]
-                    first = stores[owner[sample - lo]]
+                    row = int(offsets[s_lo]) + int(np.argmax(differs))
+                    sample = int(np.searchsorted(offsets, row, side="right")) - 1
                     raise StoreError(
-                        f"{first.path} and {store.path}: view {'/'.join(view)}: sample "
-                        f"{ids[sample]!r} is done in both with different values."
+                        f"{stores[owner[sample - lo]].path} and {store.path}: view "
+                        f"{'/'.join(view)}: sample {ids[sample]!r} is done in both with "
+                        "different values."
                     )
-            owner[samples[fresh] - lo] = k
         filled = lo + np.flatnonzero(owner >= 0)
-        if filled.size:
-            merged.write(*view, filled, block[:, _row_positions(offsets, filled) - base])
-            n_done += filled.size
+        if filled.size == hi - lo:
+            merged.write(*view, filled, block)
+        elif filled.size:
+            parts = [
+                block[:, int(offsets[a]) - base : int(offsets[b]) - base]
+                for a, b, _ in _runs(filled, np.ones(filled.size, dtype=bool))
+            ]
+            merged.write(*view, filled, np.concatenate(parts, axis=1))
+        n_done += filled.size
         lo = hi
     return n_done
 
 
-def _row_positions(offsets: np.ndarray, samples: np.ndarray) -> np.ndarray:
-    """The rows of ``samples`` (sample i owns ``offsets[i]:offsets[i + 1]``), concatenated."""
-    starts, counts = offsets[samples], offsets[samples + 1] - offsets[samples]
-    before = np.cumsum(counts) - counts
-    return np.repeat(starts - before, counts) + np.arange(int(counts.sum()))
+def _runs(samples: np.ndarray, flags: np.ndarray) -> Iterator[tuple[int, int, int]]:
+    """Split sorted sample indices into runs of consecutive samples with the same flag: yield
+    (first sample, last sample + 1, position of the first in ``samples``)."""
+    breaks = np.flatnonzero((np.diff(samples) != 1) | (np.diff(flags) != 0)) + 1
+    for start, stop in zip(np.r_[0, breaks], np.r_[breaks, samples.size], strict=True):
+        yield int(samples[start]), int(samples[stop - 1]) + 1, int(start)
