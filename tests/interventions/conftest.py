@@ -7,7 +7,8 @@ import functools
 
 import pytest
 import torch
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+from _tiny_models import tiny_llava_config
+from transformers import LlavaForConditionalGeneration
 
 from geomalign.analysis.table import ResultsTable
 from geomalign.cli import main
@@ -19,33 +20,16 @@ N_LAYERS = 4
 N_IMAGE_TOKENS = 4  # (16 // 8) ** 2 patches, CLS dropped
 
 
-
-
 @functools.cache
 def _built(seed: int, attn: str) -> LlavaForConditionalGeneration:
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
+    config = tiny_llava_config(
+        text_hidden_size=64,
+        text_heads=4,
+        vision_hidden_size=32,
+        vocab_size=IMAGE_TOKEN + 1,
         image_size=16,
         patch_size=8,
-    )
-    text = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=N_LAYERS,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=50,
-        max_position_embeddings=64,
-        pad_token_id=PAD,
-    )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_index=IMAGE_TOKEN,
-        image_seq_length=N_IMAGE_TOKENS,
+        n_layers=N_LAYERS,
     )
     config._attn_implementation = attn
     torch.manual_seed(seed)

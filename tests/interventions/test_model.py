@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from _tiny_models import tiny_llama_config
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from geomalign.interventions import decoder_layers
 from geomalign.interventions._model import attention_module, image_token_id
@@ -17,14 +18,7 @@ def test_decoder_layers_of_llava_and_of_a_text_model():
     assert decoder_layers(llava) is llava.model.language_model.layers
     assert decoder_layers(llava.model) is llava.model.language_model.layers
     assert len(decoder_layers(llava)) == N_LAYERS
-    config = LlamaConfig(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        vocab_size=20,
-    )
-    llama = LlamaForCausalLM(config)
+    llama = LlamaForCausalLM(tiny_llama_config(n_layers=3))
     assert decoder_layers(llama) is llama.model.layers
 
 

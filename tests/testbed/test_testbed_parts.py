@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from _tiny_models import TINY_TESTBED
 from PIL import Image
 from transformers import LlamaForCausalLM, LlavaForConditionalGeneration
 
@@ -23,16 +24,7 @@ from geomalign.testbed import (
 )
 from geomalign.testbed.config import llama_config, llava_config
 
-TINY = TestbedConfig(
-    n_train=24,
-    n_test=8,
-    vision_hidden_size=16,
-    vision_heads=2,
-    text_hidden_size=16,
-    text_heads=2,
-    text_intermediate_size=32,
-    batch_size=8,
-)
+TINY = dataclasses.replace(TINY_TESTBED, n_train=24, n_test=8, batch_size=8)
 
 
 @pytest.fixture(scope="module")

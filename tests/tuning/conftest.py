@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+from _tiny_models import TINY_TESTBED, tiny_llava_config
+from transformers import LlavaForConditionalGeneration
 
-from geomalign.testbed import Examples, TestbedConfig, build_testbed
+from geomalign.testbed import Examples, build_testbed
 
 IMAGE_TOKEN = 39
 N_LAYERS = 4
@@ -16,17 +17,9 @@ VOCAB = 40
 
 def make_llava(seed: int = 0) -> LlavaForConditionalGeneration:
     """A random LLaVA: 1-layer CLIP tower, MLP projector, 4-block Llama of width 16."""
-    text = LlamaConfig(
-        vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=N_LAYERS,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        image_size=8, patch_size=4,
-    )
-    config = LlavaConfig(
-        vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN,
-        image_seq_length=N_IMAGE_TOKENS, vision_feature_layer=-1,
+    config = tiny_llava_config(
+        text_hidden_size=16, text_heads=2, vision_hidden_size=16, vocab_size=VOCAB, image_size=8,
+        patch_size=4, n_layers=N_LAYERS, vision_feature_layer=-1,
         vision_feature_select_strategy="full",
     )
     torch.manual_seed(seed)
@@ -56,15 +49,6 @@ def examples() -> Examples:
         image_index=torch.arange(n) % 4,
         pixel_values=torch.randn(4, 3, 8, 8, generator=generator),
     )
-
-
-#: A testbed far smaller than the "small" preset: it trains nothing useful, but builds real
-#: checkpoints in a few seconds, which is all the comparison runner's tests need.
-TINY_TESTBED = TestbedConfig(
-    n_train=48, n_test=16, vision_hidden_size=16, vision_heads=2, text_hidden_size=16,
-    text_heads=2, text_intermediate_size=32, batch_size=16, lm_steps=2, vision_steps=2,
-    stage1_steps=2, stage2_steps=2,
-)
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from _tiny_models import TINY_TESTBED
 
 from geomalign.analysis import Result, ResultsTable
 from geomalign.cli import finetune as finetune_cli
 from geomalign.cli import main
 from geomalign.tuning import FinetuneRun, WindowComparison, compare_windows
-
-from .conftest import TINY_TESTBED
 
 N_BLOCKS = TINY_TESTBED.text_layers
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from _tiny_models import tiny_llama_config
+from transformers import LlamaForCausalLM
 
 from geomalign.testbed import train_model
 from geomalign.tuning import PARTS, set_trainable, trainable_parameters
@@ -73,8 +74,7 @@ def test_a_second_call_replaces_the_first(llava):
 
 def test_text_only_models_work_and_have_no_projector():
     torch.manual_seed(0)
-    llm = LlamaForCausalLM(LlamaConfig(vocab_size=20, hidden_size=8, intermediate_size=16,
-                                       num_hidden_layers=3, num_attention_heads=2))
+    llm = LlamaForCausalLM(tiny_llama_config(n_layers=3))
     report = set_trainable(llm, blocks=[2], head=True)
     assert report.blocks == (2,)
     assert "vision" not in report.by_part
