@@ -17,6 +17,17 @@ __all__ = ["ANALYSES", "intervention_effects", "load_checkpoint", "run_effect_cu
 #: Analyses :func:`intervention_effects` runs, in order.
 ANALYSES = ("transplant-cumulative", "transplant-sliding", *INTERVENTIONS)
 
+# Options intervention_effects passes on to every curve.
+_CURVE_OPTIONS = (
+    "batch_size",
+    "device",
+    "n_resamples",
+    "n_permutations",
+    "confidence",
+    "random_state",
+    "progress",
+)
+
 
 def load_checkpoint(
     path: str | os.PathLike[str],
@@ -81,8 +92,8 @@ def intervention_effects(
     base_name, tuned_name : str
         Checkpoint names in the table.
     **options
-        Passed to every curve: ``batch_size``, ``device``, ``n_resamples``, ``n_permutations``,
-        ``confidence``, ``random_state``, ``progress`` (see
+        Passed to every curve: any of ``batch_size``, ``device``, ``n_resamples``,
+        ``n_permutations``, ``confidence``, ``random_state``, ``progress`` (see
         :func:`~geomalign.interventions.transplant_curve`).
 
     Returns
@@ -97,6 +108,12 @@ def intervention_effects(
         raise ValueError(f"visual_checkpoints must be 'base' and/or 'tuned'; got {bad}.")
     if not tasks or not all(isinstance(t, TaskData) for t in tasks):
         raise TypeError("tasks must be a non-empty sequence of TaskData.")
+    unexpected = sorted(set(options) - set(_CURVE_OPTIONS))
+    if unexpected:
+        raise TypeError(
+            f"intervention_effects got unexpected options {unexpected}; it passes on only "
+            f"{list(_CURVE_OPTIONS)} to the curves."
+        )
     models = {"base": (base, base_name), "tuned": (tuned, tuned_name)}
     table = ResultsTable()
     for task in tasks:

@@ -55,6 +55,8 @@ def test_intervention_effects_gathers_every_curve():
         intervention_effects(base, tuned, tasks, analyses=["transplant"])
     with pytest.raises(ValueError, match="visual_checkpoints must be"):
         intervention_effects(base, tuned, tasks, visual_checkpoints=["llm"])
+    with pytest.raises(TypeError, match=r"unexpected options \['image_token_id'\]"):
+        intervention_effects(base, tuned, tasks, analyses=["skip"], image_token_id=3)
     with pytest.raises(ValueError, match="no intervention curve rows"):
         plot_effect_curves(ResultsTable())
 
