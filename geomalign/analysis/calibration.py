@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,11 +23,6 @@ T = TypeVar("T")
 
 #: Start of the notes of a value the measure cannot give on the rows read (the value is NaN).
 UNDEFINED_NOTE = "undefined (NaN)"
-# The ValueError of the neighbour-based intrinsic-dimension estimators when too few rows are
-# left after duplicates and near-duplicates are dropped (geomalign.metrics.intrinsic).
-_TOO_FEW_DISTINCT = re.compile(
-    r"needs at least (\d+) distinct samples; X has (\d+) rows .* leaving (\d+)\."
-)
 
 
 @dataclass(frozen=True)
@@ -145,41 +139,22 @@ def identical_rows(V: np.ndarray, name: str) -> str:
     return ""
 
 
-def _undefined_reason(error: ValueError, views: Sequence[np.ndarray], names: Sequence[str]) -> str:
-    """Why ``error`` says the measure is undefined on these rows; ``""`` if it says otherwise.
-
-    Two conditions count: a view whose rows are all identical (no variance: CKA, distance
-    correlation, the neighbour-based dimensions raise), and the intrinsic-dimension estimators'
-    "too few distinct samples" (rows left after duplicates and near-duplicates are dropped).
-    """
-    for V, name in zip(views, names, strict=True):
-        if reason := identical_rows(V, name):
-            return reason
-    match = _TOO_FEW_DISTINCT.search(str(error))
-    if match:
-        need, total, left = match.groups()
-        return (
-            f"fewer than {need} distinct rows ({left} of {total} left after dropping duplicates "
-            "and near-duplicates)"
-        )
-    return ""
-
-
 def attempt(
     func: Callable[[], T], views: Sequence[np.ndarray], names: Sequence[str]
 ) -> tuple[T | None, str]:
     """``(func(), "")``, or ``(None, reason)`` when func's measure is undefined on ``views``.
 
-    Only a ValueError caused by the rows themselves (see :func:`_undefined_reason`) is turned
-    into a reason; every other error propagates.
+    Only :class:`~geomalign.metrics.UndefinedMeasureError` (the rows themselves leave the
+    measure undefined) is turned into a reason, naming the view whose rows are all identical
+    when there is one; every other error propagates.
     """
     try:
         return func(), ""
-    except ValueError as error:
-        reason = _undefined_reason(error, views, names)
-        if not reason:
-            raise
-        return None, reason
+    except metrics.UndefinedMeasureError as error:
+        for V, name in zip(views, names, strict=True):
+            if reason := identical_rows(V, name):
+                return None, reason
+        return None, str(error)
 
 
 def undefined_note(row: Result) -> str:

@@ -5,6 +5,7 @@ that need them, so importing :mod:`geomalign.metrics` stays cheap.
 """
 
 from geomalign.metrics._cka_stream import StreamingLinearCKA
+from geomalign.metrics._errors import UndefinedMeasureError
 from geomalign.metrics._registry import Measure, available, get
 from geomalign.metrics.calibration import (
     BootstrapResult,
@@ -32,6 +33,7 @@ __all__ = [
     "Measure",
     "PermutationResult",
     "StreamingLinearCKA",
+    "UndefinedMeasureError",
     "available",
     "bootstrap_ci",
     "cka",

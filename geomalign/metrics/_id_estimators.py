@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from scipy.optimize import brentq
 
+from geomalign.metrics._errors import UndefinedMeasureError
+
 __all__ = [
     "gride_error",
     "gride_ml",
@@ -136,7 +138,7 @@ def participation_ratio(
             A += block @ block.T
     trace = float(torch.diagonal(A).sum())
     if trace == 0.0:
-        raise ValueError(
+        raise UndefinedMeasureError(
             f"the participation ratio is undefined for X with zero variance (all {n} rows equal)."
         )
     return trace**2 / float(A.pow(2).sum())

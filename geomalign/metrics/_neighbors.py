@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from geomalign.metrics._arrays import as_tensor, block_rows, resolve_device
+from geomalign.metrics._errors import UndefinedMeasureError
 
 __all__ = ["Neighbors", "check_k", "knn", "neighbour_ranks"]
 
@@ -237,12 +238,17 @@ def _exact_distances(
 
 
 def _prepare(
-    X: np.ndarray | torch.Tensor, metric: str, device: str | torch.device | None
+    X: np.ndarray | torch.Tensor, metric: str, device: str | torch.device | None, name: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Tensor of X, its float32 version, the float32 score scale, and inverse norms (cosine)."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}; got {metric!r}.")
     Xt = as_tensor(X, resolve_device(X, device))
+    if torch.equal(Xt.amax(dim=0), Xt.amin(dim=0)):
+        raise UndefinedMeasureError(
+            f"nearest neighbours are undefined: all {Xt.shape[0]} rows of {name} are identical "
+            "(every distance is 0, every neighbour a tie)."
+        )
     Xc = Xt if Xt.dtype == torch.float32 else Xt.to(torch.float32)
     sq = _row_sq_norms(Xt)
     if metric == "euclidean":
@@ -250,8 +256,8 @@ def _prepare(
     zero = torch.nonzero(sq == 0).flatten().cpu().numpy()
     if zero.size:
         listed = ", ".join(str(int(r)) for r in zero[:10])
-        raise ValueError(
-            f"cosine distance is undefined for all-zero rows; X has {zero.size} of them "
+        raise UndefinedMeasureError(
+            f"cosine distance is undefined for all-zero rows; {name} has {zero.size} of them "
             f"(rows [{listed}{', ...' if zero.size > 10 else ''}])."
         )
     inv_norms = sq.rsqrt()
@@ -276,6 +282,7 @@ def knn(
     metric: str = "euclidean",
     working_memory: float | None = None,
     device: str | torch.device | None = None,
+    name: str = "X",
 ) -> Neighbors:
     """Exact k nearest neighbours of every row of ``X`` among the other rows.
 
@@ -293,10 +300,17 @@ def knn(
         block of ``rows x n_samples`` float32 values.
     device : str or torch.device, optional
         Where to compute; default: the device of ``X`` if it is a tensor, else the CPU.
+    name : str, default="X"
+        What to call ``X`` in error messages.
 
     Returns
     -------
     Neighbors
+
+    Raises
+    ------
+    UndefinedMeasureError
+        If all rows of ``X`` are identical, or (cosine) some rows are all zero.
         ``indices`` (int64) and ascending ``distances`` (float64), both (n_samples, k), on the CPU.
 
     Notes
@@ -307,7 +321,7 @@ def knn(
     """
     n = X.shape[0]
     check_k(k, n)
-    Xt, Xc, scale, inv_norms = _prepare(X, metric, device)
+    Xt, Xc, scale, inv_norms = _prepare(X, metric, device, name)
     limit = block_rows(n, 8, working_memory)
     rows = min(limit, max(_MIN_BLOCK_ROWS, math.ceil(n / _TARGET_BLOCKS)))
     group = _group_size(rows, k)  # whole groups in every block but the last
@@ -330,6 +344,7 @@ def neighbour_ranks(
     metric: str = "euclidean",
     working_memory: float | None = None,
     device: str | torch.device | None = None,
+    name: str = "X",
 ) -> np.ndarray:
     """Rank of ``targets[i, j]`` among the neighbours of row i of ``X`` (1 = nearest).
 
@@ -339,7 +354,7 @@ def neighbour_ranks(
         Checked representations, as for :func:`knn`.
     targets : numpy.ndarray of shape (n_samples, m), int
         Row indices, none equal to its own row number.
-    metric, working_memory, device
+    metric, working_memory, device, name
         As for :func:`knn`.
 
     Returns
@@ -348,7 +363,7 @@ def neighbour_ranks(
         ``1 +`` the number of other rows strictly nearer to row i than the target (ties share
         the best rank), by float32 scores; each row's scores are scanned once, in blocks.
     """
-    Xt, Xc, scale, _ = _prepare(X, metric, device)
+    Xt, Xc, scale, _ = _prepare(X, metric, device, name)
     n = Xt.shape[0]
     tgt = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=Xt.device)
     out = torch.empty(tgt.shape, dtype=torch.int64, device=Xt.device)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from geomalign.metrics._errors import UndefinedMeasureError
 from geomalign.metrics._neighbors import as_tensor
 
 __all__ = [
@@ -143,7 +144,7 @@ def internal_distances(X: Any, name: str, device: torch.device) -> np.ndarray:
     D.fill_diagonal_(0.0)
     mean = float(D.mean())
     if mean == 0.0:
-        raise ValueError(
+        raise UndefinedMeasureError(
             f"{name} has all {X.shape[0]} rows equal; its distance matrix cannot be normalised."
         )
     return (D / mean).cpu().numpy()

@@ -15,6 +15,7 @@ import torch
 
 from geomalign._validation import check_paired, check_representations
 from geomalign.metrics._arrays import as_tensor, column_sums, resolve_device
+from geomalign.metrics._errors import UndefinedMeasureError
 
 __all__ = ["cka", "cka_matrix", "shuffled"]
 
@@ -125,7 +126,7 @@ def _rbf_gram(X: torch.Tensor, sigma_factor: float, name: str) -> torch.Tensor:
     iu = torch.triu_indices(X.shape[0], X.shape[0], offset=1, device=X.device)
     median_d2 = float(torch.median(D2[iu[0], iu[1]]))
     if median_d2 == 0.0:
-        raise ValueError(
+        raise UndefinedMeasureError(
             f"the RBF bandwidth is a multiple of the median pairwise distance, which is 0 for "
             f"{name} (more than half of its row pairs are duplicates)."
         )
@@ -147,7 +148,7 @@ def cka_ratio(h_xy: float, h_xx: float, h_yy: float, names: tuple[str, str]) -> 
     """CKA from (possibly debiased) HSIC values; raise where the self-terms are not positive."""
     for h, name in ((h_xx, names[0]), (h_yy, names[1])):
         if not h > 0.0:
-            raise ValueError(
+            raise UndefinedMeasureError(
                 f"CKA is undefined: the HSIC of {name} with itself is {h:.3g} (expected > 0). "
                 f"{name} has (almost) no variance across samples, or too few samples for the "
                 "debiased estimator."

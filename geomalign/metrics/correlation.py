@@ -10,6 +10,7 @@ import torch
 
 from geomalign._validation import check_paired, check_representations
 from geomalign.metrics._arrays import as_tensor, block_rows, column_sums, resolve_device
+from geomalign.metrics._errors import UndefinedMeasureError
 from geomalign.metrics.cka import centred_product, common_dtype
 
 __all__ = ["distance_correlation", "svcca"]
@@ -39,7 +40,7 @@ def _principal_basis(X: torch.Tensor, n_components: float, name: str) -> torch.T
     evals, evecs = evals.flip(0), evecs.flip(1)
     rank = int((evals > evals[0] * max(n, p) * torch.finfo(X.dtype).eps).sum())
     if rank == 0:
-        raise ValueError(f"SVCCA is undefined: {name} has no variance across samples.")
+        raise UndefinedMeasureError(f"SVCCA is undefined: {name} has no variance across samples.")
     if isinstance(n_components, float):
         share = torch.cumsum(evals[:rank], 0) / evals[:rank].sum()
         r = min(int(torch.searchsorted(share, n_components)) + 1, rank)
@@ -219,7 +220,7 @@ def distance_correlation(
     v_yy = dcov(s_bb, row_b, row_b, t_b, t_b)
     for v, name in ((v_xx, "X"), (v_yy, "Y")):
         if not v > 0.0:
-            raise ValueError(
+            raise UndefinedMeasureError(
                 f"distance correlation is undefined: the distance variance of {name} is "
                 f"{v:.3g} (expected > 0); {name} has (almost) no variation across samples."
             )

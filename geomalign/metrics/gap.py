@@ -7,6 +7,7 @@ import torch
 
 from geomalign._validation import check_paired, check_representations
 from geomalign.metrics._arrays import as_tensor, resolve_device
+from geomalign.metrics._errors import UndefinedMeasureError
 from geomalign.metrics.cka import common_dtype
 
 __all__ = ["modality_gap"]
@@ -68,7 +69,7 @@ def modality_gap(
         sq = T.square().sum(dim=1, dtype=torch.float64)
         zero = torch.nonzero(sq == 0).flatten().cpu().numpy()
         if zero.size:
-            raise ValueError(
+            raise UndefinedMeasureError(
                 f"cosine similarity is undefined for all-zero rows; rows {zero[:10].tolist()} "
                 f"of {name} are all zero."
             )

@@ -71,7 +71,7 @@ def information_imbalance(
     check_k(k, X.shape[0], what="X and Y")
     neighbours = knn(X, k=k, metric=metric, working_memory=working_memory, device=device)
     ranks = neighbour_ranks(
-        Y, neighbours.indices, metric=metric, working_memory=working_memory, device=device
+        Y, neighbours.indices, metric=metric, working_memory=working_memory, device=device, name="Y"
     )
     n = X.shape[0]
     return float(2.0 * ranks.mean() / n)

@@ -20,6 +20,7 @@ from scipy.sparse.csgraph import connected_components
 
 from geomalign._validation import check_representations
 from geomalign.metrics import _id_estimators as est
+from geomalign.metrics._errors import UndefinedMeasureError
 from geomalign.metrics._neighbors import knn
 
 __all__ = ["GrideScaling", "IntrinsicDimension", "gride_scaling", "intrinsic_dimension"]
@@ -118,7 +119,7 @@ def _neighbour_distances(
     while True:
         n = X.shape[0]
         if n <= k:
-            raise ValueError(
+            raise UndefinedMeasureError(
                 f"{why} needs at least {k + 1} distinct samples; X has {n_start} rows of which "
                 f"{n_start - n} are duplicates or near-duplicates, leaving {n}."
             )

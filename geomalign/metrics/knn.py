@@ -45,10 +45,11 @@ def _neighbours(
     clip_quantile: float | None,
     working_memory: float | None,
     device: str | torch.device | None,
+    name: str,
 ) -> Neighbors:
     if clip_quantile is not None:
         X = _clip_outliers(as_tensor(X, resolve_device(X, device)), clip_quantile)
-    return knn(X, k=k, metric=metric, working_memory=working_memory, device=device)
+    return knn(X, k=k, metric=metric, working_memory=working_memory, device=device, name=name)
 
 
 def _check_pair(X, Y, k: int, clip_quantile: float | None, what: str):
@@ -131,7 +132,7 @@ def mutual_knn(
     X, Y = _check_pair(X, Y, k, clip_quantile, "mutual k-NN")
     options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
                    working_memory=working_memory, device=device)  # fmt: skip
-    return _mutual_score(_neighbours(X, **options), _neighbours(Y, **options))
+    return _mutual_score(_neighbours(X, name="X", **options), _neighbours(Y, name="Y", **options))
 
 
 def _mutual_score(bx: Neighbors, by: Neighbors) -> float:
@@ -190,7 +191,7 @@ def cycle_knn(
     X, Y = _check_pair(X, Y, k, clip_quantile, "cycle k-NN")
     options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
                    working_memory=working_memory, device=device)  # fmt: skip
-    return _cycle_score(_neighbours(X, **options), _neighbours(Y, **options))
+    return _cycle_score(_neighbours(X, name="X", **options), _neighbours(Y, name="Y", **options))
 
 
 def _cycle_score(bx: Neighbors, by: Neighbors) -> float:
@@ -276,7 +277,7 @@ def cknna(
     X, Y = _check_pair(X, Y, k, clip_quantile, "CKNNA")
     options = dict(k=k, metric="cosine", clip_quantile=clip_quantile,
                    working_memory=working_memory, device=device)  # fmt: skip
-    return _cknna_score(_neighbours(X, **options), _neighbours(Y, **options))
+    return _cknna_score(_neighbours(X, name="X", **options), _neighbours(Y, name="Y", **options))
 
 
 def _cknna_score(bx: Neighbors, by: Neighbors) -> float:
@@ -316,7 +317,7 @@ def _shuffler(score, what: str, cosine_only: bool = False):
         options = dict(k=k, metric="cosine" if cosine_only else metric,
                        clip_quantile=clip_quantile, working_memory=working_memory,
                        device=device)  # fmt: skip
-        bx, by = _neighbours(X, **options), _neighbours(Y, **options)
+        bx, by = _neighbours(X, name="X", **options), _neighbours(Y, name="Y", **options)
 
         def at(perm: np.ndarray) -> float:
             perm = np.asarray(perm, dtype=np.int64)

@@ -73,7 +73,8 @@ def test_too_few_distinct_rows_give_nan_id(last_token_store):
     table = id_profile(last_token_store, ("tuned", "image", "last"), layers=[1, 2])
     one, two = table
     assert np.isnan(one.value)
-    assert "fewer than 33 distinct rows (10 of 80 " in one.notes
+    assert "needs at least 33 distinct samples; X has 80 rows" in one.notes
+    assert "leaving 10." in one.notes
     assert np.isfinite(two.value)
 
 
@@ -173,4 +174,5 @@ def test_ci_left_out_when_resamples_have_too_few_distinct_rows(tmp_path):
     (row,) = id_profile(path, ("base", "text", "mean"), calibration=Calibration(n_resamples=5))
     assert np.isfinite(row.value)
     assert row.ci_low is None
-    assert "no CI: undefined on a resample (fewer than 33 distinct rows" in row.notes
+    assert "no CI: undefined on a resample (GRIDE with n1=16" in row.notes
+    assert "needs at least 33 distinct samples" in row.notes

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import special_ortho_group
 
+from geomalign.metrics import UndefinedMeasureError
 from geomalign.metrics.intrinsic import gride_scaling, intrinsic_dimension
 
 DATA = Path(__file__).parent.parent / "data"
@@ -232,5 +233,9 @@ def test_bad_arrays_raise():
         gride_scaling(np.ones((10, 2)), range_max=1)
     with pytest.raises(ValueError, match="undefined for X with zero variance"):
         intrinsic_dimension(np.ones((5, 3)), method="pr")
-    with pytest.raises(ValueError, match=r"at least 3 distinct samples.*19 are duplicates"):
+    with pytest.raises(UndefinedMeasureError, match="all 20 rows of X are identical"):
         intrinsic_dimension(np.ones((20, 3)))
+    almost = np.ones((20, 3))
+    almost[0] = 2.0
+    with pytest.raises(UndefinedMeasureError, match=r"at least 3 distinct samples.*18 are dup"):
+        intrinsic_dimension(almost)

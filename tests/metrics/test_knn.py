@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geomalign.metrics import cka, cknna, cycle_knn, mutual_knn
+from geomalign.metrics import UndefinedMeasureError, cka, cknna, cycle_knn, mutual_knn
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -182,3 +182,11 @@ def test_bad_metric_and_cknna_k():
         mutual_knn(X, Y, metric="manhattan")
     with pytest.raises(ValueError, match=r"CKNNA needs k >= 2"):
         cknna(X, Y, k=1)
+
+
+@pytest.mark.parametrize("measure", [mutual_knn, cycle_knn, cknna])
+def test_a_view_with_all_rows_identical_is_undefined(measure):
+    X = np.random.default_rng(12).standard_normal((30, 4))
+    Y = np.tile(X[:1], (30, 1))  # every neighbour of every row is a tie at distance 0
+    with pytest.raises(UndefinedMeasureError, match="all 30 rows of Y are identical"):
+        measure(X, Y, k=5)
