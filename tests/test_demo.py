@@ -1,36 +1,22 @@
 """The demo end to end, through ``geomalign demo --small``: table, figures and summary."""
 
 import pytest
+from _tiny_models import TINY_TESTBED
 
 from geomalign import demo
 from geomalign.analysis import ResultsTable
 from geomalign.cli import main
 from geomalign.demo import DEMO_MEASURES
-from geomalign.testbed import TestbedConfig
 
 N_LAYERS = 7  # the testbed's 6 decoder blocks plus the embedding output
 
-# The pipeline, not the training, is under test: a testbed with the small preset's depth but
-# barely trained builds in seconds instead of minutes.
-TINY = TestbedConfig(
-    n_train=48,
-    n_test=16,
-    vision_hidden_size=16,
-    vision_heads=2,
-    text_hidden_size=16,
-    text_heads=2,
-    text_intermediate_size=32,
-    batch_size=16,
-    lm_steps=2,
-    vision_steps=2,
-    stage1_steps=2,
-    stage2_steps=2,
-)
-
-
 @pytest.fixture
 def tiny_small_preset(monkeypatch):
-    monkeypatch.setattr(demo.TestbedConfig, "small", classmethod(lambda cls, *, seed=0: TINY))
+    """The pipeline, not the training, is under test: a barely trained testbed of the small
+    preset's depth builds in seconds instead of minutes."""
+    monkeypatch.setattr(
+        demo.TestbedConfig, "small", classmethod(lambda cls, *, seed=0: TINY_TESTBED)
+    )
 
 
 @pytest.mark.slow
