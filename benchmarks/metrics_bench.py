@@ -13,8 +13,9 @@ Cases (issue "Metrics", speed targets):
   against one X^T Y product.
 
 "peak MiB" for in-process cases is the largest resident set size seen by a thread sampling
-/proc/self/statm every 5 ms while the call runs (inputs included). Times are single runs of
-float32 CPU computations with torch's default threads; on a shared machine they are noisy.
+/proc/self/statm every 5 ms while the call runs (inputs included). Times are medians over
+``--repeats`` runs (default 3) of float32 CPU computations with torch's default threads, ours and
+the reference alternating which goes first; on a shared machine they are noisy.
 
 Usage: python benchmarks/metrics_bench.py [--quick] [--skip-large]
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import threading
@@ -64,6 +66,31 @@ def measure(func: Callable[[], Any]) -> tuple[float, float, Any]:
         done.set()
         sampler.join()
     return elapsed, max(peak[0], _rss_mib()), result
+
+
+def compare(
+    ours: Callable[[], Any], reference: Callable[[], Any], repeats: int
+) -> tuple[float, float, float, float, Any, Any]:
+    """Run both ``repeats`` times, alternating which goes first.
+
+    Returns the median seconds of ours and of the reference, the peak RSS MiB of each (the
+    largest over its runs), and the last result of each.
+    """
+    times: tuple[list[float], list[float]] = ([], [])
+    peaks, results = [0.0, 0.0], [None, None]
+    for repeat in range(repeats):
+        for side in (0, 1) if repeat % 2 == 0 else (1, 0):
+            elapsed, peak, results[side] = measure((ours, reference)[side])
+            times[side].append(elapsed)
+            peaks[side] = max(peaks[side], peak)
+    return (
+        statistics.median(times[0]),
+        statistics.median(times[1]),
+        peaks[0],
+        peaks[1],
+        results[0],
+        results[1],
+    )
 
 
 def dense_mutual_knn(X: torch.Tensor, Y: torch.Tensor, k: int) -> float:
@@ -134,6 +161,9 @@ def main() -> None:
     parser.add_argument(
         "--skip-large", action="store_true", help="skip the N=100,000 k-NN case (about 30 min)"
     )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="median of this many alternating runs per case"
+    )
     parser.add_argument("--child-knn", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_knn:
@@ -147,9 +177,10 @@ def main() -> None:
 
     mutual_knn(*paired_views(300, 16, seed=9), k=5)  # warm up thread pools
     X, Y = paired_views(knn_n, knn_d, seed=0)
-    t_ours, peak_ours, ours = measure(lambda: mutual_knn(X, Y, k=10))
-    t_dense, peak_dense, dense = measure(lambda: dense_mutual_knn(X, Y, 10))
-    t_floor, _, _ = measure(lambda: two_gram_products(X, Y))
+    t_ours, t_dense, peak_ours, peak_dense, ours, dense = compare(
+        lambda: mutual_knn(X, Y, k=10), lambda: dense_mutual_knn(X, Y, 10), args.repeats
+    )
+    _, t_floor, _, _, _, _ = compare(lambda: None, lambda: two_gram_products(X, Y), args.repeats)
     case = f"mutual k-NN N={knn_n:,} D={knn_d:,} k=10"
     rows.append((case, t_ours, f"dense (score {dense:.4f})", t_dense, peak_ours))
     rows.append((case, t_ours, "2 x X X^T floor", t_floor, peak_ours))
@@ -163,12 +194,14 @@ def main() -> None:
         rows.append((f"mutual k-NN N={big_n:,} D={knn_d:,} (child)", t_big, "", None, peak_big))
 
     X, Y = paired_views(cka_n, cka_d, seed=2)
-    t_cka, peak_cka, _ = measure(lambda: cka(X, Y))
-    t_three, _, _ = measure(lambda: three_products(X, Y))
+    t_cka, t_three, peak_cka, _, _, _ = compare(
+        lambda: cka(X, Y), lambda: three_products(X, Y), args.repeats
+    )
     rows.append((f"linear CKA N={cka_n:,} D={cka_d:,}", t_cka, "3 products", t_three, peak_cka))
     u, v = _feature_view(X, False), _feature_view(Y, False)
-    t_pair, peak_pair, _ = measure(lambda: _feature_h(u, v))
-    t_one, _, _ = measure(lambda: X.T @ Y)
+    t_pair, t_one, peak_pair, _, _, _ = compare(
+        lambda: _feature_h(u, v), lambda: X.T @ Y, args.repeats
+    )
     rows.append(("  layer map: one further pair", t_pair, "1 X^T Y", t_one, peak_pair))
 
     header = (

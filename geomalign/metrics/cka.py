@@ -27,13 +27,22 @@ ACCUMULATION_ROWS = 16384
 def centred_product(
     A: torch.Tensor, mean_a: torch.Tensor, B: torch.Tensor, mean_b: torch.Tensor
 ) -> torch.Tensor:
-    """Return ``(A - mean_a)^T (B - mean_b)`` in float64, accumulated over row blocks."""
+    """Return ``(A - mean_a)^T (B - mean_b)`` in float64, accumulated over row blocks.
+
+    The centred blocks and the block product go into buffers allocated once: fresh blocks of
+    this size would cost a page fault per 4 KiB each time.
+    """
     out = torch.zeros((A.shape[1], B.shape[1]), dtype=torch.float64, device=A.device)
     ma, mb = mean_a.to(A.dtype), mean_b.to(B.dtype)
-    for start in range(0, A.shape[0], ACCUMULATION_ROWS):
-        a = A[start : start + ACCUMULATION_ROWS] - ma
-        b = B[start : start + ACCUMULATION_ROWS] - mb if B is not A else a
-        out.add_(a.T @ b)  # accumulated in float64
+    rows = min(ACCUMULATION_ROWS, A.shape[0])
+    buf_a = torch.empty((rows, A.shape[1]), dtype=A.dtype, device=A.device)
+    buf_b = buf_a if B is A else torch.empty((rows, B.shape[1]), dtype=B.dtype, device=B.device)
+    product = torch.empty((A.shape[1], B.shape[1]), dtype=A.dtype, device=A.device)
+    for start in range(0, A.shape[0], rows):
+        size = min(rows, A.shape[0] - start)
+        a = torch.sub(A[start : start + size], ma, out=buf_a[:size])
+        b = a if B is A else torch.sub(B[start : start + size], mb, out=buf_b[:size])
+        out.add_(torch.mm(a.T, b, out=product))  # accumulated in float64
     return out
 
 
