@@ -22,6 +22,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check geomalign tests benchmarks examples
+	$(BIN)/ruff format --check geomalign tests benchmarks examples
 
 clean:
 	rm -rf $(VENV)

@@ -61,47 +61,77 @@ def main() -> None:
     config = TestbedConfig.small() if args.small else TestbedConfig()
     start = time.perf_counter()
     testbed = build_testbed(config, cache_dir=args.cache_dir)
-    print(f"testbed {'small' if args.small else 'full'} ({testbed.root}), ready in "
-          f"{time.perf_counter() - start:.0f} s; base qa_accuracy "
-          f"{testbed.metrics['base']['qa_accuracy']:.3f}, tuned "
-          f"{testbed.metrics['tuned']['qa_accuracy']:.3f}")
+    print(
+        f"testbed {'small' if args.small else 'full'} ({testbed.root}), ready in "
+        f"{time.perf_counter() - start:.0f} s; base qa_accuracy "
+        f"{testbed.metrics['base']['qa_accuracy']:.3f}, tuned "
+        f"{testbed.metrics['tuned']['qa_accuracy']:.3f}"
+    )
 
     modality, pooling = args.view.split("/")
-    world = make_shapes(args.pairs, random_state=config.seed + HELD_OUT_SEED_OFFSET,
-                        image_size=config.image_size)
+    world = make_shapes(
+        args.pairs, random_state=config.seed + HELD_OUT_SEED_OFFSET, image_size=config.image_size
+    )
     with tempfile.TemporaryDirectory() as folder:
         store = Path(folder) / "base.h5"
-        extract(testbed.base, world.pairs, store, checkpoint_name="base", poolings=(pooling,),
-                modalities=(modality,), batch_size=64, progress=False)
-        profile = id_profile(store, ("base", modality, pooling), measure="id-gride",
-                             layers=range(1, config.text_layers + 1))
+        extract(
+            testbed.base,
+            world.pairs,
+            store,
+            checkpoint_name="base",
+            poolings=(pooling,),
+            modalities=(modality,),
+            batch_size=64,
+            progress=False,
+        )
+        profile = id_profile(
+            store,
+            ("base", modality, pooling),
+            measure="id-gride",
+            layers=range(1, config.text_layers + 1),
+        )
     layers = [row.layer for row in profile]
     values = [row.value for row in profile]
     window = select_window(values, layers=layers, rule="peak", width=args.width)
     print(f"ID profile of base {args.view} (GRIDE, {args.pairs} held-out pairs):")
-    print("  " + "  ".join(f"L{layer}: {value:.2f}" for layer, value in zip(layers, values,
-                                                                          strict=True)))
+    print(
+        "  "
+        + "  ".join(f"L{layer}: {value:.2f}" for layer, value in zip(layers, values, strict=True))
+    )
     numbers = ", ".join(f"{k}={v:.2f}" for k, v in window.numbers.items())
-    print(f"selected layers {window.first}-{window.last} = blocks "
-          f"[{window.blocks.start}, {window.blocks.stop}) of {config.text_layers} ({numbers})")
+    print(
+        f"selected layers {window.first}-{window.last} = blocks "
+        f"[{window.blocks.start}, {window.blocks.stop}) of {config.text_layers} ({numbers})"
+    )
 
     start = time.perf_counter()
-    comparison = compare_windows(testbed, window.blocks, references=("early", "late", "random"),
-                                 seeds=args.seeds, progress=False)
+    comparison = compare_windows(
+        testbed,
+        window.blocks,
+        references=("early", "late", "random"),
+        seeds=args.seeds,
+        progress=False,
+    )
     elapsed = time.perf_counter() - start
-    print(f"\n{len(comparison.runs)} stage-2 runs of {comparison.runs[0].steps} steps in "
-          f"{elapsed:.0f} s")
+    print(
+        f"\n{len(comparison.runs)} stage-2 runs of {comparison.runs[0].steps} steps in "
+        f"{elapsed:.0f} s"
+    )
     for metric in ("qa_accuracy", "caption_token_accuracy"):
         print()
         print(comparison.format_summary(metric))
     print("\nper run (seed, name, wall s, CPU s, qa_accuracy, caption_token_accuracy):")
     for run in comparison.runs:
-        print(f"  {run.seed} {run.name:<9} {run.wall_time:7.1f} {run.cpu_time:7.1f} "
-              f"{run.metrics['qa_accuracy']:.3f} {run.metrics['caption_token_accuracy']:.3f}")
+        print(
+            f"  {run.seed} {run.name:<9} {run.wall_time:7.1f} {run.cpu_time:7.1f} "
+            f"{run.metrics['qa_accuracy']:.3f} {run.metrics['caption_token_accuracy']:.3f}"
+        )
     load_after = os.getloadavg()
-    print(f"\nload average (1, 5, 15 min) before: {load_before[0]:.1f} {load_before[1]:.1f} "
-          f"{load_before[2]:.1f}; after: {load_after[0]:.1f} {load_after[1]:.1f} "
-          f"{load_after[2]:.1f} on {os.cpu_count()} cores; torch threads: {args.threads}")
+    print(
+        f"\nload average (1, 5, 15 min) before: {load_before[0]:.1f} {load_before[1]:.1f} "
+        f"{load_before[2]:.1f}; after: {load_after[0]:.1f} {load_after[1]:.1f} "
+        f"{load_after[2]:.1f} on {os.cpu_count()} cores; torch threads: {args.threads}"
+    )
 
 
 if __name__ == "__main__":

@@ -28,18 +28,35 @@ args = parser.parse_args()
 calibration = Calibration(n_resamples=args.resamples, random_state=0)
 table = ResultsTable()
 for modality in ("image", "text"):
-    table.extend(cross_checkpoint_curve(args.store, modality, base=args.base, tuned=args.tuned,
-                                        measures=[args.measure], calibration=calibration))
-table.extend(tuning_change_curve(args.store, base=args.base, tuned=args.tuned,
-                                 measures=[args.measure], calibration=calibration))
+    table.extend(
+        cross_checkpoint_curve(
+            args.store,
+            modality,
+            base=args.base,
+            tuned=args.tuned,
+            measures=[args.measure],
+            calibration=calibration,
+        )
+    )
+table.extend(
+    tuning_change_curve(
+        args.store,
+        base=args.base,
+        tuned=args.tuned,
+        measures=[args.measure],
+        calibration=calibration,
+    )
+)
 
 for row in table.select(analysis="tuning-change"):
     flag = "*" if row.p_value < 0.05 else " "
-    print(f"layer {row.layer:>3}: {row.notes.split(';')[0]} = {row.value:+.4f} "
-          f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}] p = {row.p_value:.3g} {flag}")
+    print(
+        f"layer {row.layer:>3}: {row.notes.split(';')[0]} = {row.value:+.4f} "
+        f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}] p = {row.p_value:.3g} {flag}"
+    )
 table.to_csv("base_vs_tuned.csv")
-save_figure(plot_curves(table, analysis="cross-checkpoint", measure=args.measure),
-            "base_vs_tuned.png")
-save_figure(plot_curves(table, analysis="tuning-change", measure=args.measure),
-            "tuning_change.png")
+save_figure(
+    plot_curves(table, analysis="cross-checkpoint", measure=args.measure), "base_vs_tuned.png"
+)
+save_figure(plot_curves(table, analysis="tuning-change", measure=args.measure), "tuning_change.png")
 print("wrote base_vs_tuned.csv, base_vs_tuned.png, tuning_change.png")

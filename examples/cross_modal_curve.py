@@ -24,16 +24,23 @@ parser.add_argument("--max-samples", type=int, default=2000)
 parser.add_argument("--out", default="cross_modal.png")
 args = parser.parse_args()
 
-calibration = Calibration(n_permutations=args.permutations, n_resamples=args.resamples,
-                          max_samples=args.max_samples, random_state=0)
+calibration = Calibration(
+    n_permutations=args.permutations,
+    n_resamples=args.resamples,
+    max_samples=args.max_samples,
+    random_state=0,
+)
 with ActivationStore(args.store) as store:
     table = ResultsTable()
     for checkpoint in args.checkpoint or list(store.checkpoints()):
-        table.extend(cross_modal_curve(store, checkpoint, measures=[args.measure],
-                                       calibration=calibration))
+        table.extend(
+            cross_modal_curve(store, checkpoint, measures=[args.measure], calibration=calibration)
+        )
 
 for row in table:
-    print(f"{row.checkpoint:>10} layer {row.layer:>3}: {row.measure} = {row.value:.4f} "
-          f"CI [{row.ci_low:.4f}, {row.ci_high:.4f}]  p = {row.p_value:.3g}  {row.notes}")
+    print(
+        f"{row.checkpoint:>10} layer {row.layer:>3}: {row.measure} = {row.value:.4f} "
+        f"CI [{row.ci_low:.4f}, {row.ci_high:.4f}]  p = {row.p_value:.3g}  {row.notes}"
+    )
 save_figure(plot_curves(table, analysis="cross-modal", measure=args.measure), args.out)
 print(f"figure: {args.out}")

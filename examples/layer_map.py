@@ -26,9 +26,17 @@ calibration = Calibration(n_permutations=args.permutations, max_samples=args.max
 table = layer_map(args.store, image, text, measure=args.measure, calibration=calibration)
 
 for row in table.select(analysis="best-match"):
-    print(f"image layer {row.layer:>3} -> caption layer {row.layer_b:>3}: {row.value:.4f} "
-          f"(null of the max {row.null_mean:.4f}, p = {row.p_value:.3g})")
-fig = plot_layer_map(table, measure=args.measure, checkpoint=args.checkpoint, view=image.label,
-                     checkpoint_b=args.checkpoint, view_b=text.label)
+    print(
+        f"image layer {row.layer:>3} -> caption layer {row.layer_b:>3}: {row.value:.4f} "
+        f"(null of the max {row.null_mean:.4f}, p = {row.p_value:.3g})"
+    )
+fig = plot_layer_map(
+    table,
+    measure=args.measure,
+    checkpoint=args.checkpoint,
+    view=image.label,
+    checkpoint_b=args.checkpoint,
+    view_b=text.label,
+)
 save_figure(fig, "layer_map.png")
 print("figure: layer_map.png")

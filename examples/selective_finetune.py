@@ -34,13 +34,19 @@ parser.add_argument("--projector", action="store_true", help="also train the pro
 parser.add_argument("--lora-rank", type=int, default=None, help="LoRA on the window instead")
 args = parser.parse_args()
 
-layers, values = curve_from_table(ResultsTable.from_csv(args.results), checkpoint=args.checkpoint,
-                                  view=args.view, measure=args.measure)
+layers, values = curve_from_table(
+    ResultsTable.from_csv(args.results),
+    checkpoint=args.checkpoint,
+    view=args.view,
+    measure=args.measure,
+)
 window = select_window(values, layers=layers, rule="peak", width=args.width)
-print(f"ID peak at layer {window.numbers['peak_layer']:.0f} "
-      f"(ID {window.numbers['peak_value']:.1f}, prominence {window.numbers['prominence']:.1f}): "
-      f"training layers {window.first}-{window.last}, i.e. decoder blocks "
-      f"{window.blocks.start}..{window.blocks.stop - 1}")
+print(
+    f"ID peak at layer {window.numbers['peak_layer']:.0f} "
+    f"(ID {window.numbers['peak_value']:.1f}, prominence {window.numbers['prominence']:.1f}): "
+    f"training layers {window.first}-{window.last}, i.e. decoder blocks "
+    f"{window.blocks.start}..{window.blocks.stop - 1}"
+)
 
 model = AutoModelForImageTextToText.from_pretrained(args.model)
 if args.lora_rank is None:
@@ -48,7 +54,9 @@ if args.lora_rank is None:
 else:
     model = lora_window(model, window.blocks, rank=args.lora_rank, projector=args.projector)
     report = trainable_parameters(model)
-print(f"trainable: {report.n_trainable:,} of {report.n_total:,} parameters "
-      f"({100 * report.fraction:.2f} %)")
+print(
+    f"trainable: {report.n_trainable:,} of {report.n_total:,} parameters "
+    f"({100 * report.fraction:.2f} %)"
+)
 for part, (trainable, total) in report.by_part.items():
     print(f"  {part:<11} {trainable:>14,} of {total:>14,}")

@@ -136,24 +136,46 @@ def _run(
     out.mkdir(parents=True, exist_ok=True)
     config = TestbedConfig.small(seed=random_state) if small else TestbedConfig(seed=random_state)
     logger.info("demo: testbed (%s)", "small" if small else "full")
-    testbed = build_testbed(config, cache_dir=cache_dir, device=device, num_threads=None,
-                            progress=progress)
-    world = make_shapes(n_pairs, random_state=random_state + _HELD_OUT_SEED_OFFSET,
-                        image_size=config.image_size)
+    testbed = build_testbed(
+        config, cache_dir=cache_dir, device=device, num_threads=None, progress=progress
+    )
+    world = make_shapes(
+        n_pairs, random_state=random_state + _HELD_OUT_SEED_OFFSET, image_size=config.image_size
+    )
     store = out / "acts.h5"
     for name, path in (("base", testbed.base), ("tuned", testbed.tuned)):
-        extract(path, world.pairs, store, checkpoint_name=name, poolings=("mean",),
-                batch_size=32, device=device, random_state=random_state, progress=progress)
-    calibration = Calibration(n_permutations=n_permutations, n_resamples=n_resamples,
-                              max_samples=None, random_state=random_state)
-    table = analyze_store(store, measures=DEMO_MEASURES, base="base", calibration=calibration,
-                          progress=progress)
+        extract(
+            path,
+            world.pairs,
+            store,
+            checkpoint_name=name,
+            poolings=("mean",),
+            batch_size=32,
+            device=device,
+            random_state=random_state,
+            progress=progress,
+        )
+    calibration = Calibration(
+        n_permutations=n_permutations,
+        n_resamples=n_resamples,
+        max_samples=None,
+        random_state=random_state,
+    )
+    table = analyze_store(
+        store, measures=DEMO_MEASURES, base="base", calibration=calibration, progress=progress
+    )
     written = write_results(table, out)
     header = _header(testbed.metrics, n_pairs, calibration, small)
     summary = header + summarize(table)
     written.summary.write_text(summary, encoding="utf-8")
-    return DemoResult(out_dir=out, store=store, table=written.table, summary=summary,
-                      figures=written.figures, results=table)
+    return DemoResult(
+        out_dir=out,
+        store=store,
+        table=written.table,
+        summary=summary,
+        figures=written.figures,
+        results=table,
+    )
 
 
 def _header(
@@ -171,5 +193,5 @@ def _header(
         "final norm, which rescales it).\n"
         f"p-values: {calibration.n_permutations} permutations; {calibration.confidence:.0%} CIs: "
         f"{calibration.n_resamples} resamples (bootstrap, or half-samples for neighbourhood "
-        "measures).\n\n"
+        "measures), centred on the full-sample value.\n\n"
     )

@@ -10,6 +10,7 @@ from geomalign.demo import DEMO_MEASURES
 
 N_LAYERS = 7  # the testbed's 6 decoder blocks plus the embedding output
 
+
 @pytest.fixture
 def tiny_small_preset(monkeypatch):
     """The pipeline, not the training, is under test: a barely trained testbed of the small

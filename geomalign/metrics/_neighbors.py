@@ -123,9 +123,7 @@ def _group_size(rows: int, k: int) -> int:
     return max(1, math.isqrt(rows // max(k, 1)))
 
 
-def _column_smallest(
-    S: torch.Tensor, k: int, group: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _column_smallest(S: torch.Tensor, k: int, group: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The k smallest entries of each column of ``S`` (values, row positions), unordered.
 
     With ``group > 1`` (dividing the row count) the rows are taken in groups of that size. An

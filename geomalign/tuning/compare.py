@@ -150,8 +150,9 @@ class WindowComparison:
         out = []
         for name in dict.fromkeys(run.name for run in self.runs):
             runs = [run for run in self.runs if run.name == name]
-            score = np.array([_ratio(r.metrics[metric], full[r.seed].metrics[metric])
-                              for r in runs])
+            score = np.array(
+                [_ratio(r.metrics[metric], full[r.seed].metrics[metric]) for r in runs]
+            )
             time = np.array([_ratio(r.wall_time, full[r.seed].wall_time) for r in runs])
             cpu = np.array([_ratio(r.cpu_time, full[r.seed].cpu_time) for r in runs])
             ddof = 1 if len(runs) > 1 else 0
@@ -167,8 +168,8 @@ class WindowComparison:
                     time_pct_std=100.0 * float(time.std(ddof=ddof)),
                     cpu_pct_mean=100.0 * float(cpu.mean()),
                     cpu_pct_std=100.0 * float(cpu.std(ddof=ddof)),
-                    trainable_pct=100.0 * _ratio(runs[0].n_trainable,
-                                                 full[runs[0].seed].n_trainable),
+                    trainable_pct=100.0
+                    * _ratio(runs[0].n_trainable, full[runs[0].seed].n_trainable),
                 )
             )
         return out
@@ -187,8 +188,10 @@ class WindowComparison:
                 f"{row.cpu_pct_mean:>6.1f} ± {row.cpu_pct_std:<4.1f} {row.trainable_pct:>12.1f}"
             )
         seeds = sorted({run.seed for run in self.runs})
-        lines.append(f"{len(seeds)} seed(s) {seeds}, {self.runs[0].steps} steps each; "
-                     f"blocks are 0-based of {self.n_blocks}, [start, stop).")
+        lines.append(
+            f"{len(seeds)} seed(s) {seeds}, {self.runs[0].steps} steps each; "
+            f"blocks are 0-based of {self.n_blocks}, [start, stop)."
+        )
         return "\n".join(lines)
 
     def to_table(self) -> ResultsTable:
@@ -208,16 +211,24 @@ class WindowComparison:
                 f"{self.n_blocks}; base={self.base}"
             )
             common = {
-                "analysis": "selective-finetune", "checkpoint": run.name, "view": "stage2",
-                "layer": run.blocks[0] + 1, "layer_b": run.blocks[-1] + 1, "notes": notes,
+                "analysis": "selective-finetune",
+                "checkpoint": run.name,
+                "view": "stage2",
+                "layer": run.blocks[0] + 1,
+                "layer_b": run.blocks[-1] + 1,
+                "notes": notes,
             }
             reference = _numbers(full[run.seed])
             for measure, value in _numbers(run).items():
                 table.append(Result(measure=measure, value=value, **common))  # type: ignore[arg-type]
                 if run.name != FULL and measure in _RELATIVE:
                     table.append(
-                        Result(measure=measure, value=100.0 * _ratio(value, reference[measure]),
-                               statistic="percent_of_full", **common)  # type: ignore[arg-type]
+                        Result(
+                            measure=measure,
+                            value=100.0 * _ratio(value, reference[measure]),
+                            statistic="percent_of_full",
+                            **common,
+                        )  # type: ignore[arg-type]
                     )
         return table
 
@@ -287,7 +298,10 @@ def compare_windows(
         raise ValueError(f"selected must be a non-empty contiguous window; got {list(selected)}.")
     windows = {SELECTED: range(chosen[0], chosen[-1] + 1)}
     windows |= reference_windows(
-        len(chosen), config.text_layers, kinds=references, avoid=windows[SELECTED],
+        len(chosen),
+        config.text_layers,
+        kinds=references,
+        avoid=windows[SELECTED],
         random_state=random_state,
     )
     seeds = _check_seeds(seeds)
@@ -314,18 +328,32 @@ def compare_windows(
                 set_trainable(model, blocks=blocks, projector=projector)
             cpu_start = time.process_time()
             result = train_model(
-                model, data.stage2, random_state=seed,
-                description=f"{name} (blocks {_describe(blocks)}, seed {seed})", **options,
+                model,
+                data.stage2,
+                random_state=seed,
+                description=f"{name} (blocks {_describe(blocks)}, seed {seed})",
+                **options,
             )
             cpu_time = time.process_time() - cpu_start
             run = FinetuneRun(
-                name=name, blocks=tuple(blocks), seed=seed, steps=result.steps,
-                wall_time=result.wall_time, cpu_time=cpu_time, n_trainable=result.n_trainable,
+                name=name,
+                blocks=tuple(blocks),
+                seed=seed,
+                steps=result.steps,
+                wall_time=result.wall_time,
+                cpu_time=cpu_time,
+                n_trainable=result.n_trainable,
                 metrics={**result.metrics, **evaluate_vlm(model, data)},
             )
             runs.append(run)
-            logger.info("%s seed %d: %.1f s (%.1f s CPU), %s", name, seed, run.wall_time,
-                        run.cpu_time, run.metrics)
+            logger.info(
+                "%s seed %d: %.1f s (%.1f s CPU), %s",
+                name,
+                seed,
+                run.wall_time,
+                run.cpu_time,
+                run.metrics,
+            )
     return WindowComparison(
         runs=tuple(runs), n_blocks=config.text_layers, base=os.fspath(testbed.base)
     )
@@ -361,8 +389,11 @@ def _ratio(value: float, reference: float) -> float:
 
 def _numbers(run: FinetuneRun) -> dict[str, float]:
     values = {m: float(run.metrics[m]) for m in SCORES if m in run.metrics}
-    return values | {"wall_time": run.wall_time, "cpu_time": run.cpu_time,
-                     "n_trainable": float(run.n_trainable)}
+    return values | {
+        "wall_time": run.wall_time,
+        "cpu_time": run.cpu_time,
+        "n_trainable": float(run.n_trainable),
+    }
 
 
 def _describe(blocks: Sequence[int]) -> str:

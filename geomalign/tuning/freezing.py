@@ -134,7 +134,8 @@ def set_trainable(
     """
     layers = decoder_layers(model)
     chosen = (
-        list(range(len(layers))) if isinstance(blocks, str) and blocks == "all"
+        list(range(len(layers)))
+        if isinstance(blocks, str) and blocks == "all"
         else check_window(blocks, len(layers), name="blocks")
     )
     parts: list[nn.Module] = [layers[i] for i in chosen]

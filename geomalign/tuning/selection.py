@@ -253,7 +253,8 @@ def curve_from_table(
     criteria = {"checkpoint": checkpoint, "view": view, "measure": measure}
     criteria = {key: value for key, value in criteria.items() if value is not None}
     rows = [
-        row for row in table.select(analysis=analysis, statistic="value", **criteria)
+        row
+        for row in table.select(analysis=analysis, statistic="value", **criteria)
         if row.layer is not None
     ]
     if not rows:
@@ -300,9 +301,7 @@ def _check_curve(
             f"layers must be strictly increasing layer numbers >= 0; got {positions.tolist()}."
         )
     if bad.size:
-        raise ValueError(
-            f"values must be finite; got NaN/Inf at layers {positions[bad].tolist()}."
-        )
+        raise ValueError(f"values must be finite; got NaN/Inf at layers {positions[bad].tolist()}.")
     return curve, positions.astype(np.int64)
 
 

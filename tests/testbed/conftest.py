@@ -15,5 +15,3 @@ def small_testbed(tmp_path_factory, worker_id):
     base = tmp_path_factory.getbasetemp()
     cache = (base if worker_id == "master" else base.parent) / "geomalign-testbed-cache"
     return build_testbed(TestbedConfig.small(), cache_dir=cache, progress=False)
-
-

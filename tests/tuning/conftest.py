@@ -18,8 +18,14 @@ VOCAB = 40
 def make_llava(seed: int = 0) -> LlavaForConditionalGeneration:
     """A random LLaVA: 1-layer CLIP tower, MLP projector, 4-block Llama of width 16."""
     config = tiny_llava_config(
-        text_hidden_size=16, text_heads=2, vision_hidden_size=16, vocab_size=VOCAB, image_size=8,
-        patch_size=4, n_layers=N_LAYERS, vision_feature_layer=-1,
+        text_hidden_size=16,
+        text_heads=2,
+        vision_hidden_size=16,
+        vocab_size=VOCAB,
+        image_size=8,
+        patch_size=4,
+        n_layers=N_LAYERS,
+        vision_feature_layer=-1,
         vision_feature_select_strategy="full",
     )
     torch.manual_seed(seed)
@@ -37,8 +43,9 @@ def examples() -> Examples:
     generator = torch.Generator().manual_seed(0)
     n, length = 16, 12
     text = torch.randint(1, IMAGE_TOKEN, (n, length - N_IMAGE_TOKENS), generator=generator)
-    input_ids = torch.cat([text[:, :1], torch.full((n, N_IMAGE_TOKENS), IMAGE_TOKEN),
-                           text[:, 1:]], dim=1)
+    input_ids = torch.cat(
+        [text[:, :1], torch.full((n, N_IMAGE_TOKENS), IMAGE_TOKEN), text[:, 1:]], dim=1
+    )
     labels = torch.full_like(input_ids, -100)
     labels[:, -3:] = input_ids[:, -3:]
     return Examples(
@@ -53,5 +60,4 @@ def examples() -> Examples:
 
 @pytest.fixture(scope="session")
 def tiny_testbed(tmp_path_factory):
-    return build_testbed(TINY_TESTBED, cache_dir=tmp_path_factory.mktemp("testbed"),
-                         progress=False)
+    return build_testbed(TINY_TESTBED, cache_dir=tmp_path_factory.mktemp("testbed"), progress=False)

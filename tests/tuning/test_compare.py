@@ -21,15 +21,24 @@ STAGE2_SEED = TINY_TESTBED.seed + 2
 
 @pytest.fixture(scope="module")
 def comparison(tiny_testbed) -> WindowComparison:
-    return compare_windows(tiny_testbed, range(2, 4), references=("early", "late"),
-                           seeds=(STAGE2_SEED,), progress=False)
+    return compare_windows(
+        tiny_testbed,
+        range(2, 4),
+        references=("early", "late"),
+        seeds=(STAGE2_SEED,),
+        progress=False,
+    )
 
 
 def test_runs_cover_full_selected_and_references(comparison, tiny_testbed):
     assert [run.name for run in comparison.runs] == ["full", "selected", "early", "late"]
     blocks = {run.name: run.blocks for run in comparison.runs}
-    assert blocks == {"full": tuple(range(N_BLOCKS)), "selected": (2, 3), "early": (0, 1),
-                      "late": (N_BLOCKS - 2, N_BLOCKS - 1)}
+    assert blocks == {
+        "full": tuple(range(N_BLOCKS)),
+        "selected": (2, 3),
+        "early": (0, 1),
+        "late": (N_BLOCKS - 2, N_BLOCKS - 1),
+    }
     assert comparison.n_blocks == N_BLOCKS
     assert comparison.base == str(tiny_testbed.base)
     for run in comparison.runs:
@@ -76,20 +85,38 @@ def test_table_rows(comparison, tmp_path):
     assert [row.statistic for row in selected] == ["value", "percent_of_full"]
     assert (selected[0].layer, selected[0].layer_b) == (3, 4)  # blocks [2, 4) -> layers 3..4
     assert not len(table.select(checkpoint="full", statistic="percent_of_full"))
-    assert set(table.unique("measure")) == {"qa_accuracy", "caption_token_accuracy", "final_loss",
-                                            "wall_time", "cpu_time", "n_trainable"}
+    assert set(table.unique("measure")) == {
+        "qa_accuracy",
+        "caption_token_accuracy",
+        "final_loss",
+        "wall_time",
+        "cpu_time",
+        "n_trainable",
+    }
 
 
 def test_summary_over_seeds_uses_the_full_run_of_each_seed():
     def run(name: str, seed: int, time: float, score: float) -> FinetuneRun:
-        return FinetuneRun(name=name, blocks=(0, 1), seed=seed, steps=1, wall_time=time,
-                           cpu_time=2 * time, n_trainable=10 if name == "full" else 5,
-                           metrics={"qa_accuracy": score})
+        return FinetuneRun(
+            name=name,
+            blocks=(0, 1),
+            seed=seed,
+            steps=1,
+            wall_time=time,
+            cpu_time=2 * time,
+            n_trainable=10 if name == "full" else 5,
+            metrics={"qa_accuracy": score},
+        )
 
     comparison = WindowComparison(
-        runs=(run("full", 0, 10.0, 0.5), run("w", 0, 8.0, 0.5),
-              run("full", 1, 20.0, 0.4), run("w", 1, 12.0, 0.3)),
-        n_blocks=4, base="base",
+        runs=(
+            run("full", 0, 10.0, 0.5),
+            run("w", 0, 8.0, 0.5),
+            run("full", 1, 20.0, 0.4),
+            run("w", 1, 12.0, 0.3),
+        ),
+        n_blocks=4,
+        base="base",
     )
     w = comparison.summary()[1]
     assert w.time_pct_mean == pytest.approx(70.0)  # mean of 80 % and 60 %
@@ -116,18 +143,36 @@ def test_bad_arguments_fail_before_training(tiny_testbed, selected, kwargs, matc
         compare_windows(tiny_testbed, selected, progress=False, **kwargs)
 
 
-def test_cli_selects_from_a_curve_and_writes_the_table(tiny_testbed, tmp_path, monkeypatch,
-                                                       capsys):
+def test_cli_selects_from_a_curve_and_writes_the_table(tiny_testbed, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(finetune_cli.PRESETS, "small", lambda seed: TINY_TESTBED)
     curve = ResultsTable(
-        Result(analysis="id-profile", measure="id-gride", checkpoint="base", view="image/mean",
-               layer=layer, value=value)
+        Result(
+            analysis="id-profile",
+            measure="id-gride",
+            checkpoint="base",
+            view="image/mean",
+            layer=layer,
+            value=value,
+        )
         for layer, value in enumerate([3.0, 5.0, 9.0, 12.0, 7.0, 5.0, 4.0])
     ).to_csv(tmp_path / "results.csv")
     out = tmp_path / "runs.csv"
-    argv = ["finetune", "--preset", "small", "--cache-dir", str(tiny_testbed.root.parent),
-            "--curve", str(curve), "--width", "2", "--references", "--steps", "1",
-            "--out", str(out)]
+    argv = [
+        "finetune",
+        "--preset",
+        "small",
+        "--cache-dir",
+        str(tiny_testbed.root.parent),
+        "--curve",
+        str(curve),
+        "--width",
+        "2",
+        "--references",
+        "--steps",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     table = ResultsTable.from_csv(out)
     assert table.unique("checkpoint") == ["full", "selected"]

@@ -121,10 +121,16 @@ def test_window_is_a_frozen_record_of_the_rule():
         ({"values": [1.0, 2.0, 1.0], "layers": [0, 1]}, ValueError, "one entry per value"),
         ({"values": [1.0, 2.0, 1.0], "layers": [0.0, 1.0, 2.0]}, TypeError, "integers"),
         ({"values": [1.0, 2.0, 1.0], "width": 0}, ValueError, "width must be a positive"),
-        ({"values": [1.0, 2.0, 1.0], "rule": "threshold", "threshold": 1.5}, ValueError,
-         "threshold must be a float in \\[0, 1\\]"),
-        ({"values": [1.0, 2.0, 1.5, 3.0, 2.5], "min_prominence": 5.0}, ValueError,
-         "prominence >= 5.0"),
+        (
+            {"values": [1.0, 2.0, 1.0], "rule": "threshold", "threshold": 1.5},
+            ValueError,
+            "threshold must be a float in \\[0, 1\\]",
+        ),
+        (
+            {"values": [1.0, 2.0, 1.5, 3.0, 2.5], "min_prominence": 5.0},
+            ValueError,
+            "prominence >= 5.0",
+        ),
     ],
 )
 def test_bad_inputs_are_rejected(kwargs, error, match):
@@ -141,8 +147,10 @@ def test_reference_windows_have_the_size_and_place_asked_for():
 
 
 def test_random_reference_window_follows_its_seed():
-    draws = {reference_windows(2, 12, kinds=("random",), random_state=s)["random"].start
-             for s in range(30)}
+    draws = {
+        reference_windows(2, 12, kinds=("random",), random_state=s)["random"].start
+        for s in range(30)
+    }
     assert len(draws) > 3
     assert reference_windows(2, 12, random_state=5) == reference_windows(2, 12, random_state=5)
 
@@ -167,16 +175,32 @@ def test_reference_windows_reject_bad_inputs(args, kwargs, match):
 
 def _profile_rows(checkpoint: str, values: np.ndarray) -> list[Result]:
     return [
-        Result(analysis="id-profile", measure="id-gride", checkpoint=checkpoint,
-               view="image/mean", layer=layer, value=float(v), kind="dimension")
+        Result(
+            analysis="id-profile",
+            measure="id-gride",
+            checkpoint=checkpoint,
+            view="image/mean",
+            layer=layer,
+            value=float(v),
+            kind="dimension",
+        )
         for layer, v in enumerate(values)
     ]
 
 
 def test_curve_from_table_feeds_select_window(tmp_path):
     table = ResultsTable(_profile_rows("base", bump(6, 3.0)) + _profile_rows("tuned", bump(6, 4.0)))
-    table.append(Result(analysis="abstraction-phase", measure="id-gride", checkpoint="base",
-                        view="image/mean", layer=3, value=3.0, statistic="peak_layer"))
+    table.append(
+        Result(
+            analysis="abstraction-phase",
+            measure="id-gride",
+            checkpoint="base",
+            view="image/mean",
+            layer=3,
+            value=3.0,
+            statistic="peak_layer",
+        )
+    )
     reloaded = ResultsTable.from_csv(table.to_csv(tmp_path / "results.csv"))
     layers, values = curve_from_table(reloaded, checkpoint="tuned")
     np.testing.assert_array_equal(layers, np.arange(7))
