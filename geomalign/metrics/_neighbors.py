@@ -204,15 +204,13 @@ def _exact_distances(
     d = X.shape[1]
     chunk = max(1, _RECOMPUTE_BYTES // (k * d * X.element_size()))
     if X.device.type == "cpu":
-        out_np = np.empty((n, k), dtype=np.float64)
+        Xn, idx, out_np = X.numpy(), indices.numpy(), np.empty((n, k), dtype=np.float64)
         inv = None if inv_norms is None else inv_norms.numpy()
         workers = max(1, min(torch.get_num_threads(), n // chunk))
         edges = np.linspace(0, n, workers + 1).astype(int)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             jobs = [
-                pool.submit(
-                    _exact_rows_numpy, X.numpy(), indices.numpy(), inv, out_np, (lo, hi), chunk
-                )
+                pool.submit(_exact_rows_numpy, Xn, idx, inv, out_np, (lo, hi), chunk)
                 for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)
             ]
             for job in jobs:
@@ -304,12 +302,12 @@ def knn(
     Returns
     -------
     Neighbors
+        ``indices`` (int64) and ascending ``distances`` (float64), both (n_samples, k), on the CPU.
 
     Raises
     ------
     UndefinedMeasureError
         If all rows of ``X`` are identical, or (cosine) some rows are all zero.
-        ``indices`` (int64) and ascending ``distances`` (float64), both (n_samples, k), on the CPU.
 
     Notes
     -----
