@@ -38,3 +38,12 @@ def test_bad_input_is_one_line_on_stderr(tmp_path, capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_existing_results_are_refused_in_one_line(tmp_path, capsys):
+    existing = tmp_path / "results.csv"
+    existing.write_text("kept\n")
+    assert main(["analyze", str(tmp_path / "acts.h5"), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"geomalign analyze: error: {existing} exists; pass --overwrite to replace it.\n"
+    assert existing.read_text() == "kept\n"

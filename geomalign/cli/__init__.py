@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from geomalign._version import __version__
 
@@ -29,6 +30,12 @@ COMMANDS: dict[str, str] = {
     "intervene": "causal effect curves (transplant, skip, ablate, knockout) and probes",
     "toy": "build the built-in testbed (tiny base and tuned VLMs) or score checkpoints on it",
 }
+
+
+def refuse_existing(path: Path, overwrite: bool) -> None:
+    """Raise FileExistsError (reported by :func:`main`) if ``path`` exists and not ``overwrite``."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it.")
 
 
 def _command(argv: Sequence[str]) -> str | None:

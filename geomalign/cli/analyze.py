@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from geomalign.analysis import Calibration, analyze_store
-from geomalign.cli import COMMANDS
+from geomalign.cli import COMMANDS, refuse_existing
 
 
 def _view(text: str) -> tuple[str, str | None]:
@@ -114,11 +113,7 @@ def run(args: argparse.Namespace) -> int:
     """Analyse ``args.store`` and write the results into ``args.out``."""
     from geomalign.report import write_results  # matplotlib: imported when the command runs
 
-    existing = args.out / "results.csv"
-    if existing.exists() and not args.overwrite:
-        message = f"geomalign analyze: {existing} exists; pass --overwrite to replace it."
-        print(message, file=sys.stderr)  # noqa: T201 - the command's error output
-        return 1
+    refuse_existing(args.out / "results.csv", args.overwrite)
     table = analyze_store(
         args.store,
         measures=args.measures,

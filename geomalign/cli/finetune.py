@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from geomalign.analysis import ResultsTable
-from geomalign.cli import COMMANDS
+from geomalign.cli import COMMANDS, refuse_existing
 from geomalign.testbed import TestbedConfig, build_testbed
 from geomalign.tuning import RULES, compare_windows, curve_from_table, select_window
 from geomalign.tuning.selection import REFERENCE_KINDS
@@ -124,12 +123,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the comparison, write the table and print the summary."""
-    if args.out.exists() and not args.overwrite:
-        print(  # noqa: T201
-            f"geomalign finetune: {args.out} exists; pass --overwrite to replace it.",
-            file=sys.stderr,
-        )
-        return 1
+    refuse_existing(args.out, args.overwrite)
     testbed = build_testbed(
         PRESETS[args.preset](seed=args.seed), cache_dir=args.cache_dir, device=args.device
     )

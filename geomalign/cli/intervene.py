@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from geomalign.cli import COMMANDS
+from geomalign.cli import COMMANDS, refuse_existing
 from geomalign.interventions.effects import ANALYSES
 
 if TYPE_CHECKING:
@@ -157,13 +157,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     probes.set_defaults(func=run_probes)
 
 
-def _refuse_existing(path: Path, overwrite: bool) -> bool:
-    if path.exists() and not overwrite:
-        sys.stderr.write(f"geomalign intervene: {path} exists; pass --overwrite to replace it.\n")
-        return True
-    return False
-
-
 def _write(
     table: ResultsTable, out: Path, stem: str, plot: Callable[[ResultsTable], Figure]
 ) -> int:
@@ -180,8 +173,7 @@ def run_curves(args: argparse.Namespace) -> int:
     """Load the checkpoints and tasks, run the effect curves, write effects.csv and effects.png."""
     from geomalign.interventions.effects import run_effect_curves
 
-    if _refuse_existing(args.out / "effects.csv", args.overwrite):
-        return 1
+    refuse_existing(args.out / "effects.csv", args.overwrite)
     table = run_effect_curves(
         testbed=args.testbed,
         base=args.base,
@@ -213,8 +205,7 @@ def run_probes(args: argparse.Namespace) -> int:
     from geomalign.interventions.plotting import plot_probe_curves
     from geomalign.interventions.probe_curves import probe_curves
 
-    if _refuse_existing(args.out / "probes.csv", args.overwrite):
-        return 1
+    refuse_existing(args.out / "probes.csv", args.overwrite)
     table = probe_curves(
         args.store,
         args.checkpoint,
