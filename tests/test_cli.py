@@ -43,7 +43,15 @@ def test_no_command_prints_help(capsys):
 def test_existing_results_are_refused_in_one_line(tmp_path, capsys):
     existing = tmp_path / "results.csv"
     existing.write_text("kept\n")
-    assert main(["analyze", str(tmp_path / "acts.h5"), "--out", str(tmp_path)]) == 1
+    argv = [
+        "analyze",
+        str(tmp_path / "acts.h5"),
+        "--measures",
+        "cka-linear",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 1
     err = capsys.readouterr().err
     assert err == f"geomalign analyze: error: {existing} exists; pass --overwrite to replace it.\n"
     assert existing.read_text() == "kept\n"
