@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from geomalign.store._errors import StoreError, ViewInfo
+from geomalign.store._rows import index_runs
 from geomalign.store._store import ActivationStore, check_same_samples
 
 __all__ = ["merge_stores"]
@@ -269,7 +270,7 @@ def _copy_view(
                 rows[li] = store.read(*view, layer, ids=chosen, dtype=info.dtype)
             fresh = owner[samples - lo] < 0
             before = np.cumsum(counts) - counts  # where each sample's rows start in ``rows``
-            for s_lo, s_hi, j in _runs(samples, fresh):
+            for s_lo, s_hi, j in index_runs(samples, fresh):
                 dst = slice(int(offsets[s_lo]) - base, int(offsets[s_hi]) - base)
                 src = slice(int(before[j]), int(before[j]) + dst.stop - dst.start)
                 if fresh[j]:
@@ -291,17 +292,9 @@ def _copy_view(
         elif filled.size:
             parts = [
                 block[:, int(offsets[a]) - base : int(offsets[b]) - base]
-                for a, b, _ in _runs(filled, np.ones(filled.size, dtype=bool))
+                for a, b, _ in index_runs(filled)
             ]
             merged.write(*view, filled, np.concatenate(parts, axis=1))
         n_done += filled.size
         lo = hi
     return n_done
-
-
-def _runs(samples: np.ndarray, flags: np.ndarray) -> Iterator[tuple[int, int, int]]:
-    """Split sorted sample indices into runs of consecutive samples with the same flag: yield
-    (first sample, last sample + 1, position of the first in ``samples``)."""
-    breaks = np.flatnonzero((np.diff(samples) != 1) | (np.diff(flags) != 0)) + 1
-    for start, stop in zip(np.r_[0, breaks], np.r_[breaks, samples.size], strict=True):
-        yield int(samples[start]), int(samples[stop - 1]) + 1, int(start)

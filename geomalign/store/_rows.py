@@ -80,7 +80,14 @@ def runs(starts: np.ndarray, stops: np.ndarray) -> Iterator[tuple[int, int, int]
     yield run_lo, run_hi, run_pos
 
 
-def index_runs(sorted_idx: np.ndarray) -> Iterator[tuple[int, int]]:
-    breaks = np.flatnonzero(np.diff(sorted_idx) != 1) + 1
-    for run in np.split(sorted_idx, breaks):
-        yield int(run[0]), int(run[-1]) + 1
+def index_runs(
+    sorted_idx: np.ndarray, flags: np.ndarray | None = None
+) -> Iterator[tuple[int, int, int]]:
+    """Split sorted indices into runs of consecutive indices (with equal ``flags``, if given):
+    yield (first index, last index + 1, position of the first in ``sorted_idx``)."""
+    cuts = np.diff(sorted_idx) != 1
+    if flags is not None:
+        cuts |= np.diff(flags) != 0
+    breaks = np.flatnonzero(cuts) + 1
+    for start, stop in zip(np.r_[0, breaks], np.r_[breaks, sorted_idx.size], strict=True):
+        yield int(sorted_idx[start]), int(sorted_idx[stop - 1]) + 1, int(start)

@@ -481,7 +481,7 @@ class ActivationStore:
             dset[:, lo:hi, :] = arr[:, src : src + hi - lo, :]
         self._file.flush()
         done = group["done"]
-        for lo, hi in index_runs(np.sort(idx)):
+        for lo, hi, _ in index_runs(np.sort(idx)):
             done[lo:hi] = 1
         self._file.flush()
 
