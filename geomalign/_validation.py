@@ -11,12 +11,19 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["check_paired", "check_representations"]
+__all__ = ["check_int", "check_paired", "check_representations"]
 
 # How many offending row indices an error message lists before eliding the rest.
 _MAX_LISTED_ROWS = 10
 
 _HALF_TORCH = (torch.float16, torch.bfloat16)
+
+
+def check_int(value: Any, name: str, minimum: int) -> int:
+    """``value`` as an int; ValueError unless it is an integer (not a bool) ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
 
 
 def _describe_rows(rows: np.ndarray) -> str:

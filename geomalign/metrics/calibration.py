@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
-from geomalign._validation import check_paired, check_representations
+from geomalign._validation import check_int, check_paired, check_representations
 from geomalign.metrics._registry import Measure, get
 
 __all__ = ["BootstrapResult", "PermutationResult", "bootstrap_ci", "permutation_test"]
@@ -83,12 +81,6 @@ def _resolve(measure: str | Measure) -> Measure:
     )
 
 
-def _check_count(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
-
-
 def _take(A: np.ndarray | torch.Tensor, idx: np.ndarray) -> np.ndarray | torch.Tensor:
     if isinstance(A, torch.Tensor):
         return A[torch.as_tensor(idx, device=A.device)]
@@ -153,7 +145,7 @@ def permutation_test(
             "with which, so shuffling the pairing cannot change it; a permutation null needs a "
             "paired measure."
         )
-    n_permutations = _check_count(n_permutations, "n_permutations", 1)
+    n_permutations = check_int(n_permutations, "n_permutations", 1)
     X = check_representations(X, name="X")
     Y = check_representations(Y, name="Y")
     check_paired(X, Y)
@@ -250,7 +242,7 @@ def bootstrap_ci(
             f"measure {m.name!r} takes {m.n_views} view(s); got {len(views)} "
             f"({'Y is None' if Y is None else 'X and Y'})."
         )
-    n_resamples = _check_count(n_resamples, "n_resamples", 2)
+    n_resamples = check_int(n_resamples, "n_resamples", 2)
     if not (isinstance(confidence, float) and 0.0 < confidence < 1.0):
         raise ValueError(f"confidence must be a float in (0, 1); got {confidence!r}.")
     names = ("X", "Y")

@@ -18,7 +18,7 @@ import torch
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from geomalign._validation import check_representations
+from geomalign._validation import check_int, check_representations
 from geomalign.metrics import _id_estimators as est
 from geomalign.metrics._errors import UndefinedMeasureError
 from geomalign.metrics._neighbors import knn
@@ -157,12 +157,6 @@ def _check_option(value: Any, name: str, method: str, used_by: str, default: Any
     return value
 
 
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
-
-
 def intrinsic_dimension(
     X: np.ndarray | torch.Tensor,
     *,
@@ -274,8 +268,8 @@ def intrinsic_dimension(
     discard_fraction = 0.1 if discard_fraction is None else discard_fraction
     if not 0.0 <= discard_fraction < 1.0:
         raise ValueError(f"discard_fraction must be in [0, 1); got {discard_fraction!r}.")
-    n1 = _check_int(_check_option(n1, "n1", method, "gride", 16), "n1", 1)
-    n_neighbors = _check_int(
+    n1 = check_int(_check_option(n1, "n1", method, "gride", 16), "n1", 1)
+    n_neighbors = check_int(
         _check_option(n_neighbors, "n_neighbors", method, "mle", 20), "n_neighbors", 2
     )
     if not duplicate_rtol >= 0.0:
@@ -378,7 +372,7 @@ def gride_scaling(
     >>> gride_scaling(X, range_max=16).n1.tolist()
     [1, 2, 4, 8]
     """
-    range_max = _check_int(range_max, "range_max", 2)
+    range_max = check_int(range_max, "range_max", 2)
     if not duplicate_rtol >= 0.0:
         raise ValueError(f"duplicate_rtol must be >= 0; got {duplicate_rtol!r}.")
     X = check_representations(X, min_samples=3, context="GRIDE (n2 = 2 needs 3 rows)")
