@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["check_int", "check_paired", "check_representations"]
+__all__ = ["check_int", "check_paired", "check_positive_int", "check_representations"]
 
 # How many offending row indices an error message lists before eliding the rest.
 _MAX_LISTED_ROWS = 10
@@ -23,6 +23,13 @@ def check_int(value: Any, name: str, minimum: int) -> int:
     """``value`` as an int; ValueError unless it is an integer (not a bool) ``>= minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """``value`` as an int; ValueError unless it is an integer (not a bool) ``>= 1``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     return int(value)
 
 

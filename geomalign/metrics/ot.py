@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from geomalign._validation import check_paired, check_representations
+from geomalign._validation import check_paired, check_positive_int, check_representations
 from geomalign.metrics._arrays import resolve_device
 from geomalign.metrics._ot_solvers import (
     cost_matrix,
@@ -36,12 +36,6 @@ def _check_number(value: Any, name: str, minimum: float, *, strict: bool = False
         relation = ">" if strict else ">="
         raise ValueError(f"{name} must be a number {relation} {minimum:g}; got {value!r}.")
     return float(value)
-
-
-def _check_count(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)
 
 
 def _check_same_width(
@@ -161,8 +155,8 @@ def ot_distance(
     p = _check_number(p, "p", 1.0)
     reg = _check_number(reg, "reg", 0.0, strict=True)
     if max_iter is not None:
-        max_iter = _check_count(max_iter, "max_iter")
-    n_projections = _check_count(n_projections, "n_projections")
+        max_iter = check_positive_int(max_iter, "max_iter")
+    n_projections = check_positive_int(n_projections, "n_projections")
     X = check_representations(X, name="X")
     Y = check_representations(Y, name="Y")
     _check_same_width(X, Y, method)
@@ -236,7 +230,7 @@ def gromov_wasserstein(
     True
     """
     if max_iter is not None:
-        max_iter = _check_count(max_iter, "max_iter")
+        max_iter = check_positive_int(max_iter, "max_iter")
     X = check_representations(X, name="X", min_samples=2, context="Gromov-Wasserstein")
     Y = check_representations(Y, name="Y", min_samples=2, context="Gromov-Wasserstein")
     dev = resolve_device(X, device)
@@ -309,7 +303,7 @@ def ot_matching_accuracy(
     p = _check_number(p, "p", 1.0)
     reg = _check_number(reg, "reg", 0.0, strict=True)
     if max_iter is not None:
-        max_iter = _check_count(max_iter, "max_iter")
+        max_iter = check_positive_int(max_iter, "max_iter")
     X = check_representations(X, name="X", min_samples=2, context="a matching accuracy")
     Y = check_representations(Y, name="Y", min_samples=2, context="a matching accuracy")
     check_paired(X, Y)

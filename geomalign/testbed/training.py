@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from geomalign._validation import check_positive_int
 from geomalign.testbed.examples import IGNORE_INDEX, Examples
 
 __all__ = ["TrainingResult", "pretrain_vision", "train_model"]
@@ -99,7 +100,8 @@ def train_model(
     """
     if not isinstance(examples, Examples):
         raise TypeError(f"examples must be an Examples set; got {type(examples).__name__}.")
-    steps, batch_size = _positive_int(steps, "steps"), _positive_int(batch_size, "batch_size")
+    steps = check_positive_int(steps, "steps")
+    batch_size = check_positive_int(batch_size, "batch_size")
     if not lr > 0 or not 0.0 <= warmup_fraction < 1.0:
         raise ValueError(
             f"lr must be > 0 and warmup_fraction in [0, 1); got lr={lr!r}, "
@@ -214,9 +216,9 @@ def pretrain_vision(
         [p for p in model.parameters() if p.requires_grad],
         loss_of,
         n_examples=pixel_values.shape[0],
-        steps=_positive_int(steps, "steps"),
+        steps=check_positive_int(steps, "steps"),
         lr=lr,
-        batch_size=_positive_int(batch_size, "batch_size"),
+        batch_size=check_positive_int(batch_size, "batch_size"),
         random_state=random_state,
         warmup_fraction=0.05,
         evaluate=None if test is None else evaluate,
@@ -290,9 +292,3 @@ def _batch_order(n: int, steps: int, batch_size: int, random_state: int) -> list
         permutation = torch.randperm(n, generator=generator)
         batches.extend(permutation[k * size : (k + 1) * size] for k in range(per_epoch))
     return batches[:steps]
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)

@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from geomalign._validation import check_positive_int
 from geomalign.analysis.id_profile import detect_abstraction_phase
 from geomalign.analysis.table import ResultsTable
 
@@ -194,9 +195,8 @@ def reference_windows(
     >>> reference_windows(2, 6, kinds=("early", "late"))
     {'early': range(0, 2), 'late': range(4, 6)}
     """
-    for value, name in ((n_blocks, "n_blocks"), (size, "size")):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    check_positive_int(n_blocks, "n_blocks")
+    check_positive_int(size, "size")
     if size > n_blocks:
         raise ValueError(f"size must be <= n_blocks ({n_blocks}); got {size}.")
     if isinstance(kinds, str):
@@ -314,10 +314,8 @@ def _around_peak(
     lowest: int,
     highest: int,
 ) -> tuple[int, int, dict[str, float]]:
-    if rule == "peak" and (
-        isinstance(width, bool) or not isinstance(width, int | np.integer) or width < 1
-    ):
-        raise ValueError(f"width must be a positive integer; got {width!r}.")
+    if rule == "peak":
+        check_positive_int(width, "width")
     phase = detect_abstraction_phase(positions, curve, min_prominence=min_prominence)
     if phase is None:
         raise ValueError(
