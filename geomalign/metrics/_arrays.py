@@ -15,6 +15,7 @@ __all__ = [
     "block_rows",
     "column_sums",
     "resolve_device",
+    "take_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,3 +83,10 @@ def column_sums(X: torch.Tensor) -> torch.Tensor:
     for start in range(0, X.shape[0], chunk):
         out += Xn[start : start + chunk].sum(axis=0, dtype=np.float64)
     return torch.from_numpy(out)
+
+
+def take_rows(X: np.ndarray | torch.Tensor, rows: np.ndarray) -> np.ndarray | torch.Tensor:
+    """``X[rows]`` for an array or a tensor (the indices moved to the tensor's device)."""
+    if isinstance(X, torch.Tensor):
+        return X[torch.as_tensor(rows, device=X.device)]
+    return X[rows]

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from geomalign._validation import check_int, check_paired, check_representations
+from geomalign.metrics._arrays import take_rows
 from geomalign.metrics._registry import Measure, get
 
 __all__ = ["BootstrapResult", "PermutationResult", "bootstrap_ci", "permutation_test"]
@@ -81,12 +82,6 @@ def _resolve(measure: str | Measure) -> Measure:
     )
 
 
-def _take(A: np.ndarray | torch.Tensor, idx: np.ndarray) -> np.ndarray | torch.Tensor:
-    if isinstance(A, torch.Tensor):
-        return A[torch.as_tensor(idx, device=A.device)]
-    return A[idx]
-
-
 def permutation_test(
     measure: str | Measure,
     X: np.ndarray | torch.Tensor,
@@ -158,7 +153,7 @@ def permutation_test(
         value = m(X, Y)
 
         def at(perm: np.ndarray) -> float:
-            return m(X, _take(Y, perm))
+            return m(X, take_rows(Y, perm))
 
     null = np.array([at(rng.permutation(n)) for _ in range(n_permutations)], dtype=np.float64)
     alternative = "less" if m.kind == "distance" else "greater"
@@ -257,7 +252,7 @@ def bootstrap_ci(
     values = np.empty(n_resamples)
     for b in range(n_resamples):
         idx = np.sort(rng.choice(n, size=size, replace=False)) if half else rng.integers(0, n, n)
-        values[b] = m(*(_take(V, idx) for V in views))
+        values[b] = m(*(take_rows(V, idx) for V in views))
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(values - values.mean() + value, [tail, 1 - tail])
     return BootstrapResult(

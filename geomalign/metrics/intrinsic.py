@@ -20,6 +20,7 @@ from scipy.sparse.csgraph import connected_components
 
 from geomalign._validation import check_int, check_representations
 from geomalign.metrics import _id_estimators as est
+from geomalign.metrics._arrays import take_rows
 from geomalign.metrics._errors import UndefinedMeasureError
 from geomalign.metrics._neighbors import knn
 
@@ -90,12 +91,6 @@ class GrideScaling:
     n_duplicates: int
 
 
-def _take_rows(X: np.ndarray | torch.Tensor, rows: np.ndarray) -> np.ndarray | torch.Tensor:
-    if isinstance(X, torch.Tensor):
-        return X[torch.from_numpy(rows).to(X.device)]
-    return X[rows]
-
-
 def _neighbour_distances(
     X: np.ndarray | torch.Tensor,
     k: int,
@@ -134,7 +129,7 @@ def _neighbour_distances(
         graph = sparse.coo_matrix((np.ones(rows.size, dtype=bool), (rows, cols)), shape=(n, n))
         _, labels = connected_components(graph, directed=False)
         _, first = np.unique(labels, return_index=True)
-        X = _take_rows(X, np.sort(first))
+        X = take_rows(X, np.sort(first))
     n_duplicates = n_start - X.shape[0]
     if n_duplicates:
         warnings.warn(
