@@ -6,6 +6,9 @@
   through forward hooks;
 - :mod:`~geomalign.interventions.probes`, :mod:`~geomalign.interventions.probe_curves`: linear
   probes and cross-modal probe transfer, on arrays or per layer of an activation store;
+- :mod:`~geomalign.interventions.answers`, :mod:`~geomalign.interventions.cider`: scoring rules
+  of generated text (VQA accuracy with the official answer normalisation, exact and relaxed
+  match, CIDEr-D);
 - :mod:`~geomalign.interventions.scoring`: per-item task scores (caption log-likelihood, answer
   exact match);
 - :mod:`~geomalign.interventions.tasks`: caption tasks from paired data, the testbed's held-out
@@ -16,6 +19,13 @@
 """
 
 from geomalign._model_parts import decoder_layers
+from geomalign.interventions.answers import (
+    exact_match,
+    normalize_answer,
+    relaxed_match,
+    vqa_accuracy,
+)
+from geomalign.interventions.cider import cider_d
 from geomalign.interventions.curves import transplant_curve, visual_token_curve
 from geomalign.interventions.effects import (
     ANALYSES,
@@ -43,17 +53,21 @@ __all__ = [
     "TaskData",
     "ablate_visual_tokens",
     "caption_task",
+    "cider_d",
     "decoder_layers",
+    "exact_match",
     "held_out_tasks",
     "intervention_effects",
     "knockout_visual_attention",
     "layer_windows",
     "load_checkpoint",
     "make_task",
+    "normalize_answer",
     "plot_effect_curves",
     "plot_probe_curves",
     "probe_accuracy",
     "probe_curves",
+    "relaxed_match",
     "run_effect_curves",
     "score_items",
     "skip_visual_tokens",
@@ -61,4 +75,5 @@ __all__ = [
     "transfer_accuracy",
     "transplant_curve",
     "visual_token_curve",
+    "vqa_accuracy",
 ]
