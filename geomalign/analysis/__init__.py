@@ -7,7 +7,6 @@ phase. Every function returns a :class:`ResultsTable`; :func:`analyze_store` run
 """
 
 from geomalign.analysis._views import View
-from geomalign.analysis.calibration import Calibration
 from geomalign.analysis.curves import (
     compare_views,
     cross_checkpoint_curve,
@@ -15,6 +14,7 @@ from geomalign.analysis.curves import (
     default_pooling,
     tuning_change_curve,
 )
+from geomalign.analysis.evaluation import Calibration
 from geomalign.analysis.id_profile import (
     AbstractionPhase,
     abstraction_phase,

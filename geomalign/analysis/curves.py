@@ -17,7 +17,7 @@ from geomalign.analysis._views import (
     open_store,
     select_layers,
 )
-from geomalign.analysis.calibration import (
+from geomalign.analysis.evaluation import (
     Calibration,
     Point,
     evaluate,
@@ -311,7 +311,7 @@ def tuning_change_curve(
     ``value = m(tuned image, tuned text) - m(base image, base text)`` at each layer. The CI and
     p-value come from resampling the samples shared by both checkpoints (the same rows enter
     both terms), so sample-to-sample variation common to both cancels; see
-    :func:`~geomalign.analysis.calibration.paired_difference` for the half-sampling rule.
+    :func:`~geomalign.analysis.evaluation.paired_difference` for the half-sampling rule.
 
     Parameters
     ----------

@@ -17,7 +17,7 @@ from geomalign.analysis._views import (
     open_store,
     select_layers,
 )
-from geomalign.analysis.calibration import (
+from geomalign.analysis.evaluation import (
     Calibration,
     evaluate,
     log_undefined,

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from geomalign import metrics
+from geomalign import metrics, stats
 from geomalign.analysis._views import (
     Rows,
     StoreLike,
@@ -17,7 +17,8 @@ from geomalign.analysis._views import (
     open_store,
     select_layers,
 )
-from geomalign.analysis.calibration import (
+from geomalign.analysis.curves import STREAMED
+from geomalign.analysis.evaluation import (
     UNDEFINED_NOTE,
     Calibration,
     attempt,
@@ -27,7 +28,6 @@ from geomalign.analysis.calibration import (
     resolve_measures,
     warnings_to_notes,
 )
-from geomalign.analysis.curves import STREAMED
 from geomalign.analysis.table import Result, ResultsTable
 from geomalign.metrics import Measure
 
@@ -84,7 +84,8 @@ def layer_map(
     lowest distance) is reported with a p-value that accounts for the choice of the best of
     ``len(layers_b)`` layers: under the null the rows of ``view_b`` are permuted (one permutation
     shared by all its layers), the whole map is recomputed and the best score per ``view_a`` layer
-    kept; ``p = (1 + #{null best at least as good as the observed best}) / (1 + n_permutations)``.
+    kept (:func:`geomalign.stats.max_null`); ``p = (1 + #{null best at least as good as the
+    observed best}) / (1 + n_permutations)`` (:func:`geomalign.stats.p_value`).
     Comparing the observed maximum with per-cell nulls instead would overstate significance.
 
     That p-value says whether the best match beats chance, not whether it beats the runner-up.
@@ -135,6 +136,7 @@ def layer_map(
     Ys = [rows.read(view_b, layer) for layer in layers_b]
     names_a = [f"{view_a} layer {layer}" for layer in layers_a]
     names_b = [f"{view_b} layer {layer}" for layer in layers_b]
+    alternative = "greater" if sign > 0 else "less"
     # A measure that ignores the pairing of rows (OT between the two clouds) has no such null.
     n_permutations = calibration.n_permutations if resolved.paired else 0
     rng = np.random.default_rng(calibration.random_state)
@@ -145,16 +147,20 @@ def layer_map(
         Xs, Ys = [Xs[i] for i in keep_a], [Ys[j] for j in keep_b]
         if not keep_a:
             n_permutations = 0
+        # the null of each view_a layer's best score: one permutation of view_b's rows shared by
+        # all its layers, the best over them kept (max-over-layers)
         null = np.array(
             [
-                sign * np.max(sign * _matrix(resolved, Xs, [Y[perm] for Y in Ys]), axis=1)
+                stats.max_null(
+                    _matrix(resolved, Xs, [Y[perm] for Y in Ys]), alternative=alternative, axis=1
+                )
                 for perm in (rng.permutation(rows.n) for _ in range(n_permutations))
             ]
         ).reshape(n_permutations, len(keep_a))
         best_j = np.argmax(sign * observed, axis=1) if keep_a else np.zeros(0, dtype=int)
         same_best = np.zeros(len(keep_a))
-        for _ in range(calibration.n_resamples if keep_a else 0):
-            idx = np.sort(rng.choice(rows.n, size=rows.n // 2, replace=False))
+        n_halves = calibration.n_resamples if keep_a else 0
+        for idx in stats.resample_indices(rows.n, n_halves, scheme="half-sampling", rng=rng):
             half = _matrix(resolved, [X[idx] for X in Xs], [Y[idx] for Y in Ys])
             same_best += np.argmax(sign * half, axis=1) == best_j
     best = observed[np.arange(len(keep_a)), best_j]
@@ -209,8 +215,7 @@ def layer_map(
             notes += f" (layers {skipped_b} undefined, left out)"
         if n_permutations:
             null_mean, null_std = float(null[:, k].mean()), float(null[:, k].std(ddof=1))
-            hits = np.sum(sign * null[:, k] >= sign * best[k])
-            p_value = float((1 + hits) / (1 + n_permutations))
+            p_value = stats.p_value(null[:, k], float(best[k]), alternative=alternative)
             notes += (
                 f"; max-over-layers permutation null K={n_permutations} "
                 f"seed={calibration.random_state}"

@@ -10,13 +10,13 @@ from tqdm.auto import tqdm
 
 from geomalign import metrics
 from geomalign.analysis._views import StoreLike, View, open_store
-from geomalign.analysis.calibration import Calibration
 from geomalign.analysis.curves import (
     cross_checkpoint_curve,
     cross_modal_curve,
     side_view,
     tuning_change_curve,
 )
+from geomalign.analysis.evaluation import Calibration
 from geomalign.analysis.id_profile import abstraction_phase, id_profile
 from geomalign.analysis.layer_maps import layer_map
 from geomalign.analysis.table import ResultsTable

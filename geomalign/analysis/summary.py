@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
-from geomalign.analysis.calibration import UNDEFINED_NOTE, undefined_note
+from geomalign.analysis.evaluation import UNDEFINED_NOTE, undefined_note
 from geomalign.analysis.id_profile import NOISE_NOTE
 from geomalign.analysis.table import Result, ResultsTable
 

@@ -9,15 +9,24 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from geomalign import stats
 from geomalign.analysis.table import Result, ResultsTable
-from geomalign.interventions._stats import (
-    Grouping,
-    bootstrap_means,
-    draw_resamples,
-    percentile_interval,
-    sign_flip_p_value,
-)
 from geomalign.interventions.scoring import TaskData
+
+
+def sign_flip_p_value(
+    differences: np.ndarray, grouping: stats.Grouping, n_permutations: int, rng: np.random.Generator
+) -> float:
+    """Two-sided p-value that paired item differences are symmetric around zero.
+
+    Whole groups are flipped together (:func:`geomalign.stats.sign_flip_null`); the statistic is
+    the sum (equivalently the mean) of the differences, and the p-value is
+    :func:`geomalign.stats.p_value` with ``alternative="two-sided"``; 1 when every difference
+    is zero.
+    """
+    group_sums = grouping.sums(differences)
+    null = stats.sign_flip_null(group_sums, n_permutations, rng)
+    return stats.p_value(null, float(group_sums.sum()), alternative="two-sided")
 
 
 def calibration_options(
@@ -58,18 +67,19 @@ class Curve:
         self.task, self.windows, self.scores, self.reference = task, windows, scores, reference
         self.n_layers, self.cumulative, self.sign = n_layers, cumulative, sign
         self.confidence, self.n_permutations = confidence, n_permutations
-        self.grouping = Grouping.from_labels(np.asarray(task.cluster_labels(), dtype=str))
+        self.grouping = stats.Grouping.from_labels(np.asarray(task.cluster_labels(), dtype=str))
         rng = np.random.default_rng(random_state)
-        self.resamples = draw_resamples(self.grouping.n_groups, n_resamples, rng)
+        self.resamples = stats.cluster_bootstrap(self.grouping.n_groups, n_resamples, rng)
         self.rng = rng
 
     def point(self, values: np.ndarray, differences: np.ndarray | None) -> dict[str, float | None]:
-        boot = bootstrap_means(values, self.grouping, self.resamples)
-        low, high = percentile_interval(boot, self.confidence)
+        value = float(values.mean())
+        boot = stats.cluster_means(values, self.grouping, self.resamples)
+        low, high = stats.interval(value, boot, confidence=self.confidence)
         p_value = None
         if differences is not None:
             p_value = sign_flip_p_value(differences, self.grouping, self.n_permutations, self.rng)
-        return {"value": float(values.mean()), "ci_low": low, "ci_high": high, "p_value": p_value}
+        return {"value": value, "ci_low": low, "ci_high": high, "p_value": p_value}
 
     def importance(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-window item importance (n_windows, n_items) and window centres in layer numbers."""
@@ -87,10 +97,10 @@ class Curve:
         position = (centres - 0.5) / self.n_layers
         early, late = position < 1 / 3 - 1e-9, position > 2 / 3 + 1e-9
         middle = ~early & ~late
-        boot = bootstrap_means(importance, self.grouping, self.resamples)  # (windows, resamples)
+        boot = stats.cluster_means(importance, self.grouping, self.resamples)  # (windows, B)
         peak = int(np.argmax(importance.mean(1)))
         boot_peaks = centres[np.argmax(boot, axis=0)]
-        low, high = percentile_interval(boot_peaks, self.confidence)
+        low, high = stats.interval(float(centres[peak]), boot_peaks, confidence=self.confidence)
         in_middle = float(np.mean(middle[np.argmax(boot, axis=0)]))
         rows: list[dict[str, object]] = [
             {

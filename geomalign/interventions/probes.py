@@ -16,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
+from geomalign import stats
 from geomalign._validation import check_paired, check_representations
 
 __all__ = ["ProbeResult", "probe_accuracy", "transfer_accuracy"]
@@ -36,7 +37,8 @@ class ProbeResult:
     null_mean : float or None
         Mean accuracy over label permutations (``None`` without permutations).
     p_value : float or None
-        Permutation p-value, ``(1 + #{null >= accuracy}) / (1 + n_permutations)``.
+        Permutation p-value, ``(1 + #{null >= accuracy}) / (1 + n_permutations)``
+        (:func:`geomalign.stats.p_value`, ``alternative="greater"``).
     n_samples, n_classes : int
         Number of samples and of distinct labels.
     """
@@ -137,14 +139,14 @@ def _probe(
     null_mean = p_value = None
     if n_permutations:
         rng = np.random.default_rng(random_state)
-        null = np.array(
-            [
-                _fold_accuracies(Xs, Xt, rng.permutation(codes), folds, C).mean()
-                for _ in range(n_permutations)
-            ]
+        null = stats.permutation_null(
+            lambda perm: float(_fold_accuracies(Xs, Xt, codes[perm], folds, C).mean()),
+            codes.size,
+            n_permutations,
+            rng,
         )
         null_mean = float(null.mean())
-        p_value = float((1 + np.sum(null >= accuracy)) / (1 + n_permutations))
+        p_value = stats.p_value(null, accuracy, alternative="greater")
     counts = np.bincount(codes)
     return ProbeResult(
         accuracy=accuracy,

@@ -1,18 +1,13 @@
 """Measures of representation geometry: pure functions of (n_samples, n_features) arrays.
 
 Optional heavy dependencies (POT for optimal transport) are imported only inside the functions
-that need them, so importing :mod:`geomalign.metrics` stays cheap.
+that need them, so importing :mod:`geomalign.metrics` stays cheap. Permutation tests and bootstrap
+intervals of registered measures are in :mod:`geomalign.stats`.
 """
 
 from geomalign.metrics._cka_stream import StreamingLinearCKA
 from geomalign.metrics._errors import UndefinedMeasureError
 from geomalign.metrics._registry import Measure, available, get
-from geomalign.metrics.calibration import (
-    BootstrapResult,
-    PermutationResult,
-    bootstrap_ci,
-    permutation_test,
-)
 from geomalign.metrics.cka import cka, cka_matrix
 from geomalign.metrics.correlation import distance_correlation, svcca
 from geomalign.metrics.gap import modality_gap
@@ -27,15 +22,12 @@ from geomalign.metrics.knn import cknna, cycle_knn, mutual_knn
 from geomalign.metrics.ot import gromov_wasserstein, ot_distance, ot_matching_accuracy
 
 __all__ = [
-    "BootstrapResult",
     "GrideScaling",
     "IntrinsicDimension",
     "Measure",
-    "PermutationResult",
     "StreamingLinearCKA",
     "UndefinedMeasureError",
     "available",
-    "bootstrap_ci",
     "cka",
     "cka_matrix",
     "cknna",
@@ -50,6 +42,5 @@ __all__ = [
     "mutual_knn",
     "ot_distance",
     "ot_matching_accuracy",
-    "permutation_test",
     "svcca",
 ]

@@ -57,7 +57,7 @@ class Measure:
     params : Mapping[str, Any]
         Default keyword arguments passed to ``func`` (read-only).
     resampling : {"bootstrap", "half-sampling"}
-        How :func:`~geomalign.metrics.bootstrap_ci` resamples: the ordinary bootstrap (rows
+        How :func:`~geomalign.stats.bootstrap_ci` resamples: the ordinary bootstrap (rows
         drawn with replacement), or half-samples drawn without replacement, for
         neighbourhood-based measures that repeated rows would corrupt (a copy is a distance-0
         neighbour of itself).

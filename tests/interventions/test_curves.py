@@ -7,14 +7,9 @@ import pytest
 
 from geomalign.analysis.table import ResultsTable
 from geomalign.interventions import transplant_curve, visual_token_curve
-from geomalign.interventions._curve_rows import Curve
-from geomalign.interventions._stats import (
-    Grouping,
-    bootstrap_means,
-    draw_resamples,
-    sign_flip_p_value,
-)
+from geomalign.interventions._curve_rows import Curve, sign_flip_p_value
 from geomalign.interventions.scoring import score_items
+from geomalign.stats import Grouping, cluster_bootstrap, cluster_means
 
 from .conftest import N_LAYERS, make_items, tiny_llava
 
@@ -177,6 +172,6 @@ def test_sign_flip_and_cluster_bootstrap():
     assert sign_flip_p_value(np.ones(40), pairs, 999, rng) > 0.4
     # cluster bootstrap of a per-cluster constant only ever sees whole clusters
     values = np.repeat([0.0, 1.0], 20)
-    means = bootstrap_means(values, pairs, draw_resamples(2, 500, rng))
+    means = cluster_means(values, pairs, cluster_bootstrap(2, 500, rng))
     assert set(np.round(means, 12)) <= {0.0, 0.5, 1.0}
-    np.testing.assert_allclose(bootstrap_means(values, singles, np.arange(40)[None]), [0.5])
+    np.testing.assert_allclose(cluster_means(values, singles, np.arange(40)[None]), [0.5])

@@ -1,4 +1,4 @@
-"""How analysis points are calibrated: permutation nulls, bootstrap CIs, rows read."""
+"""How analysis points are evaluated: the measure, its permutation null and resampling CI."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from geomalign import metrics
+from geomalign import metrics, stats
 from geomalign.analysis.table import Result, ResultsTable
 from geomalign.metrics import Measure
 
@@ -188,8 +188,8 @@ def evaluate(
 ) -> Point:
     """The measure on (X, Y) (or X alone), with the null and CI the calibration asks for.
 
-    The null is :func:`geomalign.metrics.permutation_test` (two-view measures that use the
-    pairing only), the CI :func:`geomalign.metrics.bootstrap_ci` (its resampling rule per
+    The null is :func:`geomalign.stats.permutation_test` (two-view measures that use the
+    pairing only), the CI :func:`geomalign.stats.bootstrap_ci` (its resampling rule per
     measure: the bootstrap, or half-sampling for neighbourhood-based measures). Where the
     measure is undefined on the rows (a view with all rows identical, too few distinct rows
     for an intrinsic dimension), the value is NaN and the notes, which start with
@@ -218,7 +218,7 @@ def _evaluate(
         return Point(math.nan)
     point = Point(value)
     if calibration.n_permutations and Y is not None and measure.paired:
-        perm = metrics.permutation_test(
+        perm = stats.permutation_test(
             measure,
             X,
             Y,
@@ -233,7 +233,7 @@ def _evaluate(
         notes.append("no permutation null: the measure ignores the pairing of rows")
     if calibration.n_resamples:
         boot, why = attempt(
-            lambda: metrics.bootstrap_ci(
+            lambda: stats.bootstrap_ci(
                 measure,
                 *views,
                 n_resamples=calibration.n_resamples,
@@ -264,14 +264,17 @@ def paired_difference(
     """``m(*first) - m(*second)`` on the same samples, with a paired half-sampling CI and p-value.
 
     Each resample draws ``n // 2`` rows without replacement and uses them in both terms, so
-    variation common to both cancels. The resampled differences are centred on the full-sample
-    difference (``d = d* - mean(d*) + value``) and the interval is between their quantiles; by
-    the finite-population correction a half-sample statistic varies about as much as the
-    full-sample one. Half-sampling is used for every measure, not only for the neighbourhood
-    ones :func:`geomalign.metrics.bootstrap_ci` half-samples: rows repeated by an ordinary
-    bootstrap also inflate biased CKA between unrelated views, which shifts one term of the
-    difference and not the other. The p-value is two-sided for a zero difference:
-    ``min(1, 2 min(#(d <= 0) + 1, #(d >= 0) + 1) / (B + 1))``. Where a term is undefined on the
+    variation common to both cancels (:func:`geomalign.stats.resample_indices`,
+    half-sampling). The resampled differences are centred on the full-sample difference
+    (:func:`geomalign.stats.centred_resamples`, ``d = d* - mean(d*) + value``) and the interval
+    is between their quantiles (:func:`geomalign.stats.interval`); by the finite-population
+    correction a half-sample statistic varies about as much as the full-sample one.
+    Half-sampling is used for every measure, not only for the neighbourhood ones
+    :func:`geomalign.stats.bootstrap_ci` half-samples: rows repeated by an ordinary bootstrap
+    also inflate biased CKA between unrelated views, which shifts one term of the difference and
+    not the other. The p-value is two-sided for a zero difference, :func:`geomalign.stats.p_value`
+    of 0 against the centred differences: ``min(1, 2 min(#(d <= 0) + 1, #(d >= 0) + 1) / (B +
+    1))``. Where a term is undefined on the
     rows, the difference is NaN with a note, as in :func:`evaluate` (``names`` name the views);
     where it is undefined on a resample only, the CI and p-value are left out with a note.
     """
@@ -290,13 +293,11 @@ def paired_difference(
         if value is not None and calibration.n_resamples:
             n = first[0].shape[0]
             rng = np.random.default_rng(calibration.random_state)
+            halves = stats.resample_indices(
+                n, calibration.n_resamples, scheme="half-sampling", rng=rng
+            )
             boot, why = attempt(
-                lambda: np.array(
-                    [
-                        diff(np.sort(rng.choice(n, size=n // 2, replace=False)))
-                        for _ in range(calibration.n_resamples)
-                    ]
-                ),
+                lambda: np.array([diff(idx) for idx in halves], dtype=np.float64),
                 views,
                 names,
             )
@@ -306,18 +307,14 @@ def paired_difference(
         if why:
             notes.insert(0, f"no CI: undefined on a resample ({why})")
         return Point(value, notes="; ".join(notes))
-    boot = boot - boot.mean() + value
-    alpha = 1.0 - calibration.confidence
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    tail = min(np.sum(boot <= 0) + 1, np.sum(boot >= 0) + 1) / (boot.size + 1)
+    low, high = stats.interval(value, boot, confidence=float(calibration.confidence))
+    p_value = stats.p_value(stats.centred_resamples(boot, value), 0.0, alternative="two-sided")
     notes.insert(
         0,
         f"{calibration.confidence:.0%} CI: paired half-sampling "
         f"B={calibration.n_resamples} seed={calibration.random_state}",
     )
-    return Point(
-        value, float(low), float(high), p_value=min(1.0, 2.0 * float(tail)), notes="; ".join(notes)
-    )
+    return Point(value, low, high, p_value=p_value, notes="; ".join(notes))
 
 
 def better(kind: str) -> int:

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from geomalign.metrics import Measure, bootstrap_ci, get, permutation_test
+from geomalign.metrics import Measure, get
+from geomalign.stats import bootstrap_ci, permutation_test
 
 UNPAIRED = Measure("mean-gap", "distance", 2, lambda X, Y: float(abs(X.mean() - Y.mean())),
                    "difference of the grand means", paired=False)  # fmt: skip

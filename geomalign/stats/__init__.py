@@ -1,0 +1,61 @@
+"""Statistics shared by every analysis: resampling schemes, nulls, p-values, intervals.
+
+One rule for each thing, used by every module that reports a confidence interval or a p-value:
+
+- resampling: :func:`resample_indices` (the bootstrap, or half-sampling for statistics that a
+  repeated row distorts) and :func:`cluster_bootstrap` / :func:`cluster_means` (whole groups of
+  items, e.g. all questions about one image);
+- nulls: :func:`permutation_null`, :func:`sign_flip_null` and :func:`max_null` (the null of the
+  best of several statistics, e.g. the best-matching layer);
+- p-values: :func:`p_value`, add-one with a stated alternative;
+- intervals: :func:`interval`, the percentile interval of the resamples centred on the estimate;
+- multiple comparisons: :func:`holm`, :func:`benjamini_hochberg`, :func:`max_t_adjusted`;
+- for registered measures: :func:`permutation_test` and :func:`bootstrap_ci`.
+"""
+
+from geomalign.stats._intervals import centred_resamples, interval
+from geomalign.stats._measures import (
+    BootstrapResult,
+    PermutationResult,
+    bootstrap_ci,
+    permutation_test,
+)
+from geomalign.stats._multiple import benjamini_hochberg, holm, max_t_adjusted
+from geomalign.stats._resampling import (
+    RESAMPLINGS,
+    Grouping,
+    cluster_bootstrap,
+    cluster_means,
+    resample_indices,
+    resample_size,
+)
+from geomalign.stats._tests import (
+    ALTERNATIVES,
+    max_null,
+    p_value,
+    permutation_null,
+    sign_flip_null,
+)
+
+__all__ = [
+    "ALTERNATIVES",
+    "RESAMPLINGS",
+    "BootstrapResult",
+    "Grouping",
+    "PermutationResult",
+    "benjamini_hochberg",
+    "bootstrap_ci",
+    "centred_resamples",
+    "cluster_bootstrap",
+    "cluster_means",
+    "holm",
+    "interval",
+    "max_null",
+    "max_t_adjusted",
+    "p_value",
+    "permutation_null",
+    "permutation_test",
+    "resample_indices",
+    "resample_size",
+    "sign_flip_null",
+]

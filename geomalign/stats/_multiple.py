@@ -1,0 +1,125 @@
+"""Multiple comparisons across a family of p-values (e.g. the layers of one curve)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geomalign.stats._tests import max_null, p_value
+
+__all__ = ["benjamini_hochberg", "holm", "max_t_adjusted"]
+
+
+def _check_p_values(p_values: object) -> np.ndarray:
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"p_values must be 1-D (one per hypothesis); got shape {p.shape}.")
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError(f"p_values must lie in [0, 1] (no NaN); got {p.tolist()}.")
+    return p
+
+
+def holm(p_values: object) -> np.ndarray:
+    """Holm's step-down adjusted p-values: family-wise error control under any dependence.
+
+    Parameters
+    ----------
+    p_values : array-like of shape (m,)
+
+    Returns
+    -------
+    numpy.ndarray of shape (m,)
+        ``max over j <= i of min(1, (m - j) p_(j))`` in sorted order, put back in input order;
+        reject where the adjusted value is at most alpha.
+
+    References
+    ----------
+    .. [1] Holm. A simple sequentially rejective multiple test procedure. Scandinavian Journal
+       of Statistics 6(2), 1979.
+
+    Examples
+    --------
+    >>> holm([0.01, 0.04, 0.03]).tolist()
+    [0.03, 0.06, 0.06]
+    """
+    p = _check_p_values(p_values)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(stepped, 1.0)
+    return out
+
+
+def benjamini_hochberg(p_values: object) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values): false-discovery-rate control.
+
+    Parameters
+    ----------
+    p_values : array-like of shape (m,)
+
+    Returns
+    -------
+    numpy.ndarray of shape (m,)
+        ``min over j >= i of min(1, m p_(j) / j)`` in sorted order (1-based ranks), put back in
+        input order; rejecting where it is at most q controls the FDR at q for independent or
+        positively dependent tests.
+
+    References
+    ----------
+    .. [1] Benjamini, Hochberg. Controlling the false discovery rate. Journal of the Royal
+       Statistical Society B 57(1), 1995.
+
+    Examples
+    --------
+    >>> benjamini_hochberg([0.01, 0.04, 0.03]).tolist()
+    [0.03, 0.04, 0.04]
+    """
+    p = _check_p_values(p_values)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * m / np.arange(1, m + 1)
+    stepped = np.minimum.accumulate(scaled[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(stepped, 1.0)
+    return out
+
+
+def max_t_adjusted(observed: object, null: object, *, alternative: str) -> np.ndarray:
+    """Single-step max-T adjusted p-values (Westfall-Young) from a joint null.
+
+    Parameters
+    ----------
+    observed : array-like of shape (m,)
+        The m statistics (e.g. one per layer).
+    null : array-like of shape (n_draws, m)
+        The m statistics under each joint null draw (one permutation applied to every layer, so
+        that their dependence is kept).
+    alternative : {"greater", "less"}
+        Which direction is extreme; for two-sided tests pass absolute statistics with
+        ``"greater"``.
+
+    Returns
+    -------
+    numpy.ndarray of shape (m,)
+        Each statistic's add-one p-value against the null of the most extreme of all m
+        (:func:`max_null`); controls the family-wise error rate.
+
+    References
+    ----------
+    .. [1] Westfall, Young. Resampling-Based Multiple Testing. Wiley, 1993.
+
+    Examples
+    --------
+    >>> null = np.array([[0.1, 0.2], [0.3, 0.1], [0.2, 0.2]])
+    >>> max_t_adjusted([0.25, 0.5], null, alternative="greater").tolist()
+    [0.5, 0.25]
+    """
+    observed = np.asarray(observed, dtype=np.float64)
+    null = np.asarray(null, dtype=np.float64)
+    if observed.ndim != 1 or null.ndim != 2 or null.shape[1] != observed.size:
+        raise ValueError(
+            "null must have shape (n_draws, m) for m observed statistics; got observed.shape="
+            f"{observed.shape}, null.shape={null.shape}."
+        )
+    extreme = max_null(null, alternative=alternative, axis=1)
+    return np.array([p_value(extreme, t, alternative=alternative) for t in observed])
