@@ -8,16 +8,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from geomalign.data._tables import check_text
+
 if TYPE_CHECKING:
     from PIL import Image
 
 
 @dataclass(frozen=True)
 class Pair:
-    """One sample: an image and a caption describing it, with optional labels."""
+    """One sample: an image (None if the dataset has captions only), a caption, optional labels."""
 
     id: str
-    image: Image.Image
+    image: Image.Image | None
     caption: str
     labels: Mapping[str, object] = field(default_factory=dict)
 
@@ -26,7 +28,8 @@ class PairedDataset(Sequence[Pair]):
     """Images and captions of the same content, aligned by a unique sample id.
 
     Images are produced on demand by ``load_image(i)`` so that a dataset of files costs no memory
-    until a batch is read.
+    until a batch is read. Without ``load_image`` the dataset holds captions only (for text models
+    and the text views of a vision-language model).
 
     Parameters
     ----------
@@ -34,8 +37,9 @@ class PairedDataset(Sequence[Pair]):
         Unique, stable sample ids; they become the row keys of an activation store.
     captions : sequence of str
         One non-empty caption per sample.
-    load_image : callable
-        ``load_image(i)`` returns sample ``i``'s image as an RGB ``PIL.Image.Image``.
+    load_image : callable or None
+        ``load_image(i)`` returns sample ``i``'s image as an RGB ``PIL.Image.Image``; None for a
+        captions-only dataset.
     labels : mapping of str to array-like, default=None
         Optional label columns, each with one entry per sample.
     source : str, default="memory"
@@ -46,7 +50,7 @@ class PairedDataset(Sequence[Pair]):
         self,
         ids: Sequence[str],
         captions: Sequence[str],
-        load_image: Callable[[int], Image.Image],
+        load_image: Callable[[int], Image.Image] | None = None,
         *,
         labels: Mapping[str, Sequence[object]] | None = None,
         source: str = "memory",
@@ -69,6 +73,8 @@ class PairedDataset(Sequence[Pair]):
                 )
             seen[sample_id] = row
         for sample_id, caption in zip(self.ids, self.captions, strict=True):
+            check_text(sample_id, f"{source}: sample id {sample_id!r}")
+            check_text(caption, f"{source}: sample {sample_id!r}: caption")
             if not caption.strip():
                 raise ValueError(f"{source}: sample {sample_id!r} has an empty caption.")
         self.labels: dict[str, np.ndarray] = {}
@@ -90,7 +96,7 @@ class PairedDataset(Sequence[Pair]):
         index %= len(self)
         return Pair(
             id=self.ids[index],
-            image=self.image(index),
+            image=self.image(index) if self.has_images else None,
             caption=self.captions[index],
             labels={name: column[index] for name, column in self.labels.items()},
         )
@@ -98,17 +104,28 @@ class PairedDataset(Sequence[Pair]):
     def __iter__(self) -> Iterator[Pair]:
         return (self[i] for i in range(len(self)))
 
+    @property
+    def has_images(self) -> bool:
+        """False for a captions-only dataset."""
+        return self._load_image is not None
+
     def image(self, index: int) -> Image.Image:
         """Return sample ``index``'s image (RGB), loading it now."""
+        if self._load_image is None:
+            raise ValueError(
+                f"{self.source}: a captions-only dataset has no images (asked for sample "
+                f"{self.ids[index]!r}); extract its text views only."
+            )
         return self._load_image(index)
 
     def subset(self, indices: Sequence[int]) -> PairedDataset:
         """Return the samples at ``indices`` (in that order) as a new dataset."""
         picked = [int(i) for i in indices]
+        load = self._load_image
         return PairedDataset(
             [self.ids[i] for i in picked],
             [self.captions[i] for i in picked],
-            lambda j: self._load_image(picked[j]),
+            None if load is None else lambda j: load(picked[j]),
             labels={name: column[picked] for name, column in self.labels.items()},
             source=self.source,
         )

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from geomalign.data._files import check_files_exist, file_loader
+from geomalign.data._files import check_files_exist, contained_path, file_loader
 from geomalign.data._pairs import PairedDataset
+from geomalign.data._tables import check_text
 
 __all__ = ["load_coco_captions"]
 
@@ -23,6 +24,7 @@ def load_coco_captions(
     *,
     captions: str = "first",
     check_files: bool = True,
+    allow_outside_root: bool = False,
 ) -> PairedDataset:
     """Load images and captions from a COCO-captions JSON file (e.g. ``captions_val2017.json``).
 
@@ -39,6 +41,9 @@ def load_coco_captions(
         (an image then appears in several samples).
     check_files : bool, default=True
         Check up front that every image file exists. Images are read only when a sample is used.
+    allow_outside_root : bool, default=False
+        Accept absolute ``file_name`` values and paths leading outside ``image_dir`` (through
+        ``..`` or symbolic links); refused otherwise, since the file is untrusted input.
 
     Returns
     -------
@@ -50,8 +55,9 @@ def load_coco_captions(
     Raises
     ------
     ValueError
-        For a malformed file, a caption of an unknown image, an empty caption, a duplicate image
-        or caption id, or a missing image file (naming the image or caption).
+        For a malformed file (bad UTF-8, NUL characters or lone surrogates included), a caption of
+        an unknown image, an empty caption, a duplicate image or caption id, an image path outside
+        ``image_dir``, or a missing image file (naming the image or caption).
 
     Examples
     --------
@@ -70,6 +76,8 @@ def load_coco_captions(
             content = json.load(handle)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{source}: not valid JSON ({exc}).") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{source}: not valid UTF-8 (at byte {exc.start}).") from exc
     if not isinstance(content, dict) or not {"images", "annotations"} <= set(content):
         found = sorted(content) if isinstance(content, dict) else type(content).__name__
         raise ValueError(
@@ -90,6 +98,7 @@ def load_coco_captions(
                 f"got {ann!r}."
             )
         caption_id, image_id, text = int(ann["id"]), int(ann["image_id"]), str(ann["caption"])
+        check_text(text, f"{source}: caption {caption_id} of image {image_id}")
         if caption_id in seen_captions:
             raise ValueError(f"{source}: duplicate caption id {caption_id}.")
         seen_captions.add(caption_id)
@@ -115,7 +124,16 @@ def load_coco_captions(
     else:
         ids = [f"{image_id}-{caption_id}" for image_id, caption_id, _ in rows]
     root = Path(image_dir)
-    paths = [root / files[image_id] for image_id, _, _ in rows]
+    resolved = {
+        image_id: contained_path(
+            root,
+            check_text(files[image_id], f"{source}: file_name of image {image_id}"),
+            f"{source}: image {image_id}",
+            allow_outside_root=allow_outside_root,
+        )
+        for image_id in dict.fromkeys(image_id for image_id, _, _ in rows)
+    }
+    paths = [resolved[image_id] for image_id, _, _ in rows]
     if check_files:
         check_files_exist(ids, paths, source)
     return PairedDataset(

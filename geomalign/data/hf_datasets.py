@@ -22,7 +22,7 @@ __all__ = ["from_hf_dataset"]
 def from_hf_dataset(
     dataset: datasets.Dataset,
     *,
-    image_column: str = "image",
+    image_column: str | None = "image",
     caption_column: str = "caption",
     id_column: str | None = None,
     label_columns: Sequence[str] = (),
@@ -35,9 +35,9 @@ def from_hf_dataset(
     dataset : datasets.Dataset
         A map-style dataset (pick a split of a ``DatasetDict``; streaming datasets are not
         supported since samples are addressed by row).
-    image_column : str, default="image"
+    image_column : str or None, default="image"
         Column of images: decoded ``PIL`` images (the ``datasets.Image`` feature), undecoded
-        ``{"bytes", "path"}`` dicts, or file paths.
+        ``{"bytes", "path"}`` dicts, or file paths. None gives a captions-only dataset.
     caption_column : str, default="caption"
         Column of captions: one string per row, or a list of strings per row.
     id_column : str or None, default=None
@@ -73,7 +73,7 @@ def from_hf_dataset(
     if captions not in ("first", "all"):
         raise ValueError(f"captions must be 'first' or 'all'; got {captions!r}.")
     source = f"datasets.Dataset({dataset.info.dataset_name or 'unnamed'})"
-    wanted = [image_column, caption_column, *label_columns]
+    wanted = [caption_column, *label_columns, *([image_column] if image_column else [])]
     if id_column is not None:
         wanted.append(id_column)
     unknown = [c for c in wanted if c not in dataset.column_names]
@@ -101,12 +101,15 @@ def from_hf_dataset(
             texts.append(text)
             many = captions == "all" and not isinstance(entry, str)
             ids.append(f"{row_id}-{k}" if many else row_id)
+    labels = {name: np.asarray(list(dataset[name]))[rows] for name in label_columns}
+    if image_column is None:
+        return PairedDataset(ids, texts, labels=labels, source=source)
     images = dataset.select_columns([image_column])
+    column = image_column
 
     def load_image(i: int) -> Image.Image:
-        return _as_rgb(images[rows[i]][image_column], ids[i], source)
+        return _as_rgb(images[rows[i]][column], ids[i], source)
 
-    labels = {name: np.asarray(list(dataset[name]))[rows] for name in label_columns}
     return PairedDataset(ids, texts, load_image, labels=labels, source=source)
 
 

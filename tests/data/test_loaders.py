@@ -39,7 +39,7 @@ def _write_jsonl(path, rows):
 
 def _rows(names):
     return [
-        {"id": f"s{i}", "image": f"{n}.png", "caption": f"a picture of {n}", "score": i * 0.5}
+        {"id": f"s{i}", "image": f"{n}.png", "caption": f"a picture of {n}", "label_score": i * 0.5}
         for i, n in enumerate(names)
     ]
 
@@ -64,13 +64,13 @@ def test_csv_with_image_dir_and_typed_labels(image_folder, tmp_path):
     table = tmp_path / "pairs.csv"
     with table.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "text", "count", "colour"])
+        writer.writerow(["file", "text", "label_count", "colour"])
         for i, name in enumerate(images):
             writer.writerow([f"{name}.png", f"caption {name}", i, name])
     pairs = load_folder(table, folder, id_column=None, image_column="file", caption_column="text")
     assert pairs.ids[0] == "astronaut.png"
+    assert list(pairs.labels) == ["count"]  # "colour" is neither prefixed nor asked for
     assert pairs.labels["count"].dtype.kind == "i"
-    assert pairs.labels["colour"][4] == "blue"
     assert pairs[4].image.size == (24, 20)
     only = load_folder(
         table,
@@ -81,6 +81,7 @@ def test_csv_with_image_dir_and_typed_labels(image_folder, tmp_path):
         label_columns=["colour"],
     )
     assert list(only.labels) == ["colour"]
+    assert only.labels["colour"][4] == "blue"
 
 
 def test_missing_file_is_reported_up_front(image_folder):
@@ -112,7 +113,7 @@ def test_unreadable_image_names_the_sample(image_folder):
         (lambda rows: rows[2].update(id="s0"), r"duplicate sample id 's0' at rows 0 and 2"),
         (lambda rows: rows[4].update(caption="  "), r"sample 's4' has an empty caption"),
         (lambda rows: rows[1].pop("caption"), r"line 2: missing column\(s\) \['caption'\]"),
-        (lambda rows: rows[1].pop("score"), r"line 2: missing column\(s\) \['score'\]"),
+        (lambda rows: rows[1].pop("label_score"), r"line 2: missing column\(s\) \['label_score'\]"),
     ],
 )
 def test_bad_rows(image_folder, edit, match):
