@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from geomalign.cli import COMMANDS
-from geomalign.data import load_coco_captions, load_folder
+from geomalign.data import load_pairs
 from geomalign.extract import POOLINGS, extract
 
 
@@ -62,13 +62,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--data",
         type=Path,
         required=True,
-        help="pairs: a .jsonl/.csv table (id, image, caption) or a COCO-captions .json file",
+        help="pairs: a .jsonl/.csv table (id, image, caption, label_*; no image column: "
+        "captions only) or a COCO-captions .json file (docs/data.md)",
     )
     parser.add_argument(
         "--image-dir",
         type=Path,
         default=None,
-        help="image folder (default: the table's folder; required for COCO)",
+        help="dataset root that image paths are relative to (default: the table's folder; "
+        "required for COCO)",
+    )
+    parser.add_argument(
+        "--labels",
+        type=_names,
+        default=None,
+        help="comma-separated table columns kept as labels (default: the label_* columns)",
+    )
+    parser.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="accept absolute image paths and paths leading outside the dataset root",
     )
     parser.add_argument(
         "--captions",
@@ -128,6 +141,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="caption prompt with {caption} (default LLaVA-1.5 for a VLM, "
         "the bare caption for a text model)",
     )
+    parser.add_argument(
+        "--long-captions",
+        choices=("truncate", "error"),
+        default="truncate",
+        help="a caption beyond the model's context: truncate it with a warning (default) or "
+        "stop with an error",
+    )
     parser.add_argument("--random-state", type=int, default=0, help="seed of 'random' pooling")
     parser.add_argument(
         "--shard",
@@ -146,12 +166,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the pairs, extract --model (and --base) into --out, print what was written."""
-    if args.data.suffix.lower() == ".json":
-        if args.image_dir is None:
-            raise ValueError("a COCO-captions .json needs --image-dir")
-        pairs = load_coco_captions(args.data, args.image_dir, captions=args.captions)
-    else:
-        pairs = load_folder(args.data, args.image_dir)
+    pairs = load_pairs(
+        args.data,
+        args.image_dir,
+        captions=args.captions,
+        label_columns=args.labels,
+        allow_outside_root=args.allow_outside_root,
+    )
     templates = {
         key: value
         for key, value in (("image", args.image_template), ("text", args.text_template))
@@ -178,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             templates=templates or None,
             shard=args.shard,
+            long_captions=args.long_captions,
             progress=not args.no_progress,
         )
         views = ", ".join(f"{m}/{p}" for m, p in result.views)

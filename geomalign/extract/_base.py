@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -33,11 +33,15 @@ class EncodedBatch:
     region : torch.Tensor of shape (batch, seq), bool
         True at the tokens of the sample's content: the image tokens of an image prompt or the
         caption tokens of a caption prompt. Mean, random and token ("none") pooling use them.
+    truncated : mapping of int to str, default={}
+        Batch rows whose caption was cut to fit the model's context, with a note saying how
+        much was kept (the runner warns, or refuses, naming the sample).
     """
 
     inputs: Mapping[str, torch.Tensor]
     attention_mask: torch.Tensor
     region: torch.Tensor
+    truncated: Mapping[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.attention_mask.ndim != 2 or self.region.shape != self.attention_mask.shape:

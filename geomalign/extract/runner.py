@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from geomalign._progress import progress_bar
 from geomalign.data import PairedDataset
 from geomalign.extract._base import Adapter, EncodedBatch
 from geomalign.extract._pooling import POOLINGS, REGION_POOLINGS, pool, sample_seed
@@ -72,6 +72,7 @@ def extract(
     device: str | torch.device | None = None,
     templates: Mapping[str, str] | None = None,
     shard: tuple[int, int] | None = None,
+    long_captions: str = "truncate",
     progress: bool = True,
 ) -> ExtractionResult:
     """Extract per-layer hidden states of a model on paired data into an activation store.
@@ -108,7 +109,8 @@ def extract(
         "random" (one token of the region, chosen from ``random_state`` and the sample id) and
         "none" (every region token; a token view, for small runs).
     modalities : sequence of str, default=None
-        Views to extract; every modality of the adapter when None.
+        Views to extract; every modality of the adapter when None (the text views only for a
+        captions-only dataset).
     layers : "all" or sequence of int, default="all"
         Layers to keep (0 = embedding output, negative numbers count from the end).
     batch_size : int, default=8
@@ -134,8 +136,12 @@ def extract(
         together cover the dataset. None extracts every sample. Token views (pooling "none") still
         encode, without running the model, every sample to lay out the token rows, so that all
         ranks' stores share one layout.
+    long_captions : {"truncate", "error"}, default="truncate"
+        A caption whose prompt exceeds the model's context (its position embeddings): cut it to
+        fit and log a warning naming the sample, or raise ValueError naming it (rows already
+        written stay written).
     progress : bool, default=True
-        Show a progress bar (tqdm, on stderr).
+        Show a progress bar (tqdm, on stderr, and only when stderr is a terminal).
 
     Returns
     -------
@@ -164,7 +170,9 @@ def extract(
     share = _shard_mask(shard, len(dataset))
     adapter = _as_adapter(model, revision=revision, dtype=dtype, device=device, templates=templates)
     poolings = _check_poolings(poolings)
-    modalities = _check_modalities(adapter, modalities)
+    modalities = _check_modalities(adapter, modalities, dataset)
+    if long_captions not in ("truncate", "error"):
+        raise ValueError(f"long_captions must be 'truncate' or 'error'; got {long_captions!r}.")
     layers = adapter.check_layers(layers)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
@@ -220,8 +228,8 @@ def extract(
                     share.sum(),
                 )
         total = sum(todo.size for _, todo in plan.values())
-        with tqdm(
-            total=total, desc=f"extract {checkpoint_name}", unit="sample", disable=not progress
+        with progress_bar(
+            progress=progress, total=total, desc=f"extract {checkpoint_name}", unit="sample"
         ) as bar:
             for modality, (needed, todo) in plan.items():
                 for start in range(0, todo.size, batch_size):
@@ -237,6 +245,7 @@ def extract(
                         chunk,
                         layers=layers,
                         random_state=random_state,
+                        long_captions=long_captions,
                     )
                     n_encoded += chunk.size
                     bar.update(chunk.size)
@@ -260,12 +269,18 @@ def _run_batch(
     *,
     layers: list[int],
     random_state: int,
+    long_captions: str,
 ) -> None:
     """Encode, run and pool one batch; write it to every view that lacks some of its samples.
 
     ``needed`` maps each pooling to a boolean mask over the dataset of the samples it lacks.
     """
     batch = adapter.encode(modality, _items(dataset, modality, chunk))
+    for row, note in batch.truncated.items():
+        where = f"{dataset.source}: sample {dataset.ids[chunk[row]]!r}"
+        if long_captions == "error":
+            raise ValueError(f"{where}: {note.replace('truncated', 'would be truncated', 1)}.")
+        logger.warning("%s: %s", where, note)
     if any(p in REGION_POOLINGS for p in needed):
         _check_regions(batch, chunk, dataset, modality)
     states = adapter.hidden_states(batch, layers)
@@ -391,12 +406,22 @@ def _check_poolings(poolings: str | Sequence[str]) -> list[str]:
     return names
 
 
-def _check_modalities(adapter: Adapter, modalities: Sequence[str] | None) -> list[str]:
+def _check_modalities(
+    adapter: Adapter, modalities: Sequence[str] | None, dataset: PairedDataset
+) -> list[str]:
     if modalities is None:
-        return list(adapter.modalities)
-    names = [modalities] if isinstance(modalities, str) else list(modalities)
+        names = list(adapter.modalities)
+        if not dataset.has_images and names != ["text"]:
+            logger.warning("%s holds captions only: extracting the text views", dataset.source)
+            names = [name for name in names if name == "text"]
+    else:
+        names = [modalities] if isinstance(modalities, str) else list(modalities)
     if not names or len(set(names)) != len(names):
         raise ValueError(f"modalities must be distinct and non-empty; got {names}.")
     for name in names:
         adapter.check_modality(name)
+        if name != "text" and not dataset.has_images:
+            raise ValueError(
+                f"{dataset.source} holds captions only; the {name!r} view needs images."
+            )
     return names

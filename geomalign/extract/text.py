@@ -18,13 +18,33 @@ from transformers import (
 from geomalign.extract._base import EncodedBatch, check_template, fill_template
 from geomalign.extract._hf import HFAdapter
 
-__all__ = ["TextAdapter", "encode_captions"]
+__all__ = ["TextAdapter", "context_length", "encode_captions"]
 
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
+#: Captions are cut at this many characters per position of the context before tokenising, so
+#: that a caption of any length costs bounded memory (no token of a real vocabulary is longer).
+_CHARS_PER_POSITION = 64
+
+
+def context_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """The most tokens a prompt may have: the text model's positions, or the tokenizer's limit.
+
+    None when neither is known (the tokenizer's "no limit" sentinel counts as unknown).
+    """
+    limits = [getattr(model.config.get_text_config(), "max_position_embeddings", None)]
+    limits.append(getattr(tokenizer, "model_max_length", None))
+    known = [int(n) for n in limits if isinstance(n, int) and 0 < n < 10**8]
+    return min(known) if known else None
+
+
 def encode_captions(
-    tokenizer: PreTrainedTokenizerBase, captions: Sequence[str], *, template: str = "{caption}"
+    tokenizer: PreTrainedTokenizerBase,
+    captions: Sequence[str],
+    *,
+    template: str = "{caption}",
+    max_length: int | None = None,
 ) -> EncodedBatch:
     """Tokenise captions placed in a prompt template, marking the caption tokens.
 
@@ -37,6 +57,10 @@ def encode_captions(
         The captions of the batch.
     template : str, default="{caption}"
         Prompt text with one ``{caption}`` placeholder.
+    max_length : int, default=None
+        The model's context in tokens. A caption whose prompt would be longer is cut (at a token
+        boundary, the template kept whole) so that the prompt fits; the cut rows are listed in
+        ``truncated``. Memory stays bounded whatever the caption's length. None: no limit.
 
     Returns
     -------
@@ -48,8 +72,49 @@ def encode_captions(
     ------
     TypeError
         If the tokenizer cannot return character offsets.
+    ValueError
+        If the template alone does not fit in ``max_length`` tokens.
     """
     check_template(template, "{caption}", "{image}", "template")
+    texts = [str(c) for c in captions]
+    if max_length is not None:
+        texts = [c[: max_length * _CHARS_PER_POSITION] for c in texts]
+    encoded, spans = _tokenize(tokenizer, template, texts)
+    truncated: dict[int, str] = {}
+    if max_length is not None:
+        over = [i for i, ids in enumerate(encoded["input_ids"]) if len(ids) > max_length]
+        for i in over:
+            texts[i] = _fit(tokenizer, template, texts[i], max_length)
+        if over:
+            encoded, spans = _tokenize(tokenizer, template, texts)
+        for i, (text, caption) in enumerate(zip(texts, captions, strict=True)):
+            if len(text) < len(caption):
+                truncated[i] = (
+                    f"caption of {len(caption):,} characters truncated to its first "
+                    f"{len(text):,} to fit the model's context of {max_length} tokens"
+                )
+    offsets = encoded.pop("offset_mapping")
+    width = max(len(ids) for ids in encoded["input_ids"])
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    inputs = {}
+    for key, rows in encoded.items():
+        fill = pad_id if key == "input_ids" else 0
+        inputs[key] = torch.tensor([list(row) + [fill] * (width - len(row)) for row in rows])
+    bounds = torch.zeros((len(texts), width, 2), dtype=torch.long)
+    for i, row in enumerate(offsets):
+        bounds[i, : len(row)] = torch.tensor(row, dtype=torch.long).reshape(-1, 2)
+    start, stop = bounds[..., 0], bounds[..., 1]
+    lo, hi = torch.tensor(spans, dtype=torch.long).T[..., None]
+    region = (stop > start) & (start < hi) & (stop > lo)
+    return EncodedBatch(
+        inputs=inputs, attention_mask=inputs["attention_mask"], region=region, truncated=truncated
+    )
+
+
+def _tokenize(
+    tokenizer: PreTrainedTokenizerBase, template: str, captions: Sequence[str]
+) -> tuple[dict, list[tuple[int, int]]]:
+    """Tokenise the prompts (with character offsets); return them and each caption's span."""
     prompts, spans = [], []
     for caption in captions:
         text, start = fill_template(template, "{caption}", caption)
@@ -62,20 +127,25 @@ def encode_captions(
             f"{type(tokenizer).__name__} cannot return character offsets, which locate the "
             "caption tokens; load a fast (tokenizers-backed) tokenizer."
         ) from exc
-    offsets = encoded.pop("offset_mapping")
-    width = max(len(ids) for ids in encoded["input_ids"])
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    inputs = {}
-    for key, rows in encoded.items():
-        fill = pad_id if key == "input_ids" else 0
-        inputs[key] = torch.tensor([list(row) + [fill] * (width - len(row)) for row in rows])
-    bounds = torch.zeros((len(prompts), width, 2), dtype=torch.long)
-    for i, row in enumerate(offsets):
-        bounds[i, : len(row)] = torch.tensor(row, dtype=torch.long).reshape(-1, 2)
-    start, stop = bounds[..., 0], bounds[..., 1]
-    lo, hi = torch.tensor(spans, dtype=torch.long).T[..., None]
-    region = (stop > start) & (start < hi) & (stop > lo)
-    return EncodedBatch(inputs=inputs, attention_mask=inputs["attention_mask"], region=region)
+    return dict(encoded), spans
+
+
+def _fit(tokenizer: PreTrainedTokenizerBase, template: str, caption: str, max_length: int) -> str:
+    """The longest prefix of ``caption`` (cut at a token's end) whose prompt fits ``max_length``."""
+    while True:
+        encoded, [(lo, hi)] = _tokenize(tokenizer, template, [caption])
+        n_tokens = len(encoded["input_ids"][0])
+        if n_tokens <= max_length:
+            return caption
+        ends = [e for s, e in encoded["offset_mapping"][0] if e > s and s < hi and e > lo]
+        keep = len(ends) - (n_tokens - max_length)
+        if keep < 1:
+            raise ValueError(
+                f"the prompt template {template!r} alone takes {n_tokens - len(ends)} tokens, "
+                f"leaving no room for a caption in the model's context of {max_length} tokens."
+            )
+        # cutting may merge tokens differently at the new end: check again
+        caption = caption[: min(ends[keep - 1] - lo, len(caption) - 1)]
 
 
 class TextAdapter(HFAdapter):
@@ -111,6 +181,7 @@ class TextAdapter(HFAdapter):
         super().__init__(model, name=name, revision=revision)
         self.tokenizer = tokenizer
         self.template = check_template(template, "{caption}", "{image}", "template")
+        self.max_length = context_length(model, tokenizer)
 
     @classmethod
     def from_pretrained(
@@ -145,4 +216,9 @@ class TextAdapter(HFAdapter):
 
     def encode(self, modality: str, items: Sequence[object]) -> EncodedBatch:
         self.check_modality(modality)
-        return encode_captions(self.tokenizer, [str(c) for c in items], template=self.template)
+        return encode_captions(
+            self.tokenizer,
+            [str(c) for c in items],
+            template=self.template,
+            max_length=self.max_length,
+        )

@@ -12,7 +12,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedM
 
 from geomalign.extract._base import EncodedBatch, check_template, fill_template
 from geomalign.extract._hf import HFAdapter
-from geomalign.extract.text import encode_captions
+from geomalign.extract.text import context_length, encode_captions
 
 __all__ = ["LLAVA_IMAGE_TEMPLATE", "LLAVA_TEXT_TEMPLATE", "VLMAdapter"]
 
@@ -77,6 +77,7 @@ class VLMAdapter(HFAdapter):
         )
         self.text_template = check_template(text_template, "{caption}", "{image}", "text_template")
         self._image_token_id = int(processor.tokenizer.convert_tokens_to_ids(image_token))
+        self.max_length = context_length(model, processor.tokenizer)
 
     @classmethod
     def from_pretrained(
@@ -114,7 +115,10 @@ class VLMAdapter(HFAdapter):
         self.check_modality(modality)
         if modality == "text":
             return encode_captions(
-                self.processor.tokenizer, [str(c) for c in items], template=self.text_template
+                self.processor.tokenizer,
+                [str(c) for c in items],
+                template=self.text_template,
+                max_length=self.max_length,
             )
         images = list(items)
         for image in images:
