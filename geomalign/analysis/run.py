@@ -6,9 +6,8 @@ import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from tqdm.auto import tqdm
-
 from geomalign import metrics
+from geomalign._progress import progress_bar
 from geomalign.analysis._views import StoreLike, View, open_store
 from geomalign.analysis.curves import (
     cross_checkpoint_curve,
@@ -178,7 +177,7 @@ def analyze_store(
             f"{', '.join(str(View(*v)) for v in store.views()) or 'none'}."
         )
     table = ResultsTable()
-    bar = tqdm(tasks, desc="analyze", unit="analysis", disable=not progress)
+    bar = progress_bar(tasks, progress=progress, desc="analyze", unit="analysis")
     for name, task in bar:
         bar.set_postfix_str(name)
         logger.info("analysis: %s", name)

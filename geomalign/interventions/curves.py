@@ -35,9 +35,9 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from geomalign._model_parts import decoder_layers
+from geomalign._progress import progress_bar
 from geomalign.analysis.table import ResultsTable
 from geomalign.interventions._curve_rows import Curve, calibration_options, curve_table
 from geomalign.interventions.scoring import TaskData, score_items
@@ -65,7 +65,7 @@ def _score(
     label: str,
 ) -> np.ndarray:
     out = np.empty((len(windows), len(task)))
-    for row, window in enumerate(tqdm(windows, desc=label, disable=not progress, leave=False)):
+    for row, window in enumerate(progress_bar(windows, progress=progress, desc=label, leave=False)):
         with context(window):
             out[row] = score_items(model, task, batch_size=batch_size, device=device)
     return out

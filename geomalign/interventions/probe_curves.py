@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from geomalign._progress import progress_bar
 from geomalign.analysis.table import Result, ResultsTable
 from geomalign.interventions.probes import ProbeResult, probe_accuracy, transfer_accuracy
 from geomalign.store import ActivationStore
@@ -126,7 +126,7 @@ def probe_curves(
                 )
             )
         pairs = [(s, t) for s in views for t in views if s != t] if transfer else []
-        for layer in tqdm(chosen, desc="probes", disable=not progress, leave=False):
+        for layer in progress_bar(chosen, progress=progress, desc="probes", leave=False):
             X = {view: opened.read(checkpoint, *_split_view(view), layer) for view in views}
             for name in names:
                 y = opened.labels[name]

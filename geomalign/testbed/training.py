@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from geomalign._progress import progress_bar
 from geomalign._validation import check_positive_int
 from geomalign.testbed.examples import IGNORE_INDEX, Examples
 
@@ -256,7 +256,7 @@ def _optimise(
     losses = np.empty(steps)
     model.train()
     start = time.perf_counter()
-    with tqdm(order, desc=description, disable=not progress, leave=False) as bar:
+    with progress_bar(order, progress=progress, desc=description, leave=False) as bar:
         for step, rows in enumerate(bar):
             loss = loss_of(rows)
             optimiser.zero_grad(set_to_none=True)
