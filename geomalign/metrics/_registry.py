@@ -233,7 +233,9 @@ def get(name: str) -> Measure:
     """
     registry = _registry()
     if not isinstance(name, str) or name not in registry:
-        close = difflib.get_close_matches(str(name), list(registry), n=3)
+        # a family name ("cka") first suggests its members, then names spelled alike
+        members = [n for n in registry if n.startswith(f"{name}-")]
+        close = members or difflib.get_close_matches(str(name), list(registry), n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(
             f"unknown measure {name!r}.{hint} Available: {', '.join(sorted(registry))}."

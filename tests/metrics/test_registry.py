@@ -113,6 +113,8 @@ def test_unknown_names():
         ValueError, match=r"unknown measure 'cka-liner'\. Did you mean 'cka-linear'"
     ):
         get("cka-liner")
+    with pytest.raises(ValueError, match=r"unknown measure 'cka'\. Did you mean 'cka-linear', "):
+        get("cka")  # a family's members first, its default first among them
     with pytest.raises(ValueError, match=r"Available: .*mutual-knn"):
         get("nope")
     with pytest.raises(ValueError, match=r"kind must be one of"):
