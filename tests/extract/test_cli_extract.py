@@ -101,7 +101,7 @@ def test_coco_data_and_templates(llm_dir, pairs_file, tmp_path, capsys):
     [
         (["--pooling", "max"], "poolings must be distinct names"),
         (["--image-template", "{image}"], "an image template does not apply"),
-        (["--data", "captions.json"], "a COCO-captions .json needs --image-dir"),
+        (["--data", "captions.json"], "a COCO-captions .json needs image_dir (--image-dir)"),
         (["--shard", "2/2"], "0 <= rank < world_size; got rank=2, world_size=2"),
     ],
 )
