@@ -82,3 +82,124 @@ TINY_TESTBED = TestbedConfig(
     stage1_steps=2,
     stage2_steps=2,
 )
+
+
+#: LLaVA's special tokens, in id order: ``<image>`` is id 4.
+SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<image>")
+
+
+def tiny_tokenizer(corpus: list[str], *, vocab_size: int = 320):
+    """A byte-level BPE trained on ``corpus`` (offline), with LLaVA's special tokens.
+
+    It puts ``<s>`` before every text, as Llama's tokenizer does.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(corpus, trainer)
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", backend.token_to_id("<s>"))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+
+
+def tiny_llava_processor(tokenizer, *, image_size: int, patch_size: int):
+    """A LLaVA-1.5 processor: CLIP image processing to ``image_size`` px, CLS token dropped."""
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
+
+    side = {"height": image_size, "width": image_size}
+    return LlavaProcessor(
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=side),
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+
+
+#: Colours of the tiny instruction set's images: each image is one flat colour.
+INSTRUCT_COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+
+
+def write_instruction_set(folder, *, n_rows: int = 12):
+    """Flat-colour PNG images and a LLaVA conversation JSON about them, under ``folder``.
+
+    Row ``i`` shows colour ``i % 3``; it asks for the colour and, in every other row, a second
+    round asks for its opposite word. Returns the JSON file's path (images under
+    ``folder/images``, named relative to ``folder``).
+    """
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    names = list(INSTRUCT_COLOURS)
+    rows = []
+    for i in range(n_rows):
+        name = names[i % len(names)]
+        Image.new("RGB", (20, 20), INSTRUCT_COLOURS[name]).save(folder / "images" / f"{i}.png")
+        turns = [
+            {"from": "human", "value": "<image>\nwhat colour is the image?"},
+            {"from": "gpt", "value": name},
+        ]
+        if i % 2:
+            turns += [
+                {"from": "human", "value": "and the colour after it?"},
+                {"from": "gpt", "value": names[(i + 1) % len(names)]},
+            ]
+        rows.append({"id": f"c{i}", "image": f"images/{i}.png", "conversations": turns})
+    path = folder / "train.json"
+    path.write_text(json.dumps(rows, indent=1))
+    return path
+
+
+#: Texts the tiny instruction tokenizer is trained on.
+INSTRUCT_CORPUS = [
+    "USER: what colour is the image? ASSISTANT: red</s>",
+    "USER: and the colour after it? ASSISTANT: green blue</s>",
+] * 4
+
+
+def tiny_instruct_llava(tokenizer, *, n_layers: int = 4, hidden_size: int = 32, seed: int = 0):
+    """A LLaVA-1.5 for the instruction tokenizer: 2-layer CLIP tower (16 px, 4 px patches).
+
+    Returns ``(model, processor)``; an image gives 16 image tokens (CLS dropped).
+    """
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    config = tiny_llava_config(
+        text_hidden_size=hidden_size,
+        text_heads=2,
+        vision_hidden_size=16,
+        vocab_size=len(tokenizer),
+        image_size=16,
+        patch_size=4,
+        n_layers=n_layers,
+    )
+    config.vision_config.num_hidden_layers = 2
+    config.image_token_index = tokenizer.convert_tokens_to_ids("<image>")
+    config.image_seq_length = 16
+    for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        setattr(config.text_config, key, getattr(tokenizer, key))
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    return model, tiny_llava_processor(tokenizer, image_size=16, patch_size=4)

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny_models import tiny_llava_processor, tiny_tokenizer
 from PIL import Image, ImageDraw
 from skimage import data as skdata
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     CLIPConfig,
-    CLIPImageProcessorPil,
     CLIPModel,
     CLIPTextConfig,
     CLIPVisionConfig,
@@ -27,7 +26,6 @@ from transformers import (
     LlavaNextConfig,
     LlavaNextForConditionalGeneration,
     LlavaNextProcessor,
-    LlavaProcessor,
     PreTrainedTokenizerFast,
 )
 from transformers.models.llava_next.image_processing_pil_llava_next import (
@@ -44,35 +42,13 @@ CAPTIONS = [
     "a green triangle",
     "two yellow squares above a small purple circle near the top edge",
 ]
-SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 IMAGE_SIDE, PATCH = 32, 8  # 16 patches: 16 image tokens per LLaVA image (CLS dropped)
 
 
 @pytest.fixture(scope="session")
 def tokenizer() -> PreTrainedTokenizerFast:
     """A byte-level BPE trained on the captions, with LLaVA's special tokens."""
-    backend = Tokenizer(models.BPE(unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    corpus = [*CAPTIONS, "USER: ASSISTANT: describe the image in one sentence"] * 4
-    trainer = trainers.BpeTrainer(
-        vocab_size=320,
-        special_tokens=SPECIAL,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(corpus, trainer)
-    backend.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", backend.token_to_id("<s>"))]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        extra_special_tokens={"image_token": "<image>"},
-    )
+    return tiny_tokenizer([*CAPTIONS, "USER: ASSISTANT: describe the image in one sentence"] * 4)
 
 
 def _llama_config(tokenizer, *, vocab_size=None, layers=3, hidden=64) -> LlamaConfig:
@@ -128,13 +104,7 @@ def build_llava(tokenizer, seed: int, *, vocab_size=None) -> tuple:
         vision_feature_layer=-2,
         vision_feature_select_strategy="default",
     )
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(**_image_processor_kwargs()),
-        tokenizer=tokenizer,
-        patch_size=PATCH,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
+    processor = tiny_llava_processor(tokenizer, image_size=IMAGE_SIDE, patch_size=PATCH)
     return LlavaForConditionalGeneration(config).eval(), processor
 
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _tiny_models import TINY_TESTBED, tiny_llava_config
+from _tiny_models import (
+    INSTRUCT_CORPUS,
+    TINY_TESTBED,
+    tiny_instruct_llava,
+    tiny_llava_config,
+    tiny_tokenizer,
+    write_instruction_set,
+)
 from transformers import LlavaForConditionalGeneration
 
 from geomalign.testbed import Examples, build_testbed
+from geomalign.tuning import load_instructions
 
 IMAGE_TOKEN = 39
 N_LAYERS = 4
@@ -61,3 +69,36 @@ def examples() -> Examples:
 @pytest.fixture(scope="session")
 def tiny_testbed(tmp_path_factory):
     return build_testbed(TINY_TESTBED, cache_dir=tmp_path_factory.mktemp("testbed"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def instruct_tokenizer():
+    """A byte-level BPE for the colour conversations (``<image>`` is id 4)."""
+    return tiny_tokenizer(INSTRUCT_CORPUS)
+
+
+@pytest.fixture(scope="session")
+def instruct_file(tmp_path_factory):
+    """12 LLaVA conversations (half of them two rounds) about flat-colour images."""
+    return write_instruction_set(tmp_path_factory.mktemp("instruct"))
+
+
+@pytest.fixture(scope="session")
+def instruct_rows(instruct_file):
+    return load_instructions(instruct_file)
+
+
+@pytest.fixture(scope="session")
+def instruct_llava_dir(instruct_tokenizer, tmp_path_factory):
+    """A tiny LLaVA-1.5 (2-layer CLIP tower, 4 decoder blocks) + processor, saved."""
+    model, processor = tiny_instruct_llava(instruct_tokenizer)
+    folder = tmp_path_factory.mktemp("instruct-llava")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def instruct_llava(instruct_tokenizer):
+    """A fresh tiny LLaVA-1.5 (same weights every time) and its processor."""
+    return tiny_instruct_llava(instruct_tokenizer)
