@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,10 @@ class FinetuneResult:
         Optimizer steps (each of ``batch_size x gradient_accumulation x world_size`` rows).
     costs : Costs
         Wall, CPU and device time and peak memory of the training (evaluation excluded).
+    optimizer_time : float
+        Seconds of it in optimizer steps (gradient clipping excluded): the part that grows
+        with the trained parameters, where the forward and backward passes grow with the
+        blocks they cross.
     tokens : int
         Tokens (image tokens included, padding excluded) of every process's training batches.
     trainable : TrainableParameters
@@ -72,6 +77,7 @@ class FinetuneResult:
     method: str
     steps: int
     costs: Costs
+    optimizer_time: float
     tokens: int
     trainable: TrainableParameters
     state: dict[str, int]
@@ -222,12 +228,21 @@ def finetune(
         disable_tqdm=not progress,
     )
     meter = CostMeter(args.device)
+    optimizer_time = [0.0, 0.0]  # total, start of the current step
 
     class Measure(TrainerCallback):  # type: ignore[misc]
-        """Starts the meter when training starts, stops it when training ends."""
+        """Runs the meter from the start to the end of training; times the optimizer steps."""
 
         def on_train_begin(self, *_: Any, **__: Any) -> None:
             meter.__enter__()
+
+        def on_pre_optimizer_step(self, *_: Any, **__: Any) -> None:
+            _synchronize(args.device)
+            optimizer_time[1] = time.perf_counter()
+
+        def on_optimizer_step(self, *_: Any, **__: Any) -> None:
+            _synchronize(args.device)
+            optimizer_time[0] += time.perf_counter() - optimizer_time[1]
 
         def on_train_end(self, *_: Any, **__: Any) -> None:
             meter.__exit__()
@@ -254,6 +269,7 @@ def finetune(
         method=method,
         steps=trainer.state.global_step,
         costs=meter.costs,
+        optimizer_time=optimizer_time[0],
         tokens=tokens,
         trainable=prepared.trainable,
         state=state_bytes(trainer.optimizer, model),
@@ -285,6 +301,11 @@ def save_model(result_model: nn.Module, processor: Any, folder: str | os.PathLik
     if processor is not None:
         processor.save_pretrained(path)
     return path
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _describe(blocks: Sequence[int]) -> str:

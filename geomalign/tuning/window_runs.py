@@ -166,6 +166,7 @@ class RunComparison:
             numbers = {
                 "wall_time": run.costs.wall_time,
                 "cpu_time": run.costs.cpu_time,
+                "optimizer_time": run.optimizer_time,
                 "tokens_per_second": run.tokens_per_second,
                 "peak_memory": float(run.costs.peak_memory),
                 "n_trainable": float(run.trainable.n_trainable),
