@@ -77,7 +77,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     checkpoint.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto")
     checkpoint.add_argument("--max-length", type=int, default=None, help="cut longer rows")
     checkpoint.add_argument("--save-steps", type=int, default=None, help="checkpoint interval")
-    checkpoint.add_argument("--resume", action="store_true", help="resume from the last checkpoint")
+    checkpoint.add_argument(
+        "--resume", action="store_true", help="resume each run from its last checkpoint in --out"
+    )
     testbed = parser.add_argument_group("the testbed")
     testbed.add_argument("--preset", choices=sorted(PRESETS), default="full")
     testbed.add_argument("--cache-dir", type=Path, default=None, help="testbed cache folder")
@@ -98,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the fine-tuning (checkpoint or testbed) and write its results."""
     import os
 
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 decides for all
+    resuming = args.model is not None and args.resume
+    if int(os.environ.get("RANK", "0")) == 0 and not resuming:  # rank 0 decides for all
         refuse_existing(args.out, args.overwrite)
     return _run_testbed(args) if args.model is None else _run_checkpoint(args)
 
