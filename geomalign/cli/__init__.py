@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "info": "describe an activation store",
     "extract": "extract per-layer hidden states of a model on image/caption pairs",
     "merge": "join the per-rank stores of a sharded extraction into one store",
+    "import": "import activations made elsewhere (NumPy, safetensors, torch, Arrow) into a store",
+    "export": "write a view of a store as safetensors or NumPy files",
     "analyze": "per-layer alignment curves, layer maps and ID profiles of a store",
     "plot": "redraw the figures of a results folder or table",
     "demo": "run the whole pipeline on the built-in testbed (a few minutes on a CPU)",
@@ -61,7 +63,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, summary in COMMANDS.items():
         if name == command:
-            importlib.import_module(f"geomalign.cli.{name}").add_parser(subparsers)
+            # a module cannot be named after the keyword "import"
+            module = "import_" if name == "import" else name
+            importlib.import_module(f"geomalign.cli.{module}").add_parser(subparsers)
         else:
             subparsers.add_parser(name, help=summary)
     return parser

@@ -12,28 +12,9 @@ import argparse
 from pathlib import Path
 
 from geomalign.cli import COMMANDS
+from geomalign.cli._args import layer_list, names
 from geomalign.data import load_pairs
 from geomalign.extract import POOLINGS, extract
-
-
-def _names(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _layers(text: str) -> str | list[int]:
-    """``all``, or comma-separated layer numbers and ``a-b`` ranges (inclusive)."""
-    if text.strip() == "all":
-        return "all"
-    layers: list[int] = []
-    try:
-        for part in _names(text):
-            lo, sep, hi = part.partition("-") if not part.startswith("-") else (part, "", "")
-            layers.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"expected 'all' or layer numbers like 0,4,8 or 0-8; got {text!r}"
-        ) from exc
-    return layers
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -74,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--labels",
-        type=_names,
+        type=names,
         default=None,
         help="comma-separated table columns kept as labels (default: the label_* columns)",
     )
@@ -98,19 +79,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--base-name", default="base", help="checkpoint name of --base")
     parser.add_argument(
         "--pooling",
-        type=_names,
+        type=names,
         default=["mean", "last"],
         help=f"comma-separated, among {','.join(POOLINGS)} (default mean,last)",
     )
     parser.add_argument(
         "--layers",
-        type=_layers,
+        type=layer_list,
         default="all",
         help="'all' (default) or e.g. 0,8,16 or 0-8 (0 = embedding output)",
     )
     parser.add_argument(
         "--modalities",
-        type=_names,
+        type=names,
         default=None,
         help="image,text for a VLM (default: all the model has)",
     )

@@ -9,6 +9,7 @@ import pytest
 
 from geomalign.cli import extract as extract_cli
 from geomalign.cli import main
+from geomalign.cli._args import layer_list
 from geomalign.store import ActivationStore
 
 
@@ -130,7 +131,7 @@ def test_shard_syntax():
 
 
 def test_layer_syntax():
-    assert extract_cli._layers("all") == "all"
-    assert extract_cli._layers("0,4-6,-1") == [0, 4, 5, 6, -1]
+    assert layer_list("all") == "all"
+    assert layer_list("0,4-6,-1") == [0, 4, 5, 6, -1]
     with pytest.raises(argparse.ArgumentTypeError, match="expected 'all' or layer numbers"):
-        extract_cli._layers("first")
+        layer_list("first")

@@ -1,0 +1,36 @@
+"""Option parsers shared by the subcommands: comma-separated names, layer lists, views."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def names(text: str) -> list[str]:
+    """``a,b, c`` -> ``["a", "b", "c"]`` (empty items dropped)."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def layer_list(text: str) -> str | list[int]:
+    """``all``, or comma-separated layer numbers and ``a-b`` ranges (inclusive)."""
+    if text.strip() == "all":
+        return "all"
+    layers: list[int] = []
+    try:
+        for part in names(text):
+            lo, sep, hi = part.partition("-") if not part.startswith("-") else (part, "", "")
+            layers.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected 'all' or layer numbers like 0,4,8 or 0-8; got {text!r}"
+        ) from exc
+    return layers
+
+
+def view(text: str) -> tuple[str, str]:
+    """``MODALITY/POOLING``, e.g. ``text/mean``."""
+    modality, sep, pooling = text.partition("/")
+    if not sep or not modality or not pooling or "/" in pooling:
+        raise argparse.ArgumentTypeError(
+            f"expected MODALITY/POOLING such as text/mean; got {text!r}"
+        )
+    return modality, pooling
