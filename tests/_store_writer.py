@@ -23,19 +23,22 @@ def rows(samples: np.ndarray) -> np.ndarray:
     return np.stack([grid[0] + 0.25 * layer for layer in LAYERS]).astype(np.float32) / 997.0
 
 
-def kill_at_flush(kill_at: int) -> None:
-    """Make this process kill itself (SIGKILL) at its ``kill_at``-th HDF5 flush (0 = never)."""
+def kill_at_flush(kill_at: int) -> list[int]:
+    """Make this process kill itself (SIGKILL) at its ``kill_at``-th HDF5 flush (0 = never).
+
+    Returns a one-element list holding the number of flushes so far.
+    """
     real_flush = h5py.File.flush
-    count = 0
+    count = [0]
 
     def flush(self):
-        nonlocal count
-        count += 1
-        if count == kill_at:
+        count[0] += 1
+        if count[0] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         real_flush(self)
 
     h5py.File.flush = flush
+    return count
 
 
 def main(path: str, kill_at: int) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import abc
 import inspect
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel
 
+from geomalign._model_parts import decoder_layers
 from geomalign.extract._base import (
     Adapter,
     EncodedBatch,
@@ -128,20 +130,109 @@ class HFAdapter(Adapter):
     def _forward(self, batch: EncodedBatch, layers: list[int]) -> list[torch.Tensor]:
         """Run the trunk (no output head, no KV cache) and keep the hidden states of ``layers``.
 
-        transformers records hidden states through hooks and keeps only the indices passed as
-        ``output_hidden_states``; models that take only a flag return all of them, and the
-        requested ones are picked here.
+        The states follow transformers' ``hidden_states`` convention: layer 0 is the input of
+        the first decoder block, layer ``l`` the output of block ``l - 1``, and the last layer the
+        trunk's ``last_hidden_state`` (after the final norm where the model has one). They are
+        taken by forward hooks on the decoder blocks, so only the requested layers are kept, and
+        the pass stops after the last block needed when the last layer is not requested. A model
+        whose blocks cannot be found returns all states (``output_hidden_states=True``) and the
+        requested ones are picked.
         """
         trunk = self.model.base_model
         inputs = to_device(batch.inputs, self.device, model_dtype(self.model))
         params = inspect.signature(trunk.forward).parameters
         if "use_cache" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
             inputs["use_cache"] = False
-        out = trunk(**inputs, output_hidden_states=list(layers))
-        states = out.hidden_states
+        try:
+            blocks = decoder_layers(self.model)
+        except TypeError:
+            blocks = None
+        if blocks is None or len(blocks) != self.n_layers - 1:
+            return self._forward_all_states(trunk, inputs, layers)
+        recorder = _BlockRecorder(blocks, layers)
+        with recorder:
+            try:
+                out = trunk(**inputs)
+            except _EnoughLayers:
+                out = None
+        if out is not None and self.n_layers - 1 in layers:
+            recorder.states[self.n_layers - 1] = out.last_hidden_state
+        missing = [layer for layer in layers if layer not in recorder.states]
+        if missing:
+            raise ValueError(
+                f"{type(self.model).__name__}: the forward pass produced no hidden states for "
+                f"layers {missing} (a decoder block did not run)."
+            )
+        return [recorder.states[layer] for layer in layers]
+
+    def _forward_all_states(
+        self, trunk: torch.nn.Module, inputs: dict[str, torch.Tensor], layers: list[int]
+    ) -> list[torch.Tensor]:
+        states = trunk(**inputs, output_hidden_states=True).hidden_states
         if states is None or len(states) != self.n_layers:
             raise ValueError(
                 f"{type(self.model).__name__} returned {0 if states is None else len(states)} "
                 f"hidden states; expected {self.n_layers} (embedding output + one per block)."
             )
         return [states[layer] for layer in layers]
+
+
+class _EnoughLayers(Exception):
+    """Raised by a hook to end a forward pass once every requested layer is recorded."""
+
+
+class _BlockRecorder:
+    """Forward hooks on decoder blocks recording the hidden states of chosen layers.
+
+    Layer 0 is the first positional (or ``hidden_states``) input of block 0 and layer ``l`` the
+    first output of block ``l - 1``; the last layer (the trunk's normed output) is left to the
+    caller. Once the highest requested layer below the last is recorded, the hook raises
+    :class:`_EnoughLayers` unless the last layer is requested too. The hooks exist only inside
+    the ``with`` block.
+    """
+
+    def __init__(self, blocks: Sequence[torch.nn.Module], layers: Sequence[int]) -> None:
+        self.blocks = blocks
+        self.layers = set(layers)
+        self.states: dict[int, torch.Tensor] = {}
+        last = len(blocks)
+        self._stop_at = None if last in self.layers else max(self.layers)
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> _BlockRecorder:
+        if 0 in self.layers:
+            self._handles.append(
+                self.blocks[0].register_forward_pre_hook(self._record_input, with_kwargs=True)
+            )
+        for index, block in enumerate(self.blocks[:-1]):
+            if index + 1 in self.layers:
+                self._handles.append(block.register_forward_hook(self._output_hook(index + 1)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _keep(self, layer: int, state: object) -> None:
+        if isinstance(state, tuple | list):
+            state = state[0]
+        if not isinstance(state, torch.Tensor):
+            raise TypeError(
+                f"decoder block {max(layer - 1, 0)} gave a {type(state).__name__} where the "
+                "hidden states (a tensor) were expected."
+            )
+        self.states[layer] = state
+        if layer == self._stop_at:
+            raise _EnoughLayers
+
+    def _record_input(
+        self, module: torch.nn.Module, args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> None:
+        self._keep(0, args[0] if args else kwargs["hidden_states"])
+
+    def _output_hook(self, layer: int) -> Callable[..., None]:
+        def hook(module: torch.nn.Module, args: tuple[object, ...], output: object) -> None:
+            self._keep(layer, output)
+
+        return hook

@@ -180,24 +180,28 @@ def test_hook_adapter_equals_the_text_adapter(minilm_dir, pairs):
         torch.testing.assert_close(a, b)
 
 
-def test_only_requested_layers_are_kept(llava_dir, pairs):
+@pytest.mark.parametrize(("layers", "blocks_run"), [([0], 0), ([0, 2], 2), ([1, -1], 3), ([3], 3)])
+def test_only_the_blocks_needed_run(llava_dir, pairs, layers, blocks_run):
+    """The pass stops after the last block a requested layer needs; the states stay exact."""
     adapter = load_adapter(llava_dir)
     batch = adapter.encode("image", [pairs.image(0), pairs.image(1)])
-    kept = []
-    real = adapter.model.base_model.language_model.forward
-
-    def spy(*args, **kwargs):
-        out = real(*args, **kwargs)
-        kept.append([h is not None for h in out.hidden_states])
-        return out
-
-    adapter.model.base_model.language_model.forward = spy
+    blocks = adapter.model.model.language_model.layers
+    ran = []
+    handles = [
+        block.register_forward_hook(lambda m, a, o, i=i: ran.append(i))
+        for i, block in enumerate(blocks)
+    ]
     try:
-        states = adapter.hidden_states(batch, [1, -1])
+        states = adapter.hidden_states(batch, layers)
     finally:
-        del adapter.model.base_model.language_model.forward
-    assert kept == [[False, True, False, True]]
-    assert [s.shape for s in states] == [(2, batch.region.shape[1], 64)] * 2
+        for handle in handles:
+            handle.remove()
+    assert ran == list(range(blocks_run))
+    with torch.inference_mode():
+        inputs = {k: v for k, v in batch.inputs.items()}
+        reference = adapter.model.base_model(**inputs, output_hidden_states=True).hidden_states
+    for layer, state in zip(layers, states, strict=True):
+        torch.testing.assert_close(state, reference[layer], rtol=0, atol=0)
 
 
 def test_text_adapter_rejects_images_and_bad_templates(llm_dir):
