@@ -2,31 +2,23 @@
 
 ``response_loss`` is the mean cross-entropy over the response tokens of every conversation (the
 tokens a fine-tuning run is trained on); ``exact_match`` is the share of conversations whose last
-answer, generated greedily after the turns before it, equals the reference after normalisation
-(lower case, punctuation and surrounding white space removed, inner white space collapsed).
+answer, generated greedily after the turns before it, equals the reference after the VQA
+normalisation (:func:`geomalign.interventions.answers.exact_match`).
 """
 
 from __future__ import annotations
 
-import re
-import string
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from geomalign.interventions.answers import exact_match
 from geomalign.tuning.instruct_data import Conversation
 from geomalign.tuning.instruct_encoding import IGNORE_INDEX, InstructionCollator, encode, render
 
-__all__ = ["evaluate_instructions", "normalize_answer"]
-
-_PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
-
-
-def normalize_answer(text: str) -> str:
-    """Lower case, no punctuation, single spaces: ``"A Red, circle."`` -> ``"a red circle"``."""
-    return " ".join(_PUNCTUATION.sub(" ", text.lower()).split())
+__all__ = ["evaluate_instructions"]
 
 
 @torch.inference_mode()
@@ -83,8 +75,7 @@ def evaluate_instructions(
         total += float(losses)
         count += int((target != IGNORE_INDEX).sum())
     hits = sum(
-        normalize_answer(_answer(model, row, processor, max_new_tokens, device))
-        == normalize_answer(row.turns[-1].text)
+        exact_match(_answer(model, row, processor, max_new_tokens, device), [row.turns[-1].text])
         for row in rows
     )
     model.train(was_training)
