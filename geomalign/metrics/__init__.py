@@ -10,7 +10,7 @@ from geomalign.metrics._errors import UndefinedMeasureError
 from geomalign.metrics._registry import Measure, available, get
 from geomalign.metrics.cka import cka, cka_matrix
 from geomalign.metrics.correlation import distance_correlation, svcca
-from geomalign.metrics.gap import modality_gap
+from geomalign.metrics.gap import modality_gap, modality_gap_distance
 from geomalign.metrics.imbalance import information_imbalance
 from geomalign.metrics.intrinsic import (
     GrideScaling,
@@ -39,6 +39,7 @@ __all__ = [
     "information_imbalance",
     "intrinsic_dimension",
     "modality_gap",
+    "modality_gap_distance",
     "mutual_knn",
     "ot_distance",
     "ot_matching_accuracy",

@@ -6,8 +6,14 @@ import numpy as np
 import torch
 
 from geomalign._validation import check_paired, check_representations
-from geomalign.metrics._arrays import as_tensor, column_sums, resolve_device
-from geomalign.metrics.cka import centred_product, cka_ratio, common_dtype
+from geomalign.metrics._arrays import (
+    as_tensor,
+    column_sums,
+    divide_by_power_of_two,
+    resolve_device,
+    safe_exponent,
+)
+from geomalign.metrics.cka import centred_product, check_cka_samples, cka_ratio, common_dtype
 
 __all__ = ["StreamingLinearCKA"]
 
@@ -59,6 +65,7 @@ class StreamingLinearCKA:
         self.n_samples_ = 0
         self._n_blocks = 0
         self._sums: dict[str, torch.Tensor] = {}
+        self._exponents: dict[str, int] = {}
 
     def update(
         self, X_block: np.ndarray | torch.Tensor, Y_block: np.ndarray | torch.Tensor
@@ -86,9 +93,13 @@ class StreamingLinearCKA:
             self.device = resolve_device(X, self.device)
             for key, M in (("x", X), ("y", Y)):
                 t = as_tensor(M, self.device)
+                # every block is divided by the power of two that suits the first one
+                self._exponents[key] = safe_exponent(t)
+                t = divide_by_power_of_two(t, self._exponents[key])
                 self._sums[f"shift_{key}"] = column_sums(t) / t.shape[0]
         dtype = common_dtype(X, Y)
-        Xt, Yt = as_tensor(X, self.device, dtype), as_tensor(Y, self.device, dtype)
+        Xt = divide_by_power_of_two(as_tensor(X, self.device, dtype), self._exponents["x"])
+        Yt = divide_by_power_of_two(as_tensor(Y, self.device, dtype), self._exponents["y"])
         sx, sy = self._sums["shift_x"], self._sums["shift_y"]
         parts = {
             "uu": centred_product(Xt, sx, Xt, sx),
@@ -117,16 +128,11 @@ class StreamingLinearCKA:
 
         Raises
         ------
-        ValueError
-            If fewer than 2 rows (4 when debiased) were seen, or a view has no variance.
+        UndefinedMeasureError
+            If fewer than 3 rows (4 when debiased) were seen, or a view has no variance.
         """
         n, s = self.n_samples_, self._sums
-        need = 4 if self.debiased else 2
-        if n < need:
-            raise ValueError(
-                f"{'debiased ' if self.debiased else ''}CKA needs at least {need} samples; "
-                f"{n} rows were given to update()."
-            )
+        check_cka_samples(n, self.debiased)
         dx, dy = s["u"] / n, s["v"] / n
         c_xy = s["uv"] - n * torch.outer(dx, dy)
         c_xx = s["uu"] - n * torch.outer(dx, dx)

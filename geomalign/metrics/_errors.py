@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["UndefinedMeasureError"]
+__all__ = ["UndefinedMeasureError", "check_min_samples"]
 
 
 class UndefinedMeasureError(ValueError):
@@ -14,3 +14,16 @@ class UndefinedMeasureError(ValueError):
     working; an analysis over many layers catches this type to report such a layer as NaN and go
     on with the others, while bad arguments still stop it.
     """
+
+
+def check_min_samples(n_samples: int, minimum: int, what: str, reason: str) -> None:
+    """Raise :class:`UndefinedMeasureError` if ``n_samples < minimum``.
+
+    ``reason`` says, in a clause, why fewer samples leave ``what`` undefined (e.g. "on 2 samples
+    any two centred Gram matrices are proportional, so CKA is 1 whatever the data").
+    """
+    if n_samples < minimum:
+        raise UndefinedMeasureError(
+            f"{what} is undefined on {n_samples} sample{'' if n_samples == 1 else 's'}; it needs "
+            f"at least {minimum}: {reason}."
+        )

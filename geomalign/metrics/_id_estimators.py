@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from scipy.optimize import brentq
 
+from geomalign.metrics._arrays import unit_scaled
 from geomalign.metrics._errors import UndefinedMeasureError
 
 __all__ = [
@@ -121,6 +122,7 @@ def participation_ratio(
     T = torch.as_tensor(X)
     if device is not None:
         T = T.to(device)
+    T, _ = unit_scaled(T)  # invariant; float64 squares of 1e200 would overflow
     n, d = T.shape
     budget = (working_memory or _PR_BLOCK_MIB) * 2**20
     mean = T.sum(dim=0, dtype=torch.float64) / n

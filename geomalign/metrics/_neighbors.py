@@ -23,10 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from geomalign.metrics._arrays import as_tensor, block_rows, resolve_device
+from geomalign.metrics._arrays import (
+    as_tensor,
+    block_rows,
+    divide_by_power_of_two,
+    peak_exponent,
+    resolve_device,
+)
 from geomalign.metrics._errors import UndefinedMeasureError
 
-__all__ = ["Neighbors", "check_k", "knn", "neighbour_ranks"]
+__all__ = ["Neighbors", "check_k", "check_k_informative", "knn", "neighbour_ranks"]
 
 METRICS = ("euclidean", "cosine")
 # Blocks are kept small enough that the symmetric scheme skips most of the lower triangle
@@ -235,20 +241,25 @@ def _exact_distances(
 
 def _prepare(
     X: np.ndarray | torch.Tensor, metric: str, device: str | torch.device | None, name: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Tensor of X, its float32 version, the float32 score scale, and inverse norms (cosine)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
+    """``X / 2**e`` as a tensor, its float32 version, the float32 score scale, the inverse norms
+    (cosine), and ``e``: the power of two (see ``unit_scaled``) that keeps float32 products of
+    the rows from overflowing or underflowing."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}; got {metric!r}.")
     Xt = as_tensor(X, resolve_device(X, device))
-    if torch.equal(Xt.amax(dim=0), Xt.amin(dim=0)):
+    low, high = torch.aminmax(Xt, dim=0)
+    if torch.equal(low, high):
         raise UndefinedMeasureError(
             f"nearest neighbours are undefined: all {Xt.shape[0]} rows of {name} are identical "
             "(every distance is 0, every neighbour a tie)."
         )
+    exponent = peak_exponent(max(-float(low.min()), float(high.max())))
+    Xt = divide_by_power_of_two(Xt, exponent)
     Xc = Xt if Xt.dtype == torch.float32 else Xt.to(torch.float32)
     sq = _row_sq_norms(Xt)
     if metric == "euclidean":
-        return Xt, Xc, sq.to(torch.float32), None
+        return Xt, Xc, sq.to(torch.float32), None, exponent
     zero = torch.nonzero(sq == 0).flatten().cpu().numpy()
     if zero.size:
         listed = ", ".join(str(int(r)) for r in zero[:10])
@@ -257,7 +268,7 @@ def _prepare(
             f"(rows [{listed}{', ...' if zero.size > 10 else ''}])."
         )
     inv_norms = sq.rsqrt()
-    return Xt, Xc, inv_norms.to(torch.float32), inv_norms.to(Xt.dtype)
+    return Xt, Xc, inv_norms.to(torch.float32), inv_norms.to(Xt.dtype), exponent
 
 
 def check_k(k: int, n_samples: int, *, name: str = "k", what: str = "X") -> None:
@@ -268,6 +279,17 @@ def check_k(k: int, n_samples: int, *, name: str = "k", what: str = "X") -> None
         raise ValueError(
             f"{name} must satisfy 1 <= {name} < n_samples; got {name}={k} with n_samples="
             f"{n_samples} in {what} (a sample is not its own neighbour)."
+        )
+
+
+def check_k_informative(k: int, n_samples: int, what: str) -> None:
+    """:func:`check_k`, and ValueError if ``k = n_samples - 1``: every other sample is then a
+    neighbour of every sample, so a neighbourhood comparison (``what``) is constant."""
+    check_k(k, n_samples, what="X and Y")
+    if k == n_samples - 1:
+        raise ValueError(
+            f"{what} needs k <= n_samples - 2; got k={k} with n_samples={n_samples}: every other "
+            "sample is then a neighbour of each sample, so the score is the same whatever the data."
         )
 
 
@@ -317,7 +339,7 @@ def knn(
     """
     n = X.shape[0]
     check_k(k, n)
-    Xt, Xc, scale, inv_norms = _prepare(X, metric, device, name)
+    Xt, Xc, scale, inv_norms, exponent = _prepare(X, metric, device, name)
     limit = block_rows(n, 8, working_memory)
     rows = min(limit, max(_MIN_BLOCK_ROWS, math.ceil(n / _TARGET_BLOCKS)))
     group = _group_size(rows, k)  # whole groups in every block but the last
@@ -325,6 +347,8 @@ def knn(
     indices = _select_candidates(Xc, k, metric, scale, rows)
     del Xc
     dist = _exact_distances(Xt, indices, metric, inv_norms)
+    if metric == "euclidean" and exponent:  # back to the units of X (exact)
+        dist = torch.ldexp(dist, torch.tensor(exponent, device=dist.device))
     # ascending distance, ties broken by index
     indices, order = torch.sort(indices, dim=1)
     dist = torch.gather(dist, 1, order)
@@ -359,7 +383,7 @@ def neighbour_ranks(
         ``1 +`` the number of other rows strictly nearer to row i than the target (ties share
         the best rank), by float32 scores; each row's scores are scanned once, in blocks.
     """
-    Xt, Xc, scale, _ = _prepare(X, metric, device, name)
+    Xt, Xc, scale, _, _ = _prepare(X, metric, device, name)
     n = Xt.shape[0]
     tgt = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=Xt.device)
     out = torch.empty(tgt.shape, dtype=torch.int64, device=Xt.device)

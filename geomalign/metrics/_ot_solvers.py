@@ -22,10 +22,13 @@ __all__ = [
     "emd_plan",
     "gw_plan",
     "internal_distances",
-    "sinkhorn_divergence",
+    "sinkhorn_cost",
     "sinkhorn_plan",
     "sliced",
 ]
+
+SINKHORN_VALUES = ("divergence", "entropic", "transport")
+NORMALISATIONS = ("mean", "max", "none")
 
 # Sinkhorn stops when the L2 norm of its marginal violation is below this fraction of |b|_2.
 _SINKHORN_RTOL = 1e-4
@@ -65,89 +68,141 @@ def _solve(solver: Callable[[], Any], what: str, hint: str) -> Any:
 
 
 def emd_plan(M: np.ndarray, max_iter: int | None) -> np.ndarray:
+    """Exact plan for cost ``M`` (uniform weights).
+
+    The network simplex compares reduced costs with absolute tolerances (costs below about
+    1e-14 come out wrong), so it is given ``M`` divided by its largest entry: the same plan.
+    """
     import ot
 
     n, m = M.shape
     limit = max(100_000, 10 * n * m) if max_iter is None else max_iter
     a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
     hint = f"Raise max_iter (network-simplex iterations; {limit} were allowed)."
-    plan, log = _solve(lambda: ot.emd(a, b, M, numItermax=limit, log=True), "EMD", hint)
+    top = float(M.max())
+    unit = M / top if top > 0.0 else M
+    plan, log = _solve(lambda: ot.emd(a, b, unit, numItermax=limit, log=True), "EMD", hint)
     if log["result_code"] != 1:
         raise RuntimeError(f"EMD failed: {log['warning']}. {hint}")
     return plan
 
 
-def sinkhorn_plan(M: np.ndarray, scale: float, reg: float, max_iter: int | None) -> np.ndarray:
-    """Entropic plan for cost ``M`` with regularisation ``reg * scale`` (uniform weights)."""
+def sinkhorn_plan(
+    M: np.ndarray, epsilon: float, max_iter: int | None, tol: float | None = None
+) -> np.ndarray:
+    """Entropic plan for cost ``M`` with regularisation ``epsilon`` (uniform weights).
+
+    POT's log-stabilised iterations run on ``M`` and ``epsilon`` divided by the mean cost (the
+    same plan); they stop when the L2 norm of the marginal violation is below ``tol``
+    (default: 1e-4 of ``|b|_2``).
+    """
     import ot
 
     n, m = M.shape
     limit = 10_000 if max_iter is None else max_iter
     a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
+    scale = float(M.mean())
     if scale == 0.0:  # every point sits on every other point
         return np.outer(a, b)
-    tol = _SINKHORN_RTOL / np.sqrt(m)
+    tol = _SINKHORN_RTOL / np.sqrt(m) if tol is None else tol
     plan, log = ot.sinkhorn(
-        a, b, M / scale, reg, method="sinkhorn_stabilized", numItermax=limit, stopThr=tol,
-        log=True, warn=False,
+        a, b, M / scale, epsilon / scale, method="sinkhorn_stabilized", numItermax=limit,
+        stopThr=tol, log=True, warn=False,
     )  # fmt: skip
     error = float(log["err"][-1]) if len(log["err"]) else float("inf")
     if not error < tol:
         raise RuntimeError(
             f"Sinkhorn did not converge in max_iter={limit} iterations (marginal error "
-            f"{error:.2e} > {tol:.2e}). Raise max_iter or reg (now {reg:g} x the mean cost)."
+            f"{error:.2e} > {tol:.2e}). Raise max_iter or the regularisation (now "
+            f"{epsilon / scale:g} x the mean cost)."
         )
     return plan
 
 
-def _entropic_cost(M: np.ndarray, scale: float, reg: float, max_iter: int | None) -> float:
-    """``<P, M> + reg * scale * KL(P | a b^T)`` at the Sinkhorn plan P."""
-    plan = sinkhorn_plan(M, scale, reg, max_iter)
+def _entropic_terms(
+    M: np.ndarray, epsilon: float, max_iter: int | None, tol: float | None
+) -> tuple[float, float]:
+    """``(<P, M>, epsilon * KL(P | a b^T))`` at the Sinkhorn plan P."""
+    plan = sinkhorn_plan(M, epsilon, max_iter, tol)
     mass = plan[plan > 0.0]
     kl = float(np.sum(mass * np.log(mass * plan.size)))
-    return float(np.sum(plan * M)) + reg * scale * kl
+    return float(np.sum(plan * M)), epsilon * kl
 
 
-def sinkhorn_divergence(
-    X: Any, Y: Any, p: float, reg: float, max_iter: int | None, device: torch.device
+def sinkhorn_cost(
+    X: Any,
+    Y: Any,
+    p: float,
+    *,
+    reg: float | None,
+    epsilon: float | None,
+    value: str,
+    max_iter: int | None,
+    tol: float | None,
+    device: torch.device,
 ) -> float:
-    """Debiased entropic cost ``OT(X, Y) - (OT(X, X) + OT(Y, Y)) / 2``, one regularisation."""
+    """An entropic transport cost between X and Y (in cost units, before the p-th root).
+
+    The regularisation is ``reg`` times the mean X-to-Y cost, or ``epsilon`` itself. ``value``:
+    ``"divergence"``, the debiased ``OT(X, Y) - (OT(X, X) + OT(Y, Y)) / 2`` (one
+    regularisation for the three); ``"entropic"``, ``OT(X, Y) = <P, C> + epsilon KL``;
+    ``"transport"``, ``<P, C>`` alone (POT's ``sinkhorn2``).
+    """
     M = cost_matrix(X, Y, p, device)
-    scale = float(M.mean())
-    if scale == 0.0:
+    eps = float(epsilon) if epsilon is not None else float(reg) * float(M.mean())  # type: ignore[arg-type]
+    if eps == 0.0:  # reg relative to a zero mean cost: every point on every other
         return 0.0
-    cross = _entropic_cost(M, scale, reg, max_iter)
-    own_x = _entropic_cost(cost_matrix(X, X, p, device), scale, reg, max_iter)
-    own_y = _entropic_cost(cost_matrix(Y, Y, p, device), scale, reg, max_iter)
-    return max(cross - 0.5 * (own_x + own_y), 0.0)
+    transport, entropy = _entropic_terms(M, eps, max_iter, tol)
+    if value == "transport":
+        return transport
+    if value == "entropic":
+        return transport + entropy
+    own_x = sum(_entropic_terms(cost_matrix(X, X, p, device), eps, max_iter, tol))
+    own_y = sum(_entropic_terms(cost_matrix(Y, Y, p, device), eps, max_iter, tol))
+    return max(transport + entropy - 0.5 * (own_x + own_y), 0.0)
 
 
 def sliced(
-    X: Any, Y: Any, p: float, n_projections: int, random_state: Any, device: torch.device
+    X: Any,
+    Y: Any,
+    p: float,
+    n_projections: int,
+    random_state: Any,
+    device: torch.device,
+    projections: np.ndarray | None = None,
 ) -> float:
-    """Sliced W_p over ``n_projections`` uniform random directions drawn from ``random_state``."""
+    """Sliced W_p over the columns of ``projections``, else over ``n_projections`` uniform
+    random unit directions drawn from ``random_state``."""
     import ot
 
-    rng = np.random.default_rng(random_state)
-    theta = rng.normal(size=(X.shape[1], n_projections))
-    theta /= np.linalg.norm(theta, axis=0, keepdims=True)
+    if projections is None:
+        rng = np.random.default_rng(random_state)
+        theta = rng.normal(size=(X.shape[1], n_projections))
+        theta /= np.linalg.norm(theta, axis=0, keepdims=True)
+    else:
+        theta = projections
     Xt, Yt = as_tensor(X, device, torch.float64), as_tensor(Y, device, torch.float64)
-    projections = as_tensor(theta, device)
+    projections = as_tensor(np.asarray(theta, dtype=np.float64), device)
     return float(ot.sliced_wasserstein_distance(Xt, Yt, p=p, projections=projections))
 
 
-def internal_distances(X: Any, name: str, device: torch.device) -> np.ndarray:
-    """Euclidean distance matrix of the rows of X, divided by its mean entry (float64, CPU)."""
+def internal_distances(
+    X: Any, name: str, device: torch.device, normalisation: str = "mean"
+) -> np.ndarray:
+    """Euclidean distance matrix of the rows of X (float64, CPU), divided by its mean entry
+    (zero diagonal included) or its largest, or as it is (``normalisation="none"``)."""
     T = as_tensor(X, device, torch.float64)
     T = T - T.mean(dim=0)
     D = _sq_distances(T, T).sqrt_()
     D.fill_diagonal_(0.0)
-    mean = float(D.mean())
-    if mean == 0.0:
+    if normalisation == "none":
+        return D.cpu().numpy()
+    norm = float(D.mean() if normalisation == "mean" else D.max())
+    if norm == 0.0:
         raise UndefinedMeasureError(
             f"{name} has all {X.shape[0]} rows equal; its distance matrix cannot be normalised."
         )
-    return (D / mean).cpu().numpy()
+    return (D / norm).cpu().numpy()
 
 
 def gw_plan(C1: np.ndarray, C2: np.ndarray, max_iter: int | None) -> tuple[np.ndarray, float]:

@@ -14,12 +14,13 @@ import numpy as np
 import torch
 
 from geomalign._validation import check_paired, check_representations
-from geomalign.metrics._arrays import as_tensor, column_sums, resolve_device
-from geomalign.metrics._errors import UndefinedMeasureError
+from geomalign.metrics._arrays import as_tensor, column_sums, resolve_device, unit_scaled
+from geomalign.metrics._errors import UndefinedMeasureError, check_min_samples
 
 __all__ = ["cka", "cka_matrix", "shuffled"]
 
 KERNELS = ("linear", "rbf")
+MEDIANS = ("pairs", "all")
 # Rows per float32 product before its result is added to a float64 accumulator.
 ACCUMULATION_ROWS = 16384
 
@@ -127,19 +128,48 @@ def _linear_gram(X: torch.Tensor) -> torch.Tensor:
     return (Xc @ Xc.T).to(torch.float64)
 
 
-def _rbf_gram(X: torch.Tensor, sigma_factor: float, name: str) -> torch.Tensor:
+def _median_sq_distance(D2: torch.Tensor, median: str) -> float:
+    """Median squared distance: over distinct pairs (lower middle), or over all n^2 entries.
+
+    ``"all"`` includes the zero diagonal and averages the two middle entries of an even count,
+    as ``np.median`` of the full matrix in Kornblith et al.'s code.
+    """
+    if median == "pairs":
+        iu = torch.triu_indices(D2.shape[0], D2.shape[0], offset=1, device=D2.device)
+        return float(torch.median(D2[iu[0], iu[1]]))
+    flat = D2.reshape(-1)
+    half = flat.numel() // 2
+    upper = float(torch.kthvalue(flat, half + 1).values)
+    if flat.numel() % 2:
+        return upper
+    return 0.5 * (float(torch.kthvalue(flat, half).values) + upper)
+
+
+def _rbf_gram(
+    X: torch.Tensor, exponent: int, sigma: float | None, sigma_factor: float, median: str, name: str
+) -> torch.Tensor:
+    """RBF Gram matrix (float64) of rows scaled by ``2**-exponent`` (see ``unit_scaled``)."""
     Xc = X - (column_sums(X) / X.shape[0]).to(X.dtype)
     r = Xc.square().sum(dim=1, dtype=torch.float64)
     D2 = (Xc @ Xc.T).to(torch.float64).mul_(-2.0).add_(r).add_(r[:, None]).clamp_(min=0.0)
     D2.fill_diagonal_(0.0)
-    iu = torch.triu_indices(X.shape[0], X.shape[0], offset=1, device=X.device)
-    median_d2 = float(torch.median(D2[iu[0], iu[1]]))
-    if median_d2 == 0.0:
-        raise UndefinedMeasureError(
-            f"the RBF bandwidth is a multiple of the median pairwise distance, which is 0 for "
-            f"{name} (more than half of its row pairs are duplicates)."
+    if sigma is not None:  # the same bandwidth in the units of the scaled rows
+        scaled_sigma = math.ldexp(sigma, -exponent)
+        two_sigma2 = 2.0 * scaled_sigma * scaled_sigma
+    else:
+        median_d2 = _median_sq_distance(D2, median)
+        if median_d2 == 0.0:
+            raise UndefinedMeasureError(
+                f"the RBF bandwidth is a multiple of the median pairwise distance, which is 0 "
+                f"for {name} (more than half of its row pairs are duplicates)."
+            )
+        two_sigma2 = 2.0 * sigma_factor**2 * median_d2
+    if not two_sigma2 > 0.0:  # a sigma far below the rows' scale underflows when squared
+        raise ValueError(
+            f"sigma={sigma!r} is too small for the scale of {name} (largest |x| about "
+            f"2**{exponent}): every off-diagonal kernel entry is 0."
         )
-    return D2.mul_(-1.0 / (2.0 * sigma_factor**2 * median_d2)).exp_()
+    return D2.mul_(-1.0 / two_sigma2).exp_()
 
 
 def common_dtype(*arrays: np.ndarray | torch.Tensor) -> torch.dtype:
@@ -165,14 +195,41 @@ def cka_ratio(h_xy: float, h_xx: float, h_yy: float, names: tuple[str, str]) -> 
     return float(h_xy / math.sqrt(h_xx * h_yy))
 
 
-def _check_options(kernel: str, debiased: bool, sigma_factor: float) -> int:
+def _positive(value: float, name: str) -> None:
+    if isinstance(value, bool) or not (
+        isinstance(value, (int, float, np.integer, np.floating)) and 0 < value < math.inf
+    ):
+        raise ValueError(f"{name} must be a positive number; got {value!r}.")
+
+
+def _check_options(
+    kernel: str, debiased: bool, sigma_factor: float, sigma: float | None, median: str
+) -> None:
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}.")
     if not isinstance(debiased, bool):
         raise TypeError(f"debiased must be True or False; got {debiased!r}.")
-    if not (isinstance(sigma_factor, (int, float)) and sigma_factor > 0):
-        raise ValueError(f"sigma_factor must be a positive number; got {sigma_factor!r}.")
-    return 4 if debiased else 2
+    _positive(sigma_factor, "sigma_factor")
+    if median not in MEDIANS:
+        raise ValueError(f"median must be one of {MEDIANS}; got {median!r}.")
+    if sigma is not None:
+        _positive(sigma, "sigma")
+        if sigma_factor != 1.0 or median != "pairs":
+            raise ValueError(
+                "sigma is an absolute bandwidth: sigma_factor and median set the median-based "
+                f"one; got sigma={sigma!r} with sigma_factor={sigma_factor!r}, median={median!r}."
+            )
+
+
+def check_cka_samples(n: int, debiased: bool) -> None:
+    """UndefinedMeasureError below the smallest n at which (debiased) CKA depends on the data."""
+    if debiased:
+        check_min_samples(n, 4, "debiased CKA", "the unbiased HSIC estimator divides by n (n - 3)")
+    else:
+        check_min_samples(
+            n, 3, "CKA", "the centred kernel matrices of any two views of 2 samples are "
+            "proportional, so CKA would be 1 whatever the data"
+        )  # fmt: skip
 
 
 def cka(
@@ -182,6 +239,8 @@ def cka(
     kernel: str = "linear",
     debiased: bool = False,
     sigma_factor: float = 1.0,
+    sigma: float | None = None,
+    median: str = "pairs",
     device: str | torch.device | None = None,
 ) -> float:
     r"""Centered kernel alignment between two representations of the same samples.
@@ -197,8 +256,17 @@ def cka(
         Use the unbiased HSIC estimator (Song et al. 2012), which removes the upward bias of
         CKA at small n; needs n >= 4 and can be slightly negative.
     sigma_factor : float, default=1.0
-        RBF bandwidth ``sigma`` as a multiple of the median off-diagonal pairwise distance,
-        computed per view. Ignored for the linear kernel.
+        RBF bandwidth ``sigma`` as a multiple of the median pairwise distance, computed per
+        view. Ignored for the linear kernel.
+    median : {"pairs", "all"}, default="pairs"
+        RBF only: the median of the squared distances over distinct pairs (the lower middle
+        value), or over all n^2 entries of the distance matrix, zero diagonal included, with
+        the two middle values averaged (Kornblith et al.'s code, ``threshold`` =
+        ``sigma_factor``).
+    sigma : float, optional
+        RBF only: an absolute bandwidth, in the units of the rows, used for both views instead
+        of the median rule (then ``sigma_factor`` and ``median`` stay at their defaults). The
+        measure is then not scale-invariant.
     device : str or torch.device, optional
         Where to compute; default: the device of a tensor input, else the CPU.
 
@@ -207,6 +275,12 @@ def cka(
     float
         CKA similarity, in [0, 1] for the biased estimator; 1 when ``Y`` is an orthogonal
         transform and isotropic scaling of ``X`` (plus any translation).
+
+    Raises
+    ------
+    UndefinedMeasureError
+        On fewer than 3 samples (4 when debiased), where CKA is 1 (or the estimator divides by
+        0) whatever the data; or when a view has no variance.
 
     See Also
     --------
@@ -224,9 +298,13 @@ def cka(
     estimate, in feature space
     :math:`\|Y^\top X\|_F^2 - \frac{n}{n-2} r_x \cdot r_y + \frac{\sum r_x \sum r_y}{(n-1)(n-2)}`
     with :math:`r` the squared norms of the centred rows (Nguyen et al. 2021). The RBF form
-    always builds the two n x n Gram matrices. Departure: the RBF bandwidth uses the median of
-    the distances between distinct samples (Kornblith et al. take the median including the
-    zero diagonal).
+    always builds the two n x n Gram matrices. Departure: by default the RBF bandwidth uses
+    the median of the distances between distinct samples (Kornblith et al. take the median
+    including the zero diagonal: ``median="all"``).
+
+    Each view is first divided by a power of two when its largest entry lies outside
+    :math:`[2^{-24}, 2^{24}]`, so that float32 products neither overflow nor underflow; CKA
+    (with a median bandwidth) is invariant to that scaling.
 
     References
     ----------
@@ -242,7 +320,7 @@ def cka(
     >>> round(cka(X, 3.0 * X + 1.0), 6)
     1.0
     """
-    u, v = _views(X, Y, kernel, debiased, sigma_factor, device)
+    u, v = _views(X, Y, kernel, debiased, sigma_factor, sigma, median, device)
     pair_h = _gram_h if isinstance(u, _GramView) else _feature_h
     return cka_ratio(pair_h(u, v), u.self_h, v.self_h, ("X", "Y"))  # type: ignore[arg-type]
 
@@ -253,20 +331,26 @@ def _views(
     kernel: str,
     debiased: bool,
     sigma_factor: float,
+    sigma: float | None,
+    median: str,
     device: str | torch.device | None,
 ) -> tuple[_FeatureView, _FeatureView] | tuple[_GramView, _GramView]:
     """Validate a pair and build both views in the cheaper form."""
-    min_samples = _check_options(kernel, debiased, sigma_factor)
-    what = "debiased CKA" if debiased else "CKA"
-    X = check_representations(X, name="X", min_samples=min_samples, context=what)
-    Y = check_representations(Y, name="Y", min_samples=min_samples, context=what)
+    _check_options(kernel, debiased, sigma_factor, sigma, median)
+    X = check_representations(X, name="X")
+    Y = check_representations(Y, name="Y")
     check_paired(X, Y)
+    check_cka_samples(X.shape[0], debiased)
     dev = resolve_device(X if isinstance(X, torch.Tensor) else Y, device)
     dtype = common_dtype(X, Y)
-    Xt, Yt = as_tensor(X, dev, dtype), as_tensor(Y, dev, dtype)
+    (Xt, ex), (Yt, ey) = (
+        unit_scaled(as_tensor(X, dev, dtype)),
+        unit_scaled(as_tensor(Y, dev, dtype)),
+    )
     (n, p), q = Xt.shape, Yt.shape[1]
     if kernel == "rbf":
-        Kx, Ky = _rbf_gram(Xt, sigma_factor, "X"), _rbf_gram(Yt, sigma_factor, "Y")
+        Kx = _rbf_gram(Xt, ex, sigma, sigma_factor, median, "X")
+        Ky = _rbf_gram(Yt, ey, sigma, sigma_factor, median, "Y")
         return _gram_view(Kx, debiased), _gram_view(Ky, debiased)
     if use_gram_form(n, p, q):
         return _gram_view(_linear_gram(Xt), debiased), _gram_view(_linear_gram(Yt), debiased)
@@ -280,6 +364,8 @@ def shuffled(
     kernel: str = "linear",
     debiased: bool = False,
     sigma_factor: float = 1.0,
+    sigma: float | None = None,
+    median: str = "pairs",
     device: str | torch.device | None = None,
 ) -> Callable[[np.ndarray], float]:
     """Return ``perm -> cka(X, Y[perm], ...)``, reusing both views' self-terms.
@@ -287,7 +373,7 @@ def shuffled(
     Each call then costs one cross term: n^2 operations in the Gram form, one X^T Y product in
     the feature form.
     """
-    u, v = _views(X, Y, kernel, debiased, sigma_factor, device)
+    u, v = _views(X, Y, kernel, debiased, sigma_factor, sigma, median, device)
     dev = u.K.device if isinstance(u, _GramView) else u.X.device
 
     def at(perm: np.ndarray) -> float:
@@ -344,7 +430,7 @@ def cka_matrix(
     >>> cka_matrix([X, 2 * X]).round(6).tolist()
     [[1.0, 1.0], [1.0, 1.0]]
     """
-    _check_options("linear", debiased, 1.0)
+    _check_options("linear", debiased, 1.0, None, "pairs")
     symmetric = Ys is None
     groups = {"Xs": Xs} if symmetric else {"Xs": Xs, "Ys": Ys}
     checked: dict[str, list[np.ndarray | torch.Tensor]] = {}
@@ -352,22 +438,20 @@ def cka_matrix(
         if isinstance(layers, (np.ndarray, torch.Tensor)) or len(layers) == 0:
             raise ValueError(f"{group} must be a non-empty sequence of 2-D arrays (one per layer).")
         checked[group] = [
-            check_representations(
-                L, name=f"{group}[{i}]", min_samples=4 if debiased else 2, context="CKA"
-            )
-            for i, L in enumerate(layers)
+            check_representations(L, name=f"{group}[{i}]") for i, L in enumerate(layers)
         ]
     first = checked["Xs"][0]
     every = [L for layers in checked.values() for L in layers]
     for i, L in enumerate(every[1:], start=1):
         check_paired(first, L, x_name="Xs[0]", y_name=_layer_name(i, len(checked["Xs"])))
+    check_cka_samples(first.shape[0], debiased)
     dev = resolve_device(first, device)
     dtype = common_dtype(*every)
     n = first.shape[0]
     gram = n < min(L.shape[1] for L in every)
 
     def view(L: np.ndarray | torch.Tensor) -> _FeatureView | _GramView:
-        t = as_tensor(L, dev, dtype)
+        t, _ = unit_scaled(as_tensor(L, dev, dtype))
         return _gram_view(_linear_gram(t), debiased) if gram else _feature_view(t, debiased)
 
     pair_h = _gram_h if gram else _feature_h

@@ -9,20 +9,28 @@ import numpy as np
 import torch
 
 from geomalign._validation import check_paired, check_representations
-from geomalign.metrics._arrays import as_tensor, block_rows, column_sums, resolve_device
-from geomalign.metrics._errors import UndefinedMeasureError
+from geomalign.metrics._arrays import (
+    as_tensor,
+    block_rows,
+    column_sums,
+    resolve_device,
+    unit_scaled,
+)
+from geomalign.metrics._errors import UndefinedMeasureError, check_min_samples
 from geomalign.metrics.cka import centred_product, common_dtype
 
 __all__ = ["distance_correlation", "svcca"]
 
 
-def _check_pair(X, Y, min_samples: int, what: str, device):
-    X = check_representations(X, name="X", min_samples=min_samples, context=what)
-    Y = check_representations(Y, name="Y", min_samples=min_samples, context=what)
+def _check_pair(X, Y, min_samples: int, what: str, reason: str, device):
+    """Checked tensors of both views, each divided by a power of two (see ``unit_scaled``)."""
+    X = check_representations(X, name="X")
+    Y = check_representations(Y, name="Y")
     check_paired(X, Y)
+    check_min_samples(X.shape[0], min_samples, what, reason)
     dev = resolve_device(X if isinstance(X, torch.Tensor) else Y, device)
     dtype = common_dtype(X, Y)
-    return as_tensor(X, dev, dtype), as_tensor(Y, dev, dtype)
+    return unit_scaled(as_tensor(X, dev, dtype))[0], unit_scaled(as_tensor(Y, dev, dtype))[0]
 
 
 def _principal_basis(X: torch.Tensor, n_components: float, name: str) -> torch.Tensor:
@@ -89,6 +97,13 @@ def svcca(
     float
         Mean of the :math:`\min(r_x, r_y)` canonical correlations, in [0, 1].
 
+    Raises
+    ------
+    UndefinedMeasureError
+        On fewer than 3 samples, or when a view keeps :math:`n - 1` directions or more: they
+        span the whole (n - 1)-dimensional space of centred samples, so every canonical
+        correlation is 1 whatever the data.
+
     Notes
     -----
     With :math:`U_x` (n x :math:`r_x`) an orthonormal basis of the kept principal directions of
@@ -114,9 +129,17 @@ def svcca(
         raise ValueError(
             f"n_components must be an int >= 1 or a float in (0, 1); got {n_components!r}."
         )
-    Xt, Yt = _check_pair(X, Y, 2, "SVCCA", device)
+    reason = "the centred rows of each view span a line, so the canonical correlation is 1"
+    Xt, Yt = _check_pair(X, Y, 3, "SVCCA", reason, device)
     Ux = _principal_basis(Xt, n_components, "X")
     Uy = _principal_basis(Yt, n_components, "Y")
+    n, r = Xt.shape[0], max(Ux.shape[1], Uy.shape[1])
+    if r >= n - 1:
+        raise UndefinedMeasureError(
+            f"SVCCA is undefined with {r} directions kept from {n} samples: {r} directions span "
+            f"all {n - 1} dimensions of the centred samples, so every canonical correlation is 1 "
+            "whatever the data. Keep fewer directions (n_components) or use more samples."
+        )
     rho = torch.linalg.svdvals(Ux.T @ Uy).clamp_(0.0, 1.0)
     return float(rho.mean())
 
@@ -159,6 +182,11 @@ def distance_correlation(
         dCor in [0, 1] (0 only for independent variables in the population limit, 1 when Y is
         a similarity transform of X), or its bias-corrected square when ``debiased``.
 
+    Raises
+    ------
+    UndefinedMeasureError
+        On fewer than 3 samples (4 when debiased): with 2 samples dCor is 1 whatever the data.
+
     Notes
     -----
     With Euclidean distance matrices :math:`a, b`, row sums :math:`a_{i\cdot}` and total
@@ -190,8 +218,16 @@ def distance_correlation(
     """
     if not isinstance(debiased, bool):
         raise TypeError(f"debiased must be True or False; got {debiased!r}.")
-    what = "debiased distance correlation" if debiased else "distance correlation"
-    Xt, Yt = _check_pair(X, Y, 4 if debiased else 2, what, device)
+    if debiased:
+        what, need, reason = (
+            "debiased distance correlation",
+            4,
+            "its estimator divides by n (n - 3)",
+        )
+    else:
+        what, need = "distance correlation", 3
+        reason = "any two double-centred distance matrices of 2 samples are proportional"
+    Xt, Yt = _check_pair(X, Y, need, what, reason, device)
     n = Xt.shape[0]
     Xt = Xt - (column_sums(Xt) / n).to(Xt.dtype)
     Yt = Yt - (column_sums(Yt) / n).to(Yt.dtype)

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from geomalign._validation import check_paired, check_representations
-from geomalign.metrics._neighbors import check_k, knn, neighbour_ranks
+from geomalign.metrics._errors import check_min_samples
+from geomalign.metrics._neighbors import check_k_informative, knn, neighbour_ranks
 
 __all__ = ["information_imbalance"]
 
@@ -65,10 +66,12 @@ def information_imbalance(
     >>> information_imbalance(X, 5.0 * X)
     0.01
     """
-    X = check_representations(X, name="X", min_samples=2, context="information imbalance")
-    Y = check_representations(Y, name="Y", min_samples=2, context="information imbalance")
+    X = check_representations(X, name="X")
+    Y = check_representations(Y, name="Y")
     check_paired(X, Y)
-    check_k(k, X.shape[0], what="X and Y")
+    what = "information imbalance"
+    check_min_samples(X.shape[0], 3, what, "the one other sample always has rank 1")
+    check_k_informative(k, X.shape[0], what)
     neighbours = knn(X, k=k, metric=metric, working_memory=working_memory, device=device)
     ranks = neighbour_ranks(
         Y, neighbours.indices, metric=metric, working_memory=working_memory, device=device, name="Y"

@@ -21,7 +21,7 @@ from scipy.sparse.csgraph import connected_components
 from geomalign._validation import check_int, check_representations
 from geomalign.metrics import _id_estimators as est
 from geomalign.metrics._arrays import take_rows
-from geomalign.metrics._errors import UndefinedMeasureError
+from geomalign.metrics._errors import UndefinedMeasureError, check_min_samples
 from geomalign.metrics._neighbors import knn
 
 __all__ = ["GrideScaling", "IntrinsicDimension", "gride_scaling", "intrinsic_dimension"]
@@ -106,7 +106,8 @@ def _neighbour_distances(
     nearest-neighbour distance. Near-duplicate pairs among the neighbour lists are joined into
     groups (connected components), the first row of each group is kept, and the neighbours are
     searched again; this repeats until no such pair is left (the median is taken afresh each
-    time, so that data made mostly of duplicates are handled too).
+    time, so that data made mostly of duplicates are handled too). Every pass drops at least
+    one row (a row is never its own neighbour), so the loop ends.
 
     Returns the distances of the rows kept and the number of rows dropped.
     """
@@ -129,6 +130,11 @@ def _neighbour_distances(
         graph = sparse.coo_matrix((np.ones(rows.size, dtype=bool), (rows, cols)), shape=(n, n))
         _, labels = connected_components(graph, directed=False)
         _, first = np.unique(labels, return_index=True)
+        if first.size == n:  # every pass must drop a row, or the loop would never end
+            raise RuntimeError(
+                f"{why}: the neighbour search listed rows as their own near-duplicates "
+                f"({n} rows); the distances are not consistent."
+            )
         X = take_rows(X, np.sort(first))
     n_duplicates = n_start - X.shape[0]
     if n_duplicates:
@@ -271,7 +277,10 @@ def intrinsic_dimension(
         raise ValueError(f"duplicate_rtol must be >= 0; got {duplicate_rtol!r}.")
 
     if method == "pr":
-        X = check_representations(X, min_samples=2, context="the participation ratio")
+        X = check_representations(X)
+        check_min_samples(
+            X.shape[0], 3, "the participation ratio", "2 centred rows span a line, so it is 1"
+        )
         dimension = est.participation_ratio(X, device, working_memory)
         return IntrinsicDimension(dimension, None, "pr", X.shape[0], 0, {})
 

@@ -15,7 +15,8 @@ import torch
 
 from geomalign._validation import check_paired, check_representations
 from geomalign.metrics._arrays import as_tensor, block_rows, resolve_device
-from geomalign.metrics._neighbors import Neighbors, check_k, knn
+from geomalign.metrics._errors import check_min_samples
+from geomalign.metrics._neighbors import Neighbors, check_k, check_k_informative, knn
 from geomalign.metrics.cka import cka_ratio
 
 __all__ = ["cknna", "cycle_knn", "mutual_knn"]
@@ -53,13 +54,18 @@ def _neighbours(
 
 
 def _check_pair(X, Y, k: int, clip_quantile: float | None, what: str):
-    min_samples = 4 if what == "CKNNA" else 2
-    X = check_representations(X, name="X", min_samples=min_samples, context=what)
-    Y = check_representations(Y, name="Y", min_samples=min_samples, context=what)
+    X = check_representations(X, name="X")
+    Y = check_representations(Y, name="Y")
     check_paired(X, Y)
-    check_k(k, X.shape[0], what="X and Y")
-    if what == "CKNNA" and k < 2:
-        raise ValueError(f"CKNNA needs k >= 2 (a kernel over one neighbour); got k={k}.")
+    n = X.shape[0]
+    if what == "CKNNA":
+        check_min_samples(n, 4, what, "its unbiased HSIC divides by n (n - 3)")
+        check_k(k, n, what="X and Y")
+        if k < 2:
+            raise ValueError(f"CKNNA needs k >= 2 (a kernel over one neighbour); got k={k}.")
+    else:
+        check_min_samples(n, 3, what, "each sample's one neighbour is the other sample")
+        check_k_informative(k, n, what)
     if clip_quantile is not None and not (
         isinstance(clip_quantile, (int, float)) and 0.0 < clip_quantile < 1.0
     ):

@@ -7,19 +7,30 @@ raises :class:`RuntimeError` instead of returning an inexact value.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from geomalign._validation import check_paired, check_positive_int, check_representations
-from geomalign.metrics._arrays import resolve_device
+from geomalign.metrics._arrays import (
+    as_tensor,
+    divide_by_power_of_two,
+    peak_abs,
+    peak_exponent,
+    resolve_device,
+    unit_scaled,
+)
+from geomalign.metrics._errors import check_min_samples
 from geomalign.metrics._ot_solvers import (
+    NORMALISATIONS,
+    SINKHORN_VALUES,
     cost_matrix,
     emd_plan,
     gw_plan,
     internal_distances,
-    sinkhorn_divergence,
+    sinkhorn_cost,
     sinkhorn_plan,
     sliced,
 )
@@ -36,6 +47,39 @@ def _check_number(value: Any, name: str, minimum: float, *, strict: bool = False
         relation = ">" if strict else ">="
         raise ValueError(f"{name} must be a number {relation} {minimum:g}; got {value!r}.")
     return float(value)
+
+
+def _common_scaled(
+    X: np.ndarray | torch.Tensor, Y: np.ndarray | torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Both clouds as float64 tensors divided by one power of two ``2**e`` (see
+    ``unit_scaled``), and ``e``: a cost computed from them is in units of ``2**(e p)``."""
+    A, B = as_tensor(X, device, torch.float64), as_tensor(Y, device, torch.float64)
+    exponent = peak_exponent(max(peak_abs(A), peak_abs(B)))
+    return divide_by_power_of_two(A, exponent), divide_by_power_of_two(B, exponent), exponent
+
+
+def _scaled_epsilon(epsilon: float, exponent: int, p: float) -> float:
+    """An absolute regularisation (cost units) in the units of clouds divided by ``2**e``."""
+    scaled = epsilon * 2.0 ** (-exponent * p)
+    if not 0.0 < scaled < np.inf:
+        raise ValueError(
+            f"epsilon={epsilon!r} is out of float64 range for clouds whose largest |x| is about "
+            f"2**{exponent}; give the regularisation relative to the cost (reg) instead."
+        )
+    return scaled
+
+
+def _check_entropic(reg: float, epsilon: float | None, tol: float | None) -> None:
+    if epsilon is not None:
+        _check_number(epsilon, "epsilon", 0.0, strict=True)
+        if reg != 0.05:
+            raise ValueError(
+                "epsilon is an absolute regularisation and reg a relative one: give one of "
+                f"them; got reg={reg!r} and epsilon={epsilon!r}."
+            )
+    if tol is not None:
+        _check_number(tol, "tol", 0.0, strict=True)
 
 
 def _check_same_width(
@@ -56,8 +100,12 @@ def ot_distance(
     method: Literal["emd", "sinkhorn", "sliced"] = "emd",
     p: float = 2.0,
     reg: float = 0.05,
+    epsilon: float | None = None,
+    sinkhorn: Literal["divergence", "entropic", "transport"] = "divergence",
+    tol: float | None = None,
     max_iter: int | None = None,
     n_projections: int = 256,
+    projections: np.ndarray | None = None,
     random_state: int | np.random.Generator | None = None,
     device: str | torch.device | None = None,
 ) -> float:
@@ -78,12 +126,28 @@ def ot_distance(
     reg : float, default=0.05
         Sinkhorn only: entropic regularisation relative to the cost scale: the regularisation
         is ``reg`` times the mean entry of the X-to-Y cost matrix.
+    epsilon : float, optional
+        Sinkhorn only: an absolute regularisation, in the units of the cost
+        :math:`\|x - y\|^p`, instead of ``reg`` (POT's ``reg``, GeomLoss's ``blur ** p``).
+        The distance is then not scale-equivariant.
+    sinkhorn : {"divergence", "entropic", "transport"}, default="divergence"
+        Sinkhorn only: which value. ``"divergence"``: the debiased Sinkhorn divergence
+        :math:`S_\varepsilon` (Feydy et al. 2019); ``"entropic"``: the plain entropic cost
+        :math:`OT_\varepsilon(X, Y) = \langle P, C \rangle + \varepsilon \mathrm{KL}(P | a b^T)`
+        (Cuturi 2013, without the debiasing); ``"transport"``: :math:`\langle P, C \rangle`
+        at the entropic plan, the value of POT's ``ot.sinkhorn2``. The p-th root is returned.
+    tol : float, optional
+        Sinkhorn only: stop when the L2 norm of the marginal violation is below ``tol`` (POT's
+        ``stopThr``; its default is 1e-9). Default: 1e-4 of :math:`\|b\|_2`.
     max_iter : int, optional
         Iteration limit: network-simplex iterations for ``"emd"`` (default
         ``max(1e5, 10 n_x n_y)``; POT's 1e5 is already too small at 2,000 points), Sinkhorn
         iterations for ``"sinkhorn"`` (default 10,000). Not used by ``"sliced"``.
     n_projections : int, default=256
         Sliced only: number of random directions.
+    projections : array-like of shape (n_features, n_directions), optional
+        Sliced only: the directions to project on, one per column, used as given (POT's
+        ``projections``); then ``n_projections`` and ``random_state`` are not used.
     random_state : int, numpy.random.Generator or None, default=None
         Sliced only: seed of the random directions.
     device : str or torch.device, optional
@@ -136,6 +200,12 @@ def ot_distance(
     :math:`S_\varepsilon \ge 0` holds for ``p`` = 1 or 2; for other ``p`` a negative value
     is clipped to 0.
 
+    Both clouds are first divided by one power of two when their largest entry lies outside
+    :math:`[2^{-24}, 2^{24}]`, and the distance multiplied back, so that costs neither
+    overflow nor fall below the network simplex's absolute tolerances (which it is given
+    costs divided by their largest entry, the same plan): :math:`W_p(cX, cY) = c W_p(X, Y)`
+    for every method (with ``reg``, not ``epsilon``).
+
     References
     ----------
     .. [1] R. Flamary et al., "POT: Python Optimal Transport", JMLR 22(78) (2021).
@@ -152,8 +222,11 @@ def ot_distance(
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}; got {method!r}.")
+    if sinkhorn not in SINKHORN_VALUES:
+        raise ValueError(f"sinkhorn must be one of {SINKHORN_VALUES}; got {sinkhorn!r}.")
     p = _check_number(p, "p", 1.0)
     reg = _check_number(reg, "reg", 0.0, strict=True)
+    _check_entropic(reg, epsilon, tol)
     if max_iter is not None:
         max_iter = check_positive_int(max_iter, "max_iter")
     n_projections = check_positive_int(n_projections, "n_projections")
@@ -161,26 +234,45 @@ def ot_distance(
     Y = check_representations(Y, name="Y")
     _check_same_width(X, Y, method)
     dev = resolve_device(X, device)
+    A, B, exponent = _common_scaled(X, Y, dev)
     if method == "sliced":
-        return sliced(X, Y, p, n_projections, random_state, dev)
+        if projections is not None:
+            projections = _check_projections(projections, X.shape[1])
+        value = sliced(A, B, p, n_projections, random_state, dev, projections)
+        return math.ldexp(value, exponent)
     if method == "sinkhorn":
-        return sinkhorn_divergence(X, Y, p, reg, max_iter, dev) ** (1.0 / p)
-    M = cost_matrix(X, Y, p, dev)
-    return float(np.sum(emd_plan(M, max_iter) * M)) ** (1.0 / p)
+        eps = None if epsilon is None else _scaled_epsilon(epsilon, exponent, p)
+        cost = sinkhorn_cost(A, B, p, reg=reg, epsilon=eps, value=sinkhorn, max_iter=max_iter,
+                             tol=tol, device=dev)  # fmt: skip
+    else:
+        M = cost_matrix(A, B, p, dev)
+        cost = float(np.sum(emd_plan(M, max_iter) * M))
+    return math.ldexp(cost ** (1.0 / p), exponent)
+
+
+def _check_projections(projections: Any, n_features: int) -> np.ndarray:
+    theta = check_representations(projections, name="projections", allow_torch=False)
+    if theta.shape[0] != n_features:
+        raise ValueError(
+            f"projections must have one row per feature of X and Y ({n_features}), one column "
+            f"per direction; got projections.shape={theta.shape}."
+        )
+    return np.asarray(theta, dtype=np.float64)
 
 
 def gromov_wasserstein(
     X: np.ndarray | torch.Tensor,
     Y: np.ndarray | torch.Tensor,
     *,
+    normalisation: Literal["mean", "max", "none"] = "mean",
     max_iter: int | None = None,
     device: str | torch.device | None = None,
 ) -> float:
     r"""Gromov-Wasserstein distance between two clouds, possibly of different widths.
 
-    Each cloud is described by its own Euclidean distance matrix, divided by its mean entry
-    (so the result ignores isotropic scaling as well as rotations and translations); the
-    two matrices are compared through a coupling of uniform weights.
+    Each cloud is described by its own Euclidean distance matrix, by default divided by its
+    mean entry (so the result ignores isotropic scaling as well as rotations and
+    translations); the two matrices are compared through a coupling of uniform weights.
 
     Parameters
     ----------
@@ -188,6 +280,11 @@ def gromov_wasserstein(
         First cloud.
     Y : array-like or torch.Tensor of shape (n_samples_y, n_features_y)
         Second cloud; its width and sample count may differ from X's.
+    normalisation : {"mean", "max", "none"}, default="mean"
+        Each distance matrix divided by its mean entry (zero diagonal included), by its
+        largest entry (the convention of e.g. Demetci et al.'s SCOT and of POT's examples,
+        ``C / C.max()``), or used as it is (Mémoli's distance between the metric spaces
+        themselves: then :math:`d_{GW}(cX, cY) = c\, d_{GW}(X, Y)`).
     max_iter : int, optional
         Conditional-gradient steps allowed (default 1,000).
     device : str or torch.device, optional
@@ -203,7 +300,10 @@ def gromov_wasserstein(
     Raises
     ------
     ValueError
-        If X or Y is not a finite 2-D array with at least 2 rows, or all its rows are equal.
+        If X or Y is not a finite 2-D array.
+    UndefinedMeasureError
+        If a cloud has all its rows equal, or (normalised) only 2 rows: any two 2-point
+        spaces are isometric once normalised, so the distance would be 0 whatever the data.
     RuntimeError
         If the solver (or an inner exact transport) stops at its iteration limit.
 
@@ -229,13 +329,32 @@ def gromov_wasserstein(
     >>> gromov_wasserstein(X, 2.0 * X[:, ::-1]) < 1e-6
     True
     """
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {NORMALISATIONS}; got {normalisation!r}.")
     if max_iter is not None:
         max_iter = check_positive_int(max_iter, "max_iter")
-    X = check_representations(X, name="X", min_samples=2, context="Gromov-Wasserstein")
-    Y = check_representations(Y, name="Y", min_samples=2, context="Gromov-Wasserstein")
+    X = check_representations(X, name="X")
+    Y = check_representations(Y, name="Y")
     dev = resolve_device(X, device)
-    _, loss = gw_plan(internal_distances(X, "X", dev), internal_distances(Y, "Y", dev), max_iter)
-    return float(0.5 * np.sqrt(max(loss, 0.0)))
+    if normalisation == "none":  # one scale for both: d_GW is in units of the rows
+        A, B, exponent = _common_scaled(X, Y, dev)
+        for T, name in ((A, "X"), (B, "Y")):
+            check_min_samples(T.shape[0], 2, f"Gromov-Wasserstein ({name})", "no distances")
+    else:
+        (A, _), (B, _), exponent = unit_scaled(as_tensor(X, dev)), unit_scaled(as_tensor(Y, dev)), 0
+        for T, name in ((A, "X"), (B, "Y")):
+            _check_gw_samples(T.shape[0], name)
+    C1 = internal_distances(A, "X", dev, normalisation)
+    C2 = internal_distances(B, "Y", dev, normalisation)
+    _, loss = gw_plan(C1, C2, max_iter)
+    return math.ldexp(float(0.5 * np.sqrt(max(loss, 0.0))), exponent)
+
+
+def _check_gw_samples(n: int, name: str) -> None:
+    check_min_samples(
+        n, 3, f"normalised Gromov-Wasserstein ({name})",
+        "any two normalised 2-point spaces are isometric",
+    )  # fmt: skip
 
 
 def ot_matching_accuracy(
@@ -282,9 +401,12 @@ def ot_matching_accuracy(
     Raises
     ------
     ValueError
-        If the inputs are not finite 2-D arrays with the same number of rows (at least 2), or
-        if ``method`` is ``"emd"`` or ``"sinkhorn"`` and the widths differ (use
+        If the inputs are not finite 2-D arrays with the same number of rows, or if
+        ``method`` is ``"emd"`` or ``"sinkhorn"`` and the widths differ (use
         ``method="gromov-wasserstein"`` then).
+    UndefinedMeasureError
+        On 1 sample, or on 2 with ``"gromov-wasserstein"`` (two normalised 2-point spaces are
+        isometric both ways, so the coupling cannot tell the pairing).
     RuntimeError
         If the solver stops at its iteration limit.
 
@@ -304,19 +426,23 @@ def ot_matching_accuracy(
     reg = _check_number(reg, "reg", 0.0, strict=True)
     if max_iter is not None:
         max_iter = check_positive_int(max_iter, "max_iter")
-    X = check_representations(X, name="X", min_samples=2, context="a matching accuracy")
-    Y = check_representations(Y, name="Y", min_samples=2, context="a matching accuracy")
+    X = check_representations(X, name="X")
+    Y = check_representations(Y, name="Y")
     check_paired(X, Y)
+    check_min_samples(X.shape[0], 2, "a matching accuracy", "one sample is always matched")
     dev = resolve_device(X, device)
     if method == "gromov-wasserstein":
+        _check_gw_samples(X.shape[0], "X")
+        (A, _), (B, _) = unit_scaled(as_tensor(X, dev)), unit_scaled(as_tensor(Y, dev))
         plan, _ = gw_plan(
-            internal_distances(X, "X", dev), internal_distances(Y, "Y", dev), max_iter
+            internal_distances(A, "X", dev), internal_distances(B, "Y", dev), max_iter
         )
     else:
         _check_same_width(X, Y, method)
-        M = cost_matrix(X, Y, p, dev)
+        A, B, _ = _common_scaled(X, Y, dev)
+        M = cost_matrix(A, B, p, dev)
         if method == "emd":
             plan = emd_plan(M, max_iter)
         else:
-            plan = sinkhorn_plan(M, float(M.mean()), reg, max_iter)
+            plan = sinkhorn_plan(M, reg * float(M.mean()), max_iter)
     return float(np.mean(np.argmax(plan, axis=1) == np.arange(plan.shape[0])))

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import ortho_group
 
-from geomalign.metrics import StreamingLinearCKA, cka, cka_matrix
+from geomalign.metrics import StreamingLinearCKA, UndefinedMeasureError, cka, cka_matrix
 
 
 def _gram_cka(X, Y, debiased=False):
@@ -179,10 +179,10 @@ def test_float32_norm_trap():
             np.ones((3, 2)),
             np.ones((3, 2)),
             {"debiased": True},
-            ValueError,
-            r"X needs at least 4 samples for debiased CKA",
+            UndefinedMeasureError,
+            r"debiased CKA is undefined on 3 samples; it needs at least 4",
         ),
-        (np.ones((1, 2)), np.ones((1, 2)), {}, ValueError, r"at least 2 samples for CKA"),
+        (np.ones((1, 2)), np.ones((1, 2)), {}, UndefinedMeasureError, r"CKA is undefined on 1 "),
         (np.ones(5), np.ones((5, 1)), {}, ValueError, r"X must be a 2-D array"),
         (np.ones((0, 3)), np.ones((0, 3)), {}, ValueError, r"X must be non-empty"),
         (
@@ -218,7 +218,7 @@ def test_bad_inputs(X, Y, kwargs, error, match):
 
 def test_streaming_bad_inputs():
     acc = StreamingLinearCKA(debiased=True)
-    with pytest.raises(ValueError, match=r"needs at least 4 samples; 0 rows"):
+    with pytest.raises(UndefinedMeasureError, match=r"undefined on 0 samples; it needs at least 4"):
         acc.value()
     acc.update(np.eye(3), np.eye(3))
     with pytest.raises(ValueError, match=r"block 1 has widths \(4, 3\) but earlier blocks had"):

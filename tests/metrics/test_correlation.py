@@ -125,7 +125,7 @@ def test_dcor_independent_is_small_and_debiased_near_zero():
             np.eye(3),
             {"debiased": True},
             ValueError,
-            r"at least 4 samples for debiased distance correlation",
+            r"debiased distance correlation is undefined on 3 samples; it needs at least 4",
         ),
         (
             distance_correlation,

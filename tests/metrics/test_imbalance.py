@@ -62,7 +62,13 @@ def test_torch_input():
         (np.ones((5, 2)), np.ones((6, 2)), {}, ValueError, r"X.shape=\(5, 2\), Y.shape=\(6, 2\)"),
         (np.eye(5), np.eye(5), {"k": 5}, ValueError, r"got k=5 with n_samples=5"),
         (np.eye(5), np.eye(5), {"metric": "l1"}, ValueError, r"metric must be one of"),
-        (np.eye(5)[:1], np.eye(5)[:1], {}, ValueError, r"at least 2 samples"),
+        (
+            np.eye(5)[:2],
+            np.eye(5)[:2],
+            {},
+            ValueError,
+            r"undefined on 2 samples; it needs at least 3",
+        ),
     ],
 )
 def test_bad_inputs(X, Y, kwargs, error, match):

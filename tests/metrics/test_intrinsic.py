@@ -125,7 +125,7 @@ def test_participation_ratio_equals_eigenvalue_formula(shape):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**16), n=st.integers(2, 30), d=st.integers(1, 12))
+@given(seed=st.integers(0, 2**16), n=st.integers(3, 30), d=st.integers(1, 12))
 def test_participation_ratio_bounds_and_scale_invariance(seed, n, d):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, d)) * rng.uniform(0.01, 10.0, size=d)
@@ -206,7 +206,11 @@ def test_torch_input_and_small_blocks_give_the_same_result():
         ({"method": "gride", "n1": 16}, 32, r"at least 33 samples .*GRIDE with n1=16"),
         ({"method": "mle", "n_neighbors": 50}, 50, r"at least 51 samples .*n_neighbors=50"),
         ({"method": "twonn"}, 2, r"at least 3 samples"),
-        ({"method": "pr"}, 1, r"at least 2 samples"),
+        (
+            {"method": "pr"},
+            2,
+            r"participation ratio is undefined on 2 samples; it needs at least 3",
+        ),
         ({"method": "lid"}, 50, r"method must be one of"),
         ({"method": "gride", "fit": "linear"}, 50, r"fit applies to method='twonn' only"),
         ({"method": "twonn", "n1": 4}, 50, r"n1 applies to method='gride' only"),

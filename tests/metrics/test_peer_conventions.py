@@ -1,0 +1,164 @@
+"""Options that reproduce other tools' conventions, each against its reference's formula.
+
+Each reference formula is written out here from the paper or the reference code's definition
+(plain NumPy, dense matrices), independently of the package's implementation.
+"""
+
+import numpy as np
+import ot
+import pytest
+
+from geomalign import metrics
+
+
+def _pair(n: int = 50, d: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    return X, np.tanh(X @ rng.standard_normal((d, d))) + 0.3 * rng.standard_normal((n, d))
+
+
+def _sq_distances(X: np.ndarray) -> np.ndarray:
+    return ((X[:, None, :] - X[None, :, :]) ** 2).sum(axis=2)
+
+
+def _centred(K: np.ndarray) -> np.ndarray:
+    H = np.eye(len(K)) - 1.0 / len(K)
+    return H @ K @ H
+
+
+def _biased_cka(K: np.ndarray, L: np.ndarray) -> float:
+    Kc, Lc = _centred(K), _centred(L)
+    return float((Kc * Lc).sum() / np.sqrt((Kc * Kc).sum() * (Lc * Lc).sum()))
+
+
+# --- RBF CKA --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threshold", [0.5, 1.0, 2.0])
+def test_rbf_cka_kornblith_median(threshold):
+    # Kornblith et al.'s gram_rbf: exp(-d^2 / (2 threshold^2 median(d^2))), the median taken
+    # over all n^2 squared distances (zero diagonal included), np.median averaging the middle two
+    X, Y = _pair()
+
+    def gram(A):
+        D2 = _sq_distances(A)
+        return np.exp(-D2 / (2.0 * threshold**2 * np.median(D2)))
+
+    expected = _biased_cka(gram(X), gram(Y))
+    got = metrics.cka(X, Y, kernel="rbf", median="all", sigma_factor=threshold)
+    assert got == pytest.approx(expected, rel=1e-9)
+    # the default median over distinct pairs is a different number
+    assert metrics.cka(X, Y, kernel="rbf", sigma_factor=threshold) != pytest.approx(got, rel=1e-6)
+
+
+def test_rbf_cka_absolute_sigma():
+    # platonic-rep's cka(kernel_metric="rbf", rbf_sigma=s): exp(-cdist^2 / (2 s^2)), biased
+    # HSIC trace(K H L H) (its 1e-6 added to the denominator left out)
+    X, Y = _pair()
+    sigma = 1.7
+    expected = _biased_cka(
+        np.exp(-_sq_distances(X) / (2 * sigma**2)), np.exp(-_sq_distances(Y) / (2 * sigma**2))
+    )
+    assert metrics.cka(X, Y, kernel="rbf", sigma=sigma) == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match="sigma is an absolute bandwidth"):
+        metrics.cka(X, Y, kernel="rbf", sigma=sigma, sigma_factor=2.0)
+
+
+# --- Sinkhorn, sliced, Gromov-Wasserstein ------------------------------------------------------
+
+
+def _sinkhorn_plan(C: np.ndarray, eps: float) -> np.ndarray:
+    """Cuturi's iterations u = a / K v, v = b / K^T u, in the log domain, to convergence."""
+    n, m = C.shape
+    log_a, log_b = np.full(n, -np.log(n)), np.full(m, -np.log(m))
+    f, g = np.zeros(n), np.zeros(m)
+    for _ in range(20_000):
+        f = eps * log_a - eps * np.logaddexp.reduce((g[None, :] - C) / eps, axis=1)
+        g = eps * log_b - eps * np.logaddexp.reduce((f[:, None] - C) / eps, axis=0)
+        P = np.exp((f[:, None] + g[None, :] - C) / eps)
+        if np.abs(P.sum(axis=1) - 1.0 / n).sum() < 1e-11:
+            return P
+    raise AssertionError("reference Sinkhorn did not converge")
+
+
+@pytest.mark.parametrize("eps", [0.5, 2.0])
+def test_sinkhorn_absolute_epsilon_transport_and_entropic_costs(eps):
+    rng = np.random.default_rng(1)
+    X, Y = rng.standard_normal((30, 3)), rng.standard_normal((25, 3)) + 0.5
+    C = ((X[:, None, :] - Y[None, :, :]) ** 2).sum(axis=2)
+    P = _sinkhorn_plan(C, eps)
+    transport = float((P * C).sum())
+    entropic = transport + eps * float((P * np.log(P * P.size)).sum())  # KL(P | a b^T)
+    options = {"method": "sinkhorn", "epsilon": eps, "tol": 1e-12}
+    got = metrics.ot_distance(X, Y, sinkhorn="transport", **options)
+    assert got**2 == pytest.approx(transport, rel=1e-7)
+    # POT's sinkhorn2 returns the same <P, C>
+    pot = ot.sinkhorn2(np.full(30, 1 / 30), np.full(25, 1 / 25), C, eps, stopThr=1e-12)
+    assert got**2 == pytest.approx(float(pot), rel=1e-6)
+    got = metrics.ot_distance(X, Y, sinkhorn="entropic", **options)
+    assert got**2 == pytest.approx(entropic, rel=1e-7)
+    with pytest.raises(ValueError, match="give one of them"):
+        metrics.ot_distance(X, Y, method="sinkhorn", epsilon=eps, reg=0.1)
+
+
+def test_sinkhorn_divergence_at_an_absolute_epsilon():
+    # Feydy et al.: OT_eps(X, Y) - (OT_eps(X, X) + OT_eps(Y, Y)) / 2, one epsilon for all three
+    rng = np.random.default_rng(1)
+    X, Y = rng.standard_normal((30, 3)), rng.standard_normal((25, 3)) + 0.5
+    eps = 2.0
+
+    def entropic(A, B):
+        C = ((A[:, None, :] - B[None, :, :]) ** 2).sum(axis=2)
+        P = _sinkhorn_plan(C, eps)
+        return float((P * C).sum()) + eps * float((P * np.log(P * P.size)).sum())
+
+    expected = entropic(X, Y) - 0.5 * (entropic(X, X) + entropic(Y, Y))
+    got = metrics.ot_distance(X, Y, method="sinkhorn", epsilon=eps, tol=1e-12)
+    assert got**2 == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0])
+def test_sliced_wasserstein_with_given_projections(p):
+    # POT's sliced_wasserstein_distance(projections=theta): mean over the columns theta of the
+    # 1-D W_p^p between the sorted projections, then the p-th root; directions used as given
+    rng = np.random.default_rng(2)
+    X, Y = rng.standard_normal((40, 5)), 2.0 * rng.standard_normal((40, 5))
+    theta = rng.standard_normal((5, 7))
+    per_direction = [np.mean(np.abs(np.sort(X @ t) - np.sort(Y @ t)) ** p) for t in theta.T]
+    expected = np.mean(per_direction) ** (1.0 / p)
+    got = metrics.ot_distance(X, Y, method="sliced", p=p, projections=theta)
+    assert got == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match=r"one row per feature of X and Y \(5\)"):
+        metrics.ot_distance(X, Y, method="sliced", projections=theta[:4])
+
+
+@pytest.mark.parametrize("normalisation", ["max", "none"])
+def test_gromov_wasserstein_normalisations(normalisation):
+    # POT's example: C1 / C1.max() (or the raw distances) into gromov_wasserstein2; its value is
+    # the minimum of sum (C1_ik - C2_jl)^2 T_ij T_kl, and d_GW = sqrt(that) / 2
+    rng = np.random.default_rng(3)
+    X, Y = rng.standard_normal((25, 4)), rng.standard_normal((20, 2))
+    C1, C2 = np.sqrt(_sq_distances(X)), np.sqrt(_sq_distances(Y))
+    if normalisation == "max":
+        C1, C2 = C1 / C1.max(), C2 / C2.max()
+    loss = ot.gromov.gromov_wasserstein2(
+        C1, C2, np.full(25, 1 / 25), np.full(20, 1 / 20), "square_loss", tol_rel=1e-9,
+        tol_abs=1e-9,
+    )  # fmt: skip
+    got = metrics.gromov_wasserstein(X, Y, normalisation=normalisation)
+    assert got == pytest.approx(0.5 * np.sqrt(float(loss)), rel=1e-5)
+
+
+# --- modality gap ---------------------------------------------------------------------------
+
+
+def test_centroid_modality_gap_of_liang_et_al():
+    # Liang et al.: gap = mean of normalised image embeddings - mean of normalised text ones
+    X, Y = _pair(d=6)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    Yn = Y / np.linalg.norm(Y, axis=1, keepdims=True)
+    expected = np.linalg.norm(Xn.mean(axis=0) - Yn.mean(axis=0))
+    assert metrics.modality_gap_distance(X, Y) == pytest.approx(expected, rel=1e-12)
+    # unpaired: a shuffle of Y changes the median paired cosine, not the centroid distance
+    perm = np.random.default_rng(0).permutation(len(Y))
+    assert metrics.modality_gap_distance(X, Y[perm]) == pytest.approx(expected, rel=1e-12)
