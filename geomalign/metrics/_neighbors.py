@@ -34,7 +34,7 @@ from geomalign.metrics._errors import UndefinedMeasureError
 
 __all__ = ["Neighbors", "check_k", "check_k_informative", "knn", "neighbour_ranks"]
 
-METRICS = ("euclidean", "cosine")
+METRICS = ("euclidean", "cosine", "inner_product")
 # Blocks are kept small enough that the symmetric scheme skips most of the lower triangle
 # (with m blocks it computes (m + 1) / (2 m) of X X^T), but large enough for efficient products.
 _TARGET_BLOCKS = 8
@@ -53,9 +53,10 @@ class Neighbors:
         Row indices of the neighbours, nearest first; a row never lists itself (exact duplicates
         of it do appear, at distance 0).
     distances : numpy.ndarray of shape (n_samples, k), dtype float64
-        Matching distances, ascending along each row: Euclidean distances, or cosine distances
+        Matching distances, ascending along each row: Euclidean distances, minus the inner
+        products (``"inner_product"``, largest inner product first), or cosine distances
         ``1 - cos(x_i, x_j)``.
-    metric : {"euclidean", "cosine"}
+    metric : {"euclidean", "cosine", "inner_product"}
         The metric the neighbours were found with.
     """
 
@@ -116,6 +117,8 @@ def _block_scores(
     if metric == "euclidean":
         torch.addmm(scale[col_start:], Xc[start:stop], Xc[col_start:].T, alpha=-2.0, out=S)
         return S.add_(scale[start:stop, None])
+    if metric == "inner_product":
+        return torch.matmul(Xc[start:stop], Xc[col_start:].T, out=S).neg_()
     torch.matmul(Xc[start:stop] * scale[start:stop, None], Xc[col_start:].T, out=S)
     return S.mul_(-scale[col_start:])
 
@@ -239,6 +242,18 @@ def _exact_distances(
     return out.mul_(0.5)  # 1 - cos(u, v) = |u - v|^2 / 2 for unit vectors
 
 
+def _minus_inner_products(X: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """``-x_i . x_j`` (n, k) for the listed neighbours j of each row i, summed in float64."""
+    n, k = indices.shape
+    out = torch.empty((n, k), dtype=torch.float64, device=X.device)
+    chunk = max(1, _RECOMPUTE_BYTES // (k * X.shape[1] * 8))
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        neigh = X[indices[start:stop].reshape(-1)].view(stop - start, k, -1).to(torch.float64)
+        out[start:stop] = -(neigh * X[start:stop, None, :].to(torch.float64)).sum(dim=2)
+    return out
+
+
 def _prepare(
     X: np.ndarray | torch.Tensor, metric: str, device: str | torch.device | None, name: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
@@ -258,7 +273,7 @@ def _prepare(
     Xt = divide_by_power_of_two(Xt, exponent)
     Xc = Xt if Xt.dtype == torch.float32 else Xt.to(torch.float32)
     sq = _row_sq_norms(Xt)
-    if metric == "euclidean":
+    if metric != "cosine":
         return Xt, Xc, sq.to(torch.float32), None, exponent
     zero = torch.nonzero(sq == 0).flatten().cpu().numpy()
     if zero.size:
@@ -311,8 +326,10 @@ def knn(
         (2-D, finite, floating point); not validated again here.
     k : int
         Number of neighbours, ``1 <= k < n_samples``.
-    metric : {"euclidean", "cosine"}, default="euclidean"
-        Euclidean distance, or cosine distance ``1 - cos``. Rows must be non-zero for cosine.
+    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
+        Euclidean distance, cosine distance ``1 - cos`` (rows must be non-zero), or the raw
+        inner product of un-normalised rows, largest first (platonic-rep's neighbours when its
+        features are not normalised).
     working_memory : float, optional
         Budget in MiB for one block of products (default 1024). The largest temporary is one
         block of ``rows x n_samples`` float32 values.
@@ -346,9 +363,13 @@ def knn(
     rows = rows + (-rows) % group if rows + (-rows) % group <= limit else rows - rows % group
     indices = _select_candidates(Xc, k, metric, scale, rows)
     del Xc
-    dist = _exact_distances(Xt, indices, metric, inv_norms)
-    if metric == "euclidean" and exponent:  # back to the units of X (exact)
-        dist = torch.ldexp(dist, torch.tensor(exponent, device=dist.device))
+    if metric == "inner_product":
+        dist = _minus_inner_products(Xt, indices)
+    else:
+        dist = _exact_distances(Xt, indices, metric, inv_norms)
+    if metric != "cosine" and exponent:  # back to the units of X (exact)
+        power = exponent if metric == "euclidean" else 2 * exponent
+        dist = torch.ldexp(dist, torch.tensor(power, device=dist.device))
     # ascending distance, ties broken by index
     indices, order = torch.sort(indices, dim=1)
     dist = torch.gather(dist, 1, order)

@@ -33,13 +33,22 @@ def _check_pair(X, Y, min_samples: int, what: str, reason: str, device):
     return unit_scaled(as_tensor(X, dev, dtype))[0], unit_scaled(as_tensor(Y, dev, dtype))[0]
 
 
-def _principal_basis(X: torch.Tensor, n_components: float, name: str) -> torch.Tensor:
-    """Orthonormal (n, r) float64 basis of the top principal directions of centred X.
+REDUCTIONS = ("pca", "anatome")
 
-    From the eigendecomposition of whichever of X^T X (p x p) and X X^T (n x n) is smaller.
+
+def _principal_basis(
+    X: torch.Tensor, n_components: float, name: str, reduction: str = "pca"
+) -> torch.Tensor:
+    """Orthonormal (n, r) float64 basis of the kept directions of X, centred.
+
+    ``"pca"``: the top principal directions of centred X, the fewest that explain
+    ``n_components`` of the variance. ``"anatome"``: the top right singular vectors of X itself
+    (uncentred), those whose cumulative share of the sum of singular values is below
+    ``n_components``; X projected on them is then centred. From the eigendecomposition of
+    whichever of X^T X (p x p) and X X^T (n x n) is smaller.
     """
     n, p = X.shape
-    mean = column_sums(X) / n
+    mean = column_sums(X) / n if reduction == "pca" else torch.zeros(p, dtype=torch.float64)
     if n <= p:
         Xc = X - mean.to(X.dtype)
         evals, evecs = torch.linalg.eigh((Xc @ Xc.T).to(torch.float64))
@@ -49,7 +58,15 @@ def _principal_basis(X: torch.Tensor, n_components: float, name: str) -> torch.T
     rank = int((evals > evals[0] * max(n, p) * torch.finfo(X.dtype).eps).sum())
     if rank == 0:
         raise UndefinedMeasureError(f"SVCCA is undefined: {name} has no variance across samples.")
-    if isinstance(n_components, float):
+    if isinstance(n_components, float) and reduction == "anatome":
+        singular = evals[:rank].clamp(min=0.0).sqrt()
+        r = int((torch.cumsum(singular, 0) / singular.sum() < n_components).sum())
+        if r == 0:
+            raise UndefinedMeasureError(
+                f"SVCCA keeps no direction of {name}: its first singular value alone carries "
+                f"more than n_components={n_components} of their sum."
+            )
+    elif isinstance(n_components, float):
         share = torch.cumsum(evals[:rank], 0) / evals[:rank].sum()
         r = min(int(torch.searchsorted(share, n_components)) + 1, rank)
     else:
@@ -60,20 +77,40 @@ def _principal_basis(X: torch.Tensor, n_components: float, name: str) -> torch.T
                 f"min(n_samples - 1, n_features) = {min(n - 1, p)})."
             )
     if n <= p:
-        return evecs[:, :r]
-    V = evecs[:, :r] / evals[:r].sqrt()
-    basis = torch.empty((n, r), dtype=torch.float64, device=X.device)
-    for start in range(0, n, 8192):
-        block = (X[start : start + 8192] - mean.to(X.dtype)).to(torch.float64)
-        basis[start : start + 8192] = block @ V
+        basis = evecs[:, :r]
+    else:
+        V = evecs[:, :r] / evals[:r].sqrt()
+        basis = torch.empty((n, r), dtype=torch.float64, device=X.device)
+        for start in range(0, n, 8192):
+            block = (X[start : start + 8192] - mean.to(X.dtype)).to(torch.float64)
+            basis[start : start + 8192] = block @ V
+    if reduction == "anatome":  # the projection of uncentred X, centred before the CCA
+        basis = torch.linalg.qr(basis - basis.mean(dim=0))[0]
     return basis
+
+
+def _check_components(n_components: object) -> tuple[int | float, int | float]:
+    """``n_components`` for (X, Y): one value for both, or a pair."""
+    pair = n_components if isinstance(n_components, (tuple, list)) else (n_components,) * 2
+    if len(pair) != 2:
+        raise ValueError(f"n_components must be one value or a pair (X, Y); got {n_components!r}.")
+    for value in pair:
+        valid_float = isinstance(value, float) and 0.0 < value < 1.0
+        valid_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if not (valid_float or (valid_int and value >= 1)):
+            raise ValueError(
+                "n_components must be an int >= 1 or a float in (0, 1), or a pair of them; got "
+                f"{n_components!r}."
+            )
+    return pair[0], pair[1]
 
 
 def svcca(
     X: np.ndarray | torch.Tensor,
     Y: np.ndarray | torch.Tensor,
     *,
-    n_components: int | float = 0.99,
+    n_components: int | float | tuple[int | float, int | float] = 0.99,
+    reduction: str = "pca",
     device: str | torch.device | None = None,
 ) -> float:
     r"""Singular vector canonical correlation analysis (SVCCA) similarity.
@@ -86,9 +123,16 @@ def svcca(
     X : array-like or torch.Tensor of shape (n_samples, n_features_x)
     Y : array-like or torch.Tensor of shape (n_samples, n_features_y)
         Paired representations; widths may differ.
-    n_components : int or float, default=0.99
+    n_components : int or float, or a pair of them, default=0.99
         Directions kept per view: an int keeps that many; a float in (0, 1) keeps the fewest
-        directions explaining that share of the variance (Raghu et al. keep 99%).
+        directions explaining that share of the variance (Raghu et al. keep 99%). A pair
+        ``(for_X, for_Y)`` sets each view's on its own.
+    reduction : {"pca", "anatome"}, default="pca"
+        ``"pca"``: principal directions of each centred view. ``"anatome"``: anatome's
+        ``svcca_distance`` reduction: the top right singular vectors of the view itself
+        (uncentred), as many as have a cumulative share of the sum of singular values below
+        a float ``n_components`` (its ``accept_rate``); the projected view is centred before
+        the CCA. anatome returns the distance ``1 -`` this similarity.
     device : str or torch.device, optional
         Where to compute; default: the device of a tensor input, else the CPU.
 
@@ -123,16 +167,13 @@ def svcca(
     >>> round(svcca(X, X @ np.random.default_rng(1).standard_normal((6, 6))), 6)
     1.0
     """
-    valid_float = isinstance(n_components, float) and 0.0 < n_components < 1.0
-    valid_int = isinstance(n_components, numbers.Integral) and not isinstance(n_components, bool)
-    if not (valid_float or (valid_int and n_components >= 1)):
-        raise ValueError(
-            f"n_components must be an int >= 1 or a float in (0, 1); got {n_components!r}."
-        )
+    kept_x, kept_y = _check_components(n_components)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}.")
     reason = "the centred rows of each view span a line, so the canonical correlation is 1"
     Xt, Yt = _check_pair(X, Y, 3, "SVCCA", reason, device)
-    Ux = _principal_basis(Xt, n_components, "X")
-    Uy = _principal_basis(Yt, n_components, "Y")
+    Ux = _principal_basis(Xt, kept_x, "X", reduction)
+    Uy = _principal_basis(Yt, kept_y, "Y", reduction)
     n, r = Xt.shape[0], max(Ux.shape[1], Uy.shape[1])
     if r >= n - 1:
         raise UndefinedMeasureError(

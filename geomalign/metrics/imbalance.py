@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -9,7 +11,41 @@ from geomalign._validation import check_paired, check_representations
 from geomalign.metrics._errors import check_min_samples
 from geomalign.metrics._neighbors import check_k_informative, knn, neighbour_ranks
 
-__all__ = ["information_imbalance"]
+__all__ = ["InformationImbalances", "information_imbalance", "information_imbalances"]
+
+
+@dataclass(frozen=True)
+class InformationImbalances:
+    r"""Result of :func:`information_imbalances`: both directions of one pair.
+
+    Attributes
+    ----------
+    x_to_y : float
+        :math:`\Delta(X \to Y)`, as :func:`information_imbalance(X, Y) <information_imbalance>`.
+    y_to_x : float
+        :math:`\Delta(Y \to X)`, as ``information_imbalance(Y, X)``.
+    """
+
+    x_to_y: float
+    y_to_x: float
+
+
+def _checked(X, Y, k: int):
+    X = check_representations(X, name="X")
+    Y = check_representations(Y, name="Y")
+    check_paired(X, Y)
+    what = "information imbalance"
+    check_min_samples(X.shape[0], 3, what, "the one other sample always has rank 1")
+    check_k_informative(k, X.shape[0], what)
+    return X, Y
+
+
+def _imbalance(indices: np.ndarray, Y, names: tuple[str, str], metric, working_memory, device):
+    """Delta from the neighbour lists of one view and the ranks of those in the other."""
+    ranks = neighbour_ranks(
+        Y, indices, metric=metric, working_memory=working_memory, device=device, name=names[1]
+    )
+    return float(2.0 * ranks.mean() / indices.shape[0])
 
 
 def information_imbalance(
@@ -66,15 +102,47 @@ def information_imbalance(
     >>> information_imbalance(X, 5.0 * X)
     0.01
     """
-    X = check_representations(X, name="X")
-    Y = check_representations(Y, name="Y")
-    check_paired(X, Y)
-    what = "information imbalance"
-    check_min_samples(X.shape[0], 3, what, "the one other sample always has rank 1")
-    check_k_informative(k, X.shape[0], what)
+    X, Y = _checked(X, Y, k)
     neighbours = knn(X, k=k, metric=metric, working_memory=working_memory, device=device)
-    ranks = neighbour_ranks(
-        Y, neighbours.indices, metric=metric, working_memory=working_memory, device=device, name="Y"
+    return _imbalance(neighbours.indices, Y, ("X", "Y"), metric, working_memory, device)
+
+
+def information_imbalances(
+    X: np.ndarray | torch.Tensor,
+    Y: np.ndarray | torch.Tensor,
+    *,
+    k: int = 1,
+    metric: str = "euclidean",
+    working_memory: float | None = None,
+    device: str | torch.device | None = None,
+) -> InformationImbalances:
+    r"""Information imbalance in both directions, :math:`\Delta(X \to Y)` and
+    :math:`\Delta(Y \to X)`, in one call (DADApy's ``return_inf_imb_two_selected_coords``).
+
+    Parameters
+    ----------
+    X, Y, k, metric, working_memory, device
+        As in :func:`information_imbalance`.
+
+    Returns
+    -------
+    InformationImbalances
+        ``x_to_y`` and ``y_to_x``. The pair places the two views on Glielmo et al.'s
+        information-imbalance plane: (0, 0) equivalent, (0, 1) X contains Y, (1, 1)
+        independent.
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).standard_normal((200, 3))
+    >>> both = information_imbalances(X, X[:, :1])
+    >>> both.x_to_y < both.y_to_x
+    True
+    """
+    X, Y = _checked(X, Y, k)
+    options = {"metric": metric, "working_memory": working_memory, "device": device}
+    nx = knn(X, k=k, name="X", **options).indices
+    ny = knn(Y, k=k, name="Y", **options).indices
+    return InformationImbalances(
+        _imbalance(nx, Y, ("X", "Y"), metric, working_memory, device),
+        _imbalance(ny, X, ("Y", "X"), metric, working_memory, device),
     )
-    n = X.shape[0]
-    return float(2.0 * ranks.mean() / n)

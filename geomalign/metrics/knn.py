@@ -38,7 +38,7 @@ def _clip_outliers(X: torch.Tensor, q: float) -> torch.Tensor:
     return X.clamp(-t, t)
 
 
-def _neighbours(
+def neighbours(
     X: np.ndarray | torch.Tensor,
     *,
     k: int,
@@ -53,7 +53,7 @@ def _neighbours(
     return knn(X, k=k, metric=metric, working_memory=working_memory, device=device, name=name)
 
 
-def _check_pair(X, Y, k: int, clip_quantile: float | None, what: str):
+def check_pair(X, Y, k: int, clip_quantile: float | None, what: str):
     X = check_representations(X, name="X")
     Y = check_representations(Y, name="Y")
     check_paired(X, Y)
@@ -92,9 +92,11 @@ def mutual_knn(
         Rows are the same stimuli in the same order; widths may differ.
     k : int, default=10
         Neighbours per sample, ``1 <= k < n_samples``.
-    metric : {"cosine", "euclidean"}, default="cosine"
+    metric : {"cosine", "euclidean", "inner_product"}, default="cosine"
         Neighbourhoods by cosine similarity (Huh et al.; the same as Euclidean after L2
-        normalisation) or by Euclidean distance (DADApy's data overlap, usually with k=30).
+        normalisation), by Euclidean distance (DADApy's data overlap, usually with k=30), or by
+        the raw inner product of un-normalised rows (platonic-rep's ``compute_score`` with
+        ``normalize=False``).
     clip_quantile : float in (0, 1), optional
         Clamp each view elementwise at ``t``, the mean over rows of each row's
         ``clip_quantile``-quantile of ``|x|``, before the neighbours are found (Huh et al. use
@@ -135,10 +137,10 @@ def mutual_knn(
     >>> mutual_knn(X, 2.0 * X, k=5)
     1.0
     """
-    X, Y = _check_pair(X, Y, k, clip_quantile, "mutual k-NN")
+    X, Y = check_pair(X, Y, k, clip_quantile, "mutual k-NN")
     options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
                    working_memory=working_memory, device=device)  # fmt: skip
-    return _mutual_score(_neighbours(X, name="X", **options), _neighbours(Y, name="Y", **options))
+    return _mutual_score(neighbours(X, name="X", **options), neighbours(Y, name="Y", **options))
 
 
 def _mutual_score(bx: Neighbors, by: Neighbors) -> float:
@@ -194,10 +196,10 @@ def cycle_knn(
     >>> cycle_knn(X, X, k=5) > 0.9
     True
     """
-    X, Y = _check_pair(X, Y, k, clip_quantile, "cycle k-NN")
+    X, Y = check_pair(X, Y, k, clip_quantile, "cycle k-NN")
     options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
                    working_memory=working_memory, device=device)  # fmt: skip
-    return _cycle_score(_neighbours(X, name="X", **options), _neighbours(Y, name="Y", **options))
+    return _cycle_score(neighbours(X, name="X", **options), neighbours(Y, name="Y", **options))
 
 
 def _cycle_score(bx: Neighbors, by: Neighbors) -> float:
@@ -280,10 +282,10 @@ def cknna(
     >>> round(cknna(X, 3.0 * X, k=5), 6)
     1.0
     """
-    X, Y = _check_pair(X, Y, k, clip_quantile, "CKNNA")
+    X, Y = check_pair(X, Y, k, clip_quantile, "CKNNA")
     options = dict(k=k, metric="cosine", clip_quantile=clip_quantile,
                    working_memory=working_memory, device=device)  # fmt: skip
-    return _cknna_score(_neighbours(X, name="X", **options), _neighbours(Y, name="Y", **options))
+    return _cknna_score(neighbours(X, name="X", **options), neighbours(Y, name="Y", **options))
 
 
 def _cknna_score(bx: Neighbors, by: Neighbors) -> float:
@@ -319,11 +321,11 @@ def _shuffler(score, what: str, cosine_only: bool = False):
         working_memory: float | None = None,
         device: str | torch.device | None = None,
     ) -> Callable[[np.ndarray], float]:
-        X, Y = _check_pair(X, Y, k, clip_quantile, what)
+        X, Y = check_pair(X, Y, k, clip_quantile, what)
         options = dict(k=k, metric="cosine" if cosine_only else metric,
                        clip_quantile=clip_quantile, working_memory=working_memory,
                        device=device)  # fmt: skip
-        bx, by = _neighbours(X, name="X", **options), _neighbours(Y, name="Y", **options)
+        bx, by = neighbours(X, name="X", **options), neighbours(Y, name="Y", **options)
 
         def at(perm: np.ndarray) -> float:
             perm = np.asarray(perm, dtype=np.int64)

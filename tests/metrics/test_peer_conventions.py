@@ -162,3 +162,159 @@ def test_centroid_modality_gap_of_liang_et_al():
     # unpaired: a shuffle of Y changes the median paired cosine, not the centroid distance
     perm = np.random.default_rng(0).permutation(len(Y))
     assert metrics.modality_gap_distance(X, Y[perm]) == pytest.approx(expected, rel=1e-12)
+
+
+# --- SVCCA ----------------------------------------------------------------------------------
+
+
+def _canonical_correlations(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """CCA of two centred views by QR: singular values of Q_A^T Q_B."""
+    qa = np.linalg.qr(A - A.mean(axis=0))[0]
+    qb = np.linalg.qr(B - B.mean(axis=0))[0]
+    return np.linalg.svd(qa.T @ qb, compute_uv=False)
+
+
+def test_svcca_per_view_component_counts():
+    # Raghu et al.: project each centred view on its top r principal directions, then CCA
+    X, Y = _pair(n=80, d=10)
+
+    def top(A, r):
+        Ac = A - A.mean(axis=0)
+        return Ac @ np.linalg.svd(Ac, full_matrices=False)[2][:r].T
+
+    expected = _canonical_correlations(top(X, 3), top(Y, 6))[:3].mean()
+    assert metrics.svcca(X, Y, n_components=(3, 6)) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("accept_rate", [0.6, 0.9, 0.99])
+def test_svcca_anatome_sum_of_singular_values_rule(accept_rate):
+    # anatome's svcca_distance: SVD of the uncentred view, keep the directions whose cumulative
+    # share of the sum of singular values is below accept_rate, project, then CCA of the
+    # centred projections; distance = 1 - mean canonical correlation
+    X, Y = _pair(n=80, d=10)
+    X, Y = X + 3.0, Y - 1.0  # a mean, which the uncentred SVD sees
+
+    def reduce(A):
+        _, s, vt = np.linalg.svd(A, full_matrices=False)
+        return A @ vt[: int((np.cumsum(s) / s.sum() < accept_rate).sum())].T
+
+    rx, ry = reduce(X), reduce(Y)
+    distance = 1.0 - _canonical_correlations(rx, ry).sum() / min(rx.shape[1], ry.shape[1])
+    got = metrics.svcca(X, Y, n_components=accept_rate, reduction="anatome")
+    assert 1.0 - got == pytest.approx(distance, rel=1e-9, abs=1e-12)
+
+
+# --- information imbalance ------------------------------------------------------------------
+
+
+def test_information_imbalance_both_directions():
+    # Glielmo et al.: Delta(A -> B) = 2 / n^2 sum_i rank_B(i, nearest_A(i)), dense ranks
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((60, 3))
+    Y = X[:, :2] + 0.1 * rng.standard_normal((60, 2))
+
+    def delta(A, B):
+        DA, DB = _sq_distances(A), _sq_distances(B)
+        np.fill_diagonal(DA, np.inf)
+        np.fill_diagonal(DB, np.inf)
+        nearest = DA.argmin(axis=1)
+        target = DB[np.arange(60), nearest]
+        ranks = (DB < target[:, None]).sum(axis=1) + 1
+        return 2.0 * ranks.mean() / 60
+
+    both = metrics.information_imbalances(X, Y)
+    assert both.x_to_y == pytest.approx(delta(X, Y), abs=1e-12)
+    assert both.y_to_x == pytest.approx(delta(Y, X), abs=1e-12)
+    assert both.x_to_y < both.y_to_x  # X holds Y's information, not the reverse
+
+
+# --- platonic-rep's neighbour lists ---------------------------------------------------------
+
+
+def _platonic_knn(feats: np.ndarray, k: int) -> np.ndarray:
+    """platonic-rep's compute_nearest_neighbors: rows of feats @ feats.T, self set to -1e8,
+    sorted in descending order."""
+    S = feats @ feats.T
+    np.fill_diagonal(S, -1e8)
+    return np.argsort(-S, axis=1, kind="stable")[:, :k]
+
+
+def _lcs(x, y) -> int:
+    table = np.zeros((len(x) + 1, len(y) + 1), dtype=int)
+    for i in range(1, len(x) + 1):
+        for j in range(1, len(y) + 1):
+            if x[i - 1] == y[j - 1]:
+                table[i, j] = table[i - 1, j - 1] + 1
+            else:
+                table[i, j] = max(table[i - 1, j], table[i, j - 1])
+    return int(table[-1, -1])
+
+
+def _levenshtein(x, y) -> int:
+    previous = list(range(len(y) + 1))
+    for i in range(1, len(x) + 1):
+        current = [i]
+        for j in range(1, len(y) + 1):
+            cost = 0 if x[i - 1] == y[j - 1] else 1
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost))
+        previous = current
+    return previous[-1]
+
+
+def _unit(A: np.ndarray) -> np.ndarray:
+    return A / np.linalg.norm(A, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "inner_product"])
+def test_platonic_knn_measures(metric):
+    # compute_score(normalize=True) feeds L2-normalised rows (cosine); normalize=False the raw
+    # rows, whose neighbours are then by raw inner product
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((70, 5)) * rng.uniform(0.2, 3.0, size=(70, 1))
+    Y = X @ rng.standard_normal((5, 5)) + 0.8 * rng.standard_normal((70, 5))
+    k = 6
+    prep = _unit if metric == "cosine" else (lambda A: A)
+    a, b = _platonic_knn(prep(X), k), _platonic_knn(prep(Y), k)
+    mutual = np.mean([len(set(a[i]) & set(b[i])) / k for i in range(70)])
+    lcs = np.mean([_lcs(a[i], b[i]) for i in range(70)])
+    edit = 1.0 - np.mean([_levenshtein(a[i], b[i]) for i in range(70)]) / k
+    assert metrics.mutual_knn(X, Y, k=k, metric=metric) == pytest.approx(mutual, abs=1e-12)
+    assert metrics.lcs_knn(X, Y, k=k, metric=metric) * k == pytest.approx(lcs, abs=1e-12)
+    assert metrics.edit_distance_knn(X, Y, k=k, metric=metric) == pytest.approx(edit, abs=1e-12)
+    if metric == "inner_product":  # raw inner products rank differently from cosines
+        assert metrics.mutual_knn(X, Y, k=k) != pytest.approx(mutual, abs=1e-3)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_platonic_global_outlier_clip(exact):
+    # remove_outliers on feats of shape (N, L, D): exact sorts all |x| and takes entry
+    # int(q * numel); otherwise the per-sample quantile over its L x D values, averaged
+    rng = np.random.default_rng(6)
+    feats = rng.standard_t(3, size=(30, 4, 7))
+    q = 0.95
+    if exact:
+        expected = np.sort(np.abs(feats).reshape(-1))[int(q * feats.size)]
+    else:
+        expected = np.quantile(np.abs(feats).reshape(30, -1), q, axis=1).mean()
+    layers = [feats[:, i, :] for i in range(4)]
+    assert metrics.outlier_clip_threshold(layers, quantile=q, exact=exact) == pytest.approx(
+        expected, rel=1e-12
+    )
+    assert metrics.outlier_clip_threshold(feats, quantile=q, exact=exact) == pytest.approx(
+        expected, rel=1e-12
+    )
+
+
+def test_platonic_best_layer_pair():
+    # compute_score: every layer pair, the largest score and the first (i, j) reaching it
+    rng = np.random.default_rng(7)
+    xs = [rng.standard_normal((60, 5)) for _ in range(3)]
+    ys = [xs[1] @ rng.standard_normal((5, 5)) + s * rng.standard_normal((60, 5)) for s in (2, 0.1)]
+    best = metrics.best_layer_pair(xs, ys, measure="mutual-knn", k=5)
+    expected = np.array([[metrics.mutual_knn(x, y, k=5) for y in ys] for x in xs])
+    np.testing.assert_array_equal(best.scores, expected)
+    i, j = np.unravel_index(np.argmax(expected), expected.shape)
+    assert (best.x_layer, best.y_layer, best.score) == (i, j, expected[i, j])
+    assert (best.x_layer, best.y_layer) == (1, 1)
+    low = metrics.best_layer_pair(xs, ys, measure="ot-emd")  # a distance: the smallest
+    assert low.score == low.scores.min()
