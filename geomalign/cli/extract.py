@@ -93,7 +93,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--modalities",
         type=names,
         default=None,
-        help="image,text for a VLM (default: all the model has)",
+        help="image,text for a VLM (default: all the model has); joint adds image + caption "
+        "in one prompt (views joint-image, joint-text, joint)",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="samples per forward pass")
     parser.add_argument(
@@ -129,6 +130,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="a caption beyond the model's context: truncate it with a warning (default) or "
         "stop with an error",
     )
+    parser.add_argument(
+        "--joint-template",
+        default=None,
+        help="joint prompt with {image} then {caption} "
+        "(default LLaVA-1.5: 'USER: {image}\\n{caption}\\nASSISTANT:')",
+    )
     parser.add_argument("--random-state", type=int, default=0, help="seed of 'random' pooling")
     parser.add_argument(
         "--shard",
@@ -156,7 +163,11 @@ def run(args: argparse.Namespace) -> int:
     )
     templates = {
         key: value
-        for key, value in (("image", args.image_template), ("text", args.text_template))
+        for key, value in (
+            ("image", args.image_template),
+            ("text", args.text_template),
+            ("joint", args.joint_template),
+        )
         if value is not None
     }
     runs = [(args.model, args.name or ("tuned" if args.base else "model"), args.revision)]

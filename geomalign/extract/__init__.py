@@ -19,10 +19,16 @@ from geomalign.extract.llava_stage1 import (
 )
 from geomalign.extract.runner import ExtractionResult, extract
 from geomalign.extract.text import TextAdapter, encode_captions
-from geomalign.extract.vlm import LLAVA_IMAGE_TEMPLATE, LLAVA_TEXT_TEMPLATE, VLMAdapter
+from geomalign.extract.vlm import (
+    LLAVA_IMAGE_TEMPLATE,
+    LLAVA_JOINT_TEMPLATE,
+    LLAVA_TEXT_TEMPLATE,
+    VLMAdapter,
+)
 
 __all__ = [
     "LLAVA_IMAGE_TEMPLATE",
+    "LLAVA_JOINT_TEMPLATE",
     "LLAVA_TEXT_TEMPLATE",
     "POOLINGS",
     "Adapter",

@@ -11,7 +11,7 @@ import torch
 
 __all__ = ["Adapter", "EncodedBatch", "resolve_device", "resolve_dtype"]
 
-MODALITIES = ("image", "text")
+MODALITIES = ("image", "text", "joint")
 
 _DTYPES = {
     "float32": torch.float32,
@@ -36,12 +36,17 @@ class EncodedBatch:
     truncated : mapping of int to str, default={}
         Batch rows whose caption was cut to fit the model's context, with a note saying how
         much was kept (the runner warns, or refuses, naming the sample).
+    regions : mapping of str to torch.Tensor, default={}
+        Named parts of the region, each (batch, seq) bool, for a prompt holding several kinds of
+        content: the joint image + caption prompt has ``"image"`` and ``"text"``. Region poolings
+        of such a batch pool each part into a view of its own.
     """
 
     inputs: Mapping[str, torch.Tensor]
     attention_mask: torch.Tensor
     region: torch.Tensor
     truncated: Mapping[int, str] = field(default_factory=dict)
+    regions: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.attention_mask.ndim != 2 or self.region.shape != self.attention_mask.shape:
@@ -53,6 +58,11 @@ class EncodedBatch:
         object.__setattr__(self, "region", self.region.bool())
         if (self.region & ~self.attention_mask).any():
             raise ValueError("EncodedBatch.region marks padding positions as content tokens.")
+        for name, part in self.regions.items():
+            if part.shape != self.region.shape or (part.bool() & ~self.region).any():
+                raise ValueError(
+                    f"EncodedBatch.regions[{name!r}] must be a (batch, seq) part of the region."
+                )
 
     def __len__(self) -> int:
         return int(self.attention_mask.shape[0])
@@ -69,8 +79,10 @@ class Adapter(abc.ABC):
     ``torch.inference_mode``.
     """
 
-    #: The views this adapter can encode, a subset of ("image", "text").
+    #: The views this adapter encodes by default, a subset of ("image", "text").
     modalities: tuple[str, ...] = ()
+    #: Further views it encodes when asked for, e.g. ("joint",): image and caption in one prompt.
+    optional_modalities: tuple[str, ...] = ()
 
     @property
     @abc.abstractmethod
@@ -139,11 +151,17 @@ class Adapter(abc.ABC):
 
     def check_modality(self, modality: str) -> None:
         """Raise ValueError unless this adapter encodes ``modality``."""
-        if modality not in self.modalities:
-            raise ValueError(
-                f"{type(self).__name__} encodes modalities {list(self.modalities)}; "
-                f"got {modality!r}."
-            )
+        known = [*self.modalities, *self.optional_modalities]
+        if modality not in known:
+            raise ValueError(f"{type(self).__name__} encodes modalities {known}; got {modality!r}.")
+
+    def regions(self, modality: str) -> tuple[str, ...]:
+        """Names of the region's parts in ``modality``'s batches (see ``EncodedBatch.regions``).
+
+        Region poolings write one view per part, named ``"{modality}-{part}"``; no parts: one
+        view named ``modality``.
+        """
+        return ()
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

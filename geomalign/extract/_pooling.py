@@ -2,19 +2,54 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from geomalign.extract._base import EncodedBatch
+from geomalign.extract._base import Adapter, EncodedBatch
 
-#: Pooling names: mean over the region's tokens, the prompt's last token, one seeded random token
-#: of the region, or every region token ("none", a token view).
-POOLINGS = ("mean", "last", "random", "none")
+#: Pooling names: mean over the region's tokens, the prompt's last token, its first token (an
+#: encoder's CLS), one seeded random token of the region, or every region token ("none", a token
+#: view).
+POOLINGS = ("mean", "last", "first", "random", "none")
 #: Poolings that read the region (the others read only the attention mask).
 REGION_POOLINGS = ("mean", "random", "none")
+
+
+class ViewKey(NamedTuple):
+    """A view a modality's forward pass fills: its store modality, pooling and region part."""
+
+    modality: str
+    pooling: str
+    part: str | None
+
+
+def view_keys(adapter: Adapter, modality: str, poolings: Sequence[str]) -> list[ViewKey]:
+    """The views of ``modality`` under ``poolings``, all filled from one forward pass.
+
+    A region pooling of a modality whose region has parts (the joint prompt's image and caption
+    tokens) gives one view per part, ``"{modality}-{part}"``; other poolings, and modalities
+    without parts, give one view named ``modality``.
+    """
+    parts = adapter.regions(modality)
+    keys = []
+    for pooling in poolings:
+        if parts and pooling in REGION_POOLINGS:
+            keys.extend(ViewKey(f"{modality}-{part}", pooling, part) for part in parts)
+        else:
+            keys.append(ViewKey(modality, pooling, None))
+    return keys
+
+
+def with_part(batch: EncodedBatch, part: str | None) -> EncodedBatch:
+    """The batch with its region narrowed to one named part (itself for None)."""
+    if part is None:
+        return batch
+    return dataclasses.replace(batch, region=batch.regions[part], regions={})
 
 
 def sample_seed(random_state: int, sample_id: str) -> int:
@@ -26,10 +61,12 @@ def sample_seed(random_state: int, sample_id: str) -> int:
 def token_positions(
     batch: EncodedBatch, pooling: str, rows: torch.Tensor, seeds: Sequence[int] | None
 ) -> torch.Tensor | None:
-    """The one token position per row that "last" or "random" pools; None for the others."""
+    """The one position per row that "last", "first" or "random" pools; None for other poolings."""
     if pooling == "last":
         # cumsum peaks first at the last real token, whatever the padding side
         return batch.attention_mask[rows].long().cumsum(1).argmax(1)
+    if pooling == "first":
+        return batch.attention_mask[rows].long().argmax(1)  # the first real token
     if pooling == "random":
         region = batch.region[rows]
         picked = []
@@ -77,7 +114,7 @@ def pool(
     elif pooling == "none":
         region = batch.region.to(device)[rows]
         out = [h[rows][region].float() for h in states]
-    elif pooling in ("last", "random"):
+    elif pooling in ("last", "first", "random"):
         positions = token_positions(batch, pooling, rows.cpu(), seeds).to(device)
         out = [h[rows, positions].float() for h in states]
     else:

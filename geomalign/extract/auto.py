@@ -10,7 +10,12 @@ from transformers import AutoConfig
 
 from geomalign.extract._base import Adapter
 from geomalign.extract.text import TextAdapter
-from geomalign.extract.vlm import LLAVA_IMAGE_TEMPLATE, LLAVA_TEXT_TEMPLATE, VLMAdapter
+from geomalign.extract.vlm import (
+    LLAVA_IMAGE_TEMPLATE,
+    LLAVA_JOINT_TEMPLATE,
+    LLAVA_TEXT_TEMPLATE,
+    VLMAdapter,
+)
 
 __all__ = ["load_adapter"]
 
@@ -40,18 +45,18 @@ def load_adapter(
     device : str or torch.device, default=None
         CUDA when present, else the CPU.
     templates : mapping of str to str, default=None
-        Prompt templates by modality: ``"image"`` (with ``{image}``) and ``"text"`` (with
-        ``{caption}``). Defaults: LLaVA-1.5's conversation format for a VLM, the bare caption for
-        a text model.
+        Prompt templates by modality: ``"image"`` (with ``{image}``), ``"text"`` (with
+        ``{caption}``) and ``"joint"`` (with both). Defaults: LLaVA-1.5's conversation format for
+        a VLM, the bare caption for a text model.
 
     Returns
     -------
     Adapter
     """
     templates = dict(templates or {})
-    unknown = sorted(set(templates) - {"image", "text"})
+    unknown = sorted(set(templates) - {"image", "text", "joint"})
     if unknown:
-        raise ValueError(f"templates takes keys 'image' and 'text'; got {unknown}.")
+        raise ValueError(f"templates takes keys 'image', 'text' and 'joint'; got {unknown}.")
     config = AutoConfig.from_pretrained(model_id, revision=revision)
     if getattr(config, "vision_config", None) is not None:
         return VLMAdapter.from_pretrained(
@@ -61,8 +66,9 @@ def load_adapter(
             device=device,
             image_template=templates.get("image", LLAVA_IMAGE_TEMPLATE),
             text_template=templates.get("text", LLAVA_TEXT_TEMPLATE),
+            joint_template=templates.get("joint", LLAVA_JOINT_TEMPLATE),
         )
-    if "image" in templates:
+    if "image" in templates or "joint" in templates:
         raise ValueError(f"{model_id} is a text model; an image template does not apply.")
     return TextAdapter.from_pretrained(
         model_id,

@@ -15,7 +15,15 @@ import torch
 from geomalign._progress import progress_bar
 from geomalign.data import PairedDataset
 from geomalign.extract._base import Adapter, EncodedBatch
-from geomalign.extract._pooling import POOLINGS, REGION_POOLINGS, pool, sample_seed
+from geomalign.extract._pooling import (
+    POOLINGS,
+    REGION_POOLINGS,
+    ViewKey,
+    pool,
+    sample_seed,
+    view_keys,
+    with_part,
+)
 from geomalign.extract.auto import load_adapter
 from geomalign.store import ActivationStore
 
@@ -106,11 +114,14 @@ def extract(
         Name of this checkpoint in the store, e.g. ``"base"`` or ``"tuned"``.
     poolings : str or sequence of str, default=("mean", "last")
         Among "mean" (over the image tokens or caption tokens), "last" (the prompt's last token),
+        "first" (its first token: an encoder's CLS),
         "random" (one token of the region, chosen from ``random_state`` and the sample id) and
         "none" (every region token; a token view, for small runs).
     modalities : sequence of str, default=None
-        Views to extract; every modality of the adapter when None (the text views only for a
-        captions-only dataset).
+        Views to extract; the adapter's default modalities when None (the text views only for a
+        captions-only dataset). A VLM also takes "joint": image and caption in one prompt, whose
+        one forward pass fills ``joint-image`` and ``joint-text`` views (region poolings: mean,
+        random, none) and ``joint`` views (last, first).
     layers : "all" or sequence of int, default="all"
         Layers to keep (0 = embedding output, negative numbers count from the end).
     batch_size : int, default=8
@@ -199,23 +210,22 @@ def extract(
         )
         plan = {}
         for modality in modalities:
-            for pooling in poolings:
+            needed = {}
+            for view in view_keys(adapter, modality, poolings):
                 _create_view(
                     store,
                     adapter,
                     dataset,
                     checkpoint_name,
                     modality,
-                    pooling,
+                    view,
                     layers=layers,
                     dtype=store_dtype,
                     batch_size=batch_size,
                 )
-            needed = {}
-            for pooling in poolings:
-                needed[pooling] = np.zeros(len(dataset), dtype=bool)
-                needed[pooling][store.missing(checkpoint_name, modality, pooling)] = True
-                needed[pooling] &= share
+                needed[view] = np.zeros(len(dataset), dtype=bool)
+                needed[view][store.missing(checkpoint_name, view.modality, view.pooling)] = True
+                needed[view] &= share
             todo = np.flatnonzero(np.logical_or.reduce(list(needed.values())))
             plan[modality] = needed, todo
             if 0 < todo.size < share.sum():
@@ -252,7 +262,9 @@ def extract(
     return ExtractionResult(
         store_path=Path(store_path),
         checkpoint=checkpoint_name,
-        views=tuple((m, p) for m in modalities for p in poolings),
+        views=tuple(
+            (v.modality, v.pooling) for m in modalities for v in view_keys(adapter, m, poolings)
+        ),
         layers=tuple(layers),
         n_encoded=n_encoded,
     )
@@ -273,7 +285,7 @@ def _run_batch(
 ) -> None:
     """Encode, run and pool one batch; write it to every view that lacks some of its samples.
 
-    ``needed`` maps each pooling to a boolean mask over the dataset of the samples it lacks.
+    ``needed`` maps each view to a boolean mask over the dataset of the samples it lacks.
     """
     batch = adapter.encode(modality, _items(dataset, modality, chunk))
     for row, note in batch.truncated.items():
@@ -281,18 +293,20 @@ def _run_batch(
         if long_captions == "error":
             raise ValueError(f"{where}: {note.replace('truncated', 'would be truncated', 1)}.")
         logger.warning("%s: %s", where, note)
-    if any(p in REGION_POOLINGS for p in needed):
-        _check_regions(batch, chunk, dataset, modality)
+    for view in needed:
+        if view.pooling in REGION_POOLINGS:
+            _check_regions(with_part(batch, view.part), chunk, dataset, view.modality)
     states = adapter.hidden_states(batch, layers)
-    for pooling, mask in needed.items():
+    for view, mask in needed.items():
         rows = np.flatnonzero(mask[chunk])
         if rows.size == 0:
             continue
         seeds = None
-        if pooling == "random":
+        if view.pooling == "random":
             seeds = [sample_seed(random_state, dataset.ids[chunk[r]]) for r in rows]
-        data = pool(states, batch, pooling, torch.from_numpy(rows), seeds=seeds)
-        store.write(checkpoint, modality, pooling, chunk[rows], data)
+        part = with_part(batch, view.part)
+        data = pool(states, part, view.pooling, torch.from_numpy(rows), seeds=seeds)
+        store.write(checkpoint, view.modality, view.pooling, chunk[rows], data)
 
 
 def _create_view(
@@ -301,27 +315,26 @@ def _create_view(
     dataset: PairedDataset,
     checkpoint: str,
     modality: str,
-    pooling: str,
+    view: ViewKey,
     *,
     layers: list[int],
     dtype: str,
     batch_size: int,
 ) -> None:
     counts = None
-    if pooling == "none" and (checkpoint, modality, pooling) in store.views():
-        counts = np.diff(store.row_offsets(checkpoint, modality, pooling))
-    elif pooling == "none":
+    key = (checkpoint, view.modality, view.pooling)
+    if view.pooling == "none" and key in store.views():
+        counts = np.diff(store.row_offsets(*key))
+    elif view.pooling == "none":
         # a token view is allocated in full up front: count every sample's region tokens
         counts = np.zeros(len(dataset), dtype=np.int64)
         for start in range(0, len(dataset), batch_size):
             chunk = np.arange(start, min(start + batch_size, len(dataset)))
-            batch = adapter.encode(modality, _items(dataset, modality, chunk))
-            _check_regions(batch, chunk, dataset, modality)
+            batch = with_part(adapter.encode(modality, _items(dataset, modality, chunk)), view.part)
+            _check_regions(batch, chunk, dataset, view.modality)
             counts[chunk] = batch.region.sum(1).numpy()
     store.create_view(
-        checkpoint,
-        modality,
-        pooling,
+        *key,
         layers=layers,
         dim=adapter.hidden_size,
         dtype=dtype,
@@ -332,6 +345,8 @@ def _create_view(
 def _items(dataset: PairedDataset, modality: str, indices: np.ndarray) -> list[object]:
     if modality == "image":
         return [dataset.image(int(i)) for i in indices]
+    if modality == "joint":
+        return [(dataset.image(int(i)), dataset.captions[int(i)]) for i in indices]
     return [dataset.captions[int(i)] for i in indices]
 
 
@@ -342,7 +357,7 @@ def _check_regions(
         raise ValueError(f"the adapter encoded {len(batch)} samples for a batch of {chunk.size}.")
     empty = [dataset.ids[chunk[r]] for r in np.flatnonzero(batch.region.sum(1).numpy() == 0)]
     if empty:
-        what = "image tokens" if modality == "image" else "caption tokens"
+        what = "image tokens" if modality.endswith("image") else "caption tokens"
         raise ValueError(
             f"{dataset.source}: {len(empty)} samples have no {what} in their {modality} prompt "
             f"(e.g. {empty[:_MAX_LISTED]}); mean, random and token pooling need them."

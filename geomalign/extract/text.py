@@ -76,23 +76,15 @@ def encode_captions(
         If the template alone does not fit in ``max_length`` tokens.
     """
     check_template(template, "{caption}", "{image}", "template")
-    texts = [str(c) for c in captions]
-    if max_length is not None:
-        texts = [c[: max_length * _CHARS_PER_POSITION] for c in texts]
+    texts = precut([str(c) for c in captions], max_length)
     encoded, spans = _tokenize(tokenizer, template, texts)
-    truncated: dict[int, str] = {}
     if max_length is not None:
         over = [i for i, ids in enumerate(encoded["input_ids"]) if len(ids) > max_length]
         for i in over:
-            texts[i] = _fit(tokenizer, template, texts[i], max_length)
+            texts[i] = fit_caption(tokenizer, template, texts[i], max_length)
         if over:
             encoded, spans = _tokenize(tokenizer, template, texts)
-        for i, (text, caption) in enumerate(zip(texts, captions, strict=True)):
-            if len(text) < len(caption):
-                truncated[i] = (
-                    f"caption of {len(caption):,} characters truncated to its first "
-                    f"{len(text):,} to fit the model's context of {max_length} tokens"
-                )
+    truncated = truncation_notes(captions, texts, max_length)
     offsets = encoded.pop("offset_mapping")
     width = max(len(ids) for ids in encoded["input_ids"])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -130,7 +122,28 @@ def _tokenize(
     return dict(encoded), spans
 
 
-def _fit(tokenizer: PreTrainedTokenizerBase, template: str, caption: str, max_length: int) -> str:
+def precut(captions: list[str], max_length: int | None) -> list[str]:
+    """Captions cut at a length no prompt of ``max_length`` tokens can use (bounded memory)."""
+    if max_length is None:
+        return captions
+    return [c[: max_length * _CHARS_PER_POSITION] for c in captions]
+
+
+def truncation_notes(
+    captions: Sequence[str], kept: Sequence[str], max_length: int | None
+) -> dict[int, str]:
+    """For each row whose caption was cut, a note saying how much of it was kept."""
+    return {
+        i: f"caption of {len(caption):,} characters truncated to its first {len(text):,} to fit "
+        f"the model's context of {max_length} tokens"
+        for i, (caption, text) in enumerate(zip(captions, kept, strict=True))
+        if len(text) < len(caption)
+    }
+
+
+def fit_caption(
+    tokenizer: PreTrainedTokenizerBase, template: str, caption: str, max_length: int
+) -> str:
     """The longest prefix of ``caption`` (cut at a token's end) whose prompt fits ``max_length``."""
     while True:
         encoded, [(lo, hi)] = _tokenize(tokenizer, template, [caption])

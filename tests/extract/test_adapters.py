@@ -20,7 +20,7 @@ from geomalign.extract import (
 )
 from geomalign.store import ActivationStore
 
-POOLINGS = ["mean", "last", "random", "none"]
+POOLINGS = ["mean", "last", "first", "random", "none"]
 _tokenizer = lru_cache(AutoTokenizer.from_pretrained)
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 
@@ -109,6 +109,7 @@ def test_every_pooling_matches_a_direct_forward_pass(extracted):
                     got = {p: rows[p, layer] for p in POOLINGS}
                     np.testing.assert_allclose(got["mean"][i], h[region].mean(0), **TOL)
                     np.testing.assert_allclose(got["last"][i], h[-1], **TOL)
+                    np.testing.assert_allclose(got["first"][i], h[0], **TOL)  # CLS / BOS
                     np.testing.assert_allclose(
                         got["none"][offsets[i] : offsets[i + 1]], h[region], **TOL
                     )
@@ -214,7 +215,9 @@ def test_text_adapter_rejects_images_and_bad_templates(llm_dir):
         TextAdapter(adapter.model, adapter.tokenizer, template="{image} {caption}")
     with pytest.raises(ValueError, match="an image template does not apply"):
         load_adapter(llm_dir, templates={"image": "{image}"})
-    with pytest.raises(ValueError, match=r"takes keys 'image' and 'text'; got \['video'\]"):
+    with pytest.raises(
+        ValueError, match=r"takes keys 'image', 'text' and 'joint'; got \['video'\]"
+    ):
         load_adapter(llm_dir, templates={"video": "{video}"})
     with pytest.raises(TypeError, match="must be a transformers PreTrainedModel"):
         TextAdapter(torch.nn.Linear(2, 2), adapter.tokenizer)
