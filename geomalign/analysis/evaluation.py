@@ -140,17 +140,26 @@ def identical_rows(V: np.ndarray, name: str) -> str:
 
 
 def attempt(
-    func: Callable[[], T], views: Sequence[np.ndarray], names: Sequence[str]
+    func: Callable[[], T],
+    views: Sequence[np.ndarray],
+    names: Sequence[str],
+    *,
+    resamples: bool = False,
 ) -> tuple[T | None, str]:
     """``(func(), "")``, or ``(None, reason)`` when func's measure is undefined on ``views``.
 
     Only :class:`~geomalign.metrics.UndefinedMeasureError` (the rows themselves leave the
     measure undefined) is turned into a reason, naming the view whose rows are all identical
-    when there is one; every other error propagates.
+    when there is one; every other error propagates. With ``resamples=True`` (``func``
+    evaluates the measure on resamples of rows on which it has already been evaluated with the
+    same settings) every ValueError is such a reason: the arguments were accepted on the full
+    rows, so only the resampled rows (fewer of them, e.g. a half-sample below GRIDE's scale, or
+    repeated ones) can be what the measure rejects.
     """
+    caught = ValueError if resamples else metrics.UndefinedMeasureError
     try:
         return func(), ""
-    except metrics.UndefinedMeasureError as error:
+    except caught as error:
         for V, name in zip(views, names, strict=True):
             if reason := identical_rows(V, name):
                 return None, reason
@@ -242,6 +251,7 @@ def _evaluate(
             ),
             views,
             names,
+            resamples=True,
         )
         if boot is None:
             notes.append(f"no CI: undefined on a resample ({why})")
@@ -300,6 +310,7 @@ def paired_difference(
                 lambda: np.array([diff(idx) for idx in halves], dtype=np.float64),
                 views,
                 names,
+                resamples=True,
             )
     if value is None:
         return Point(math.nan, notes="; ".join([f"{UNDEFINED_NOTE}: {why}", *notes]))

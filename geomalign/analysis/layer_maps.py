@@ -158,11 +158,21 @@ def layer_map(
             ]
         ).reshape(n_permutations, len(keep_a))
         best_j = np.argmax(sign * observed, axis=1) if keep_a else np.zeros(0, dtype=int)
-        same_best = np.zeros(len(keep_a))
         n_halves = calibration.n_resamples if keep_a else 0
-        for idx in stats.resample_indices(rows.n, n_halves, scheme="half-sampling", rng=rng):
-            half = _matrix(resolved, [X[idx] for X in Xs], [Y[idx] for Y in Ys])
-            same_best += np.argmax(sign * half, axis=1) == best_j
+
+        def stability() -> np.ndarray:
+            same_best = np.zeros(len(keep_a))
+            for idx in stats.resample_indices(rows.n, n_halves, scheme="half-sampling", rng=rng):
+                half = _matrix(resolved, [X[idx] for X in Xs], [Y[idx] for Y in Ys])
+                same_best += np.argmax(sign * half, axis=1) == best_j
+            return same_best
+
+        same_best, unstable = attempt(
+            stability,
+            [*Xs, *Ys],
+            [*(names_a[i] for i in keep_a), *(names_b[j] for j in keep_b)],
+            resamples=True,
+        )
     best = observed[np.arange(len(keep_a)), best_j]
     row_of, column_of = {i: k for k, i in enumerate(keep_a)}, {j: k for k, j in enumerate(keep_b)}
 
@@ -222,6 +232,8 @@ def layer_map(
             )
         elif calibration.n_permutations:
             notes += "; no permutation null: the measure ignores the pairing of rows"
+        if calibration.n_resamples and same_best is None:
+            notes += f"; no stability: undefined on a half-sample ({unstable})"
         best_row = Result(
             analysis="best-match",
             layer=la,
@@ -234,7 +246,7 @@ def layer_map(
             **common,
         )
         matches.append(best_row)
-        if calibration.n_resamples:
+        if calibration.n_resamples and same_best is not None:
             matches.append(
                 replace(
                     best_row,

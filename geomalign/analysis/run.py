@@ -36,6 +36,7 @@ def analyze_store(
     calibration: Calibration | None = None,
     min_prominence: float = 0.0,
     progress: bool = False,
+    on_analysis: Callable[[str, ResultsTable], None] | None = None,
 ) -> ResultsTable:
     """Run every analysis the store's views allow and return one table.
 
@@ -70,6 +71,10 @@ def analyze_store(
         See :func:`~geomalign.analysis.detect_abstraction_phase`.
     progress : bool, default=False
         Show a progress bar (on stderr).
+    on_analysis : callable, default=None
+        Called as ``on_analysis(name, table)`` after each analysis with the rows so far (the
+        abstraction phases are added last), e.g. to save them: an error in one analysis then
+        loses only that analysis.
 
     Returns
     -------
@@ -182,6 +187,10 @@ def analyze_store(
         bar.set_postfix_str(name)
         logger.info("analysis: %s", name)
         table.extend(task())
+        if on_analysis is not None:
+            on_analysis(name, table)
     if len(table.select(analysis="id-profile")):
         table.extend(abstraction_phase(table, min_prominence=min_prominence))
+        if on_analysis is not None:
+            on_analysis("abstraction phases", table)
     return table

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from geomalign.analysis import Calibration, analyze_store
+from geomalign.analysis import Calibration, ResultsTable, analyze_store
 from geomalign.cli import COMMANDS, refuse_existing
 
 
@@ -110,10 +110,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Analyse ``args.store`` and write the results into ``args.out``."""
+    """Analyse ``args.store`` and write the results into ``args.out``.
+
+    ``results.csv`` is rewritten after each analysis, so an error stops the run with the finished
+    analyses saved; the summary and figures follow once all are done.
+    """
     from geomalign.report import write_results  # matplotlib: imported when the command runs
 
-    refuse_existing(args.out / "results.csv", args.overwrite)
+    results = args.out / "results.csv"
+    refuse_existing(results, args.overwrite)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def save(name: str, table: ResultsTable) -> None:
+        # written whole and renamed, so that results.csv is always a complete table
+        partial = table.to_csv(args.out / "results.csv.partial")
+        partial.replace(results)
+
     table = analyze_store(
         args.store,
         measures=args.measures,
@@ -124,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         calibration=calibration_from(args),
         min_prominence=args.min_prominence,
         progress=True,
+        on_analysis=save,
     )
     written = write_results(table, args.out, formats=args.formats)
     print(written.summary.read_text(), end="")  # noqa: T201 - the command's output
