@@ -11,7 +11,7 @@ LATEST := .venv-latest
 LATEST_TORCH ?= torch==2.13.0
 # test-oldest: the pinned set with the oldest transformers that setup.cfg claims.
 OLDEST := .venv-oldest
-OLDEST_TRANSFORMERS ?= transformers==5.4.0
+OLDEST_TRANSFORMERS ?= transformers==5.6.0
 CHECKED := geomalign tests benchmarks examples
 
 .PHONY: demo test lint test-latest test-oldest pins clean
