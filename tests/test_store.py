@@ -212,7 +212,10 @@ def test_views_and_checkpoints_are_idempotent_and_checked(tmp_path):
     store = _new(tmp_path / "s.h5")
     store.add_checkpoint("ck", model="toy", n_layers=3, hidden_size=4)
     store.create_view("ck", "image", "mean", layers=[0, 1, 3], dim=4, dtype="float32")
-    with pytest.raises(StoreError, match=r"checkpoint 'ck' exists with other provenance .*'model'"):
+    with pytest.raises(
+        StoreError,
+        match=r"'ck' exists with other provenance \(model: stored 'toy', given 'other'\)",
+    ):
         store.add_checkpoint("ck", model="other", n_layers=3, hidden_size=4)
     with pytest.raises(StoreError, match=r"exists with layers=\[0, 1, 3\].*got layers=\[0, 1\]"):
         store.create_view("ck", "image", "mean", layers=[0, 1], dim=4, dtype="float32")
@@ -230,7 +233,7 @@ def test_views_and_checkpoints_are_idempotent_and_checked(tmp_path):
 def test_info_command_prints_the_layout(tiny_store, capsys):
     assert main(["info", str(tiny_store)]) == 0
     out = capsys.readouterr().out
-    assert "schema version 1" in out
+    assert "schema version 2" in out
     assert "samples: 40, with captions, labels: colour" in out
     assert "checkpoint tuned: " in out
     assert "model=toy/tuned" in out

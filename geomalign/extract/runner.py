@@ -201,28 +201,31 @@ def extract(
         overwrite=overwrite,
         resume=resume,
     ) as store:
-        store.add_checkpoint(
-            checkpoint_name,
-            n_layers=adapter.n_layers,
-            hidden_size=adapter.hidden_size,
-            random_state=random_state,
-            **adapter.provenance(),
-        )
+        with store.transaction():  # the checkpoint and its views appear in one atomic step
+            store.add_checkpoint(
+                checkpoint_name,
+                n_layers=adapter.n_layers,
+                hidden_size=adapter.hidden_size,
+                random_state=random_state,
+                **adapter.provenance(),
+            )
+            for modality in modalities:
+                for view in view_keys(adapter, modality, poolings):
+                    _create_view(
+                        store,
+                        adapter,
+                        dataset,
+                        checkpoint_name,
+                        modality,
+                        view,
+                        layers=layers,
+                        dtype=store_dtype,
+                        batch_size=batch_size,
+                    )
         plan = {}
         for modality in modalities:
             needed = {}
             for view in view_keys(adapter, modality, poolings):
-                _create_view(
-                    store,
-                    adapter,
-                    dataset,
-                    checkpoint_name,
-                    modality,
-                    view,
-                    layers=layers,
-                    dtype=store_dtype,
-                    batch_size=batch_size,
-                )
                 needed[view] = np.zeros(len(dataset), dtype=bool)
                 needed[view][store.missing(checkpoint_name, view.modality, view.pooling)] = True
                 needed[view] &= share

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from geomalign.store._errors import StoreError, ViewInfo
-from geomalign.store._rows import index_runs
+from geomalign.store._files import clean_stale_partials, fsync_dir, partial_path
+from geomalign.store._rows import BFLOAT16, index_runs
 from geomalign.store._store import ActivationStore, check_same_samples
 
 __all__ = ["merge_stores"]
@@ -97,10 +97,12 @@ def merge_stores(
         for path in paths:
             stores.append(ActivationStore(path))
         layouts = _check_alike(stores)
-        tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.partial")
+        clean_stale_partials(out)  # left by merges that were killed
+        tmp = partial_path(out)
         try:
             _write_merged(stores, layouts, tmp, out, int(working_memory * (1 << 20)))
             os.replace(tmp, out)
+            fsync_dir(out.parent)
         finally:
             tmp.unlink(missing_ok=True)
     finally:
@@ -206,18 +208,20 @@ def _write_merged(
     with ActivationStore.create(
         tmp, ref.sample_ids, captions=ref.captions, labels=ref.labels
     ) as merged:
-        for name, attrs in _provenance(ref).items():
-            facts = {k: v for k, v in attrs.items() if k not in _STORE_OWNED}
-            merged.add_checkpoint(name, **facts)
+        with merged.transaction():
+            for name, attrs in _provenance(ref).items():
+                facts = {k: v for k, v in attrs.items() if k not in _STORE_OWNED}
+                merged.add_checkpoint(name, **facts)
+            for view, (info, offsets) in layouts.items():
+                merged.create_view(
+                    *view,
+                    layers=info.layers,
+                    dim=info.dim,
+                    dtype=info.dtype,
+                    tokens_per_sample=np.diff(offsets) if info.tokens else None,
+                )
         for view, (info, offsets) in layouts.items():
-            merged.create_view(
-                *view,
-                layers=info.layers,
-                dim=info.dim,
-                dtype=info.dtype,
-                tokens_per_sample=np.diff(offsets) if info.tokens else None,
-            )
-            row_bytes = len(info.layers) * info.dim * np.dtype(info.dtype).itemsize
+            row_bytes = len(info.layers) * info.dim * _buffer_dtype(info).itemsize
             # three blocks in flight: the merged rows, one input's rows, the rows written
             n_done = _copy_view(
                 stores, merged, view, info, offsets, max(1, budget // (3 * row_bytes))
@@ -232,6 +236,11 @@ def _write_merged(
                     ref.n_samples,
                 )
             logger.info("%s: view %s: %d of %d samples merged", out, name, n_done, ref.n_samples)
+
+
+def _buffer_dtype(info: ViewInfo) -> np.dtype:
+    """The dtype rows of a view are copied in: their own, or float32 (exact) for bfloat16."""
+    return np.dtype(np.float32 if info.dtype == BFLOAT16 else info.dtype)
 
 
 def _copy_view(
@@ -257,17 +266,19 @@ def _copy_view(
         hi = int(np.searchsorted(offsets, offsets[lo] + max_rows, side="right")) - 1
         hi = min(max(hi, lo + 1), len(ids))
         base = int(offsets[lo])
-        block = np.empty((len(info.layers), int(offsets[hi]) - base, info.dim), dtype=info.dtype)
+        block = np.empty(
+            (len(info.layers), int(offsets[hi]) - base, info.dim), dtype=_buffer_dtype(info)
+        )
         owner = np.full(hi - lo, -1)
         for k, store in enumerate(stores):
             samples = lo + np.flatnonzero(done[k][lo:hi])
             if samples.size == 0:
                 continue
             counts = offsets[samples + 1] - offsets[samples]
-            rows = np.empty((len(info.layers), int(counts.sum()), info.dim), dtype=info.dtype)
+            rows = np.empty((len(info.layers), int(counts.sum()), info.dim), dtype=block.dtype)
             chosen = [ids[i] for i in samples]
             for li, layer in enumerate(info.layers):
-                rows[li] = store.read(*view, layer, ids=chosen, dtype=info.dtype)
+                rows[li] = store.read(*view, layer, ids=chosen, dtype=block.dtype)
             fresh = owner[samples - lo] < 0
             before = np.cumsum(counts) - counts  # where each sample's rows start in ``rows``
             for s_lo, s_hi, j in index_runs(samples, fresh):

@@ -37,6 +37,27 @@ def allocated(
     return h5py.Dataset(h5py.h5d.create(group.id, name.encode(), htype, space, dcpl=dcpl))
 
 
+BFLOAT16 = "bfloat16"  # stored as its uint16 bit pattern, with attribute dtype="bfloat16"
+
+
+def to_bfloat16_bits(arr: np.ndarray) -> np.ndarray:
+    """The bfloat16 bit patterns (uint16) of float32 values, rounded to nearest even.
+
+    Exact for values that came from bfloat16; NaN stays NaN and overflow becomes Inf.
+    """
+    bits = np.ascontiguousarray(arr, dtype=np.float32).view(np.uint32)
+    nan = (bits & 0x7FFFFFFF) > 0x7F800000
+    rounded = (bits + (0x7FFF + ((bits >> 16) & 1))) >> 16  # wraps to Inf on overflow
+    out = rounded.astype(np.uint16)
+    out[nan] = 0x7FC0
+    return out
+
+
+def from_bfloat16_bits(bits: np.ndarray) -> np.ndarray:
+    """float32 values of bfloat16 bit patterns (exact)."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
 def as_numpy(data) -> np.ndarray:
     if hasattr(data, "detach"):  # a torch tensor, possibly bfloat16 (no numpy twin) or on a GPU
         tensor = data.detach().to("cpu")
@@ -44,17 +65,23 @@ def as_numpy(data) -> np.ndarray:
     return np.asarray(data)
 
 
-# Per float width: the unsigned view and the exponent mask; all exponent bits set = NaN or Inf.
-_EXPONENT = {2: (np.uint16, 0x7C00), 4: (np.uint32, 0x7F800000), 8: (np.uint64, 0x7FF << 52)}
+# Per float format: the unsigned view and the exponent mask; all exponent bits set = NaN or Inf.
+_EXPONENT = {
+    "float16": (np.uint16, 0x7C00),
+    "float32": (np.uint32, 0x7F800000),
+    "float64": (np.uint64, 0x7FF << 52),
+    BFLOAT16: (np.uint16, 0x7F80),
+}
 
 
-def has_nonfinite(arr: np.ndarray, block: int = 1 << 18) -> bool:
+def has_nonfinite(arr: np.ndarray, kind: str | None = None, block: int = 1 << 18) -> bool:
     """Whether ``arr`` holds a NaN or Inf: an exponent-bit test in cache-sized blocks.
 
-    Several times faster than ``np.isfinite`` on float16, which keeps row validation cheap
-    against the write itself.
+    ``kind`` names the float format of ``arr``'s bits (default: its dtype; "bfloat16" for
+    uint16 bit patterns). Several times faster than ``np.isfinite`` on float16, which keeps row
+    validation cheap against the write itself.
     """
-    utype, mask = _EXPONENT[arr.itemsize]
+    utype, mask = _EXPONENT[kind or str(arr.dtype)]
     flat = np.ascontiguousarray(arr).reshape(-1).view(utype)
     mask = utype(mask)
     scratch = np.empty(min(block, flat.size), dtype=utype)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,10 +20,20 @@ from geomalign.store._errors import (
     ViewInfo,
     listing,
 )
-from geomalign.store._rows import allocated, as_numpy, has_nonfinite, index_runs, runs
+from geomalign.store._files import Partial, open_locked
+from geomalign.store._rows import (
+    BFLOAT16,
+    allocated,
+    as_numpy,
+    from_bfloat16_bits,
+    has_nonfinite,
+    index_runs,
+    runs,
+    to_bfloat16_bits,
+)
+from geomalign.store._validate import FORMAT, SCHEMA_VERSION, check_structure
 
-SCHEMA_VERSION = 1
-_FORMAT = "geomalign-activations"
+_STORED_DTYPES = ("float16", "float32", BFLOAT16)
 _STR = h5py.string_dtype()
 _CHUNK_BYTES = 1 << 20  # one layer x a block of rows per chunk, about 1 MiB
 _WRITER_CACHE_BYTES = 0  # writes go straight to pre-allocated chunks: no second copy
@@ -36,10 +47,74 @@ def _fingerprint(ids: Sequence[str], captions: Sequence[str] | None) -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def _io(path: Path, what: str) -> Iterator[None]:
+    """Raise the errors of the HDF5 layer (h5py raises OSError, RuntimeError or ValueError) as
+    StoreError naming the store; never swallow them."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise StoreError(f"{path}: {what}: {exc}") from exc
+
+
 def _check_name(kind: str, name: str) -> str:
     if not isinstance(name, str) or not name or "/" in name or name in {".", ".."}:
         raise StoreError(f"{kind} name must be a non-empty string without '/'; got {name!r}.")
     return name
+
+
+def writer_file(path: Path, *, create: bool) -> h5py.File:
+    """Open (or create, truncating) ``path`` for writing, without HDF5's lock or caches.
+
+    Writes go straight to the file: no raw-data cache and no sieve buffer, so a failed write
+    fails in the call that made it. (A write buffered until a dataset is closed, then failing,
+    leaves the HDF5 library in a state in which it crashes at exit.)
+    """
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_file_locking(False, True)
+    fapl.set_sieve_buf_size(0)
+    # The oldest superblock (as h5py writes by default) has no checksum: the flag HDF5 rewrites
+    # in it when a writer opens and closes the file cannot make it unreadable, even torn.
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
+    mdc_nelmts, nslots, _, w0 = fapl.get_cache()
+    fapl.set_cache(mdc_nelmts, nslots, _WRITER_CACHE_BYTES, w0)
+    name = os.fsencode(path)
+    if create:
+        fid = h5py.h5f.create(name, h5py.h5f.ACC_TRUNC, fapl=fapl)
+    else:
+        fid = h5py.h5f.open(name, h5py.h5f.ACC_RDWR, fapl=fapl)
+    return h5py.File(fid)
+
+
+def _write_sample_table(
+    f: h5py.File,
+    ids: list[str],
+    captions: Sequence[str] | None,
+    columns: Mapping[str, np.ndarray],
+    fingerprint: str,
+) -> None:
+    f.attrs.update(
+        format=FORMAT,
+        schema_version=SCHEMA_VERSION,
+        geomalign_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        dataset_fingerprint=fingerprint,
+    )
+    samples = f.create_group("samples")
+    samples.create_dataset("ids", data=np.array(ids, dtype=object), dtype=_STR)
+    if captions is not None:
+        samples.create_dataset(
+            "captions", data=np.array([str(c) for c in captions], dtype=object), dtype=_STR
+        )
+    group = samples.create_group("labels")
+    for name, col in columns.items():
+        if col.dtype.kind in "USO":
+            group.create_dataset(name, data=col.astype(str).astype(object), dtype=_STR)
+        else:
+            group.create_dataset(name, data=col)
+    f.create_group("checkpoints")
 
 
 class ActivationStore:
@@ -67,24 +142,51 @@ class ActivationStore:
                 f"mode must be 'r' or 'a'; got {mode!r} (use create() for new stores)."
             )
         self.mode = mode
+        self._partial: Partial | None = None  # the copy a layout change is being made in
+        self._live: h5py.File | None = None  # the store file, kept open (and locked) meanwhile
+        self._depth = 0  # nesting of transaction()
+        self._lock_fd = -1  # a writer's flock on the store file
+        self._dead = False  # set when a failed close left HDF5's file unusable
         if not self.path.exists():
             raise StoreError(f"{self.path}: no such file.")
+        if not self.path.is_file():
+            raise StoreError(f"{self.path}: not a regular file.")
         if not h5py.is_hdf5(self.path):
             raise StoreError(
                 f"{self.path}: not an HDF5 file (truncated, corrupt, or another format)."
             )
+        if mode == "a":
+            try:
+                self._lock_fd = open_locked(self.path)
+            except OSError as exc:
+                raise StoreError(str(exc)) from exc
         try:
-            if mode == "r":
-                self._file = h5py.File(self.path, "r", locking=False, rdcc_nbytes=0)
-            else:
-                self._file = h5py.File(self.path, "r+", rdcc_nbytes=_WRITER_CACHE_BYTES)
-        except OSError as exc:
-            raise StoreError(
-                f"{self.path}: cannot open as HDF5 (truncated or corrupt?): {exc}"
-            ) from exc
-        self._check_format()
-        self._ids: list[str] | None = None
+            self._file = self._open(self.path)
+            self._ids: list[str] | None = check_structure(self._file, self.path)
+        except BaseException:
+            self._release()
+            raise
         self._index: dict[str, int] | None = None
+
+    def _open(self, path: Path) -> h5py.File:
+        # Writers are kept exclusive by geomalign's own flock (on the store or on its partial
+        # copy), so HDF5's lock is off for everyone: a reader may then open the file in the
+        # same process as its writer.
+        try:
+            if self.mode == "r":
+                return h5py.File(path, "r", locking=False, rdcc_nbytes=0)
+            return writer_file(path, create=False)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot open as HDF5 (truncated or corrupt?): {exc}") from exc
+
+    def _release(self) -> None:
+        try:
+            if not self._dead and self._file.id.valid:
+                self._file.close()
+        finally:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
 
     # ----------------------------------------------------------------------------------- creation
     @classmethod
@@ -99,6 +201,10 @@ class ActivationStore:
         resume: bool = False,
     ) -> ActivationStore:
         """Create a store for ``sample_ids`` and return it open for writing.
+
+        The file is written in full under a temporary name beside ``path``, synced and renamed
+        into place: a process killed meanwhile leaves no store (or the old one, with
+        ``overwrite``), never a half-written one.
 
         Parameters
         ----------
@@ -138,12 +244,14 @@ class ActivationStore:
         if path.exists() and resume and not overwrite:
             store = cls(path, mode="a")
             if store.attrs.get("dataset_fingerprint") != fingerprint:
-                check_same_samples(store.sample_ids, ids, names=(str(path), "sample_ids"))
                 store.close()
+                check_same_samples(store.sample_ids, ids, names=(str(path), "sample_ids"))
                 raise StoreError(f"{path}: stored captions differ from the captions given.")
             return store
         if path.exists() and not overwrite:
             raise StoreError(f"{path}: file exists; pass overwrite=True or resume=True.")
+        if not path.parent.is_dir():
+            raise StoreError(f"{path}: folder {path.parent} does not exist.")
         columns = {name: np.asarray(col) for name, col in (labels or {}).items()}
         for name, col in columns.items():
             _check_name("label", name)
@@ -151,47 +259,17 @@ class ActivationStore:
                 raise StoreError(
                     f"{path}: label column {name!r} has shape {col.shape}, expected ({len(ids)},)."
                 )
-        with h5py.File(path, "w") as f:
-            f.attrs.update(
-                format=_FORMAT,
-                schema_version=SCHEMA_VERSION,
-                geomalign_version=__version__,
-                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                dataset_fingerprint=fingerprint,
-            )
-            samples = f.create_group("samples")
-            samples.create_dataset("ids", data=np.array(ids, dtype=object), dtype=_STR)
-            if captions is not None:
-                samples.create_dataset(
-                    "captions", data=np.array([str(c) for c in captions], dtype=object), dtype=_STR
-                )
-            group = samples.create_group("labels")
-            for name, col in columns.items():
-                if col.dtype.kind in "USO":
-                    group.create_dataset(name, data=col.astype(str).astype(object), dtype=_STR)
-                else:
-                    group.create_dataset(name, data=col)
-            f.create_group("checkpoints")
+        with _io(path, "cannot create the store"):
+            partial = Partial(path)
+            try:
+                with writer_file(partial.path, create=True) as f:
+                    _write_sample_table(f, ids, captions, columns, fingerprint)
+                    f.flush()
+                os.close(partial.commit())
+            except BaseException:
+                partial.discard()
+                raise
         return cls(path, mode="a")
-
-    def _check_format(self) -> None:
-        attrs = self._file.attrs
-        if attrs.get("format") != _FORMAT:
-            self._file.close()
-            raise StoreError(
-                f"{self.path}: not a geomalign store (no format={_FORMAT!r} attribute)."
-            )
-        version = int(attrs.get("schema_version", -1))
-        if version > SCHEMA_VERSION:
-            self._file.close()
-            raise StoreError(
-                f"{self.path}: schema version {version} is newer than this library reads "
-                f"(geomalign {__version__} reads up to {SCHEMA_VERSION}); upgrade geomalign."
-            )
-        for name in ("samples/ids", "checkpoints"):
-            if name not in self._file:
-                self._file.close()
-                raise StoreError(f"{self.path}: malformed store, {name!r} is missing.")
 
     # ------------------------------------------------------------------------------- sample table
     @property
@@ -241,6 +319,100 @@ class ActivationStore:
             raise StoreError(f"{self.path}: unknown sample ids {listing(unknown)}.")
         return np.fromiter((self._index[i] for i in ids), dtype=np.int64, count=len(ids))
 
+    # ---------------------------------------------------------------------------- layout changes
+    @contextmanager
+    def transaction(self) -> Iterator[ActivationStore]:
+        """Make the layout changes inside the block (checkpoints, views) as one atomic step.
+
+        The first change copies the store to a partial file beside it, every change of the block
+        goes to that copy, and at the end of the block the copy is reserved on disk, synced and
+        renamed over the store. A process killed inside the block leaves the store as it was
+        before the block (the partial file is removed by the next writer); an exception
+        discards the changes and is re-raised. Each :meth:`add_checkpoint` and
+        :meth:`create_view` outside a block is a transaction of its own; group them so that the
+        store is copied once. Readers that opened the store before the block keep the old file.
+
+        Examples
+        --------
+        >>> with store.transaction():  # doctest: +SKIP
+        ...     store.add_checkpoint("base", model="path/to/stage1")
+        ...     store.create_view("base", "image", "mean", layers=range(33), dim=4096)
+        """
+        self._writable()
+        self._depth += 1
+        try:
+            yield self
+            if self._depth == 1 and self._partial is not None:
+                self._commit()
+        except BaseException:
+            if self._depth == 1 and self._partial is not None:
+                self._discard()
+            raise
+        finally:
+            self._depth -= 1
+
+    def _stage(self) -> None:
+        """Redirect the store to a partial copy of itself, if not done yet in this transaction."""
+        if self._partial is not None:
+            return
+        with _io(self.path, "cannot copy the store for a layout change"):
+            self._sync()
+            partial = Partial(self.path, copy_of=self.path)
+        try:
+            staged = self._open(partial.path)
+        except BaseException:
+            partial.discard()
+            raise
+        self._live, self._file, self._partial = self._file, staged, partial
+
+    def _commit(self) -> None:
+        partial, live = self._partial, self._live
+        if partial is None or live is None:  # pragma: no cover - only called while staged
+            return
+        failure = f"{self.path}: layout change failed, store unchanged"
+        try:
+            self._file.flush()
+            self._file.close()
+        except (OSError, RuntimeError, ValueError) as exc:
+            self._discard()
+            raise StoreError(f"{failure}: {exc}") from exc
+        try:
+            # closed before the rename, so that its errors still count; our flock stays on it
+            live.close()
+        except (OSError, RuntimeError, ValueError) as exc:
+            # HDF5 keeps a file whose close failed half open: touching it again is not safe
+            partial.discard()
+            self._partial = self._live = None
+            self._dead = True
+            self._release()
+            raise StoreError(f"{failure}; the store is closed: {exc}") from exc
+        try:
+            lock_fd = partial.commit()
+        except OSError as exc:
+            partial.discard()
+            self._partial = self._live = None
+            self._dead = True
+            self._release()
+            raise StoreError(f"{failure}; the store is closed: {exc}") from exc
+        self._partial = None
+        self._live = None
+        os.close(self._lock_fd)
+        self._lock_fd = lock_fd  # the partial's lock, now on the store
+        self._file = self._open(self.path)
+
+    def _discard(self) -> None:
+        partial, live = self._partial, self._live
+        if partial is None or live is None:  # pragma: no cover - only called while staged
+            return
+        try:
+            if self._file.id.valid:
+                self._file.close()
+        except (OSError, RuntimeError):
+            pass  # the copy is thrown away whatever state it is in
+        partial.discard()
+        self._partial = None
+        self._file, self._live = live, None
+
     # -------------------------------------------------------------------------------- checkpoints
     def add_checkpoint(
         self,
@@ -254,7 +426,12 @@ class ActivationStore:
         hidden_size: int | None = None,
         **extra: str | int | float,
     ) -> None:
-        """Record a checkpoint and its provenance; a no-op if it exists with the same provenance."""
+        """Record a checkpoint and its provenance; a no-op if it exists with the same provenance.
+
+        Extra keys are stored as they are, e.g. ``weights_sha256`` (a fingerprint of the
+        weights): resuming a checkpoint with any other value is refused, so rows of different
+        weights or settings are never mixed in one view.
+        """
         self._writable()
         _check_name("checkpoint", name)
         given = {
@@ -272,14 +449,22 @@ class ActivationStore:
             stored = {k: v for k, v in group[name].attrs.items() if k != "geomalign_version"}
             norm = {k: v.item() if isinstance(v, np.generic) else v for k, v in stored.items()}
             if norm != given:
-                diff = sorted(set(norm.items()) ^ set(given.items()))
+                keys = sorted(k for k in norm.keys() | given.keys() if norm.get(k) != given.get(k))
+                diff = "; ".join(
+                    f"{k}: stored {norm.get(k, '(none)')!r}, given {given.get(k, '(none)')!r}"
+                    for k in keys
+                )
                 raise StoreError(
-                    f"{self.path}: checkpoint {name!r} exists with other provenance "
-                    f"(differs in {sorted({k for k, _ in diff})}): stored {norm}, given {given}."
+                    f"{self.path}: checkpoint {name!r} exists with other provenance ({diff}); "
+                    "its rows came from other weights or settings: use another checkpoint name "
+                    "or another store."
                 )
             return
-        group.create_group(name).attrs.update(given, geomalign_version=__version__)
-        self._file.flush()
+        with self.transaction(), _io(self.path, "layout change failed, store unchanged"):
+            self._stage()
+            self._file["checkpoints"].create_group(name).attrs.update(
+                given, geomalign_version=__version__
+            )
 
     def checkpoints(self) -> dict[str, dict[str, object]]:
         """Checkpoint names and their provenance attributes."""
@@ -300,6 +485,8 @@ class ActivationStore:
     ) -> ViewInfo:
         """Allocate the rows of one view; a no-op if it exists with the same shape and dtype.
 
+        The view appears atomically (see :meth:`transaction`), its rows reserved on disk.
+
         Parameters
         ----------
         checkpoint, modality, pooling : str
@@ -308,8 +495,9 @@ class ActivationStore:
             Layer numbers kept (0 is the embedding output, 1..L the block outputs).
         dim : int
             Hidden size.
-        dtype : {"float16", "float32"}, default="float16"
-            On-disk dtype.
+        dtype : {"float16", "float32", "bfloat16"}, default="float16"
+            On-disk dtype. bfloat16 rows are kept losslessly as their bit pattern (uint16 with
+            attribute ``dtype="bfloat16"``) and read back as float32.
         tokens_per_sample : sequence of int, default=None
             For token views (no pooling): how many rows each sample has.
         compression : {None, "gzip"}, default=None
@@ -322,8 +510,11 @@ class ActivationStore:
         _check_name("pooling", pooling)
         if compression not in (None, "gzip"):
             raise StoreError(f"compression must be None or 'gzip'; got {compression!r}.")
-        if np.dtype(dtype) not in (np.float16, np.float32):
-            raise StoreError(f"{self.path}: view dtype must be float16 or float32; got {dtype!r}.")
+        dtype = str(dtype)
+        if dtype not in _STORED_DTYPES:
+            raise StoreError(
+                f"{self.path}: view dtype must be one of {list(_STORED_DTYPES)}; got {dtype!r}."
+            )
         layers = [int(layer) for layer in layers]
         if not layers or len(set(layers)) != len(layers) or min(layers) < 0:
             raise StoreError(
@@ -341,34 +532,31 @@ class ActivationStore:
             offsets = np.concatenate([[0], np.cumsum(counts)])
             n_rows = int(offsets[-1])
         key = f"checkpoints/{checkpoint}/{modality}/{pooling}"
-        if key in self._file and not {"data", "done"} <= set(self._file[key]):
-            del self._file[key]  # a writer died while creating this view: start it afresh
         if key in self._file:
             info = self.view_info(checkpoint, modality, pooling)
-            if (info.layers, info.dim, info.dtype, info.n_rows) != (
-                layers,
-                dim,
-                str(np.dtype(dtype)),
-                n_rows,
-            ):
+            if (info.layers, info.dim, info.dtype, info.n_rows) != (layers, dim, dtype, n_rows):
                 raise StoreError(
                     f"{self.path}: view {key} exists with layers={info.layers}, dim={info.dim}, "
                     f"dtype={info.dtype}, rows={info.n_rows}; got layers={layers}, dim={dim}, "
                     f"dtype={dtype}, rows={n_rows}."
                 )
             return info
-        group = self._file.require_group(key)
-        itemsize = np.dtype(dtype).itemsize
-        rows_per_chunk = int(np.clip(_CHUNK_BYTES // (dim * itemsize), 1, n_rows))
+        storage = np.uint16 if dtype == BFLOAT16 else np.dtype(dtype)
+        rows_per_chunk = int(np.clip(_CHUNK_BYTES // (dim * np.dtype(storage).itemsize), 1, n_rows))
         shape, chunks = (len(layers), n_rows, dim), (1, rows_per_chunk, dim)
-        data = allocated(group, "data", shape, dtype, chunks, compression=compression)
-        data.attrs["layers"] = np.asarray(layers, dtype=np.int64)
-        done_chunks = (min(self.n_samples, 1 << 16),)
-        allocated(group, "done", (self.n_samples,), np.uint8, done_chunks, zeroed=True)
-        if offsets is not None:
-            group.create_dataset("offsets", data=offsets)
-        self._file.flush()
-        return self.view_info(checkpoint, modality, pooling)
+        with self.transaction(), _io(self.path, "layout change failed, store unchanged"):
+            self._stage()
+            group = self._file.require_group(key)
+            data = allocated(group, "data", shape, storage, chunks, compression=compression)
+            data.attrs["layers"] = np.asarray(layers, dtype=np.int64)
+            if dtype == BFLOAT16:
+                data.attrs["dtype"] = BFLOAT16
+                self._file.attrs["schema_version"] = SCHEMA_VERSION  # unknown to version-1 readers
+            done_chunks = (min(self.n_samples, 1 << 16),)
+            allocated(group, "done", (self.n_samples,), np.uint8, done_chunks, zeroed=True)
+            if offsets is not None:
+                group.create_dataset("offsets", data=offsets)
+            return self.view_info(checkpoint, modality, pooling)
 
     def _view(self, checkpoint: str, modality: str, pooling: str) -> h5py.Group:
         key = f"checkpoints/{checkpoint}/{modality}/{pooling}"
@@ -403,7 +591,7 @@ class ActivationStore:
             pooling=pooling,
             layers=[int(x) for x in data.attrs["layers"]],
             dim=int(data.shape[2]),
-            dtype=str(data.dtype),
+            dtype=str(data.attrs.get("dtype", data.dtype)),
             n_rows=int(data.shape[1]),
             n_done=int(self._done(group).sum()),
             n_samples=self.n_samples,
@@ -460,10 +648,15 @@ class ActivationStore:
                 f"{where}: data has shape {arr.shape}, expected "
                 f"(n_layers, n_rows, dim) = {expected}."
             )
+        kind = str(dset.attrs.get("dtype", dset.dtype))
         with np.errstate(over="ignore"):  # overflow becomes Inf, reported just below
-            arr = arr.astype(dset.dtype, copy=False)
-        if has_nonfinite(arr):
-            layer_pos, row_pos = np.nonzero(~np.isfinite(arr).all(axis=2))
+            if kind == BFLOAT16:
+                arr = to_bfloat16_bits(arr)
+            else:
+                arr = arr.astype(dset.dtype, copy=False)
+        if has_nonfinite(arr, kind):
+            values = from_bfloat16_bits(arr) if kind == BFLOAT16 else arr
+            layer_pos, row_pos = np.nonzero(~np.isfinite(values).all(axis=2))
             owner = np.searchsorted(np.cumsum(stops - starts), row_pos, side="right")
             layers = dset.attrs["layers"]
             bad = sorted(
@@ -473,17 +666,23 @@ class ActivationStore:
                 }
             )
             raise NonFiniteRowsError(
-                f"{where}: NaN or Inf (after casting to {dset.dtype}) in {len(bad)} "
+                f"{where}: NaN or Inf (after casting to {kind}) in {len(bad)} "
                 f"(sample, layer) "
                 f"rows: {listing(bad)}; nothing of this batch was written."
             )
-        for lo, hi, src in runs(starts, stops):
-            dset[:, lo:hi, :] = arr[:, src : src + hi - lo, :]
+        with _io(self.path, f"view {checkpoint}/{modality}/{pooling}: writing rows failed"):
+            for lo, hi, src in runs(starts, stops):
+                dset[:, lo:hi, :] = arr[:, src : src + hi - lo, :]
+            self._sync()  # the rows are on disk before any done flag claims them
+            done = group["done"]
+            for lo, hi, _ in index_runs(np.sort(idx)):
+                done[lo:hi] = 1
+            self._file.flush()
+
+    def _sync(self) -> None:
+        """Flush HDF5's buffers and fsync the file."""
         self._file.flush()
-        done = group["done"]
-        for lo, hi, _ in index_runs(np.sort(idx)):
-            done[lo:hi] = 1
-        self._file.flush()
+        os.fsync(self._file.id.get_vfd_handle())
 
     def _writable(self) -> None:
         if self.mode != "a":
@@ -524,9 +723,11 @@ class ActivationStore:
         else:
             starts, stops = idx, idx + 1
         out = np.empty((int((stops - starts).sum()), dset.shape[2]), dtype=dtype)
+        bits = dset.attrs.get("dtype") == BFLOAT16
         try:
             for lo, hi, dst in runs(starts, stops):
-                out[dst : dst + hi - lo] = dset[li, lo:hi, :]
+                rows = dset[li, lo:hi, :]
+                out[dst : dst + hi - lo] = from_bfloat16_bits(rows) if bits else rows
         except OSError as exc:
             raise StoreError(
                 f"{self.path}: cannot read {dset.name} layer {layer} (truncated or corrupt?): {exc}"
@@ -553,9 +754,11 @@ class ActivationStore:
         self._require_done(group, np.arange(self.n_samples), f"{checkpoint}/{modality}/{pooling}")
         if block_rows is None:
             block_rows = max(1, int(working_memory * (1 << 20)) // (4 * dset.shape[2]))
+        bits = dset.attrs.get("dtype") == BFLOAT16
         for lo in range(0, dset.shape[1], block_rows):
             hi = min(lo + block_rows, dset.shape[1])
-            yield slice(lo, hi), dset[li, lo:hi, :].astype(np.float32)
+            rows = dset[li, lo:hi, :]
+            yield slice(lo, hi), from_bfloat16_bits(rows) if bits else rows.astype(np.float32)
 
     def _layer_index(self, dset: h5py.Dataset, layer: int, *key: str) -> int:
         layers = [int(x) for x in dset.attrs["layers"]]
@@ -575,9 +778,15 @@ class ActivationStore:
 
     # ------------------------------------------------------------------------------ housekeeping
     def close(self) -> None:
-        """Close the file (flushing what a writer wrote)."""
-        if self._file.id.valid:
-            self._file.close()
+        """Close the file (a writer's file is flushed and synced first; failures raise)."""
+        if self._partial is not None:  # closed inside a transaction: its changes are dropped
+            self._discard()
+        with _io(self.path, "flushing the store failed"):
+            try:
+                if self.mode == "a" and not self._dead and self._file.id.valid:
+                    self._sync()
+            finally:
+                self._release()
 
     def __enter__(self) -> ActivationStore:
         return self
