@@ -181,7 +181,7 @@ class ActivationStore:
 
     def _release(self) -> None:
         try:
-            if not self._dead and self._file.id.valid:
+            if not self._dead and hasattr(self, "_file") and self._file.id.valid:
                 self._file.close()
         finally:
             if self._lock_fd >= 0:
