@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["check_int", "check_paired", "check_positive_int", "check_representations"]
+__all__ = [
+    "check_device",
+    "check_int",
+    "check_paired",
+    "check_positive_int",
+    "check_representations",
+]
 
 # How many offending row indices an error message lists before eliding the rest.
 _MAX_LISTED_ROWS = 10
@@ -31,6 +37,31 @@ def check_positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     return int(value)
+
+
+def check_device(device: Any, name: str = "device") -> torch.device:
+    """``device`` as a torch.device; ValueError unless torch parses it and it is present here.
+
+    Checked before any model is loaded: an unknown device string, a CUDA index this machine
+    does not have, or CUDA/MPS without the hardware are refused by name.
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:0'; got {device!r}."
+        ) from exc
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = 0 if parsed.index is None else parsed.index
+        if index >= count:
+            raise ValueError(
+                f"{name} {str(parsed)!r} is not available: this machine has {count} CUDA "
+                f"device{'s' if count != 1 else ''}."
+            )
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name} 'mps' is not available on this machine.")
+    return parsed
 
 
 def _describe_rows(rows: np.ndarray) -> str:

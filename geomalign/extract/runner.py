@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from geomalign._progress import progress_bar
+from geomalign._validation import check_device
 from geomalign.data import PairedDataset
 from geomalign.extract._base import Adapter, EncodedBatch
 from geomalign.extract._pooling import (
@@ -24,6 +25,7 @@ from geomalign.extract._pooling import (
     view_keys,
     with_part,
 )
+from geomalign.extract._weights import weights_fingerprint
 from geomalign.extract.auto import load_adapter
 from geomalign.store import ActivationStore
 
@@ -126,8 +128,9 @@ def extract(
         Layers to keep (0 = embedding output, negative numbers count from the end).
     batch_size : int, default=8
         Samples per forward pass.
-    store_dtype : {"float32", "float16"}, default="float32"
-        On-disk dtype of the views (pooling itself runs in float32).
+    store_dtype : {"float32", "float16", "bfloat16"}, default="float32"
+        On-disk dtype of the views (pooling itself runs in float32); bfloat16 is kept
+        losslessly as its bit pattern and read back as float32.
     random_state : int, default=0
         Seed of the "random" pooling; recorded with the checkpoint.
     resume : bool, default=True
@@ -163,7 +166,10 @@ def extract(
     ValueError
         For unknown poolings or modalities, layers out of range, a sample without image or
         caption tokens (named), a store of other samples, or a checkpoint name already used
-        with other provenance (see :class:`geomalign.store.StoreError`).
+        with other provenance (see :class:`geomalign.store.StoreError`), other weights
+        included: the checkpoint records ``weights_sha256``, the SHA-256 of the adapter's
+        ``model`` state dict (:func:`geomalign.extract._weights.weights_fingerprint`), and a
+        resume with weights that changed since is refused.
 
     Examples
     --------
@@ -179,18 +185,23 @@ def extract(
     if not isinstance(dataset, PairedDataset):
         raise TypeError(f"dataset must be a PairedDataset; got {type(dataset).__name__}.")
     share = _shard_mask(shard, len(dataset))
-    adapter = _as_adapter(model, revision=revision, dtype=dtype, device=device, templates=templates)
+    # options that need no model are checked before one is loaded
     poolings = _check_poolings(poolings)
-    modalities = _check_modalities(adapter, modalities, dataset)
     if long_captions not in ("truncate", "error"):
         raise ValueError(f"long_captions must be 'truncate' or 'error'; got {long_captions!r}.")
-    layers = adapter.check_layers(layers)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
-    if store_dtype not in ("float32", "float16"):
-        raise ValueError(f"store_dtype must be 'float32' or 'float16'; got {store_dtype!r}.")
+    if store_dtype not in ("float32", "float16", "bfloat16"):
+        raise ValueError(
+            f"store_dtype must be 'float32', 'float16' or 'bfloat16'; got {store_dtype!r}."
+        )
     if isinstance(random_state, bool) or not isinstance(random_state, int) or random_state < 0:
         raise ValueError(f"random_state must be a non-negative int; got {random_state!r}.")
+    if device is not None:
+        check_device(device)
+    adapter = _as_adapter(model, revision=revision, dtype=dtype, device=device, templates=templates)
+    modalities = _check_modalities(adapter, modalities, dataset)
+    layers = adapter.check_layers(layers)
 
     n_encoded = 0
     with ActivationStore.create(
@@ -207,6 +218,7 @@ def extract(
                 n_layers=adapter.n_layers,
                 hidden_size=adapter.hidden_size,
                 random_state=random_state,
+                **_weights_record(adapter),
                 **adapter.provenance(),
             )
             for modality in modalities:
@@ -342,6 +354,14 @@ def _create_view(
         dim=adapter.hidden_size,
         dtype=dtype,
         tokens_per_sample=counts,
+    )
+
+
+def _weights_record(adapter: Adapter) -> dict[str, str]:
+    """``weights_sha256`` of the adapter's module, checked when a checkpoint is resumed."""
+    model = getattr(adapter, "model", None)
+    return (
+        {"weights_sha256": weights_fingerprint(model)} if isinstance(model, torch.nn.Module) else {}
     )
 
 

@@ -209,7 +209,7 @@ def test_bad_arguments(llm_dir, pairs, tmp_path):
         ({"layers": [5]}, ValueError, r"layer 5 is out of range for a model with 2 layers"),
         ({"layers": "some"}, ValueError, r"layers must be 'all' or a sequence of ints"),
         ({"batch_size": 0}, ValueError, r"batch_size must be a positive int; got 0"),
-        ({"store_dtype": "bfloat16"}, ValueError, r"store_dtype must be 'float32' or 'float16'"),
+        ({"store_dtype": "int8"}, ValueError, r"store_dtype must be 'float32', 'float16' or"),
         ({"random_state": -1}, ValueError, r"random_state must be a non-negative int"),
         ({"dtype": "float16"}, ValueError, r"\['dtype'\] apply only when model is an id or path"),
         ({"shard": (2, 2)}, ValueError, r"0 <= rank < world_size; got rank=2, world_size=2"),
