@@ -88,8 +88,9 @@ def check_root(f: h5py.File, path: Path) -> int:
             f"{READABLE_VERSIONS[-1]}); upgrade geomalign."
         )
     if not is_int or int(version) not in READABLE_VERSIONS:
+        shown = version.item() if isinstance(version, np.generic) else version
         raise StoreError(
-            f"{path}: invalid schema_version {version!r}; expected one of {READABLE_VERSIONS}."
+            f"{path}: invalid schema_version {shown!r}; expected one of {READABLE_VERSIONS}."
         )
     return int(version)
 
