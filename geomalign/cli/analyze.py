@@ -117,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     """
     from geomalign.report import write_results  # matplotlib: imported when the command runs
 
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(
+            f"--out {args.out} is a file; give a folder for results.csv, summary.txt and figures/."
+        )
     results = args.out / "results.csv"
     refuse_existing(results, args.overwrite)
     args.out.mkdir(parents=True, exist_ok=True)

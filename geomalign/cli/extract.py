@@ -106,8 +106,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--store-dtype",
         default="float32",
-        choices=("float32", "float16"),
-        help="dtype on disk (default float32)",
+        choices=("float32", "float16", "bfloat16"),
+        help="dtype on disk (default float32; bfloat16 kept exactly, read as float32)",
     )
     parser.add_argument("--device", default=None, help="e.g. cuda:0 (default: CUDA if present)")
     parser.add_argument("--revision", default=None, help="hub revision of --model")

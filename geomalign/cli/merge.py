@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from geomalign.cli import COMMANDS
+from geomalign.cli import COMMANDS, refuse_existing
 from geomalign.store import ActivationStore, merge_stores
 
 
@@ -27,6 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Merge ``args.inputs`` into ``args.out`` and print how many samples each view holds."""
+    refuse_existing(args.out, args.overwrite)
     out = merge_stores(args.inputs, args.out, overwrite=args.overwrite)
     with ActivationStore(out) as store:
         lines = [f"{len(args.inputs)} stores -> {out} ({store.n_samples} samples)"]
