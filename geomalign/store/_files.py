@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import logging
 import os
 import secrets
@@ -30,7 +31,7 @@ def partial_path(target: Path) -> Path:
 
 def clean_stale_partials(target: Path) -> None:
     """Remove the partial files left beside ``target`` by killed writers (no live lock held)."""
-    for path in target.parent.glob(f".*{target.name}.*.partial"):
+    for path in target.parent.glob(f".*{glob.escape(target.name)}.*.partial"):
         try:
             fd = os.open(path, os.O_RDWR)
         except OSError:

@@ -66,7 +66,7 @@ def as_numpy(data) -> np.ndarray:
 
 
 # Per float format: the unsigned view and the exponent mask; all exponent bits set = NaN or Inf.
-_EXPONENT = {
+_EXPONENT: dict[str, tuple[type[np.unsignedinteger], int]] = {
     "float16": (np.uint16, 0x7C00),
     "float32": (np.uint32, 0x7F800000),
     "float64": (np.uint64, 0x7FF << 52),
@@ -81,9 +81,9 @@ def has_nonfinite(arr: np.ndarray, kind: str | None = None, block: int = 1 << 18
     uint16 bit patterns). Several times faster than ``np.isfinite`` on float16, which keeps row
     validation cheap against the write itself.
     """
-    utype, mask = _EXPONENT[kind or str(arr.dtype)]
+    utype, bits = _EXPONENT[kind or str(arr.dtype)]
     flat = np.ascontiguousarray(arr).reshape(-1).view(utype)
-    mask = utype(mask)
+    mask = utype(bits)
     scratch = np.empty(min(block, flat.size), dtype=utype)
     for lo in range(0, flat.size, block):
         part = flat[lo : lo + block]

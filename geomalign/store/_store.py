@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
@@ -21,6 +18,13 @@ from geomalign.store._errors import (
     listing,
 )
 from geomalign.store._files import Partial, open_locked
+from geomalign.store._hdf5 import (
+    check_name,
+    hdf5_errors,
+    sample_fingerprint,
+    write_sample_table,
+    writer_file,
+)
 from geomalign.store._rows import (
     BFLOAT16,
     allocated,
@@ -31,93 +35,14 @@ from geomalign.store._rows import (
     runs,
     to_bfloat16_bits,
 )
-from geomalign.store._validate import FORMAT, SCHEMA_VERSION, check_structure
+from geomalign.store._transactions import Transactions
+from geomalign.store._validate import SCHEMA_VERSION, check_structure
 
 _STORED_DTYPES = ("float16", "float32", BFLOAT16)
-_STR = h5py.string_dtype()
 _CHUNK_BYTES = 1 << 20  # one layer x a block of rows per chunk, about 1 MiB
-_WRITER_CACHE_BYTES = 0  # writes go straight to pre-allocated chunks: no second copy
 
 
-def _fingerprint(ids: Sequence[str], captions: Sequence[str] | None) -> str:
-    digest = hashlib.sha256()
-    for text in list(ids) + list(captions or []):
-        digest.update(text.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-@contextmanager
-def _io(path: Path, what: str) -> Iterator[None]:
-    """Raise the errors of the HDF5 layer (h5py raises OSError, RuntimeError or ValueError) as
-    StoreError naming the store; never swallow them."""
-    try:
-        yield
-    except StoreError:
-        raise
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise StoreError(f"{path}: {what}: {exc}") from exc
-
-
-def _check_name(kind: str, name: str) -> str:
-    if not isinstance(name, str) or not name or "/" in name or name in {".", ".."}:
-        raise StoreError(f"{kind} name must be a non-empty string without '/'; got {name!r}.")
-    return name
-
-
-def writer_file(path: Path, *, create: bool) -> h5py.File:
-    """Open (or create, truncating) ``path`` for writing, without HDF5's lock or caches.
-
-    Writes go straight to the file: no raw-data cache and no sieve buffer, so a failed write
-    fails in the call that made it. (A write buffered until a dataset is closed, then failing,
-    leaves the HDF5 library in a state in which it crashes at exit.)
-    """
-    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    fapl.set_file_locking(False, True)
-    fapl.set_sieve_buf_size(0)
-    # The oldest superblock (as h5py writes by default) has no checksum: the flag HDF5 rewrites
-    # in it when a writer opens and closes the file cannot make it unreadable, even torn.
-    fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
-    mdc_nelmts, nslots, _, w0 = fapl.get_cache()
-    fapl.set_cache(mdc_nelmts, nslots, _WRITER_CACHE_BYTES, w0)
-    name = os.fsencode(path)
-    if create:
-        fid = h5py.h5f.create(name, h5py.h5f.ACC_TRUNC, fapl=fapl)
-    else:
-        fid = h5py.h5f.open(name, h5py.h5f.ACC_RDWR, fapl=fapl)
-    return h5py.File(fid)
-
-
-def _write_sample_table(
-    f: h5py.File,
-    ids: list[str],
-    captions: Sequence[str] | None,
-    columns: Mapping[str, np.ndarray],
-    fingerprint: str,
-) -> None:
-    f.attrs.update(
-        format=FORMAT,
-        schema_version=SCHEMA_VERSION,
-        geomalign_version=__version__,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        dataset_fingerprint=fingerprint,
-    )
-    samples = f.create_group("samples")
-    samples.create_dataset("ids", data=np.array(ids, dtype=object), dtype=_STR)
-    if captions is not None:
-        samples.create_dataset(
-            "captions", data=np.array([str(c) for c in captions], dtype=object), dtype=_STR
-        )
-    group = samples.create_group("labels")
-    for name, col in columns.items():
-        if col.dtype.kind in "USO":
-            group.create_dataset(name, data=col.astype(str).astype(object), dtype=_STR)
-        else:
-            group.create_dataset(name, data=col)
-    f.create_group("checkpoints")
-
-
-class ActivationStore:
+class ActivationStore(Transactions):
     """Per-layer activations of several checkpoints, keyed by sample id, in one HDF5 file.
 
     Parameters
@@ -240,7 +165,7 @@ class ActivationStore:
             seen[sample_id] = row
         if captions is not None and len(captions) != len(ids):
             raise StoreError(f"{path}: {len(captions)} captions for {len(ids)} sample ids.")
-        fingerprint = _fingerprint(ids, captions)
+        fingerprint = sample_fingerprint(ids, captions)
         if path.exists() and resume and not overwrite:
             store = cls(path, mode="a")
             if store.attrs.get("dataset_fingerprint") != fingerprint:
@@ -254,16 +179,16 @@ class ActivationStore:
             raise StoreError(f"{path}: folder {path.parent} does not exist.")
         columns = {name: np.asarray(col) for name, col in (labels or {}).items()}
         for name, col in columns.items():
-            _check_name("label", name)
+            check_name("label", name)
             if col.shape != (len(ids),):
                 raise StoreError(
                     f"{path}: label column {name!r} has shape {col.shape}, expected ({len(ids)},)."
                 )
-        with _io(path, "cannot create the store"):
+        with hdf5_errors(path, "cannot create the store"):
             partial = Partial(path)
             try:
                 with writer_file(partial.path, create=True) as f:
-                    _write_sample_table(f, ids, captions, columns, fingerprint)
+                    write_sample_table(f, ids, captions, columns, fingerprint)
                     f.flush()
                 os.close(partial.commit())
             except BaseException:
@@ -319,100 +244,6 @@ class ActivationStore:
             raise StoreError(f"{self.path}: unknown sample ids {listing(unknown)}.")
         return np.fromiter((self._index[i] for i in ids), dtype=np.int64, count=len(ids))
 
-    # ---------------------------------------------------------------------------- layout changes
-    @contextmanager
-    def transaction(self) -> Iterator[ActivationStore]:
-        """Make the layout changes inside the block (checkpoints, views) as one atomic step.
-
-        The first change copies the store to a partial file beside it, every change of the block
-        goes to that copy, and at the end of the block the copy is reserved on disk, synced and
-        renamed over the store. A process killed inside the block leaves the store as it was
-        before the block (the partial file is removed by the next writer); an exception
-        discards the changes and is re-raised. Each :meth:`add_checkpoint` and
-        :meth:`create_view` outside a block is a transaction of its own; group them so that the
-        store is copied once. Readers that opened the store before the block keep the old file.
-
-        Examples
-        --------
-        >>> with store.transaction():  # doctest: +SKIP
-        ...     store.add_checkpoint("base", model="path/to/stage1")
-        ...     store.create_view("base", "image", "mean", layers=range(33), dim=4096)
-        """
-        self._writable()
-        self._depth += 1
-        try:
-            yield self
-            if self._depth == 1 and self._partial is not None:
-                self._commit()
-        except BaseException:
-            if self._depth == 1 and self._partial is not None:
-                self._discard()
-            raise
-        finally:
-            self._depth -= 1
-
-    def _stage(self) -> None:
-        """Redirect the store to a partial copy of itself, if not done yet in this transaction."""
-        if self._partial is not None:
-            return
-        with _io(self.path, "cannot copy the store for a layout change"):
-            self._sync()
-            partial = Partial(self.path, copy_of=self.path)
-        try:
-            staged = self._open(partial.path)
-        except BaseException:
-            partial.discard()
-            raise
-        self._live, self._file, self._partial = self._file, staged, partial
-
-    def _commit(self) -> None:
-        partial, live = self._partial, self._live
-        if partial is None or live is None:  # pragma: no cover - only called while staged
-            return
-        failure = f"{self.path}: layout change failed, store unchanged"
-        try:
-            self._file.flush()
-            self._file.close()
-        except (OSError, RuntimeError, ValueError) as exc:
-            self._discard()
-            raise StoreError(f"{failure}: {exc}") from exc
-        try:
-            # closed before the rename, so that its errors still count; our flock stays on it
-            live.close()
-        except (OSError, RuntimeError, ValueError) as exc:
-            # HDF5 keeps a file whose close failed half open: touching it again is not safe
-            partial.discard()
-            self._partial = self._live = None
-            self._dead = True
-            self._release()
-            raise StoreError(f"{failure}; the store is closed: {exc}") from exc
-        try:
-            lock_fd = partial.commit()
-        except OSError as exc:
-            partial.discard()
-            self._partial = self._live = None
-            self._dead = True
-            self._release()
-            raise StoreError(f"{failure}; the store is closed: {exc}") from exc
-        self._partial = None
-        self._live = None
-        os.close(self._lock_fd)
-        self._lock_fd = lock_fd  # the partial's lock, now on the store
-        self._file = self._open(self.path)
-
-    def _discard(self) -> None:
-        partial, live = self._partial, self._live
-        if partial is None or live is None:  # pragma: no cover - only called while staged
-            return
-        try:
-            if self._file.id.valid:
-                self._file.close()
-        except (OSError, RuntimeError):
-            pass  # the copy is thrown away whatever state it is in
-        partial.discard()
-        self._partial = None
-        self._file, self._live = live, None
-
     # -------------------------------------------------------------------------------- checkpoints
     def add_checkpoint(
         self,
@@ -433,7 +264,7 @@ class ActivationStore:
         weights or settings are never mixed in one view.
         """
         self._writable()
-        _check_name("checkpoint", name)
+        check_name("checkpoint", name)
         given = {
             "model": model,
             "revision": revision,
@@ -460,7 +291,7 @@ class ActivationStore:
                     "or another store."
                 )
             return
-        with self.transaction(), _io(self.path, "layout change failed, store unchanged"):
+        with self.transaction(), hdf5_errors(self.path, "layout change failed, store unchanged"):
             self._stage()
             self._file["checkpoints"].create_group(name).attrs.update(
                 given, geomalign_version=__version__
@@ -506,8 +337,8 @@ class ActivationStore:
         self._writable()
         if checkpoint not in self._file["checkpoints"]:
             raise StoreError(f"{self.path}: add checkpoint {checkpoint!r} before its views.")
-        _check_name("modality", modality)
-        _check_name("pooling", pooling)
+        check_name("modality", modality)
+        check_name("pooling", pooling)
         if compression not in (None, "gzip"):
             raise StoreError(f"compression must be None or 'gzip'; got {compression!r}.")
         dtype = str(dtype)
@@ -544,7 +375,7 @@ class ActivationStore:
         storage = np.uint16 if dtype == BFLOAT16 else np.dtype(dtype)
         rows_per_chunk = int(np.clip(_CHUNK_BYTES // (dim * np.dtype(storage).itemsize), 1, n_rows))
         shape, chunks = (len(layers), n_rows, dim), (1, rows_per_chunk, dim)
-        with self.transaction(), _io(self.path, "layout change failed, store unchanged"):
+        with self.transaction(), hdf5_errors(self.path, "layout change failed, store unchanged"):
             self._stage()
             group = self._file.require_group(key)
             data = allocated(group, "data", shape, storage, chunks, compression=compression)
@@ -575,7 +406,7 @@ class ActivationStore:
 
     def views(self) -> list[tuple[str, str, str]]:
         """All (checkpoint, modality, pooling) keys."""
-        out = []
+        out: list[tuple[str, str, str]] = []
         for ckpt, cgroup in self._file["checkpoints"].items():
             for modality, mgroup in cgroup.items():
                 out.extend((ckpt, modality, pooling) for pooling in mgroup)
@@ -670,7 +501,7 @@ class ActivationStore:
                 f"(sample, layer) "
                 f"rows: {listing(bad)}; nothing of this batch was written."
             )
-        with _io(self.path, f"view {checkpoint}/{modality}/{pooling}: writing rows failed"):
+        with hdf5_errors(self.path, f"view {checkpoint}/{modality}/{pooling}: writing rows failed"):
             for lo, hi, src in runs(starts, stops):
                 dset[:, lo:hi, :] = arr[:, src : src + hi - lo, :]
             self._sync()  # the rows are on disk before any done flag claims them
@@ -781,7 +612,7 @@ class ActivationStore:
         """Close the file (a writer's file is flushed and synced first; failures raise)."""
         if self._partial is not None:  # closed inside a transaction: its changes are dropped
             self._discard()
-        with _io(self.path, "flushing the store failed"):
+        with hdf5_errors(self.path, "flushing the store failed"):
             try:
                 if self.mode == "a" and not self._dead and self._file.id.valid:
                     self._sync()

@@ -10,6 +10,7 @@ failure is one :class:`StoreError` naming the file and the object.
 from __future__ import annotations
 
 import numbers
+from collections import Counter
 from pathlib import Path
 
 import h5py
@@ -38,14 +39,20 @@ def members(group: h5py.Group, path: Path) -> dict[str, h5py.Group | h5py.Datase
     return out
 
 
-def _dataset(
-    parent: h5py.Group, name: str, path: Path, *, ndim: int, required: bool = True
+def _dataset(parent: h5py.Group, name: str, path: Path, *, ndim: int) -> h5py.Dataset:
+    found = _optional_dataset(parent, name, path, ndim=ndim)
+    if found is None:
+        where = f"{parent.name.rstrip('/')}/{name}"
+        raise StoreError(f"{path}: malformed store, {where!r} is missing.")
+    return found
+
+
+def _optional_dataset(
+    parent: h5py.Group, name: str, path: Path, *, ndim: int
 ) -> h5py.Dataset | None:
     where = f"{parent.name.rstrip('/')}/{name}"
     found = members(parent, path).get(name)
     if found is None:
-        if required:
-            raise StoreError(f"{path}: malformed store, {where!r} is missing.")
         return None
     if not isinstance(found, h5py.Dataset):
         raise StoreError(f"{path}: malformed store, {where!r} is not a dataset.")
@@ -102,10 +109,10 @@ def check_samples(f: h5py.File, path: Path) -> list[str]:
     if not ids:
         raise StoreError(f"{path}: /samples/ids is empty.")
     if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dups = [i for i in ids if i in seen or seen.add(i)]
+        counts = Counter(ids)
+        dups = [i for i, n in counts.items() if n > 1]
         raise StoreError(f"{path}: /samples/ids has duplicate sample ids {listing(dups)}.")
-    captions = _dataset(samples, "captions", path, ndim=1, required=False)
+    captions = _optional_dataset(samples, "captions", path, ndim=1)
     if captions is not None:
         _strings(captions, path)
         if captions.shape != (len(ids),):
@@ -154,7 +161,7 @@ def check_view(group: h5py.Group, path: Path, n_samples: int) -> None:
         )
     if done[()].max(initial=0) > 1:
         raise StoreError(f"{path}: {done.name} holds values other than 0 and 1.")
-    offsets = _dataset(group, "offsets", path, ndim=1, required=False)
+    offsets = _optional_dataset(group, "offsets", path, ndim=1)
     if offsets is None:
         if data.shape[1] != n_samples:
             raise StoreError(
