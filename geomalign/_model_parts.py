@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 # Attribute paths tried, in order, when ``get_decoder()`` does not lead to the decoder layers.
@@ -129,3 +130,18 @@ def check_window(layers: object, n_layers: int, *, name: str = "layers") -> list
             )
         blocks.append(index)
     return sorted(set(blocks))
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter (CPU for a model without parameters)."""
+    for param in model.parameters():
+        return param.device
+    return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating parameter."""
+    for param in model.parameters():
+        if param.is_floating_point():
+            return param.dtype
+    raise TypeError(f"{type(model).__name__} has no floating-point parameters.")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
-from geomalign._model_parts import decoder_layers
+from geomalign._model_parts import decoder_layers, model_device, model_dtype
 from geomalign.extract._base import (
     Adapter,
     EncodedBatch,
@@ -20,19 +20,6 @@ from geomalign.extract._base import (
     resolve_dtype,
     to_device,
 )
-
-
-def model_dtype(model: torch.nn.Module) -> torch.dtype:
-    """The dtype of the model's first floating parameter."""
-    for param in model.parameters():
-        if param.is_floating_point():
-            return param.dtype
-    raise TypeError(f"{type(model).__name__} has no floating-point parameters.")
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    """The device of the model's first parameter."""
-    return next(model.parameters()).device
 
 
 def source_name(model_id: str | os.PathLike) -> str:

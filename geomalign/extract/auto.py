@@ -6,16 +6,8 @@ import os
 from collections.abc import Mapping
 
 import torch
-from transformers import AutoConfig
 
 from geomalign.extract._base import Adapter
-from geomalign.extract.text import TextAdapter
-from geomalign.extract.vlm import (
-    LLAVA_IMAGE_TEMPLATE,
-    LLAVA_JOINT_TEMPLATE,
-    LLAVA_TEXT_TEMPLATE,
-    VLMAdapter,
-)
 
 __all__ = ["load_adapter"]
 
@@ -52,7 +44,22 @@ def load_adapter(
     Returns
     -------
     Adapter
+
+    Notes
+    -----
+    Needs the ``hf`` extra (transformers), imported here so that the rest of
+    :mod:`geomalign.extract` works without it.
     """
+    from transformers import AutoConfig
+
+    from geomalign.extract.text import TextAdapter
+    from geomalign.extract.vlm import (
+        LLAVA_IMAGE_TEMPLATE,
+        LLAVA_JOINT_TEMPLATE,
+        LLAVA_TEXT_TEMPLATE,
+        VLMAdapter,
+    )
+
     templates = dict(templates or {})
     unknown = sorted(set(templates) - {"image", "text", "joint"})
     if unknown:

@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from geomalign._model_parts import model_device, model_dtype
 from geomalign.extract._base import MODALITIES, Adapter, EncodedBatch, dtype_name, to_device
-from geomalign.extract._hf import model_device, model_dtype
 
 __all__ = ["ModuleAdapter"]
 

@@ -7,7 +7,6 @@ blocks themselves are found by :mod:`geomalign._model_parts`.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 
@@ -40,10 +39,3 @@ def attention_module(layer: nn.Module, index: int) -> nn.Module:
         f"decoder block {index} ({type(layer).__name__}) has no `self_attn` and no submodule "
         "whose class name ends in 'Attention'."
     )
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Device of the model's first parameter (CPU for a model without parameters)."""
-    for param in model.parameters():
-        return param.device
-    return torch.device("cpu")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from geomalign.interventions._model import model_device
+from geomalign._model_parts import model_device
 
 __all__ = ["TaskData", "make_task", "score_items", "task_from_labels"]
 

@@ -31,7 +31,7 @@ from geomalign.testbed.tokenizer import (
     chat_prompt,
     plain_prompt,
 )
-from geomalign.testbed.training import TrainingResult, pretrain_vision, train_model
+from geomalign.testbed.vision_tower import pretrain_vision
 
 __all__ = [
     "CAPTION_INSTRUCTION",
@@ -42,7 +42,6 @@ __all__ = [
     "Testbed",
     "TestbedConfig",
     "TestbedData",
-    "TrainingResult",
     "build_processor",
     "build_testbed",
     "build_tokenizer",
@@ -56,5 +55,4 @@ __all__ = [
     "pretrain_vision",
     "scene_facts",
     "score_responses",
-    "train_model",
 ]

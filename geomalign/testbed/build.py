@@ -36,7 +36,8 @@ from geomalign.testbed.config import (
 from geomalign.testbed.evaluation import evaluate_llm, evaluate_vlm
 from geomalign.testbed.examples import Examples, TestbedData, make_testbed_data
 from geomalign.testbed.tokenizer import build_processor
-from geomalign.testbed.training import TrainingResult, pretrain_vision, train_model
+from geomalign.testbed.vision_tower import pretrain_vision
+from geomalign.tuning.training import TrainingResult, train_model
 
 __all__ = ["CHECKPOINTS", "Testbed", "build_testbed", "default_cache_dir"]
 

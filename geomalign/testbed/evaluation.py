@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
-from geomalign.testbed.examples import IGNORE_INDEX, Examples, TestbedData
+from geomalign.testbed.examples import Examples, TestbedData
+from geomalign.tuning.training import IGNORE_INDEX
 
 __all__ = [
     "ResponseScores",

@@ -18,10 +18,9 @@ from transformers import LlavaProcessor, PreTrainedTokenizerBase
 from geomalign.data.shapes import COLOURS, REGIONS, SHAPES, SIZES, ShapesWorld, make_shapes
 from geomalign.testbed.config import TestbedConfig
 from geomalign.testbed.tokenizer import CAPTION_INSTRUCTION, IMAGE_TOKEN, chat_prompt, plain_prompt
+from geomalign.tuning.training import IGNORE_INDEX
 
 __all__ = ["Examples", "TestbedData", "make_testbed_data", "scene_facts"]
-
-IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,11 @@
 - :mod:`~geomalign.tuning.freezing`: train only chosen decoder blocks (projector, embeddings,
   head optional) of a Hugging Face VLM, and count what trains per part;
 - :mod:`~geomalign.tuning.lora`: LoRA adapters on a window of blocks only (needs peft);
+- :mod:`~geomalign.tuning.training`: the training loop (:func:`train_model`: next-token training
+  of whatever parameters require gradients);
 - :mod:`~geomalign.tuning.compare`: stage-2 fine-tuning of the testbed, full vs the window vs
-  the reference windows, with wall time, trainable parameters and held-out accuracy;
+  the reference windows, with wall time, trainable parameters and held-out accuracy (needs the
+  ``hf`` extra; imported on first use, so that the rest works without transformers);
 - :mod:`~geomalign.tuning.instruct_data`, :mod:`~geomalign.tuning.instruct_encoding`: LLaVA
   conversation files and plain (image, prompt, response) rows, encoded with labels on the
   responses only;
@@ -23,12 +26,11 @@
 range(1, 3)
 """
 
-from geomalign.tuning.compare import (
-    FinetuneRun,
-    WindowComparison,
-    WindowSummary,
-    compare_windows,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from geomalign.tuning.costs import CostMeter, Costs
 from geomalign.tuning.freezing import (
     PARTS,
@@ -48,8 +50,27 @@ from geomalign.tuning.selection import (
     select_window,
 )
 from geomalign.tuning.trainer import FinetuneResult, finetune, save_model
+from geomalign.tuning.training import TrainingResult, train_model
 from geomalign.tuning.window_runs import RunComparison, compare_runs, count_blocks, load_checkpoint
 from geomalign.tuning.windows import PreparedModel, parse_window, prepare_window
+
+if TYPE_CHECKING:
+    from geomalign.tuning.compare import (
+        FinetuneRun,
+        WindowComparison,
+        WindowSummary,
+        compare_windows,
+    )
+
+# Names of the module that needs transformers and the testbed.
+_COMPARE_NAMES = frozenset({"FinetuneRun", "WindowComparison", "WindowSummary", "compare_windows"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _COMPARE_NAMES:
+        return getattr(importlib.import_module("geomalign.tuning.compare"), name)
+    raise AttributeError(f"module 'geomalign.tuning' has no attribute {name!r}")
+
 
 __all__ = [
     "PARTS",
@@ -65,6 +86,7 @@ __all__ = [
     "PreparedModel",
     "RunComparison",
     "TrainableParameters",
+    "TrainingResult",
     "Turn",
     "WindowComparison",
     "WindowSummary",
@@ -83,5 +105,6 @@ __all__ = [
     "save_model",
     "select_window",
     "set_trainable",
+    "train_model",
     "trainable_parameters",
 ]

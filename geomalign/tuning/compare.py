@@ -22,10 +22,11 @@ from transformers.utils import logging as hf_logging
 
 from geomalign._model_parts import check_window
 from geomalign.analysis.table import Result, ResultsTable
-from geomalign.testbed import Testbed, evaluate_vlm, train_model
+from geomalign.testbed import Testbed, evaluate_vlm
 from geomalign.tuning.freezing import set_trainable
 from geomalign.tuning.lora import lora_window
 from geomalign.tuning.selection import REFERENCE_KINDS, reference_windows
+from geomalign.tuning.training import train_model
 
 __all__ = ["FinetuneRun", "WindowComparison", "WindowSummary", "compare_windows"]
 
@@ -253,7 +254,7 @@ def compare_windows(
     block, final norm and output head train; the vision tower is frozen, as in the testbed's
     own stage 2), then the chosen window, then each reference window of the same size (see
     :func:`~geomalign.tuning.reference_windows`). Every run starts from a fresh copy of the
-    stage-1 checkpoint and calls :func:`geomalign.testbed.train_model` on the stage-2 data with
+    stage-1 checkpoint and calls :func:`geomalign.tuning.train_model` on the stage-2 data with
     the same steps, learning rate, batch size and seed, then scores the held-out set with
     :func:`geomalign.testbed.evaluate_vlm`. The full run of seed ``config.seed + 2`` with the
     default steps and learning rate reproduces the testbed's ``tuned`` checkpoint. Runs of one

@@ -20,9 +20,9 @@ from geomalign.testbed import (
     make_testbed_data,
     scene_facts,
     score_responses,
-    train_model,
 )
 from geomalign.testbed.config import llama_config, llava_config
+from geomalign.tuning import train_model
 
 TINY = dataclasses.replace(TINY_TESTBED, n_train=24, n_test=8, batch_size=8)
 

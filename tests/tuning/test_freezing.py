@@ -7,8 +7,7 @@ import torch
 from _tiny_models import tiny_llama_config
 from transformers import LlamaForCausalLM
 
-from geomalign.testbed import train_model
-from geomalign.tuning import PARTS, set_trainable, trainable_parameters
+from geomalign.tuning import PARTS, set_trainable, train_model, trainable_parameters
 
 from .conftest import N_LAYERS
 

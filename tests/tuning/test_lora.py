@@ -8,8 +8,7 @@ import sys
 import pytest
 import torch
 
-from geomalign.testbed import train_model
-from geomalign.tuning import lora_window, trainable_parameters
+from geomalign.tuning import lora_window, train_model, trainable_parameters
 
 from .conftest import make_llava
 

@@ -1,13 +1,18 @@
-"""Training loops of the testbed: next-token training of any causal (vision-)language model, and
-the label-supervised pre-training of the vision tower."""
+"""The training loop fine-tuning shares: next-token training of a causal (vision-)language model.
+
+:func:`train_model` trains whatever parameters of a model require gradients on the response
+tokens of a set of examples; :func:`optimise` is the loop itself (AdamW, warm-up then cosine
+decay, seeded batch order) for any loss of a batch of row indices.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -15,11 +20,24 @@ from torch import nn
 
 from geomalign._progress import progress_bar
 from geomalign._validation import check_positive_int
-from geomalign.testbed.examples import IGNORE_INDEX, Examples
 
-__all__ = ["TrainingResult", "pretrain_vision", "train_model"]
+__all__ = ["IGNORE_INDEX", "TrainingExamples", "TrainingResult", "optimise", "train_model"]
 
 logger = logging.getLogger(__name__)
+
+#: Label of the tokens the loss ignores (prompt, padding), as in Hugging Face models.
+IGNORE_INDEX = -100
+
+
+@runtime_checkable
+class TrainingExamples(Protocol):
+    """A training set :func:`train_model` draws batches from."""
+
+    def __len__(self) -> int: ...
+
+    def batch(
+        self, indices: Sequence[int] | torch.Tensor, *, device: torch.device | str | None = None
+    ) -> dict[str, torch.Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,7 @@ class TrainingResult:
 
 def train_model(
     model: nn.Module,
-    examples: Examples,
+    examples: TrainingExamples,
     *,
     steps: int,
     lr: float,
@@ -74,8 +92,11 @@ def train_model(
         A model whose forward takes ``input_ids``, ``attention_mask`` (and ``pixel_values`` when
         ``examples`` has images) and returns an output with ``logits``. Batches are moved to the
         device of its first trainable parameter.
-    examples : Examples
-        The training set; batches are drawn without replacement, reshuffled every epoch.
+    examples : TrainingExamples
+        The training set (e.g. :class:`geomalign.testbed.Examples`): ``len(examples)`` examples,
+        ``examples.batch(rows, device=device)`` the model inputs of some and their ``labels``
+        (``IGNORE_INDEX`` on unscored tokens); batches are drawn without replacement, reshuffled
+        every epoch.
     steps : int
         Optimisation steps (>= 1).
     lr : float
@@ -98,8 +119,11 @@ def train_model(
     TrainingResult
         Wall time, step count, trainable parameter count, per-step losses and metrics.
     """
-    if not isinstance(examples, Examples):
-        raise TypeError(f"examples must be an Examples set; got {type(examples).__name__}.")
+    if not isinstance(examples, TrainingExamples):
+        raise TypeError(
+            "examples must be an Examples set (len() and batch(rows, device=...) returning the "
+            f"model inputs and 'labels'); got {type(examples).__name__}."
+        )
     steps = check_positive_int(steps, "steps")
     batch_size = check_positive_int(batch_size, "batch_size")
     if not lr > 0 or not 0.0 <= warmup_fraction < 1.0:
@@ -119,7 +143,7 @@ def train_model(
             logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
         )
 
-    return _optimise(
+    return optimise(
         model,
         parameters,
         lambda rows: loss_of(examples.batch(rows, device=device)),
@@ -135,99 +159,7 @@ def train_model(
     )
 
 
-def pretrain_vision(
-    vision_model: nn.Module,
-    pixel_values: torch.Tensor,
-    facts: torch.Tensor,
-    *,
-    steps: int,
-    lr: float,
-    batch_size: int = 64,
-    random_state: int = 0,
-    test: tuple[torch.Tensor, torch.Tensor] | None = None,
-    progress: bool = True,
-) -> TrainingResult:
-    """Pre-train a CLIP vision tower to name the facts of each scene from its output tokens.
-
-    A randomly initialised vision tower is useless when frozen, and real CLIP weights are not
-    available offline, so the testbed stands in for CLIP's contrastive pre-training with a
-    supervised one: a linear head reads the patch tokens of the tower's last layer side by side
-    and predicts the multi-hot :func:`~geomalign.testbed.examples.scene_facts`
-    (binary cross-entropy). Reading the token grid, which the LLaVA projector consumes, rather
-    than a pooled token makes each patch token carry what is where. The head is discarded
-    afterwards; the tower is then frozen, as in LLaVA.
-
-    Parameters
-    ----------
-    vision_model : transformers.CLIPVisionModel
-        The tower to train in place.
-    pixel_values : torch.Tensor of shape (n_images, 3, height, width)
-        Preprocessed training images.
-    facts : torch.Tensor of shape (n_images, n_facts)
-        Their multi-hot targets.
-    steps, lr, batch_size, random_state, progress
-        As in :func:`train_model`; the head's initialisation also follows ``random_state``.
-    test : tuple of torch.Tensor, default=None
-        Held-out images and facts; when given, ``metrics`` holds ``fact_f1`` (F1 score of the
-        predicted facts) and ``scene_accuracy`` (share of images with every fact right).
-
-    Returns
-    -------
-    TrainingResult
-    """
-    if pixel_values.shape[0] != facts.shape[0]:
-        raise ValueError(
-            f"pixel_values has {pixel_values.shape[0]} images but facts has {facts.shape[0]} rows."
-        )
-    device = next(vision_model.parameters()).device
-    generator = torch.Generator().manual_seed(random_state)
-    n_tokens = (vision_model.config.image_size // vision_model.config.patch_size) ** 2
-    head = nn.Linear(n_tokens * vision_model.config.hidden_size, facts.shape[1]).to(device)
-    with torch.no_grad():
-        bound = 1.0 / math.sqrt(head.in_features)
-        head.weight.copy_(
-            torch.empty_like(head.weight, device="cpu").uniform_(-bound, bound, generator=generator)
-        )
-        head.bias.zero_()
-    model = nn.ModuleDict({"tower": vision_model, "head": head})
-
-    def logits_of(images: torch.Tensor) -> torch.Tensor:
-        tokens = vision_model(pixel_values=images.to(device)).last_hidden_state[:, 1:]
-        return head(tokens.flatten(1))
-
-    def loss_of(rows: torch.Tensor) -> torch.Tensor:
-        return nn.functional.binary_cross_entropy_with_logits(
-            logits_of(pixel_values[rows]), facts[rows].to(device)
-        )
-
-    def evaluate(_: nn.Module) -> dict[str, float]:
-        images, truth = test  # type: ignore[misc]
-        with torch.inference_mode():
-            predicted = torch.cat([logits_of(block) > 0 for block in images.split(256)]).cpu()
-        truth = truth.bool()
-        hits = int((predicted & truth).sum())
-        return {
-            "fact_f1": 2 * hits / max(1, int(predicted.sum()) + int(truth.sum())),
-            "scene_accuracy": float((predicted == truth).all(dim=1).float().mean()),
-        }
-
-    return _optimise(
-        model,
-        [p for p in model.parameters() if p.requires_grad],
-        loss_of,
-        n_examples=pixel_values.shape[0],
-        steps=check_positive_int(steps, "steps"),
-        lr=lr,
-        batch_size=check_positive_int(batch_size, "batch_size"),
-        random_state=random_state,
-        warmup_fraction=0.05,
-        evaluate=None if test is None else evaluate,
-        progress=progress,
-        description="vision pre-training",
-    )
-
-
-def _optimise(
+def optimise(
     model: nn.Module,
     parameters: list[nn.Parameter],
     loss_of: Callable[[torch.Tensor], torch.Tensor],
@@ -242,6 +174,13 @@ def _optimise(
     progress: bool,
     description: str,
 ) -> TrainingResult:
+    """Train ``parameters`` with AdamW on ``loss_of(rows)`` over shuffled batches of row indices.
+
+    Linear warm-up over ``warmup_fraction`` of the steps, then cosine decay to a tenth of
+    ``lr``; gradients clipped at norm 1; the batch order depends only on ``random_state``.
+    ``evaluate`` is called on the trained model in eval mode and its dict merged into
+    ``metrics``.
+    """
     optimiser = torch.optim.AdamW(parameters, lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
     warmup = max(1, int(warmup_fraction * steps))
 
