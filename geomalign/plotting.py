@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from geomalign.analysis.id_profile import NOISE_NOTE
-from geomalign.analysis.layer_maps import map_matrix
+from geomalign.analysis.layer_maps import map_of
+from geomalign.analysis.results import IDProfile
 from geomalign.analysis.table import ResultsTable
 
 __all__ = [
@@ -212,26 +212,25 @@ def plot_layer_map(
     was not tested). The percentage under a marker, when the table has it, is the best match's
     stability over half-samples.
     """
-    key = dict(
-        measure=measure, checkpoint=checkpoint, view=view, checkpoint_b=checkpoint_b, view_b=view_b
-    )
-    layers_a, layers_b, values = map_matrix(table, **key)
+    found = map_of(
+        table, measure=measure, checkpoint=checkpoint, view=view, checkpoint_b=checkpoint_b,
+        view_b=view_b,
+    )  # fmt: skip
+    layers_a, layers_b, values = list(found.layers_a), list(found.layers_b), found.values
     fig, ax = _new_axes(ax, size=(7.0, 5.8))
-    kind = table.select(analysis="layer-map", measure=measure)[0].kind
-    cmap = "viridis" if kind != "distance" else "viridis_r"
+    cmap = "viridis" if found.kind != "distance" else "viridis_r"
     image = ax.imshow(values, origin="lower", cmap=cmap, aspect="auto")
     cbar = fig.colorbar(image, ax=ax)
-    cbar.set_label(f"{measure} ({_direction(kind)})")
+    cbar.set_label(f"{measure} ({_direction(found.kind)})")
     ax.set_xticks(range(len(layers_b)), [str(x) for x in layers_b])
     ax.set_yticks(range(len(layers_a)), [str(x) for x in layers_a])
     ax.set_xlabel(f"{checkpoint_b}: {view_b} layer (0 = embedding output)")
     ax.set_ylabel(f"{checkpoint}: {view} layer (0 = embedding output)")
-    matches = table.select(analysis="best-match", **key)
-    stability = {r.layer: r.value for r in matches.select(statistic="stability")}
-    for r in matches.select(statistic="value"):
-        if r.layer in layers_a and r.layer_b in layers_b:
-            significant = r.p_value is not None and r.p_value < _ALPHA
-            x, y = layers_b.index(r.layer_b), layers_a.index(r.layer)
+    stability = any(m.stability is not None for m in found.best)
+    for m in found.best:
+        if m.estimate.defined and m.layer in layers_a and m.layer_b in layers_b:
+            significant = m.estimate.p_value is not None and m.estimate.p_value < _ALPHA
+            x, y = layers_b.index(m.layer_b), layers_a.index(m.layer)
             ax.plot(
                 x,
                 y,
@@ -241,9 +240,9 @@ def plot_layer_map(
                 markeredgecolor="black",
                 markeredgewidth=0.6,
             )
-            if r.layer in stability:
+            if m.stability is not None:
                 ax.annotate(
-                    f"{stability[r.layer]:.0%}",
+                    f"{m.stability:.0%}",
                     (x, y),
                     xytext=(0, -13),
                     textcoords="offset points",
@@ -277,17 +276,21 @@ def plot_id_profiles(
     fig, ax = _new_axes(ax)
     checkpoints = rows.unique("checkpoint")
     colours = _colours(checkpoints)
+    phases = {
+        p.profile.checkpoint: p
+        for p in IDProfile.from_table(table)
+        if (p.profile.measure, p.profile.view) == (measure, view)
+    }
     for i, ckpt in enumerate(checkpoints):
         part = ResultsTable(sorted(rows.select(checkpoint=ckpt), key=lambda r: r.layer))
         x, y = part.column("layer"), part.column("value")
         _band(ax, x, part, colours[ckpt])
         ax.plot(x, y, "o-", color=colours[ckpt], label=f"{ckpt}", linewidth=1.8)
-        phase_rows = table.select(
-            analysis="abstraction-phase", measure=measure, view=view, checkpoint=ckpt
-        )
-        phase = {r.statistic: r.value for r in phase_rows}
-        if np.isfinite(phase.get("peak_layer", np.nan)):
-            noisy = any(NOISE_NOTE in r.notes for r in phase_rows)
+        found = phases.get(ckpt)
+        if found is not None and found.phase is not None:
+            noisy = found.may_be_noise
+            phase = {"onset": found.phase.onset, "end": found.phase.end}
+            phase["peak_layer"] = found.phase.peak_layer
             # the phase as a strip along the top edge, one row per checkpoint
             top = 1.0 - 0.035 * i
             ax.axvspan(

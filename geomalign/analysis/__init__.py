@@ -16,12 +16,19 @@ from geomalign.analysis.curves import (
 )
 from geomalign.analysis.evaluation import Calibration
 from geomalign.analysis.id_profile import (
-    AbstractionPhase,
     abstraction_phase,
     detect_abstraction_phase,
     id_profile,
 )
-from geomalign.analysis.layer_maps import layer_map, map_matrix
+from geomalign.analysis.layer_maps import layer_map, map_matrix, map_of
+from geomalign.analysis.results import (
+    AbstractionPhase,
+    BestMatch,
+    Estimate,
+    IDProfile,
+    LayerCurve,
+    LayerMap,
+)
 from geomalign.analysis.run import analyze_store
 from geomalign.analysis.summary import summarize
 from geomalign.analysis.table import COLUMNS, Result, ResultsTable
@@ -29,7 +36,12 @@ from geomalign.analysis.table import COLUMNS, Result, ResultsTable
 __all__ = [
     "COLUMNS",
     "AbstractionPhase",
+    "BestMatch",
     "Calibration",
+    "Estimate",
+    "IDProfile",
+    "LayerCurve",
+    "LayerMap",
     "Result",
     "ResultsTable",
     "View",
@@ -43,6 +55,7 @@ __all__ = [
     "id_profile",
     "layer_map",
     "map_matrix",
+    "map_of",
     "summarize",
     "tuning_change_curve",
 ]

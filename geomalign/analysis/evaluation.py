@@ -13,16 +13,14 @@ from typing import TypeVar
 import numpy as np
 
 from geomalign import metrics, stats
-from geomalign.analysis.table import Result, ResultsTable
+from geomalign.analysis.results import UNDEFINED_NOTE, Estimate
+from geomalign.analysis.table import ResultsTable
 from geomalign.metrics import Measure
 
 __all__ = ["Calibration", "evaluate", "paired_difference", "resolve_measures"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-#: Start of the notes of a value the measure cannot give on the rows read (the value is NaN).
-UNDEFINED_NOTE = "undefined (NaN)"
 
 
 @dataclass(frozen=True)
@@ -166,24 +164,18 @@ def attempt(
         return None, str(error)
 
 
-def undefined_note(row: Result) -> str:
-    """The note saying why ``row``'s value is undefined (NaN); ``""`` for a defined value."""
-    if not math.isnan(row.value):
-        return ""
-    return next((p for p in row.notes.split("; ") if p.startswith(UNDEFINED_NOTE)), "")
-
-
 def log_undefined(table: ResultsTable, what: str) -> None:
     """Log which layers of ``table`` hold undefined values, one warning per measure."""
     for measure in table.unique("measure"):
-        rows = [r for r in table.select(measure=measure) if undefined_note(r)]
+        rows = [r for r in table.select(measure=measure) if Estimate.of(r).undefined_reason]
         if rows:
             logger.warning(
-                "%s, %s: layers %s %s",
+                "%s, %s: layers %s %s: %s",
                 what,
                 measure,
                 sorted({r.layer for r in rows}),
-                undefined_note(rows[0]),
+                UNDEFINED_NOTE,
+                Estimate.of(rows[0]).undefined_reason,
             )
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 from scipy.signal import find_peaks, peak_widths
@@ -23,39 +24,10 @@ from geomalign.analysis.evaluation import (
     log_undefined,
     resolve_measures,
 )
+from geomalign.analysis.results import AbstractionPhase, IDProfile, LayerCurve
 from geomalign.analysis.table import Result, ResultsTable
 
-__all__ = ["AbstractionPhase", "abstraction_phase", "detect_abstraction_phase", "id_profile"]
-
-#: Note on a phase whose peak is less prominent than the uncertainty of the peak's ID.
-NOISE_NOTE = "may be noise"
-
-
-@dataclass(frozen=True)
-class AbstractionPhase:
-    """The intrinsic-dimension peak of a profile over layers.
-
-    Attributes
-    ----------
-    peak_layer : int
-        Layer of the most prominent interior maximum.
-    peak_value : float
-        Intrinsic dimension at the peak.
-    prominence : float
-        Height of the peak above the higher of its two bases (scipy's prominence).
-    onset, end : float
-        Layers (linearly interpolated) where the profile crosses half the prominence below the
-        peak, on the rising and the falling side.
-    width : float
-        ``end - onset``, in layers.
-    """
-
-    peak_layer: int
-    peak_value: float
-    prominence: float
-    onset: float
-    end: float
-    width: float
+__all__ = ["abstraction_phase", "detect_abstraction_phase", "id_profile"]
 
 
 def detect_abstraction_phase(
@@ -221,57 +193,36 @@ def abstraction_phase(profiles: ResultsTable, *, min_prominence: float = 0.0) ->
         CIs and the peak's prominence is smaller than the half-width of the CI at the peak, the
         notes say the peak may be noise.
     """
-    rows = profiles.select(analysis="id-profile")
-    if not len(rows):
+    curves = LayerCurve.from_table(profiles, analysis="id-profile")
+    if not curves:
         raise ValueError("abstraction_phase: the table holds no 'id-profile' rows.")
     table = ResultsTable()
-    keys = dict.fromkeys((r.measure, r.checkpoint, r.view) for r in rows)
-    for measure, checkpoint, view in keys:
-        profile = sorted(
-            rows.select(measure=measure, checkpoint=checkpoint, view=view), key=lambda r: r.layer
-        )
-        phase = detect_abstraction_phase(
-            [r.layer for r in profile], [r.value for r in profile], min_prominence=min_prominence
-        )
-        layers = [r.layer for r in profile if not np.isnan(r.value)]
-        skipped = [r.layer for r in profile if np.isnan(r.value)]
-        common = dict(
-            analysis="abstraction-phase",
-            measure=measure,
-            checkpoint=checkpoint,
-            view=view,
-            n_samples=profile[0].n_samples,
-        )
-        rule = "most prominent interior ID peak; onset/end at half prominence"
-        if skipped:
-            rule += f"; ID undefined at layers {skipped}, left out"
-        if phase is None:
-            table.append(
-                Result(
-                    layer=None,
-                    value=float("nan"),
-                    statistic="peak_layer",
-                    notes=f"no interior peak over layers {layers}; {rule}",
-                    **common,
-                )
-            )
-            continue
-        peak = next(r for r in profile if r.layer == phase.peak_layer)
-        if peak.ci_low is not None and peak.ci_high is not None:
-            half_width = (peak.ci_high - peak.ci_low) / 2
-            if phase.prominence < half_width:
-                rule += (
-                    f"; {NOISE_NOTE}: prominence {phase.prominence:.3g} < CI half-width "
-                    f"{half_width:.3g} at the peak"
-                )
-        for statistic in ("peak_layer", "peak_value", "prominence", "onset", "end", "width"):
-            table.append(
-                Result(
-                    layer=phase.peak_layer,
-                    value=float(getattr(phase, statistic)),
-                    statistic=statistic,
-                    notes=rule,
-                    **common,
-                )
-            )
+    for curve in curves:
+        table.extend(detect_phase(curve, min_prominence=min_prominence).phase_table())
     return table
+
+
+def detect_phase(profile: LayerCurve, *, min_prominence: float = 0.0) -> IDProfile:
+    """The abstraction phase of one ID profile, with the notes its table rows carry."""
+    order = np.argsort(profile.layers, kind="stable")
+    profile = replace(
+        profile,
+        layers=tuple(profile.layers[i] for i in order),
+        estimates=tuple(profile.estimates[i] for i in order),
+    )
+    values = profile.values
+    phase = detect_abstraction_phase(profile.layers, values, min_prominence=min_prominence)
+    layers = [la for la, v in zip(profile.layers, values, strict=True) if not math.isnan(v)]
+    skipped = [la for la, v in zip(profile.layers, values, strict=True) if math.isnan(v)]
+    rule = "most prominent interior ID peak; onset/end at half prominence"
+    if skipped:
+        rule += f"; ID undefined at layers {skipped}, left out"
+    if phase is None:
+        return IDProfile(profile, None, f"no interior peak over layers {layers}; {rule}")
+    found = IDProfile(profile, phase)
+    if found.may_be_noise:
+        rule += (
+            f"; may be noise: prominence {phase.prominence:.3g} < CI half-width "
+            f"{found.peak_half_width:.3g} at the peak"
+        )
+    return IDProfile(profile, phase, rule)

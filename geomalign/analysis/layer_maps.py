@@ -28,10 +28,11 @@ from geomalign.analysis.evaluation import (
     resolve_measures,
     warnings_to_notes,
 )
+from geomalign.analysis.results import LayerMap
 from geomalign.analysis.table import Result, ResultsTable
 from geomalign.metrics import Measure
 
-__all__ = ["layer_map", "map_matrix"]
+__all__ = ["layer_map", "map_matrix", "map_of"]
 
 
 def _matrix(measure: Measure, Xs: list[np.ndarray], Ys: list[np.ndarray]) -> np.ndarray:
@@ -265,6 +266,28 @@ def layer_map(
     return table
 
 
+def map_of(
+    table: ResultsTable,
+    *,
+    measure: str,
+    checkpoint: str,
+    view: str,
+    checkpoint_b: str,
+    view_b: str,
+) -> LayerMap:
+    """The layer map (with its best matches) between two views, out of a results table."""
+    key = (measure, checkpoint, view, checkpoint_b, view_b)
+    maps = LayerMap.from_table(table)
+    for found in maps:
+        if (found.measure, found.checkpoint, found.view, found.checkpoint_b, found.view_b) == key:
+            return found
+    raise ValueError(
+        f"no layer-map rows for {measure} between {checkpoint}:{view} and "
+        f"{checkpoint_b}:{view_b}; maps in the table: "
+        f"{sorted((m.measure, m.checkpoint, m.view, m.checkpoint_b, m.view_b) for m in maps)}."
+    )
+
+
 def map_matrix(
     table: ResultsTable,
     *,
@@ -274,7 +297,7 @@ def map_matrix(
     checkpoint_b: str,
     view_b: str,
 ) -> tuple[list[int], list[int], np.ndarray]:
-    """Rebuild a layer map from its ``"layer-map"`` rows.
+    """A layer map's values out of a results table, rows and columns in increasing layer order.
 
     Returns
     -------
@@ -283,23 +306,10 @@ def map_matrix(
     values : ndarray of shape (len(layers_a), len(layers_b))
         The measure, NaN where the table has no cell.
     """
-    cells = table.select(
-        analysis="layer-map",
-        measure=measure,
-        checkpoint=checkpoint,
-        view=view,
-        checkpoint_b=checkpoint_b,
+    found = map_of(
+        table, measure=measure, checkpoint=checkpoint, view=view, checkpoint_b=checkpoint_b,
         view_b=view_b,
-    )
-    if not len(cells):
-        raise ValueError(
-            f"no layer-map rows for {measure} between {checkpoint}:{view} and "
-            f"{checkpoint_b}:{view_b}; maps in the table: "
-            f"{sorted({(r.measure, r.checkpoint, r.view, r.checkpoint_b, r.view_b) for r in table.select(analysis='layer-map')})}."  # noqa: E501
-        )
-    layers_a = sorted({int(r.layer) for r in cells})
-    layers_b = sorted({int(r.layer_b) for r in cells})
-    values = np.full((len(layers_a), len(layers_b)), np.nan)
-    for r in cells:
-        values[layers_a.index(r.layer), layers_b.index(r.layer_b)] = r.value
-    return layers_a, layers_b, values
+    )  # fmt: skip
+    rows, columns = np.argsort(found.layers_a), np.argsort(found.layers_b)
+    values = found.values[np.ix_(rows, columns)]
+    return sorted(found.layers_a), sorted(found.layers_b), values

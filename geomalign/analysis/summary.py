@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
-from geomalign.analysis.evaluation import UNDEFINED_NOTE, undefined_note
-from geomalign.analysis.id_profile import NOISE_NOTE
+from geomalign.analysis.results import Estimate, IDProfile, LayerMap
 from geomalign.analysis.table import Result, ResultsTable
 
 __all__ = ["summarize"]
@@ -116,61 +115,59 @@ def _cross_checkpoint(table: ResultsTable) -> list[str]:
 
 def _best_match(table: ResultsTable, alpha: float) -> list[str]:
     lines = []
-    matches = table.select(analysis="best-match")
-    stability = {
-        (r.measure, r.checkpoint, r.view, r.view_b, r.layer): r.value
-        for r in matches.select(statistic="stability")
-    }
-    for (measure, ckpt, view, view_b), rows in _groups(
-        matches.select(statistic="value"), "measure", "checkpoint", "view", "view_b"
-    ).items():
+    maps = [m for m in LayerMap.from_table(table) if m.best]
+    for m in maps:
         pairs = []
-        for r in sorted(rows, key=lambda r: r.layer):
-            mark = "" if r.p_value is None else ("*" if r.p_value < alpha else " (n.s.)")
-            share = stability.get((measure, ckpt, view, view_b, r.layer))
-            pairs.append(
-                f"{r.layer}->{r.layer_b}{mark}" + ("" if share is None else f" ({share:.0%})")
+        for match in sorted(m.best, key=lambda match: match.layer):
+            if not match.estimate.defined:
+                continue
+            p_value = match.estimate.p_value
+            mark = "" if p_value is None else ("*" if p_value < alpha else " (n.s.)")
+            share = "" if match.stability is None else f" ({match.stability:.0%})"
+            pairs.append(f"{match.layer}->{match.layer_b}{mark}{share}")
+        if pairs:
+            lines.append(
+                f"  {m.checkpoint}, {m.measure}: {m.view} layer -> best {m.view_b} layer: "
+                + ", ".join(pairs)
             )
-        lines.append(
-            f"  {ckpt}, {measure}: {view} layer -> best {view_b} layer: " + ", ".join(pairs)
-        )
-    if lines and any(r.p_value is not None for r in matches):
+    if lines and any(b.estimate.p_value is not None for m in maps for b in m.best):
         lines.append(f"  (* = better than chance: max-over-layers permutation p < {alpha})")
-    if stability:
+    if any(b.stability is not None for m in maps for b in m.best):
         lines.append("  (% = share of half-samples in which the same layer is best)")
     return lines
 
 
 def _id(table: ResultsTable) -> list[str]:
     lines = []
-    phases = table.select(analysis="abstraction-phase")
-    for (measure, view), rows in _groups(
-        table.select(analysis="id-profile"), "measure", "view"
-    ).items():
+    profiles = IDProfile.from_table(table)
+    for measure, view in dict.fromkeys((p.profile.measure, p.profile.view) for p in profiles):
         parts, peaks = [], {}
-        for ckpt in ResultsTable(rows).unique("checkpoint"):
-            stats = {
-                r.statistic: r.value
-                for r in phases.select(measure=measure, view=view, checkpoint=ckpt)
-            }
-            if not stats or not math.isfinite(stats.get("peak_layer", math.nan)):
-                top = max((r for r in rows if r.checkpoint == ckpt), key=lambda r: r.value)
-                parts.append(
-                    f"{ckpt}: no interior peak (max {_num(top.value)} at layer {top.layer})"
-                )
+        for found in (
+            p for p in profiles if (p.profile.measure, p.profile.view) == (measure, view)
+        ):
+            ckpt, phase = found.profile.checkpoint, found.phase
+            if phase is None:
+                defined = [
+                    (e.value, layer)
+                    for layer, e in zip(found.profile.layers, found.profile.estimates, strict=True)
+                    if e.defined
+                ]
+                if not defined:
+                    continue
+                value, layer = max(defined, key=lambda pair: pair[0])
+                parts.append(f"{ckpt}: no interior peak (max {_num(value)} at layer {layer})")
                 continue
-            noisy = any(
-                NOISE_NOTE in r.notes
-                for r in phases.select(measure=measure, view=view, checkpoint=ckpt)
-            )
+            noisy = found.may_be_noise
             if not noisy:
-                peaks[ckpt] = int(stats["peak_layer"])
+                peaks[ckpt] = phase.peak_layer
             parts.append(
-                f"{ckpt}: peak at layer {int(stats['peak_layer'])} (ID {_num(stats['peak_value'])},"
-                f" prominence {_num(stats['prominence'])}"
+                f"{ckpt}: peak at layer {phase.peak_layer} (ID {_num(phase.peak_value)},"
+                f" prominence {_num(phase.prominence)}"
                 + (", smaller than the CI: may be noise" if noisy else "")
-                + f"), phase layers {stats['onset']:.1f}–{stats['end']:.1f}"
+                + f"), phase layers {phase.onset:.1f}–{phase.end:.1f}"
             )
+        if not parts:
+            continue
         lines.append(f"  {view}, {measure}: " + "; ".join(parts))
         if len(peaks) > 1:
             (first, layer), *rest = peaks.items()
@@ -186,12 +183,12 @@ def _undefined(table: ResultsTable) -> list[str]:
     lines = []
     columns = ("analysis", "measure", "checkpoint", "view", "checkpoint_b", "view_b")
     # layer maps are left out: their best-match rows name the undefined layers
-    undefined = (r for r in table if r.analysis != "layer-map" and undefined_note(r))
+    undefined = (r for r in table if r.analysis != "layer-map" and Estimate.of(r).undefined_reason)
     for (analysis, measure, ckpt, view, ckpt_b, view_b), rows in _groups(
         undefined, *columns, keep=lambda r: True
     ).items():
         second = f" vs {ckpt_b} {view_b}" if view_b is not None else ""
-        reason = undefined_note(rows[0])[len(UNDEFINED_NOTE) + 2 :]
+        reason = Estimate.of(rows[0]).undefined_reason
         layers = ", ".join(str(r.layer) for r in sorted(rows, key=lambda r: r.layer))
         lines.append(f"  {analysis} {measure} {ckpt} {view}{second}: layers {layers} ({reason})")
     return lines

@@ -14,8 +14,12 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = ["COLUMNS", "Result", "ResultsTable"]
 
@@ -210,6 +214,25 @@ class ResultsTable:
         if column in _FLOAT_COLUMNS or column in _INT_COLUMNS:
             return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
         return np.array(values, dtype=object)
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """The table as a pandas DataFrame, one column per field of :class:`Result`.
+
+        Integer columns with missing entries are pandas' nullable ``Int64``; missing floats NaN,
+        missing strings None. Needs pandas (not a dependency of geomalign).
+        """
+        try:
+            import pandas
+        except ImportError as error:
+            message = "ResultsTable.to_pandas() needs pandas (pip install pandas)."
+            raise ImportError(message) from error
+        frame = pandas.DataFrame([astuple(r) for r in self._rows], columns=list(COLUMNS))
+        for column in COLUMNS:
+            if column in _INT_COLUMNS:
+                frame[column] = frame[column].astype("Int64")
+            elif column in _FLOAT_COLUMNS:
+                frame[column] = frame[column].astype("float64")
+        return frame
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write the table to ``path`` (header row = :data:`COLUMNS`) and return the path."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from geomalign._validation import check_positive_int
 from geomalign.analysis.id_profile import detect_abstraction_phase
+from geomalign.analysis.results import LayerCurve
 from geomalign.analysis.table import ResultsTable
 
 __all__ = ["RULES", "LayerWindow", "curve_from_table", "reference_windows", "select_window"]
@@ -252,31 +253,32 @@ def curve_from_table(
         raise TypeError(f"table must be a ResultsTable; got {type(table).__name__}.")
     criteria = {"checkpoint": checkpoint, "view": view, "measure": measure}
     criteria = {key: value for key, value in criteria.items() if value is not None}
-    rows = [
-        row
-        for row in table.select(analysis=analysis, statistic="value", **criteria)
-        if row.layer is not None
+    curves = [
+        curve
+        for curve in LayerCurve.from_table(table.select(statistic="value"), analysis=analysis)
+        if all(getattr(curve, key) == value for key, value in criteria.items())
     ]
-    if not rows:
+    if not curves:
         raise ValueError(
             f"the table has no {analysis!r} rows with a layer matching {criteria}; its analyses "
             f"are {table.unique('analysis')}."
         )
-    curves = sorted({(row.checkpoint, row.view, row.measure) for row in rows})
-    if len(curves) > 1:
+    names = sorted({(c.checkpoint, c.view, c.measure) for c in curves})
+    if len(names) > 1:
         raise ValueError(
-            f"the {analysis!r} rows matching {criteria} hold {len(curves)} curves "
-            f"(checkpoint, view, measure) = {curves}; choose one with checkpoint=, view=, "
+            f"the {analysis!r} rows matching {criteria} hold {len(names)} curves "
+            f"(checkpoint, view, measure) = {names}; choose one with checkpoint=, view=, "
             "measure=."
         )
-    layers = np.array([row.layer for row in rows], dtype=np.int64)
+    layers = np.array([la for c in curves for la in c.layers], dtype=np.int64)
+    values = np.concatenate([c.values for c in curves])
     if np.unique(layers).size != layers.size:
         raise ValueError(
-            f"the {analysis!r} curve {curves[0]} has several rows per layer (a layer map?); "
+            f"the {analysis!r} curve {names[0]} has several rows per layer (a layer map?); "
             "select_window needs one value per layer."
         )
     order = np.argsort(layers)
-    return layers[order], np.array([row.value for row in rows], dtype=np.float64)[order]
+    return layers[order], values[order]
 
 
 def _check_curve(

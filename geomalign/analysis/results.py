@@ -1,0 +1,401 @@
+"""Typed results of the analyses: layer curves, layer maps with best matches, ID profiles.
+
+What the analyses produce, as frozen dataclasses, so that summaries, figures, window selection
+and the command line read fields instead of picking rows out of a table (or flags out of notes).
+The tidy :class:`~geomalign.analysis.ResultsTable` stays their serialisation: ``to_table()``
+gives exactly the rows the analysis writes, and ``from_table(table)`` rebuilds every result of
+that type from a table (e.g. one loaded from ``results.csv``), so that
+``from_table(t)[i].to_table()`` returns those rows unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from geomalign.analysis.table import Result, ResultsTable
+
+__all__ = [
+    "CURVE_ANALYSES",
+    "UNDEFINED_NOTE",
+    "AbstractionPhase",
+    "BestMatch",
+    "Estimate",
+    "IDProfile",
+    "LayerCurve",
+    "LayerMap",
+]
+
+#: Start of the notes of a value the measure cannot give on the rows read (the value is NaN).
+UNDEFINED_NOTE = "undefined (NaN)"
+#: Analyses whose rows are layer curves: one value per layer (two views, or one for "id-profile").
+CURVE_ANALYSES = ("cross-modal", "cross-checkpoint", "tuning-change", "compare", "id-profile")
+_PHASE_STATISTICS = ("peak_layer", "peak_value", "prominence", "onset", "end", "width")
+
+
+@dataclass(frozen=True)
+class AbstractionPhase:
+    """The intrinsic-dimension peak of a profile over layers.
+
+    Attributes
+    ----------
+    peak_layer : int
+        Layer of the most prominent interior maximum.
+    peak_value : float
+        Intrinsic dimension at the peak.
+    prominence : float
+        Height of the peak above the higher of its two bases (scipy's prominence).
+    onset, end : float
+        Layers (linearly interpolated) where the profile crosses half the prominence below the
+        peak, on the rising and the falling side.
+    width : float
+        ``end - onset``, in layers.
+    """
+
+    peak_layer: int
+    peak_value: float
+    prominence: float
+    onset: float
+    end: float
+    width: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One number with its calibration (``None`` where a calibration was not computed).
+
+    ``value`` is NaN where the measure is undefined on the rows; ``notes`` then say why.
+    """
+
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    null_mean: float | None = None
+    null_std: float | None = None
+    p_value: float | None = None
+    n_samples: int | None = None
+    notes: str = ""
+
+    @property
+    def defined(self) -> bool:
+        """Whether the value is a number (False where the measure is undefined)."""
+        return not math.isnan(self.value)
+
+    @property
+    def undefined_reason(self) -> str:
+        """Why the value is undefined; ``""`` for a defined value.
+
+        The analyses record it in the notes as ``"undefined (NaN): <reason>"``
+        (:data:`UNDEFINED_NOTE`), which is how a table loaded from CSV keeps it.
+        """
+        if self.defined:
+            return ""
+        prefix = f"{UNDEFINED_NOTE}: "
+        return next((p[len(prefix) :] for p in self.notes.split("; ") if p.startswith(prefix)), "")
+
+    @classmethod
+    def of(cls, row: Result) -> Estimate:
+        """The estimate a table row holds."""
+        return cls(
+            row.value, row.ci_low, row.ci_high, row.null_mean, row.null_std, row.p_value,
+            row.n_samples, row.notes,
+        )  # fmt: skip
+
+    def fields(self) -> dict[str, object]:
+        """The row columns this estimate fills."""
+        return {
+            "value": self.value,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "null_mean": self.null_mean,
+            "null_std": self.null_std,
+            "p_value": self.p_value,
+            "n_samples": self.n_samples,
+            "notes": self.notes,
+        }
+
+
+def _groups(rows: Iterable[Result], *columns: str) -> dict[tuple, list[Result]]:
+    out: dict[tuple, list[Result]] = {}
+    for r in rows:
+        out.setdefault(tuple(getattr(r, c) for c in columns), []).append(r)
+    return out
+
+
+@dataclass(frozen=True)
+class LayerCurve:
+    """A measure per layer: between two views at the same layer, or of one view (an ID profile).
+
+    Attributes
+    ----------
+    analysis : str
+        ``"cross-modal"``, ``"cross-checkpoint"``, ``"tuning-change"``, ``"id-profile"``, ...
+    measure, kind : str, str or None
+        Registry name of the measure and its kind (similarity, distance, dimension).
+    checkpoint, view : str
+        The (first) view, ``view`` as ``"<modality>/<pooling>"``.
+    checkpoint_b, view_b : str or None
+        The second view; None for a one-view curve.
+    layers : tuple of int
+        Layer numbers (0 = embedding output), in the order of the rows.
+    estimates : tuple of Estimate
+        The measure at each layer.
+    """
+
+    analysis: str
+    measure: str
+    kind: str | None
+    checkpoint: str
+    view: str
+    checkpoint_b: str | None
+    view_b: str | None
+    layers: tuple[int, ...]
+    estimates: tuple[Estimate, ...]
+
+    @property
+    def values(self) -> np.ndarray:
+        """The values over ``layers``, float64 (NaN where undefined)."""
+        return np.array([e.value for e in self.estimates], dtype=np.float64)
+
+    def at(self, layer: int) -> Estimate:
+        """The estimate at ``layer``."""
+        return self.estimates[self.layers.index(layer)]
+
+    def to_table(self) -> ResultsTable:
+        """The curve's rows (``layer_b`` = ``layer`` for two views, None for one)."""
+        return ResultsTable(
+            Result(
+                analysis=self.analysis,
+                measure=self.measure,
+                checkpoint=self.checkpoint,
+                view=self.view,
+                layer=layer,
+                checkpoint_b=self.checkpoint_b,
+                view_b=self.view_b,
+                layer_b=layer if self.view_b is not None else None,
+                kind=self.kind,
+                **estimate.fields(),  # type: ignore[arg-type]
+            )
+            for layer, estimate in zip(self.layers, self.estimates, strict=True)
+        )
+
+    @classmethod
+    def from_table(cls, table: ResultsTable, *, analysis: str | None = None) -> list[LayerCurve]:
+        """Every curve in ``table`` (of ``analysis``, or of any of :data:`CURVE_ANALYSES`)."""
+        wanted = CURVE_ANALYSES if analysis is None else (analysis,)
+        rows = [r for r in table if r.analysis in wanted and r.layer is not None]
+        key = ("analysis", "measure", "kind", "checkpoint", "view", "checkpoint_b", "view_b")
+        return [
+            cls(*k, tuple(int(r.layer) for r in part), tuple(Estimate.of(r) for r in part))
+            for k, part in _groups(rows, *key).items()
+        ]
+
+
+@dataclass(frozen=True)
+class IDProfile:
+    """An intrinsic-dimension profile over layers and its detected abstraction phase.
+
+    Attributes
+    ----------
+    profile : LayerCurve
+        The ``"id-profile"`` curve of one view.
+    phase : AbstractionPhase or None
+        The phase (:func:`~geomalign.analysis.detect_abstraction_phase`); None when the profile
+        has no interior peak or the phase was not detected.
+    phase_notes : str
+        Notes of the phase rows (the rule, undefined layers left out, noise).
+    detected : bool
+        Whether phase detection ran (False: no ``"abstraction-phase"`` rows for the profile).
+    """
+
+    profile: LayerCurve
+    phase: AbstractionPhase | None
+    phase_notes: str = ""
+    detected: bool = True
+
+    @property
+    def peak_half_width(self) -> float | None:
+        """Half the width of the CI of the ID at the peak layer; None without a CI or a peak."""
+        if self.phase is None:
+            return None
+        peak = self.profile.at(self.phase.peak_layer)
+        if peak.ci_low is None or peak.ci_high is None:
+            return None
+        return (peak.ci_high - peak.ci_low) / 2
+
+    @property
+    def may_be_noise(self) -> bool:
+        """Whether the peak is less prominent than the CI half-width at the peak."""
+        half_width = self.peak_half_width
+        return (
+            self.phase is not None and half_width is not None and self.phase.prominence < half_width
+        )
+
+    def phase_table(self) -> ResultsTable:
+        """The ``"abstraction-phase"`` rows (empty when detection did not run)."""
+        if not self.detected:
+            return ResultsTable()
+        p = self.profile
+        common = dict(
+            analysis="abstraction-phase",
+            measure=p.measure,
+            checkpoint=p.checkpoint,
+            view=p.view,
+            n_samples=p.estimates[0].n_samples if p.estimates else None,
+            notes=self.phase_notes,
+        )
+        if self.phase is None:
+            return ResultsTable(
+                [Result(layer=None, value=math.nan, statistic="peak_layer", **common)]  # type: ignore[arg-type]
+            )
+        return ResultsTable(
+            Result(
+                layer=self.phase.peak_layer,
+                value=float(getattr(self.phase, statistic)),
+                statistic=statistic,
+                **common,  # type: ignore[arg-type]
+            )
+            for statistic in _PHASE_STATISTICS
+        )
+
+    def to_table(self) -> ResultsTable:
+        """The profile's rows followed by its phase rows."""
+        table = self.profile.to_table()
+        table.extend(self.phase_table())
+        return table
+
+    @classmethod
+    def from_table(cls, table: ResultsTable) -> list[IDProfile]:
+        """Every ID profile in ``table``, each with its phase rows when the table has them."""
+        phases = _groups(
+            (r for r in table if r.analysis == "abstraction-phase"), "measure", "checkpoint", "view"
+        )
+        out = []
+        for curve in LayerCurve.from_table(table, analysis="id-profile"):
+            rows = phases.get((curve.measure, curve.checkpoint, curve.view), [])
+            stats = {r.statistic: r.value for r in rows}
+            phase = None
+            if rows and math.isfinite(stats.get("peak_layer", math.nan)):
+                phase = AbstractionPhase(
+                    peak_layer=int(stats["peak_layer"]),
+                    **{s: float(stats[s]) for s in _PHASE_STATISTICS[1:]},  # type: ignore[arg-type]
+                )
+            notes = rows[0].notes if rows else ""
+            out.append(cls(curve, phase, notes, detected=bool(rows)))
+        return out
+
+
+@dataclass(frozen=True)
+class BestMatch:
+    """The layer of the second view that best matches one layer of the first view.
+
+    ``layer_b`` is None where no layer is defined; ``estimate`` holds the best score, the null of
+    the best score (max over layers) and its p-value; ``stability`` the share of half-samples
+    whose best layer is the same (None when not resampled), with ``stability_notes``.
+    """
+
+    layer: int
+    layer_b: int | None
+    estimate: Estimate
+    stability: float | None = None
+    stability_notes: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class LayerMap:
+    """A measure between every layer of one view and every layer of another.
+
+    Attributes
+    ----------
+    measure, kind : str, str or None
+    checkpoint, view, checkpoint_b, view_b : str
+        The two views (rows: the first, columns: the second).
+    layers_a, layers_b : tuple of int
+        Layer numbers of the rows and columns.
+    values : numpy.ndarray of shape (len(layers_a), len(layers_b))
+        The measure, NaN where undefined.
+    notes : numpy.ndarray of str, same shape
+        Notes of each cell.
+    n_samples : int or None
+    best : tuple of BestMatch
+        One per layer of ``layers_a`` (empty when the table had no best-match rows).
+    """
+
+    measure: str
+    kind: str | None
+    checkpoint: str
+    view: str
+    checkpoint_b: str
+    view_b: str
+    layers_a: tuple[int, ...]
+    layers_b: tuple[int, ...]
+    values: np.ndarray = field(repr=False)
+    notes: np.ndarray = field(repr=False)
+    n_samples: int | None
+    best: tuple[BestMatch, ...] = ()
+
+    def _common(self) -> dict[str, object]:
+        return dict(
+            measure=self.measure,
+            checkpoint=self.checkpoint,
+            view=self.view,
+            checkpoint_b=self.checkpoint_b,
+            view_b=self.view_b,
+            kind=self.kind,
+            n_samples=self.n_samples,
+        )
+
+    def to_table(self) -> ResultsTable:
+        """The ``"layer-map"`` cells (row-major), then the ``"best-match"`` rows."""
+        common = self._common()
+        table = ResultsTable(
+            Result(analysis="layer-map", layer=la, layer_b=lb, value=float(self.values[i, j]),
+                   notes=str(self.notes[i, j]), **common)  # type: ignore[arg-type]
+            for i, la in enumerate(self.layers_a)
+            for j, lb in enumerate(self.layers_b)
+        )  # fmt: skip
+        for m in self.best:
+            fields = {**common, **m.estimate.fields()}
+            table.append(Result(analysis="best-match", layer=m.layer, layer_b=m.layer_b, **fields))  # type: ignore[arg-type]
+            if m.stability is not None:
+                fields.update(kind=None, null_mean=None, null_std=None, p_value=None,
+                              value=m.stability, notes=m.stability_notes)  # fmt: skip
+                table.append(
+                    Result(analysis="best-match", layer=m.layer, layer_b=m.layer_b,
+                           statistic="stability", **fields)  # type: ignore[arg-type]
+                )  # fmt: skip
+        return table
+
+    @classmethod
+    def from_table(cls, table: ResultsTable) -> list[LayerMap]:
+        """Every layer map in ``table``, with its best matches when the table has them."""
+        key = ("measure", "checkpoint", "view", "checkpoint_b", "view_b")
+        matches = _groups((r for r in table if r.analysis == "best-match"), *key)
+        out = []
+        for k, cells in _groups((r for r in table if r.analysis == "layer-map"), *key).items():
+            layers_a = tuple(dict.fromkeys(int(r.layer) for r in cells))
+            layers_b = tuple(dict.fromkeys(int(r.layer_b) for r in cells))
+            values = np.full((len(layers_a), len(layers_b)), np.nan)
+            notes = np.full(values.shape, "", dtype=object)
+            for r in cells:
+                i, j = layers_a.index(r.layer), layers_b.index(r.layer_b)
+                values[i, j], notes[i, j] = r.value, r.notes
+            best: dict[int, BestMatch] = {}
+            stability = {}
+            for r in matches.get(k, []):
+                if r.statistic == "stability":
+                    stability[int(r.layer)] = (r.value, r.notes)
+                else:
+                    best[int(r.layer)] = BestMatch(int(r.layer), r.layer_b, Estimate.of(r))
+            for layer, (share, why) in stability.items():
+                if layer in best:
+                    best[layer] = replace(best[layer], stability=share, stability_notes=why)
+            measure, checkpoint, view, checkpoint_b, view_b = k
+            out.append(
+                cls(measure, cells[0].kind, checkpoint, view, checkpoint_b, view_b, layers_a,
+                    layers_b, values, notes, cells[0].n_samples, tuple(best.values()))
+            )  # fmt: skip
+        return out

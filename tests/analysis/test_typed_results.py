@@ -1,0 +1,104 @@
+"""Typed results: rebuilt from a table (and its CSV) they give back exactly the same rows."""
+
+import math
+
+import numpy as np
+import pytest
+
+from geomalign.analysis import (
+    Calibration,
+    Estimate,
+    IDProfile,
+    LayerCurve,
+    LayerMap,
+    ResultsTable,
+    abstraction_phase,
+    cross_modal_curve,
+    id_profile,
+    layer_map,
+    tuning_change_curve,
+)
+
+
+@pytest.fixture(scope="module")
+def table(planted_store):
+    cal = Calibration(n_permutations=5, n_resamples=5)
+    table = ResultsTable()
+    for ckpt in ("base", "tuned"):
+        table.extend(cross_modal_curve(planted_store, ckpt, measures="cka-linear", calibration=cal))
+        table.extend(
+            id_profile(planted_store, (ckpt, "image", "mean"), measure="id-twonn", calibration=cal)
+        )
+    table.extend(
+        layer_map(
+            planted_store,
+            ("base", "image", "mean"),
+            ("base", "text", "mean"),
+            layers_a=[1, 2],
+            layers_b=[2, 3, 4],
+            calibration=cal,
+        )
+    )
+    table.extend(
+        tuning_change_curve(
+            planted_store, base="base", tuned="tuned", measures="cka-linear", calibration=cal
+        )
+    )
+    table.extend(abstraction_phase(table))
+    return table
+
+
+def _rows(table, analyses):
+    return ResultsTable(r for r in table if r.analysis in analyses)
+
+
+@pytest.mark.parametrize("through_csv", [False, True])
+def test_every_type_gives_back_its_rows_exactly(table, tmp_path, through_csv):
+    source = ResultsTable.from_csv(table.to_csv(tmp_path / "r.csv")) if through_csv else table
+    curves = LayerCurve.from_table(source)
+    assert {c.analysis for c in curves} == {"cross-modal", "tuning-change", "id-profile"}
+    rebuilt = ResultsTable()
+    for curve in curves:
+        rebuilt.extend(curve.to_table())
+    assert rebuilt == _rows(table, {"cross-modal", "tuning-change", "id-profile"})
+    (found,) = LayerMap.from_table(source)
+    assert found.to_table() == _rows(table, {"layer-map", "best-match"})
+    assert found.values.shape == (2, 3)
+    assert [m.layer for m in found.best] == [1, 2]
+    assert all(0.0 <= m.stability <= 1.0 for m in found.best)
+    phases = ResultsTable()
+    for profile in IDProfile.from_table(source):
+        phases.extend(profile.phase_table())
+    assert phases == _rows(table, {"abstraction-phase"})
+
+
+def test_typed_fields_match_the_rows(table):
+    curve = next(c for c in LayerCurve.from_table(table, analysis="cross-modal"))
+    rows = table.select(analysis="cross-modal", checkpoint=curve.checkpoint)
+    np.testing.assert_array_equal(curve.values, rows.column("value"))
+    assert curve.at(rows[2].layer).p_value == rows[2].p_value
+    (found,) = LayerMap.from_table(table)
+    best = table.select(analysis="best-match", statistic="value")
+    assert [(m.layer_b, m.estimate.p_value) for m in found.best] == [
+        (r.layer_b, r.p_value) for r in best
+    ]
+    for profile in IDProfile.from_table(table):
+        if profile.phase is not None:
+            half = profile.peak_half_width
+            assert profile.may_be_noise == (half is not None and profile.phase.prominence < half)
+            assert ("may be noise" in profile.phase_notes) == profile.may_be_noise
+
+
+def test_undefined_reason_and_to_pandas(table):
+    row = table[0]
+    undefined = Estimate(math.nan, notes="undefined (NaN): all 8 rows of X are identical; seed=0")
+    assert not undefined.defined
+    assert undefined.undefined_reason == "all 8 rows of X are identical"
+    assert Estimate.of(row).undefined_reason == ""
+    pandas = pytest.importorskip("pandas")
+    frame = table.to_pandas()
+    assert isinstance(frame, pandas.DataFrame)
+    assert list(frame.columns)[:5] == ["analysis", "measure", "checkpoint", "view", "layer"]
+    assert len(frame) == len(table)
+    assert frame["layer"].dtype == "Int64"
+    assert frame["value"].iloc[0] == row.value
