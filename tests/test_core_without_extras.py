@@ -78,6 +78,9 @@ SCRIPT = textwrap.dedent(
     table = analyze_store(path, measures=["cka-linear"], calibration=Calibration(n_resamples=4))
     assert len(table.select(analysis="cross-modal")) == 3
     assert select_window([4.0, 7.0, 12.0, 9.0, 8.0, 5.0, 4.0], width=2).blocks == range(1, 3)
+    for name in geomalign.__all__:  # the top-level entry points, transformers still blocked
+        getattr(geomalign, name)
+    assert geomalign.analyze_store is analyze_store
     assert "transformers" not in sys.modules
     print("core ok")
     """

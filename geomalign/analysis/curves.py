@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from geomalign import metrics
 from geomalign.analysis._views import (
     Rows,
     StoreLike,
@@ -37,8 +36,6 @@ __all__ = [
     "tuning_change_curve",
 ]
 
-#: Measures computed exactly over every stored row (streamed in blocks), and whether debiased.
-STREAMED = {"cka-linear": False, "cka-linear-debiased": True}
 # Poolings tried, in this order, when a pooling is not named.
 _POOLING_PREFERENCE = ("mean", "last")
 
@@ -123,7 +120,7 @@ def compare_views(
     view_a: View | tuple[str, str, str],
     view_b: View | tuple[str, str, str],
     *,
-    measures: Sequence[str] | str,
+    measures: Sequence[str | Measure] | str | Measure,
     layers: Sequence[int] | None = None,
     analysis: str = "compare",
     calibration: Calibration | None = None,
@@ -173,8 +170,8 @@ def compare_views(
             names = (f"{view_a} layer {layer}", f"{view_b} layer {layer}")
             point = evaluate(measure, X, Y, calibration, names=names)
             n_used, notes = rows.n, join_notes(point.notes, rows.note)
-            if rows.subsampled and measure.name in STREAMED and np.isfinite(point.value):
-                acc = metrics.StreamingLinearCKA(debiased=STREAMED[measure.name])
+            if rows.subsampled and measure.stream is not None and np.isfinite(point.value):
+                acc = measure.stream()
                 for xa, xb in _stream_pairs(
                     store, view_a, view_b, layer, calibration.working_memory
                 ):
@@ -205,7 +202,7 @@ def cross_modal_curve(
     store: StoreLike,
     checkpoint: str,
     *,
-    measures: Sequence[str] | str,
+    measures: Sequence[str | Measure] | str | Measure,
     image: tuple[str, str | None] = ("image", None),
     text: tuple[str, str | None] = ("text", None),
     layers: Sequence[int] | None = None,
@@ -251,7 +248,7 @@ def cross_checkpoint_curve(
     *,
     base: str,
     tuned: str,
-    measures: Sequence[str] | str,
+    measures: Sequence[str | Measure] | str | Measure,
     pooling: str | None = None,
     layers: Sequence[int] | None = None,
     calibration: Calibration | None = None,
@@ -300,7 +297,7 @@ def tuning_change_curve(
     *,
     base: str,
     tuned: str,
-    measures: Sequence[str] | str,
+    measures: Sequence[str | Measure] | str | Measure,
     image: tuple[str, str | None] = ("image", None),
     text: tuple[str, str | None] = ("text", None),
     layers: Sequence[int] | None = None,

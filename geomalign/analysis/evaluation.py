@@ -88,21 +88,24 @@ class Point:
     notes: str = ""
 
 
-def resolve_measures(names: Sequence[str] | str, *, n_views: int, purpose: str) -> list[Measure]:
-    """Registry measures for ``names``, each checked to take ``n_views`` views."""
-    if isinstance(names, str):
-        names = [names]
-    names = list(names)
-    if not names:
+def resolve_measures(
+    measures: Sequence[str | Measure] | str | Measure, *, n_views: int, purpose: str
+) -> list[Measure]:
+    """The measures ``measures`` name (registry names or :class:`Measure` objects), each checked
+    to take ``n_views`` views."""
+    if isinstance(measures, str | Measure):
+        measures = [measures]
+    measures = list(measures)
+    if not measures:
         raise ValueError(f"{purpose}: no measures given; available: {metrics.available()}.")
     out = []
-    for name in names:
-        measure = metrics.get(name)
+    for given in measures:
+        measure = metrics.resolve(given)
         if measure.n_views != n_views:
             need = "two views (X, Y)" if n_views == 2 else "one view (X)"
             raise ValueError(
-                f"{purpose}: measure {name!r} ({measure.kind}) takes {measure.n_views} view(s); "
-                f"this analysis needs measures of {need}. Measures of that kind: "
+                f"{purpose}: measure {measure.name!r} ({measure.kind}) takes {measure.n_views} "
+                f"view(s); this analysis needs measures of {need}. Measures of that kind: "
                 f"{[m for m in metrics.available() if metrics.get(m).n_views == n_views]}."
             )
         out.append(measure)

@@ -26,6 +26,7 @@ from geomalign.analysis.evaluation import (
 )
 from geomalign.analysis.results import AbstractionPhase, IDProfile, LayerCurve
 from geomalign.analysis.table import Result, ResultsTable
+from geomalign.metrics import Measure
 
 __all__ = ["abstraction_phase", "detect_abstraction_phase", "id_profile"]
 
@@ -115,7 +116,7 @@ def id_profile(
     store: StoreLike,
     view: View | tuple[str, str, str],
     *,
-    measure: str = "id-gride",
+    measure: str | Measure = "id-gride",
     layers: Sequence[int] | None = None,
     calibration: Calibration | None = None,
 ) -> ResultsTable:

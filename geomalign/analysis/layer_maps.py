@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from geomalign import metrics, stats
+from geomalign import stats
 from geomalign.analysis._views import (
     Rows,
     StoreLike,
@@ -17,7 +17,6 @@ from geomalign.analysis._views import (
     open_store,
     select_layers,
 )
-from geomalign.analysis.curves import STREAMED
 from geomalign.analysis.evaluation import (
     UNDEFINED_NOTE,
     Calibration,
@@ -36,8 +35,8 @@ __all__ = ["layer_map", "map_matrix", "map_of"]
 
 
 def _matrix(measure: Measure, Xs: list[np.ndarray], Ys: list[np.ndarray]) -> np.ndarray:
-    if measure.name in STREAMED:  # linear CKA: each layer's self-term computed once
-        return metrics.cka_matrix(Xs, Ys, debiased=STREAMED[measure.name])
+    if measure.matrix is not None:  # e.g. linear CKA: each layer's self-term computed once
+        return np.asarray(measure.matrix(Xs, Ys), dtype=np.float64)
     return np.array([[float(measure(X, Y)) for Y in Ys] for X in Xs], dtype=np.float64)
 
 
@@ -74,7 +73,7 @@ def layer_map(
     view_a: View | tuple[str, str, str],
     view_b: View | tuple[str, str, str],
     *,
-    measure: str = "cka-linear",
+    measure: str | Measure = "cka-linear",
     layers_a: Sequence[int] | None = None,
     layers_b: Sequence[int] | None = None,
     calibration: Calibration | None = None,

@@ -19,6 +19,7 @@ from geomalign.analysis.evaluation import Calibration
 from geomalign.analysis.id_profile import abstraction_phase, id_profile
 from geomalign.analysis.layer_maps import layer_map
 from geomalign.analysis.table import ResultsTable
+from geomalign.metrics import Measure
 
 __all__ = ["analyze_store"]
 
@@ -28,8 +29,8 @@ logger = logging.getLogger(__name__)
 def analyze_store(
     store: StoreLike,
     *,
-    measures: Sequence[str],
-    map_measures: Sequence[str] | None = None,
+    measures: Sequence[str | Measure],
+    map_measures: Sequence[str | Measure] | None = None,
     base: str | None = None,
     image: tuple[str, str | None] = ("image", None),
     text: tuple[str, str | None] = ("text", None),
@@ -54,8 +55,9 @@ def analyze_store(
     ----------
     store : ActivationStore or path
         The activation store.
-    measures : sequence of str
-        Registry measures, e.g. ``["cka-linear", "mutual-knn", "ot-sinkhorn", "id-gride"]``.
+    measures : sequence of str or Measure
+        Registry names or :class:`~geomalign.metrics.Measure` objects, e.g.
+        ``["cka-linear", "mutual-knn", "ot-sinkhorn", "id-gride"]``.
     map_measures : sequence of str, default=None
         Two-view measures for layer x layer maps; the first two-view entry of ``measures`` when
         None, no maps when empty.
@@ -82,13 +84,14 @@ def analyze_store(
     """
     calibration = calibration or Calibration()
     store = open_store(store)
-    measures = list(measures)
+    measures = [metrics.resolve(m) for m in measures]
     if not measures:
         raise ValueError(f"measures: give at least one; available: {metrics.available()}.")
-    two_view = [m for m in measures if metrics.get(m).n_views == 2]
-    one_view = [m for m in measures if metrics.get(m).n_views == 1]
-    if map_measures is None:
-        map_measures = two_view[:1]
+    two_view = [m for m in measures if m.n_views == 2]
+    one_view = [m for m in measures if m.n_views == 1]
+    map_measures = (
+        two_view[:1] if map_measures is None else [metrics.resolve(m) for m in map_measures]
+    )
     checkpoints = list(store.checkpoints())
     if not checkpoints:
         raise ValueError(f"{store.path}: the store holds no checkpoint.")
@@ -121,7 +124,7 @@ def analyze_store(
         for m in map_measures:
             tasks.append(
                 (
-                    f"layer map {ckpt} {m}",
+                    f"layer map {ckpt} {m.name}",
                     partial(
                         layer_map,
                         store,
@@ -170,7 +173,7 @@ def analyze_store(
                 if has(ckpt, side[0]):
                     tasks.append(
                         (
-                            f"ID {ckpt} {side[0]} {m}",
+                            f"ID {ckpt} {side[0]} {m.name}",
                             partial(
                                 id_profile, store, side_view(store, ckpt, side), measure=m, **common
                             ),

@@ -7,7 +7,7 @@ intervals of registered measures are in :mod:`geomalign.stats`.
 
 from geomalign.metrics._cka_stream import StreamingLinearCKA
 from geomalign.metrics._errors import UndefinedMeasureError
-from geomalign.metrics._registry import Measure, available, get
+from geomalign.metrics._registry import Measure, available, get, register, resolve
 from geomalign.metrics.across_layers import LayerPairScore, best_layer_pair, outlier_clip_threshold
 from geomalign.metrics.cka import cka, cka_matrix
 from geomalign.metrics.correlation import distance_correlation, svcca
@@ -56,5 +56,7 @@ __all__ = [
     "ot_distance",
     "ot_matching_accuracy",
     "outlier_clip_threshold",
+    "register",
+    "resolve",
     "svcca",
 ]

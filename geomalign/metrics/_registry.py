@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KINDS", "Measure", "available", "get"]
+__all__ = ["KINDS", "Measure", "available", "get", "register", "resolve"]
 
 KINDS = ("similarity", "distance", "dimension")
 RESAMPLING = ("bootstrap", "half-sampling")
@@ -68,6 +68,15 @@ class Measure:
         ``shuffled(X, Y, **params)`` returns a function of a permutation ``perm`` giving
         ``func(X, Y[perm], **params)`` while reusing the work that does not depend on the
         pairing (self-products, neighbour lists); used by the permutation test.
+    stream : callable, optional
+        ``stream()`` returns an accumulator with ``update(X_block, Y_block)`` and ``value()``
+        that gives the measure exactly over row blocks (e.g.
+        :class:`~geomalign.metrics.StreamingLinearCKA`); analyses then compute the value over
+        every stored row, not only a subsample.
+    matrix : callable, optional
+        ``matrix(Xs, Ys)`` returns the measure between every array of ``Xs`` and every array of
+        ``Ys`` (shape ``(len(Xs), len(Ys))``), sharing per-array work across pairs (e.g.
+        :func:`~geomalign.metrics.cka_matrix`); layer maps use it.
 
     Examples
     --------
@@ -86,6 +95,18 @@ class Measure:
     resampling: str = "bootstrap"
     paired: bool = True
     shuffled: Callable[..., Callable[[np.ndarray], float]] | None = None
+    stream: Callable[[], Any] | None = None
+    matrix: Callable[[list[Any], list[Any]], np.ndarray] | None = None
+
+    @property
+    def has_permutation_shortcut(self) -> bool:
+        """Whether the permutation test reuses per-view work (:attr:`shuffled` is set)."""
+        return self.shuffled is not None
+
+    @property
+    def streams_exactly(self) -> bool:
+        """Whether the measure can be accumulated exactly over row blocks (:attr:`stream`)."""
+        return self.stream is not None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -97,6 +118,12 @@ class Measure:
             )
         if not isinstance(self.paired, bool):
             raise TypeError(f"paired must be True or False; got {self.paired!r} for {self.name!r}.")
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty str; got {self.name!r}.")
+        if not callable(self.func):
+            raise TypeError(
+                f"func must be callable; got {type(self.func).__name__} for {self.name!r}."
+            )
         if self.resampling not in RESAMPLING:
             raise ValueError(f"resampling must be one of {RESAMPLING}; got {self.resampling!r}.")
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
@@ -112,7 +139,10 @@ class Measure:
 
 
 def _entries() -> dict[str, Measure]:
-    from geomalign.metrics.cka import cka
+    from functools import partial
+
+    from geomalign.metrics._cka_stream import StreamingLinearCKA
+    from geomalign.metrics.cka import cka, cka_matrix
     from geomalign.metrics.cka import shuffled as cka_shuffled
     from geomalign.metrics.correlation import distance_correlation, svcca
     from geomalign.metrics.gap import modality_gap
@@ -128,10 +158,14 @@ def _entries() -> dict[str, Measure]:
 
     entries = [
         Measure("cka-linear", "similarity", 2, cka, "Linear CKA (Kornblith et al. 2019).",
-                {"kernel": "linear", "debiased": False}, shuffled=cka_shuffled),
+                {"kernel": "linear", "debiased": False}, shuffled=cka_shuffled,
+                stream=partial(StreamingLinearCKA, debiased=False),
+                matrix=partial(cka_matrix, debiased=False)),
         Measure("cka-linear-debiased", "similarity", 2, cka,
                 "Linear CKA with unbiased HSIC (Song et al. 2012); near 0 for unrelated views.",
-                {"kernel": "linear", "debiased": True}, shuffled=cka_shuffled),
+                {"kernel": "linear", "debiased": True}, shuffled=cka_shuffled,
+                stream=partial(StreamingLinearCKA, debiased=True),
+                matrix=partial(cka_matrix, debiased=True)),
         Measure("cka-rbf", "similarity", 2, cka,
                 "RBF-kernel CKA, bandwidth = median pairwise distance.",
                 {"kernel": "rbf", "debiased": False, "sigma_factor": 1.0},
@@ -241,6 +275,57 @@ def get(name: str) -> Measure:
             f"unknown measure {name!r}.{hint} Available: {', '.join(sorted(registry))}."
         )
     return registry[name]
+
+
+def register(measure: Measure, *, overwrite: bool = False) -> Measure:
+    """Add a measure to the registry, so that every analysis accepts its name.
+
+    Parameters
+    ----------
+    measure : Measure
+        The measure; its ``name`` becomes the registry name.
+    overwrite : bool, default=False
+        Replace a measure registered under the same name (else that is an error).
+
+    Returns
+    -------
+    Measure
+        ``measure`` itself.
+
+    Examples
+    --------
+    >>> def grand_mean_gap(X, Y):
+    ...     return float(abs(X.mean() - Y.mean()))
+    >>> m = Measure("grand-mean-gap", "distance", 2, grand_mean_gap, "Gap of the grand means.",
+    ...             paired=False)
+    >>> get(register(m).name) is m
+    True
+    """
+    if not isinstance(measure, Measure):
+        raise TypeError(f"register() takes a Measure; got {type(measure).__name__}.")
+    registry = _registry()
+    if measure.name in registry and not overwrite:
+        raise ValueError(
+            f"a measure named {measure.name!r} is already registered; pass overwrite=True to "
+            "replace it, or choose another name."
+        )
+    registry[measure.name] = measure
+    return measure
+
+
+def resolve(measure: str | Measure) -> Measure:
+    """The :class:`Measure` a registry name or a measure object stands for.
+
+    Every function that takes a measure accepts either; an unregistered :class:`Measure` is
+    used as it is.
+    """
+    if isinstance(measure, Measure):
+        return measure
+    if isinstance(measure, str):
+        return get(measure)
+    raise TypeError(
+        f"measure must be a registered name or a Measure; got {type(measure).__name__}."
+    )
 
 
 def available(kind: str | None = None) -> list[str]:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from geomalign._validation import check_int, check_paired, check_representations
-from geomalign.metrics import Measure, get
+from geomalign.metrics import Measure, resolve
 from geomalign.metrics._arrays import take_rows
 from geomalign.stats._intervals import check_confidence, interval
 from geomalign.stats._resampling import resample_indices, resample_size
@@ -76,16 +76,6 @@ class BootstrapResult:
     resamples: np.ndarray
 
 
-def _resolve(measure: str | Measure) -> Measure:
-    if isinstance(measure, Measure):
-        return measure
-    if isinstance(measure, str):
-        return get(measure)
-    raise TypeError(
-        f"measure must be a registered name or a Measure; got {type(measure).__name__}."
-    )
-
-
 def permutation_test(
     measure: str | Measure,
     X: np.ndarray | torch.Tensor,
@@ -133,7 +123,7 @@ def permutation_test(
     >>> permutation_test("cka-linear", X, X, n_permutations=99, random_state=0).p_value
     0.01
     """
-    m = _resolve(measure)
+    m = resolve(measure)
     if m.n_views != 2:
         raise ValueError(
             f"a permutation test shuffles the pairing of two views; {m.name!r} is a "
@@ -233,7 +223,7 @@ def bootstrap_ci(
     >>> round(r.ci_low, 6), round(r.ci_high, 6)
     (1.0, 1.0)
     """
-    m = _resolve(measure)
+    m = resolve(measure)
     views = (X,) if Y is None else (X, Y)
     if len(views) != m.n_views:
         raise ValueError(
