@@ -48,6 +48,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check $(CHECKED)
 	$(BIN)/ruff format --check $(CHECKED)
+	$(BIN)/python -m mypy
 
 test-latest:
 	$(call install,$(LATEST),--upgrade --upgrade-strategy eager,$(LATEST_TORCH))

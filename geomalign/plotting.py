@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -19,7 +20,7 @@ from matplotlib.patches import Patch
 
 from geomalign.analysis.layer_maps import map_of
 from geomalign.analysis.results import IDProfile
-from geomalign.analysis.table import ResultsTable
+from geomalign.analysis.table import ResultsTable, layer_number
 
 __all__ = [
     "FORMATS",
@@ -61,7 +62,7 @@ def _new_axes(ax: Axes | None, size: tuple[float, float] = (9.0, 4.2)) -> tuple[
     return fig, fig.add_subplot()
 
 
-def _legend(ax: Axes, extra: list[tuple[object, str]]) -> None:
+def _legend(ax: Axes, extra: list[tuple[Any, str]]) -> None:
     """Legend outside the axes on the right: the data series, then what the symbols mean."""
     handles, labels = ax.get_legend_handles_labels()
     for handle, label in extra:
@@ -123,7 +124,7 @@ def plot_curves(
         ckpt, view, ckpt_b, view_b = key
         sel = sorted(
             rows.select(checkpoint=ckpt, view=view, checkpoint_b=ckpt_b, view_b=view_b),
-            key=lambda r: r.layer,
+            key=layer_number,
         )
         part = ResultsTable(sel)
         x, y = part.column("layer"), part.column("value")
@@ -162,9 +163,9 @@ def plot_curves(
     else:
         ax.set_ylabel(f"{measure}\n({_direction(kind)})")
     ax.set_xlabel(LAYER_AXIS)
-    ax.set_xticks(sorted({int(r.layer) for r in rows}))
+    ax.set_xticks(sorted({layer_number(r) for r in rows}))
     ax.set_title(_TITLES.get(analysis, analysis) + f" — {measure}", fontsize=11)
-    extra: list[tuple[object, str]] = []
+    extra: list[tuple[Any, str]] = []
     if any(r.ci_low is not None for r in rows):
         extra.append((Patch(color="grey", alpha=0.25), "confidence interval"))
     if any(r.p_value is not None for r in rows):
@@ -282,11 +283,11 @@ def plot_id_profiles(
         if (p.profile.measure, p.profile.view) == (measure, view)
     }
     for i, ckpt in enumerate(checkpoints):
-        part = ResultsTable(sorted(rows.select(checkpoint=ckpt), key=lambda r: r.layer))
+        part = ResultsTable(sorted(rows.select(checkpoint=ckpt), key=layer_number))
         x, y = part.column("layer"), part.column("value")
         _band(ax, x, part, colours[ckpt])
         ax.plot(x, y, "o-", color=colours[ckpt], label=f"{ckpt}", linewidth=1.8)
-        found = phases.get(ckpt)
+        found = phases.get(str(ckpt))
         if found is not None and found.phase is not None:
             noisy = found.may_be_noise
             phase = {"onset": found.phase.onset, "end": found.phase.end}
@@ -310,9 +311,9 @@ def plot_id_profiles(
     ax.set_xlabel(LAYER_AXIS)
     ax.set_ylabel(f"intrinsic dimension ({measure})")
     ax.margins(y=0.12)  # room for the phase strips
-    ax.set_xticks(sorted({int(r.layer) for r in rows}))
+    ax.set_xticks(sorted({layer_number(r) for r in rows}))
     ax.set_title(f"Intrinsic dimension over layers — {view}", fontsize=11)
-    extra: list[tuple[object, str]] = []
+    extra: list[tuple[Any, str]] = []
     if any(r.ci_low is not None for r in rows):
         extra.append((Patch(color="grey", alpha=0.25), "confidence interval"))
     extra.append((Line2D([], [], color="grey", linestyle="--"), "ID peak layer"))
@@ -351,7 +352,7 @@ def plot_results(
     out.mkdir(parents=True, exist_ok=True)
     figures: list[tuple[str, Figure]] = []
     for analysis in ("cross-modal", "cross-checkpoint", "tuning-change"):
-        for measure in table.select(analysis=analysis).unique("measure"):
+        for measure in map(str, table.select(analysis=analysis).unique("measure")):
             figures.append(
                 (_slug(analysis, measure), plot_curves(table, analysis=analysis, measure=measure))
             )
@@ -359,7 +360,7 @@ def plot_results(
     for key in dict.fromkeys(
         (r.measure, r.checkpoint, r.view, r.checkpoint_b, r.view_b) for r in maps
     ):
-        measure, ckpt, view, ckpt_b, view_b = key
+        measure, ckpt, view, ckpt_b, view_b = (str(part) for part in key)
         fig = plot_layer_map(
             table, measure=measure, checkpoint=ckpt, view=view, checkpoint_b=ckpt_b, view_b=view_b
         )
@@ -372,7 +373,7 @@ def plot_results(
                 plot_id_profiles(table, measure=measure, view=view),
             )
         )
-    paths = []
+    paths: list[Path] = []
     for stem, fig in figures:
         paths.extend(save_figure(fig, out / f"{stem}.{fmt}") for fmt in formats)
     return paths

@@ -176,7 +176,7 @@ def log_undefined(table: ResultsTable, what: str) -> None:
                 "%s, %s: layers %s %s: %s",
                 what,
                 measure,
-                sorted({r.layer for r in rows}),
+                sorted({r.layer for r in rows if r.layer is not None}),
                 UNDEFINED_NOTE,
                 Estimate.of(rows[0]).undefined_reason,
             )

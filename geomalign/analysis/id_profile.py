@@ -32,7 +32,10 @@ __all__ = ["abstraction_phase", "detect_abstraction_phase", "id_profile"]
 
 
 def detect_abstraction_phase(
-    layers: Sequence[int], dimensions: Sequence[float], *, min_prominence: float = 0.0
+    layers: Sequence[int] | np.ndarray,
+    dimensions: Sequence[float] | np.ndarray,
+    *,
+    min_prominence: float = 0.0,
 ) -> AbstractionPhase | None:
     """Find the abstraction phase in an intrinsic-dimension profile.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -179,7 +180,7 @@ def layer_map(
     def undefined(*names: str) -> str:
         return join_notes(*(f"{UNDEFINED_NOTE}: {left_out[n]}" for n in names if n in left_out))
 
-    common = dict(
+    common: dict[str, Any] = dict(
         measure=resolved.name,
         checkpoint=view_a.checkpoint,
         view=view_a.label,

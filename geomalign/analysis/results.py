@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from geomalign.analysis.table import Result, ResultsTable
+from geomalign.analysis.table import Result, ResultsTable, layer_number
 
 __all__ = [
     "CURVE_ANALYSES",
@@ -189,8 +189,18 @@ class LayerCurve:
         rows = [r for r in table if r.analysis in wanted and r.layer is not None]
         key = ("analysis", "measure", "kind", "checkpoint", "view", "checkpoint_b", "view_b")
         return [
-            cls(*k, tuple(int(r.layer) for r in part), tuple(Estimate.of(r) for r in part))
-            for k, part in _groups(rows, *key).items()
+            cls(
+                analysis=part[0].analysis,
+                measure=part[0].measure,
+                kind=part[0].kind,
+                checkpoint=part[0].checkpoint,
+                view=part[0].view,
+                checkpoint_b=part[0].checkpoint_b,
+                view_b=part[0].view_b,
+                layers=tuple(layer_number(r) for r in part),
+                estimates=tuple(Estimate.of(r) for r in part),
+            )
+            for part in _groups(rows, *key).values()
         ]
 
 
@@ -376,8 +386,8 @@ class LayerMap:
         matches = _groups((r for r in table if r.analysis == "best-match"), *key)
         out = []
         for k, cells in _groups((r for r in table if r.analysis == "layer-map"), *key).items():
-            layers_a = tuple(dict.fromkeys(int(r.layer) for r in cells))
-            layers_b = tuple(dict.fromkeys(int(r.layer_b) for r in cells))
+            layers_a = tuple(dict.fromkeys(layer_number(r) for r in cells))
+            layers_b = tuple(dict.fromkeys(layer_number(r, "layer_b") for r in cells))
             values = np.full((len(layers_a), len(layers_b)), np.nan)
             notes = np.full(values.shape, "", dtype=object)
             for r in cells:
@@ -387,9 +397,9 @@ class LayerMap:
             stability = {}
             for r in matches.get(k, []):
                 if r.statistic == "stability":
-                    stability[int(r.layer)] = (r.value, r.notes)
+                    stability[layer_number(r)] = (r.value, r.notes)
                 else:
-                    best[int(r.layer)] = BestMatch(int(r.layer), r.layer_b, Estimate.of(r))
+                    best[layer_number(r)] = BestMatch(layer_number(r), r.layer_b, Estimate.of(r))
             for layer, (share, why) in stability.items():
                 if layer in best:
                     best[layer] = replace(best[layer], stability=share, stability_notes=why)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 from geomalign import metrics
 from geomalign._progress import progress_bar
@@ -84,14 +85,12 @@ def analyze_store(
     """
     calibration = calibration or Calibration()
     store = open_store(store)
-    measures = [metrics.resolve(m) for m in measures]
-    if not measures:
+    resolved = [metrics.resolve(m) for m in measures]
+    if not resolved:
         raise ValueError(f"measures: give at least one; available: {metrics.available()}.")
-    two_view = [m for m in measures if m.n_views == 2]
-    one_view = [m for m in measures if m.n_views == 1]
-    map_measures = (
-        two_view[:1] if map_measures is None else [metrics.resolve(m) for m in map_measures]
-    )
+    two_view = [m for m in resolved if m.n_views == 2]
+    one_view = [m for m in resolved if m.n_views == 1]
+    maps = two_view[:1] if map_measures is None else [metrics.resolve(m) for m in map_measures]
     checkpoints = list(store.checkpoints())
     if not checkpoints:
         raise ValueError(f"{store.path}: the store holds no checkpoint.")
@@ -105,8 +104,8 @@ def analyze_store(
     def has(ckpt: str, modality: str) -> bool:
         return (ckpt, modality) in stored
 
-    common = {"calibration": calibration}
-    curves = {"measures": two_view, **common}
+    common: dict[str, Any] = {"calibration": calibration}
+    curves: dict[str, Any] = {"measures": two_view, **common}
     tasks: list[tuple[str, Callable[[], ResultsTable]]] = []
     for ckpt in ordered:
         if not (has(ckpt, image[0]) and has(ckpt, text[0])):
@@ -121,7 +120,7 @@ def analyze_store(
                     partial(cross_modal_curve, store, ckpt, image=image, text=text, **curves),
                 )
             )
-        for m in map_measures:
+        for m in maps:
             tasks.append(
                 (
                     f"layer map {ckpt} {m.name}",

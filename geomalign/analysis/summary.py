@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable, Iterable
 
 from geomalign.analysis.results import Estimate, IDProfile, LayerMap
-from geomalign.analysis.table import Result, ResultsTable
+from geomalign.analysis.table import Result, ResultsTable, layer_number
 
 __all__ = ["summarize"]
 
@@ -189,7 +189,7 @@ def _undefined(table: ResultsTable) -> list[str]:
     ).items():
         second = f" vs {ckpt_b} {view_b}" if view_b is not None else ""
         reason = Estimate.of(rows[0]).undefined_reason
-        layers = ", ".join(str(r.layer) for r in sorted(rows, key=lambda r: r.layer))
+        layers = ", ".join(str(r.layer) for r in sorted(rows, key=layer_number))
         lines.append(f"  {analysis} {measure} {ckpt} {view}{second}: layers {layers} ({reason})")
     return lines
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import astuple, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -120,9 +120,17 @@ def _parse_cell(column: str, text: str, where: str) -> object:
     return text
 
 
+def layer_number(row: Result, column: str = "layer") -> int:
+    """``row.layer`` (or ``row.layer_b``) as an int; ValueError when the row has none."""
+    value = getattr(row, column)
+    if value is None:
+        raise ValueError(f"this {row.analysis!r} row has no {column}: {row}.")
+    return int(value)
+
+
 def _coerce(row: Result) -> Result:
     """Return ``row`` with numpy scalars turned into Python ``int``/``float`` (CSV round trip)."""
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     for name in COLUMNS:
         value = getattr(row, name)
         if value is None:

@@ -224,10 +224,10 @@ def bootstrap_ci(
     (1.0, 1.0)
     """
     m = resolve(measure)
-    views = (X,) if Y is None else (X, Y)
-    if len(views) != m.n_views:
+    given = (X,) if Y is None else (X, Y)
+    if len(given) != m.n_views:
         raise ValueError(
-            f"measure {m.name!r} takes {m.n_views} view(s); got {len(views)} "
+            f"measure {m.name!r} takes {m.n_views} view(s); got {len(given)} "
             f"({'Y is None' if Y is None else 'X and Y'})."
         )
     n_resamples = check_int(n_resamples, "n_resamples", 2)
@@ -235,7 +235,7 @@ def bootstrap_ci(
         raise ValueError(f"confidence must be a float in (0, 1); got {confidence!r}.")
     confidence = check_confidence(confidence)
     names = ("X", "Y")
-    views = tuple(check_representations(V, name=nm) for V, nm in zip(views, names, strict=False))
+    views = tuple(check_representations(V, name=nm) for V, nm in zip(given, names, strict=False))
     if len(views) == 2:
         check_paired(*views)
     rng = np.random.default_rng(random_state)

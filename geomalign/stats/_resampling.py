@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -97,7 +97,8 @@ class Grouping:
     def sums(self, values: np.ndarray) -> np.ndarray:
         """Per-group sums of ``values`` of shape (..., n_items) -> (..., n_groups)."""
         out = np.zeros((*values.shape[:-1], self.n_groups))
-        np.add.at(out, (..., self.codes), values)
+        where: tuple[Any, ...] = (..., self.codes)
+        np.add.at(out, where, values)
         return out
 
     @property
