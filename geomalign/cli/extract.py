@@ -136,7 +136,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="joint prompt with {image} then {caption} "
         "(default LLaVA-1.5: 'USER: {image}\\n{caption}\\nASSISTANT:')",
     )
-    parser.add_argument("--random-state", type=int, default=0, help="seed of 'random' pooling")
+    parser.add_argument("--seed", type=int, default=0, help="seed of 'random' pooling")
     parser.add_argument(
         "--shard",
         type=_shard,
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
             layers=args.layers,
             batch_size=args.batch_size,
             store_dtype=args.store_dtype,
-            random_state=args.random_state,
+            random_state=args.seed,
             overwrite=args.overwrite and i == 0,
             revision=revision,
             dtype=args.dtype,
