@@ -19,7 +19,8 @@ import numpy as np
 from geomalign import stats
 from geomalign.analysis import Calibration, abstraction_phase, id_profile, layer_map
 from geomalign.analysis.evaluation import evaluate, paired_difference
-from geomalign.analysis.id_profile import NOISE_NOTE
+from geomalign.analysis.results import IDProfile
+from geomalign.analysis.table import ResultsTable
 from geomalign.interventions.probes import probe_accuracy
 from geomalign.metrics import get
 from geomalign.simulation.populations import GaussianViews, LayeredViews, torus
@@ -223,7 +224,7 @@ def best_match_study(
                 path, ("m", "image", "mean"), ("m", "text", "mean"), measure=measure,
                 calibration=calibration,
             )  # fmt: skip
-        p = [r.p_value for r in table.select(analysis="best-match")]
+        p = [r.p_value for r in table.select(analysis="best-match") if r.p_value is not None]
         return {"rejected": _rejects(p[0], alpha), "any_rejected": min(p) <= alpha}
 
     return study
@@ -255,12 +256,12 @@ def id_profile_study(
             calibration = Calibration(n_resamples=n_resamples, random_state=_seed(rng))
             profile = id_profile(path, ("m", "image", "mean"), measure=measure,
                                  calibration=calibration)  # fmt: skip
-        phase = abstraction_phase(profile).select(statistic="peak_layer")[0]
-        found = math.isfinite(phase.value)
+        table = ResultsTable([*profile, *abstraction_phase(profile)])
+        (found,) = IDProfile.from_table(table)
         first = profile.select(layer=0)[0]
         return {
-            "phase": found,
-            "clear_phase": found and NOISE_NOTE not in phase.notes,
+            "phase": found.phase is not None,
+            "clear_phase": found.phase is not None and not found.may_be_noise,
             "covered": _covers(first.ci_low, first.ci_high, float(dimensions[0])),
         }
 
