@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 
+from geomalign import stats
 from geomalign.analysis.results import Estimate, IDProfile, LayerMap
 from geomalign.analysis.table import Result, ResultsTable, layer_number
 
@@ -71,26 +73,68 @@ def _cross_modal(table: ResultsTable) -> list[str]:
     return lines
 
 
-def _tuning_change(table: ResultsTable, alpha: float) -> list[str]:
+_WORDS = {"holm": "Holm-adjusted p", "bh": "BH-adjusted p (FDR)", "none": "p (unadjusted)"}
+
+
+def _draws(row: Result) -> int | None:
+    """The null draws (permutations K or resamples B) behind ``row``'s p-value, from its notes."""
+    found = re.search(r"\b[KB]=(\d+)", row.notes)
+    return int(found.group(1)) if found else None
+
+
+def _family(rows: list[Result], alpha: float, correction: str, alternative: str) -> str:
+    """Which layers of one curve are significant after ``correction``, and the p-value floor.
+
+    ``"; <Holm-adjusted p> < alpha at layers ..."`` (or ``"no layer with ..."``), then, when
+    some p-value sits at its floor ``1 / (draws + 1)`` (two-sided ``2 / (draws + 1)``), a
+    remark saying so, and when the draws cannot give a corrected p-value below ``alpha`` at all,
+    how many would.
+    """
+    tested = sorted((r for r in rows if r.p_value is not None), key=lambda r: r.layer or 0)
+    if not tested:
+        return ""
+    adjusted = stats.adjust([r.p_value for r in tested], method=correction)
+    word = _WORDS[correction]
+    sig = [str(r.layer) for r, p in zip(tested, adjusted, strict=True) if p <= alpha]
+    over = f" over {len(tested)} layers" if correction != "none" else ""
+    text = (
+        f"; {word} <= {alpha}{over} at layers {', '.join(sig)}"
+        if sig
+        else f"; no layer with {word} <= {alpha}{over}"
+    )
+    draws = _draws(tested[0])
+    if draws is None:
+        return text
+    floor = stats.p_value_floor(draws, alternative=alternative)
+    at_floor = [str(r.layer) for r in tested if r.p_value is not None and r.p_value <= floor]
+    if at_floor:
+        text += (
+            f"; p at its floor {floor:.2g} (= {'2' if alternative == 'two-sided' else '1'}/"
+            f"({draws}+1)) at layers {', '.join(at_floor)}: more draws may give smaller p"
+        )
+    m = len(tested) if correction != "none" else 1
+    if m * floor > alpha:
+        need = stats.draws_needed(m, alpha, alternative=alternative)
+        text += (
+            f"; with {draws} draws the smallest possible {word} is {min(1.0, m * floor):.2g} > "
+            f"{alpha}: use at least {need} for a single layer to reach it"
+        )
+    return text
+
+
+def _tuning_change(table: ResultsTable, alpha: float, correction: str) -> list[str]:
     lines = []
     for (measure, kind, ckpt, base), rows in _groups(
         table.select(analysis="tuning-change"), "measure", "kind", "checkpoint", "checkpoint_b"
     ).items():
         big = max(rows, key=lambda r: abs(r.value))
-        sig = [r.layer for r in rows if r.p_value is not None and r.p_value < alpha]
         better = "more" if (big.value > 0) == (kind != "distance") else "less"
         text = (
             f"  {measure} [{kind}]: {ckpt} − {base} largest at layer {big.layer}: "
             f"{big.value:+.3g}{_calibration(big)}, i.e. image and caption {better} alike "
             "after tuning there"
         )
-        if any(r.p_value is not None for r in rows):
-            text += (
-                f"; p < {alpha} at layers {', '.join(map(str, sig))}"
-                if sig
-                else f"; no layer with p < {alpha}"
-            )
-        lines.append(text)
+        lines.append(text + _family(rows, alpha, correction, "two-sided"))
     return lines
 
 
@@ -113,16 +157,17 @@ def _cross_checkpoint(table: ResultsTable) -> list[str]:
     return lines
 
 
-def _best_match(table: ResultsTable, alpha: float) -> list[str]:
+def _best_match(table: ResultsTable, alpha: float, correction: str) -> list[str]:
     lines = []
     maps = [m for m in LayerMap.from_table(table) if m.best]
     for m in maps:
         pairs = []
-        for match in sorted(m.best, key=lambda match: match.layer):
-            if not match.estimate.defined:
-                continue
+        best = [b for b in sorted(m.best, key=lambda b: b.layer) if b.estimate.defined]
+        tested = [b.estimate.p_value for b in best if b.estimate.p_value is not None]
+        adjusted = iter(stats.adjust(tested, method=correction) if tested else [])
+        for match in best:
             p_value = match.estimate.p_value
-            mark = "" if p_value is None else ("*" if p_value < alpha else " (n.s.)")
+            mark = "" if p_value is None else ("*" if next(adjusted) <= alpha else " (n.s.)")
             share = "" if match.stability is None else f" ({match.stability:.0%})"
             pairs.append(f"{match.layer}->{match.layer_b}{mark}{share}")
         if pairs:
@@ -131,7 +176,10 @@ def _best_match(table: ResultsTable, alpha: float) -> list[str]:
                 + ", ".join(pairs)
             )
     if lines and any(b.estimate.p_value is not None for m in maps for b in m.best):
-        lines.append(f"  (* = better than chance: max-over-layers permutation p < {alpha})")
+        lines.append(
+            f"  (* = better than chance: max-over-layers permutation {_WORDS[correction]} <= "
+            f"{alpha} over the layers of each map)"
+        )
     if any(b.stability is not None for m in maps for b in m.best):
         lines.append("  (% = share of half-samples in which the same layer is best)")
     return lines
@@ -194,7 +242,7 @@ def _undefined(table: ResultsTable) -> list[str]:
     return lines
 
 
-def summarize(table: ResultsTable, *, alpha: float = 0.05) -> str:
+def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "holm") -> str:
     """A few lines per analysis present in ``table``, for a reader in a hurry.
 
     Parameters
@@ -203,6 +251,12 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05) -> str:
         Rows from :func:`geomalign.analysis.analyze_store` or the single analyses.
     alpha : float, default=0.05
         Significance level quoted for p-values.
+    correction : {"holm", "bh", "none"}, default="holm"
+        Correction across the layers of each curve (and each map's best matches) before a
+        layer is called significant: Holm's family-wise error control, Benjamini-Hochberg's
+        false-discovery-rate control, or none (:func:`geomalign.stats.adjust`). A p-value at
+        its floor ``1 / (draws + 1)`` is pointed out, and so are draws too few for any layer to
+        reach ``alpha`` after the correction.
 
     Returns
     -------
@@ -211,6 +265,10 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05) -> str:
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1); got {alpha}.")
+    if correction not in stats.CORRECTIONS:
+        raise ValueError(
+            f"correction must be one of {list(stats.CORRECTIONS)}; got {correction!r}."
+        )
     if not len(table):
         raise ValueError("summarize: the results table is empty.")
     checkpoints = [c for c in table.unique("checkpoint")]
@@ -227,9 +285,9 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05) -> str:
         head.append("some measures ran on a subsample (see the notes column)")
     sections = [
         ("Cross-modal alignment (image vs caption, same samples):", _cross_modal(table)),
-        ("What tuning changed in cross-modal alignment:", _tuning_change(table, alpha)),
+        ("What tuning changed in cross-modal alignment:", _tuning_change(table, alpha, correction)),
         ("Base vs tuned, same modality:", _cross_checkpoint(table)),
-        ("Best-matching layer across views:", _best_match(table, alpha)),
+        ("Best-matching layer across views:", _best_match(table, alpha, correction)),
         ("Intrinsic dimension and abstraction phase:", _id(table)),
         ("Undefined values (NaN), left out above:", _undefined(table)),
     ]

@@ -9,7 +9,9 @@ One rule for each thing, used by every module that reports a confidence interval
   best of several statistics, e.g. the best-matching layer);
 - p-values: :func:`p_value`, add-one with a stated alternative;
 - intervals: :func:`interval`, the percentile interval of the resamples centred on the estimate;
-- multiple comparisons: :func:`holm`, :func:`benjamini_hochberg`, :func:`max_t_adjusted`;
+- multiple comparisons: :func:`holm`, :func:`benjamini_hochberg`, :func:`max_t_adjusted`, and
+  :func:`adjust` (one of :data:`CORRECTIONS` by name); the resolution of add-one p-values,
+  :func:`p_value_floor` and :func:`draws_needed`;
 - for registered measures: :func:`permutation_test` and :func:`bootstrap_ci`.
 """
 
@@ -20,7 +22,15 @@ from geomalign.stats._measures import (
     bootstrap_ci,
     permutation_test,
 )
-from geomalign.stats._multiple import benjamini_hochberg, holm, max_t_adjusted
+from geomalign.stats._multiple import (
+    CORRECTIONS,
+    adjust,
+    benjamini_hochberg,
+    draws_needed,
+    holm,
+    max_t_adjusted,
+    p_value_floor,
+)
 from geomalign.stats._resampling import (
     RESAMPLINGS,
     Grouping,
@@ -39,20 +49,24 @@ from geomalign.stats._tests import (
 
 __all__ = [
     "ALTERNATIVES",
+    "CORRECTIONS",
     "RESAMPLINGS",
     "BootstrapResult",
     "Grouping",
     "PermutationResult",
+    "adjust",
     "benjamini_hochberg",
     "bootstrap_ci",
     "centred_resamples",
     "cluster_bootstrap",
     "cluster_means",
+    "draws_needed",
     "holm",
     "interval",
     "max_null",
     "max_t_adjusted",
     "p_value",
+    "p_value_floor",
     "permutation_null",
     "permutation_test",
     "resample_indices",

@@ -6,7 +6,15 @@ import numpy as np
 
 from geomalign.stats._tests import max_null, p_value
 
-__all__ = ["benjamini_hochberg", "holm", "max_t_adjusted"]
+__all__ = [
+    "CORRECTIONS",
+    "adjust",
+    "benjamini_hochberg",
+    "draws_needed",
+    "holm",
+    "max_t_adjusted",
+    "p_value_floor",
+]
 
 
 def _check_p_values(p_values: object) -> np.ndarray:
@@ -123,3 +131,65 @@ def max_t_adjusted(observed: object, null: object, *, alternative: str) -> np.nd
         )
     extreme = max_null(null, alternative=alternative, axis=1)
     return np.array([p_value(extreme, t, alternative=alternative) for t in observed])
+
+
+#: The corrections :func:`adjust` applies across a family of p-values.
+CORRECTIONS: tuple[str, ...] = ("holm", "bh", "none")
+
+
+def adjust(p_values: object, *, method: str) -> np.ndarray:
+    """Adjusted p-values of a family: ``"holm"`` (family-wise), ``"bh"`` (FDR) or ``"none"``.
+
+    Parameters
+    ----------
+    p_values : array-like of shape (m,)
+    method : {"holm", "bh", "none"}
+        :func:`holm`, :func:`benjamini_hochberg`, or the p-values unchanged.
+
+    Returns
+    -------
+    numpy.ndarray of shape (m,)
+
+    Examples
+    --------
+    >>> adjust([0.01, 0.04], method="holm").tolist()
+    [0.02, 0.04]
+    """
+    if method not in CORRECTIONS:
+        raise ValueError(f"method must be one of {list(CORRECTIONS)}; got {method!r}.")
+    if method == "holm":
+        return holm(p_values)
+    if method == "bh":
+        return benjamini_hochberg(p_values)
+    return _check_p_values(p_values)
+
+
+def p_value_floor(n_draws: int, *, alternative: str = "greater") -> float:
+    """The smallest p-value :func:`p_value` can give from ``n_draws`` null draws.
+
+    ``1 / (n_draws + 1)`` one-sided, ``2 / (n_draws + 1)`` two-sided: 100 permutations cannot
+    give less than 0.0099, 50 two-sided resamples less than 0.039.
+
+    Examples
+    --------
+    >>> round(p_value_floor(100), 4), round(p_value_floor(50, alternative="two-sided"), 4)
+    (0.0099, 0.0392)
+    """
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be >= 1; got {n_draws}.")
+    return (2.0 if alternative == "two-sided" else 1.0) / (n_draws + 1)
+
+
+def draws_needed(n_tests: int, alpha: float, *, alternative: str = "greater") -> int:
+    """Null draws needed for a Holm-adjusted p-value of the best of ``n_tests`` to reach ``alpha``.
+
+    The smallest Holm-adjusted p-value is ``n_tests * p_value_floor(n_draws)``; it is at most
+    ``alpha`` from ``ceil(k n_tests / alpha) - 1`` draws (k = 2 two-sided, else 1).
+
+    Examples
+    --------
+    >>> draws_needed(10, 0.05)
+    199
+    """
+    k = 2 if alternative == "two-sided" else 1
+    return max(1, int(np.ceil(k * n_tests / alpha - 1e-9)) - 1)

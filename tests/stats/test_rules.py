@@ -129,3 +129,20 @@ def test_max_t_adjusted_known_answer_and_shape_check():
     )
     with pytest.raises(ValueError, match=r"null must have shape \(n_draws, m\)"):
         stats.max_t_adjusted([0.1, 0.2, 0.3], null, alternative="greater")
+
+
+def test_adjust_and_the_p_value_floor():
+    p = [0.01, 0.04, 0.03, 0.005]
+    np.testing.assert_allclose(stats.adjust(p, method="holm"), stats.holm(p))
+    np.testing.assert_allclose(stats.adjust(p, method="bh"), stats.benjamini_hochberg(p))
+    np.testing.assert_allclose(stats.adjust(p, method="none"), p)
+    with pytest.raises(ValueError, match="method must be one of"):
+        stats.adjust(p, method="bonferroni")
+    assert stats.p_value_floor(99) == 0.01
+    assert stats.p_value_floor(99, alternative="two-sided") == 0.02
+    # the floor is what p_value gives when every null draw is below the observation
+    assert stats.p_value(np.zeros(99), 1.0, alternative="greater") == stats.p_value_floor(99)
+    for m, alternative in ((1, "greater"), (9, "greater"), (9, "two-sided"), (33, "greater")):
+        need = stats.draws_needed(m, 0.05, alternative=alternative)
+        assert m * stats.p_value_floor(need, alternative=alternative) <= 0.05
+        assert m * stats.p_value_floor(need - 1, alternative=alternative) > 0.05

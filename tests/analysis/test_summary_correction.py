@@ -1,0 +1,51 @@
+"""The summary's correction across layers and its remarks on the p-value floor."""
+
+from __future__ import annotations
+
+import pytest
+
+from geomalign.analysis import Result, ResultsTable, summarize
+
+
+def _curve(p_values, *, draws=100):
+    return ResultsTable(
+        Result(
+            analysis="tuning-change",
+            measure="cka-linear",
+            checkpoint="tuned",
+            view="image/mean",
+            layer=layer,
+            value=0.1 * layer,
+            checkpoint_b="base",
+            view_b="text/mean",
+            kind="similarity",
+            ci_low=0.0,
+            ci_high=1.0,
+            p_value=p,
+            n_samples=100,
+            notes=f"95% CI: paired half-sampling B={draws} seed=0",
+        )
+        for layer, p in enumerate(p_values)
+    )
+
+
+def test_layers_are_called_significant_after_holm_by_default():
+    table = _curve([0.001, 0.02, 0.03, 0.5], draws=2000)
+    text = summarize(table)
+    assert "Holm-adjusted p <= 0.05 over 4 layers at layers 0" in text
+    assert "layers 0, 1" not in text
+    unadjusted = summarize(table, correction="none")
+    assert "p (unadjusted) <= 0.05 at layers 0, 1, 2" in unadjusted
+    assert "BH-adjusted p (FDR) <= 0.05 over 4 layers at layers 0, 1, 2" in summarize(
+        table, correction="bh"
+    )
+    with pytest.raises(ValueError, match="correction must be one of"):
+        summarize(table, correction="sidak")
+
+
+def test_floor_and_unreachable_level_are_said():
+    floor = 2 / 51
+    text = summarize(_curve([floor, floor, 0.5, 0.9, 0.9], draws=50))
+    assert "p at its floor 0.039 (= 2/(50+1)) at layers 0, 1" in text
+    assert "no layer with Holm-adjusted p <= 0.05 over 5 layers" in text
+    assert "use at least 199 for a single layer to reach it" in text
