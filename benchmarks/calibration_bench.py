@@ -91,7 +91,7 @@ def _settings() -> list[tuple[str, str, object, dict[str, tuple[float, float] | 
     for groups, size in ((10, 4), (40, 4)):
         study = effect_study(groups, size)
         add("effect curve window", f"no effect, {groups} images x {size} items", study, **both)
-    study = probe_study(60, 5, n_permutations=99)
+    study = probe_study(60, 5, n_permutations=39)
     add("probe", "label independent of X, n=60, 5 features", study, **fpr)
     return out
 
