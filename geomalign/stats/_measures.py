@@ -211,6 +211,14 @@ def bootstrap_ci(
     :math:`\sigma^2 (1/m - 1/n) = \sigma^2 / n` at :math:`m = n/2`), and its shift with
     sample size is removed by the same centring as above.
 
+    Coverage (``benchmarks/calibration_bench.py``, Gaussian views of 8 features with a known
+    population CKA): the interval is centred on the estimate, so it covers the value the
+    estimator takes at this n. For a biased estimator that is not the population value:
+    ``cka-linear`` (biased HSIC, larger than the population value by O(features / n)) covered a
+    population CKA of 0.5 in about 90% of 200 studies at n = 40 and 92% at n = 160, below the
+    nominal 95%; ``cka-linear-debiased`` is the measure whose interval targets the population
+    value at n >= 160 (at n = 40 its bootstrap also under-covers, about 90%).
+
     References
     ----------
     .. [1] Efron, Tibshirani. An Introduction to the Bootstrap. Chapman & Hall, 1993.
