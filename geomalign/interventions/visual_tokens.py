@@ -11,9 +11,11 @@ whose input id is the image placeholder token) while they are active:
   attend to image positions.
 
 Every hook is removed when the ``with`` block exits, also when it exits by an exception. The image
-positions are read from the ``input_ids`` of each forward call, so the interventions apply to full
-forward passes (scoring, extraction); the attention knockout refuses incremental decoding with a
-key/value cache, whose image positions it cannot see.
+positions are read from the ``input_ids`` of each forward call and, in incremental decoding with a
+key/value cache, appended to those of the calls that filled the cache, so every intervention acts
+on every decoding step of ``model.generate``: skip and ablation change the image states when the
+prompt is encoded (the cached keys and values of the image positions are the intervened ones), and
+the knockout masks the cached image keys for each new query.
 """
 
 from __future__ import annotations
@@ -32,12 +34,16 @@ __all__ = ["ablate_visual_tokens", "knockout_visual_attention", "skip_visual_tok
 
 
 class _ImagePositions:
-    """Holds the boolean (batch, seq) mask of image positions of the forward call in progress."""
+    """Holds the boolean image-position masks of the forward call in progress.
+
+    ``mask`` (batch, seq) covers the positions of the call; ``keys`` (batch, cached + seq) also
+    the positions already in its key/value cache, accumulated over the calls of one decoding.
+    """
 
     def __init__(self, token_id: int) -> None:
         self.token_id = token_id
         self.mask: torch.Tensor | None = None
-        self.cached = 0  # positions already in the key/value cache of the call in progress
+        self.keys: torch.Tensor | None = None
 
     def capture(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         input_ids = kwargs.get("input_ids", args[0] if args else None)
@@ -49,7 +55,13 @@ class _ImagePositions:
         self.mask = input_ids == self.token_id
         cache = kwargs.get("past_key_values")
         get_length = getattr(cache, "get_seq_length", None)
-        self.cached = int(get_length()) if callable(get_length) else 0
+        cached = int(get_length()) if callable(get_length) else 0
+        if cached == 0:
+            self.keys = self.mask
+        elif self.keys is not None and self.keys.shape == (self.mask.shape[0], cached):
+            self.keys = torch.cat([self.keys, self.mask], dim=1)
+        else:
+            self.keys = None  # a cache filled outside this intervention: positions unknown
 
     def for_hidden(self, hidden: torch.Tensor, where: str) -> torch.Tensor:
         """The mask, checked against ``hidden`` of shape (batch, seq, dim)."""
@@ -57,8 +69,8 @@ class _ImagePositions:
             got = None if self.mask is None else tuple(self.mask.shape)
             raise ValueError(
                 f"{where}: hidden states of shape {tuple(hidden.shape)} do not match the image "
-                f"positions {got} of the forward call; visual-token interventions need a full "
-                "forward pass (no key/value cache, no incremental decoding)."
+                f"positions {got} of the forward call; visual-token interventions need the "
+                "`input_ids` of the model's own forward call."
             )
         return self.mask.to(hidden.device)
 
@@ -193,12 +205,21 @@ def ablate_visual_tokens(
         yield
 
 
-def _knocked_out_mask(mask: object, image: torch.Tensor, where: str) -> torch.Tensor:
-    """Attention mask with every (text query, image key) pair forbidden; image: (batch, seq)."""
-    seq = image.shape[1]
-    blocked = (~image)[:, None, :, None] & image[:, None, None, :]  # (batch, 1, query, key)
+def _knocked_out_mask(
+    mask: object, image: torch.Tensor, where: str, keys: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Attention mask with every (text query, image key) pair forbidden.
+
+    ``image`` (batch, query) marks the image positions among the queries, ``keys`` (batch, key)
+    among the keys (default: the queries themselves, a call without a cache); the queries are
+    the last positions of the keys.
+    """
+    keys = image if keys is None else keys
+    n_query, n_key = image.shape[1], keys.shape[1]
+    blocked = (~image)[:, None, :, None] & keys[:, None, None, :]  # (batch, 1, query, key)
     if mask is None:  # SDPA without padding: the causal pattern is implicit
-        causal = torch.ones(seq, seq, dtype=torch.bool, device=image.device).tril()
+        causal = torch.ones(n_query, n_key, dtype=torch.bool, device=image.device)
+        causal = causal.tril(diagonal=n_key - n_query)
         return causal[None, None] & ~blocked
     if not isinstance(mask, torch.Tensor) or mask.ndim != 4:
         got = (
@@ -208,11 +229,14 @@ def _knocked_out_mask(mask: object, image: torch.Tensor, where: str) -> torch.Te
             f"{where}: attention knockout needs a 4-D attention mask (eager or sdpa attention); "
             f"got {got}. Load the model with attn_implementation='sdpa' or 'eager'."
         )
-    if mask.shape[-2:] != (seq, seq):
+    if mask.shape[-2] != n_query or mask.shape[-1] < n_key:
         raise ValueError(
-            f"{where}: attention mask of shape {tuple(mask.shape)} does not match the {seq} "
-            "positions of the forward call; knockout needs a full forward pass without a cache."
+            f"{where}: attention mask of shape {tuple(mask.shape)} does not match the {n_query} "
+            f"queries and {n_key} keys of the forward call."
         )
+    if mask.shape[-1] > n_key:  # a static cache longer than the sequence: its tail is masked
+        pad = torch.zeros(*blocked.shape[:3], mask.shape[-1] - n_key, dtype=torch.bool)
+        blocked = torch.cat([blocked, pad.to(blocked.device)], dim=-1)
     if mask.dtype == torch.bool:
         return mask & ~blocked
     return mask.masked_fill(blocked, torch.finfo(mask.dtype).min)
@@ -226,7 +250,9 @@ def knockout_visual_attention(
 
     The attention mask handed to each block's attention module is replaced by one in which every
     (non-image query, image key) pair is masked, on top of the causal and padding pattern. Image
-    positions keep attending to each other and to earlier text.
+    positions keep attending to each other and to earlier text. In decoding with a key/value cache
+    (``model.generate`` inside the ``with`` block) each new token is a text query, so it sees no
+    cached image key in these blocks.
 
     Parameters
     ----------
@@ -249,17 +275,18 @@ def knockout_visual_attention(
             def hook(module, args, kwargs, where=where):
                 hidden = _hidden_in(args, kwargs)
                 image = positions.for_hidden(hidden, where)
-                if positions.cached:
+                if positions.keys is None:
                     raise ValueError(
-                        f"{where}: the forward call continues a key/value cache of "
-                        f"{positions.cached} positions; knockout needs a full forward pass "
-                        "without a cache."
+                        f"{where}: the forward call continues a key/value cache filled outside "
+                        "the knockout, whose image positions are unknown; start the decoding "
+                        "inside the `with` block."
                     )
                 if "attention_mask" not in kwargs:
                     raise TypeError(
                         f"{where}: the attention module got no `attention_mask` keyword."
                     )
-                new = _knocked_out_mask(kwargs["attention_mask"], image, where)
+                keys = positions.keys.to(image.device)
+                new = _knocked_out_mask(kwargs["attention_mask"], image, where, keys)
                 return args, {**kwargs, "attention_mask": new}
 
             handle = module.register_forward_pre_hook(hook, with_kwargs=True)

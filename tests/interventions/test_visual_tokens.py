@@ -185,14 +185,43 @@ def test_hooks_are_removed_after_an_exception(model, items, no_hooks_left):
     assert torch.equal(forward_logits(model, items), clean)
 
 
-def test_knockout_refuses_incremental_decoding(items):
+@pytest.mark.parametrize(
+    "context",
+    [
+        lambda m: knockout_visual_attention(m, [0, 2]),
+        lambda m: skip_visual_tokens(m, 2),
+        lambda m: ablate_visual_tokens(m, [1], fill="zero"),
+    ],
+)
+def test_interventions_act_on_every_step_of_cached_decoding(context):
+    """Decoding one token at a time with a key/value cache gives the logits of full passes."""
+    model = tiny_llava(1)
+    single = make_items(1)
+    ids = single.input_ids[:, : int(single.attention_mask.sum())]
+    with context(model), torch.no_grad():
+        full = model(input_ids=ids, pixel_values=single.pixel_values, use_cache=False).logits
+        prompt = 7  # the image tokens and two more
+        out = model(input_ids=ids[:, :prompt], pixel_values=single.pixel_values, use_cache=True)
+        steps = [out.logits]
+        for position in range(prompt, ids.shape[1]):
+            out = model(
+                input_ids=ids[:, position : position + 1], past_key_values=out.past_key_values
+            )
+            steps.append(out.logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        clean = model(input_ids=ids, pixel_values=single.pixel_values).logits
+    assert not torch.allclose(clean[:, -1], full[:, -1])
+
+
+def test_knockout_refuses_a_cache_filled_outside_it(items):
     model = tiny_llava(1)
     single = make_items(1)
     forward_logits(model, single)
     before = _hooks(model)
-    with knockout_visual_attention(model, [0]), torch.no_grad():
+    with torch.no_grad():
         out = model(input_ids=single.input_ids, pixel_values=single.pixel_values, use_cache=True)
-        with pytest.raises(ValueError, match="full forward pass without a cache"):
+        with knockout_visual_attention(model, [0]), pytest.raises(ValueError, match="unknown"):
             model(input_ids=single.input_ids[:, -1:], past_key_values=out.past_key_values)
     assert _hooks(model) == before
 
@@ -209,6 +238,11 @@ def test_knockout_mask_formats():
     assert torch.equal(out[0, 0] == 0, expected)
     with pytest.raises(TypeError, match=r"needs a 4-D attention mask .* got shape \(1, 4\)"):
         _knocked_out_mask(torch.ones(1, 4), image, "test")
+    # one new text query over a cache of the four positions: it sees the text keys only
+    step = _knocked_out_mask(
+        None, torch.tensor([[False]]), "test", torch.cat([image, torch.tensor([[False]])], 1)
+    )
+    assert step[0, 0].tolist() == [[True, False, False, True, True]]
 
 
 def test_bad_arguments(model, no_hooks_left):
