@@ -11,6 +11,12 @@
   match, CIDEr-D);
 - :mod:`~geomalign.interventions.scoring`: per-item task scores (caption log-likelihood, answer
   exact match);
+- :mod:`~geomalign.interventions.benchmarks`, :mod:`~geomalign.interventions.benchmark_layouts`:
+  benchmark tasks (open-ended QA, multiple choice, captioning; image or text-only) from JSONL /
+  CSV tables, datasets and the VQAv2 and COCO-QA layouts;
+- :mod:`~geomalign.interventions.prompted`, :mod:`~geomalign.interventions.generation`: those
+  tasks prompted for a model's processor and scored by greedy KV-cache decoding or option and
+  caption log-likelihoods, batch-size independent;
 - :mod:`~geomalign.interventions.tasks`: caption tasks from paired data, the testbed's held-out
   QA and caption sets;
 - :mod:`~geomalign.interventions.curves`, :mod:`~geomalign.interventions.effects`: effect curves
@@ -25,8 +31,14 @@ from geomalign.interventions.answers import (
     relaxed_match,
     vqa_accuracy,
 )
+from geomalign.interventions.benchmark_layouts import load_coco_qa, load_vqav2
+from geomalign.interventions.benchmarks import (
+    Benchmark,
+    benchmark_from_hf_dataset,
+    load_benchmark,
+)
 from geomalign.interventions.cider import cider_d
-from geomalign.interventions.curves import transplant_curve, visual_token_curve
+from geomalign.interventions.curves import score_task, transplant_curve, visual_token_curve
 from geomalign.interventions.effects import (
     ANALYSES,
     intervention_effects,
@@ -36,6 +48,7 @@ from geomalign.interventions.effects import (
 from geomalign.interventions.plotting import plot_effect_curves, plot_probe_curves
 from geomalign.interventions.probe_curves import probe_curves
 from geomalign.interventions.probes import ProbeResult, probe_accuracy, transfer_accuracy
+from geomalign.interventions.prompted import PromptedTask, prompt_task
 from geomalign.interventions.scoring import TaskData, make_task, score_items, task_from_labels
 from geomalign.interventions.tasks import LLAVA_CAPTION_TEMPLATE, caption_task, held_out_tasks
 from geomalign.interventions.transplant import LayerTransplant, layer_windows
@@ -48,10 +61,13 @@ from geomalign.interventions.visual_tokens import (
 __all__ = [
     "ANALYSES",
     "LLAVA_CAPTION_TEMPLATE",
+    "Benchmark",
     "LayerTransplant",
     "ProbeResult",
+    "PromptedTask",
     "TaskData",
     "ablate_visual_tokens",
+    "benchmark_from_hf_dataset",
     "caption_task",
     "cider_d",
     "decoder_layers",
@@ -60,16 +76,21 @@ __all__ = [
     "intervention_effects",
     "knockout_visual_attention",
     "layer_windows",
+    "load_benchmark",
     "load_checkpoint",
+    "load_coco_qa",
+    "load_vqav2",
     "make_task",
     "normalize_answer",
     "plot_effect_curves",
     "plot_probe_curves",
     "probe_accuracy",
     "probe_curves",
+    "prompt_task",
     "relaxed_match",
     "run_effect_curves",
     "score_items",
+    "score_task",
     "skip_visual_tokens",
     "task_from_labels",
     "transfer_accuracy",

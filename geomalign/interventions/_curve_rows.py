@@ -6,12 +6,17 @@ The rows are described in :mod:`geomalign.interventions.curves`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from geomalign import stats
 from geomalign.analysis.table import Result, ResultsTable
 from geomalign.interventions.scoring import TaskData
+
+if TYPE_CHECKING:
+    from geomalign.interventions.prompted import PromptedTask
 
 
 def sign_flip_p_value(
@@ -51,7 +56,7 @@ class Curve:
 
     def __init__(
         self,
-        task: TaskData,
+        task: TaskData | PromptedTask,
         windows: Sequence[range],
         scores: np.ndarray,
         reference: np.ndarray,
@@ -83,10 +88,10 @@ class Curve:
 
     def importance(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-window item importance (n_windows, n_items) and window centres in layer numbers."""
-        if self.cumulative:  # increments of consecutive windows [0, l - 1) -> [0, l)
+        if self.cumulative:  # increments of consecutive windows, each adding one block
             steps = self.sign * np.diff(self.scores, axis=0)
-            centres = np.array([w.stop for w in self.windows[1:]], dtype=np.float64)
-            return steps, centres
+            added = [(set(w) - set(prev)).pop() for prev, w in pairwise(self.windows)]
+            return steps, np.array(added, dtype=np.float64) + 1.0
         centres = np.array([(w.start + 1 + w.stop) / 2 for w in self.windows])
         return self.sign * (self.scores - self.reference), centres
 
@@ -142,6 +147,9 @@ def curve_table(
     """
     task = curve.task
     measure, view = f"{task.name}-{task.metric}", f"task/{task.name}"
+    prompt_format = getattr(task, "prompt_format", None)
+    if prompt_format:
+        reference_notes = f"{reference_notes}; prompt: {prompt_format}"
     n_items = len(task)
     table = ResultsTable(
         Result(

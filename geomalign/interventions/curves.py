@@ -40,6 +40,7 @@ from geomalign._model_parts import decoder_layers
 from geomalign._progress import progress_bar
 from geomalign.analysis.table import ResultsTable
 from geomalign.interventions._curve_rows import Curve, calibration_options, curve_table
+from geomalign.interventions.prompted import PromptedTask
 from geomalign.interventions.scoring import TaskData, score_items
 from geomalign.interventions.transplant import LayerTransplant, layer_windows
 from geomalign.interventions.visual_tokens import (
@@ -48,14 +49,33 @@ from geomalign.interventions.visual_tokens import (
     skip_visual_tokens,
 )
 
-__all__ = ["transplant_curve", "visual_token_curve"]
+__all__ = ["score_task", "transplant_curve", "visual_token_curve"]
 
 INTERVENTIONS = ("skip", "ablate-mean", "ablate-zero", "knockout")
+
+#: A task the curves score: teacher-forced items, or a benchmark prompted for a processor.
+Task = TaskData | PromptedTask
+
+
+def score_task(
+    model: nn.Module,
+    task: Task,
+    *,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Per-item scores of ``task`` under ``model`` as it is now (weights, hooks)."""
+    if isinstance(task, PromptedTask):
+        return task.score(model, batch_size=batch_size, device=device, progress=progress)
+    if isinstance(task, TaskData):
+        return score_items(model, task, batch_size=batch_size, device=device)
+    raise TypeError(f"task must be a TaskData or a PromptedTask; got {type(task).__name__}.")
 
 
 def _score(
     model: nn.Module,
-    task: TaskData,
+    task: Task,
     windows: Sequence[range],
     context: Callable[[range], AbstractContextManager[object]],
     *,
@@ -67,16 +87,16 @@ def _score(
     out = np.empty((len(windows), len(task)))
     for row, window in enumerate(progress_bar(windows, progress=progress, desc=label, leave=False)):
         with context(window):
-            out[row] = score_items(model, task, batch_size=batch_size, device=device)
+            out[row] = score_task(model, task, batch_size=batch_size, device=device)
     return out
 
 
 def transplant_curve(
     base: nn.Module,
     tuned: nn.Module,
-    task: TaskData,
+    task: Task,
     *,
-    mode: Literal["cumulative", "sliding"] = "cumulative",
+    mode: Literal["cumulative", "reverse", "sliding"] = "cumulative",
     width: int | None = None,
     stride: int = 1,
     shell: Literal["adjacent", "base", "tuned"] = "adjacent",
@@ -97,10 +117,13 @@ def transplant_curve(
     base, tuned : torch.nn.Module
         Base and tuned checkpoints of one architecture; ``base`` is modified in place during the
         sweep and restored afterwards (also on errors). ``tuned`` may live on another device.
-    task : TaskData
-        Items to score.
-    mode : {"cumulative", "sliding"}, default="cumulative"
-        Windows ``[0, l)`` for every ``l``, or windows of ``width`` blocks every ``stride``.
+    task : TaskData or PromptedTask
+        Items to score (teacher-forced items, or a benchmark task, see
+        :func:`~geomalign.interventions.prompt_task`).
+    mode : {"cumulative", "reverse", "sliding"}, default="cumulative"
+        Windows ``[0, s)`` for every ``s`` (the two-part split: tuned blocks ``[0, s)``, base
+        blocks ``[s, L)``), ``[s, L)`` for every ``s`` (the reverse split: base blocks
+        ``[0, s)``, tuned blocks ``[s, L)``), or windows of ``width`` blocks every ``stride``.
     width, stride : int
         Sliding-window width and step (see :func:`~geomalign.interventions.layer_windows`).
     shell : {"adjacent", "base", "tuned"}, default="adjacent"
@@ -126,7 +149,7 @@ def transplant_curve(
         endpoints = []
         for which in ("base", "tuned"):
             hybrid.set_checkpoint(which)  # type: ignore[arg-type]
-            endpoints.append(score_items(base, task, batch_size=batch_size, device=device))
+            endpoints.append(score_task(base, task, batch_size=batch_size, device=device))
         scores = _score(
             base,
             task,
@@ -143,7 +166,7 @@ def transplant_curve(
         scores,
         endpoints[0],
         n_layers=hybrid.n_layers,
-        cumulative=mode == "cumulative",
+        cumulative=mode != "sliding",
         sign=1.0,
         **calibration,  # type: ignore[arg-type]
     )
@@ -164,7 +187,7 @@ def _switch(setter: Callable[[object], None], argument: object) -> AbstractConte
 
 def visual_token_curve(
     model: nn.Module,
-    task: TaskData,
+    task: Task,
     *,
     intervention: Literal["skip", "ablate-mean", "ablate-zero", "knockout"],
     width: int = 1,
@@ -185,7 +208,7 @@ def visual_token_curve(
     ----------
     model : torch.nn.Module
         A LLaVA-style model (hooks are always removed afterwards).
-    task : TaskData
+    task : TaskData or PromptedTask
         Items to score.
     intervention : {"skip", "ablate-mean", "ablate-zero", "knockout"}
         ``"skip"``: image tokens bypass blocks ``[0, k)`` for ``k = 0 .. n_layers`` (a cumulative
@@ -234,7 +257,7 @@ def visual_token_curve(
                 return ablate_visual_tokens(model, window, fill=fill, **token)  # type: ignore[arg-type]
 
     options = {"batch_size": batch_size, "device": device}
-    reference = score_items(model, task, **options)  # type: ignore[arg-type]
+    reference = score_task(model, task, **options)  # type: ignore[arg-type]
     scores = _score(model, task, windows, context, progress=progress, label=intervention, **options)
     curve = Curve(
         task,

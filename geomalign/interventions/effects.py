@@ -9,13 +9,19 @@ import torch
 from torch import nn
 
 from geomalign.analysis.table import ResultsTable
-from geomalign.interventions.curves import INTERVENTIONS, transplant_curve, visual_token_curve
+from geomalign.interventions.curves import (
+    INTERVENTIONS,
+    Task,
+    transplant_curve,
+    visual_token_curve,
+)
+from geomalign.interventions.prompted import PromptedTask
 from geomalign.interventions.scoring import TaskData
 
 __all__ = ["ANALYSES", "intervention_effects", "load_checkpoint", "run_effect_curves"]
 
 #: Analyses :func:`intervention_effects` runs, in order.
-ANALYSES = ("transplant-cumulative", "transplant-sliding", *INTERVENTIONS)
+ANALYSES = ("transplant-cumulative", "transplant-reverse", "transplant-sliding", *INTERVENTIONS)
 
 # Options intervention_effects passes on to every curve.
 _CURVE_OPTIONS = (
@@ -61,7 +67,7 @@ def load_checkpoint(
 def intervention_effects(
     base: nn.Module,
     tuned: nn.Module,
-    tasks: Sequence[TaskData],
+    tasks: Sequence[Task],
     *,
     analyses: Sequence[str] = ANALYSES,
     width: int = 2,
@@ -78,10 +84,11 @@ def intervention_effects(
     ----------
     base, tuned : torch.nn.Module
         The two checkpoints (``base`` is modified in place during transplantation and restored).
-    tasks : sequence of TaskData
-        Tasks to score, e.g. answer exact match and caption log-likelihood.
+    tasks : sequence of TaskData or PromptedTask
+        Tasks to score, e.g. VQA accuracy of generated answers and caption CIDEr-D.
     analyses : sequence of str, default=ANALYSES
-        Any of ``"transplant-cumulative"``, ``"transplant-sliding"``, ``"skip"``,
+        Any of ``"transplant-cumulative"``, ``"transplant-reverse"``, ``"transplant-sliding"``,
+        ``"skip"``,
         ``"ablate-mean"``, ``"ablate-zero"``, ``"knockout"``.
     width, stride : int, default=2, 1
         Window width and step of the sliding curves (transplant, ablation, knockout).
@@ -106,8 +113,8 @@ def intervention_effects(
     bad = sorted(set(visual_checkpoints) - {"base", "tuned"})
     if bad:
         raise ValueError(f"visual_checkpoints must be 'base' and/or 'tuned'; got {bad}.")
-    if not tasks or not all(isinstance(t, TaskData) for t in tasks):
-        raise TypeError("tasks must be a non-empty sequence of TaskData.")
+    if not tasks or not all(isinstance(t, TaskData | PromptedTask) for t in tasks):
+        raise TypeError("tasks must be a non-empty sequence of TaskData or PromptedTask.")
     unexpected = sorted(set(options) - set(_CURVE_OPTIONS))
     if unexpected:
         raise TypeError(

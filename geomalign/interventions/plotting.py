@@ -17,9 +17,11 @@ _CUMULATIVE = ("transplant-cumulative", "visual-skip")
 _XLABELS = {
     "transplant-cumulative": "l: blocks [0, l) from the tuned checkpoint",
     "visual-skip": "k: image tokens skip blocks [0, k)",
+    "transplant-reverse": "s: blocks [s, L) from the tuned checkpoint",
 }
 _TITLES = {
-    "transplant-cumulative": "Cumulative layer transplantation (tuned blocks into base)",
+    "transplant-cumulative": "Two-part split, cumulative: tuned blocks [0, l), base blocks [l, L)",
+    "transplant-reverse": "Two-part split: base blocks [0, s), tuned blocks [s, L)",
     "transplant-sliding": "Sliding-window layer transplantation (tuned blocks into base)",
     "visual-skip": "Image tokens skip the first blocks",
     "visual-ablate-mean": "Image-token states replaced by their mean in a window",
@@ -40,16 +42,18 @@ def _legend_outside(ax: Axes) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
-def _x(rows: ResultsTable, cumulative: bool) -> np.ndarray:
+def _x(rows: ResultsTable, analysis: str) -> np.ndarray:
     first, last = rows.column("layer"), rows.column("layer_b")
-    if cumulative:
+    if analysis == "transplant-reverse":  # s of the tuned blocks [s, L); empty: s = L
+        return np.nan_to_num(first - 1.0, nan=float(np.nanmax(last)))
+    if analysis in _CUMULATIVE:
         return np.nan_to_num(last, nan=0.0)
     return (first + last) / 2.0
 
 
 def _panel(ax: Axes, table: ResultsTable, analysis: str, measure: str) -> None:
     rows = table.select(analysis=analysis, measure=measure, statistic="effect")
-    x = _x(rows, analysis in _CUMULATIVE)
+    x = _x(rows, analysis)
     effect = rows.column("value")
     colour = _PALETTE[0]
     ax.fill_between(

@@ -41,7 +41,7 @@ _SHELLS = ("adjacent", "base", "tuned")
 def layer_windows(
     n_layers: int,
     *,
-    mode: Literal["cumulative", "sliding"] = "cumulative",
+    mode: Literal["cumulative", "reverse", "sliding"] = "cumulative",
     width: int | None = None,
     stride: int = 1,
 ) -> list[range]:
@@ -51,9 +51,12 @@ def layer_windows(
     ----------
     n_layers : int
         Number of decoder blocks.
-    mode : {"cumulative", "sliding"}, default="cumulative"
-        ``"cumulative"``: ``range(0, l)`` for ``l = 0 .. n_layers``; ``"sliding"``: ``range(s, s +
-        width)`` for ``s = 0, stride, ...`` while the window fits.
+    mode : {"cumulative", "reverse", "sliding"}, default="cumulative"
+        ``"cumulative"``: ``range(0, s)`` for ``s = 0 .. n_layers`` -- transplanted into the base,
+        the two-part split "tuned blocks [0, s) + base blocks [s, L)"; ``"reverse"``:
+        ``range(s, n_layers)`` for ``s = n_layers .. 0`` -- the split "base blocks [0, s) + tuned
+        blocks [s, L)"; ``"sliding"``: ``range(s, s + width)`` for ``s = 0, stride, ...`` while the
+        window fits.
     width : int, optional
         Window width, required for ``"sliding"``.
     stride : int, default=1
@@ -67,6 +70,8 @@ def layer_windows(
     --------
     >>> layer_windows(4, mode="sliding", width=2, stride=1)
     [range(0, 2), range(1, 3), range(2, 4)]
+    >>> layer_windows(2, mode="reverse")
+    [range(2, 2), range(1, 2), range(0, 2)]
     """
     if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
         raise ValueError(f"n_layers must be a positive int; got {n_layers!r}.")
@@ -74,8 +79,12 @@ def layer_windows(
         if width is not None:
             raise ValueError("width applies to mode='sliding' only; got width with 'cumulative'.")
         return [range(0, end) for end in range(n_layers + 1)]
+    if mode == "reverse":
+        if width is not None:
+            raise ValueError("width applies to mode='sliding' only; got width with 'reverse'.")
+        return [range(start, n_layers) for start in range(n_layers, -1, -1)]
     if mode != "sliding":
-        raise ValueError(f"mode must be 'cumulative' or 'sliding'; got {mode!r}.")
+        raise ValueError(f"mode must be 'cumulative', 'reverse' or 'sliding'; got {mode!r}.")
     if width is None or isinstance(width, bool) or not 1 <= width <= n_layers:
         raise ValueError(
             f"width must be an int in [1, {n_layers}] for mode='sliding'; got {width!r}."

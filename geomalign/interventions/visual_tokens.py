@@ -53,7 +53,7 @@ class _ImagePositions:
                 "image positions; got inputs_embeds only."
             )
         self.mask = input_ids == self.token_id
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))  # renamed in transformers 5
         get_length = getattr(cache, "get_seq_length", None)
         cached = int(get_length()) if callable(get_length) else 0
         if cached == 0:
