@@ -35,8 +35,8 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from geomalign.data._files import check_files_exist, file_loader
-from geomalign.data.folder import _read_csv, _read_jsonl
+from geomalign.data._files import check_files_exist, contained_path, file_loader
+from geomalign.data._tables import read_csv, read_jsonl
 
 __all__ = ["KINDS", "Benchmark", "benchmark_from_hf_dataset", "load_benchmark"]
 
@@ -257,6 +257,7 @@ def load_benchmark(
     kind: Literal["qa", "choice", "caption"] | None = None,
     name: str | None = None,
     check_files: bool = True,
+    allow_outside_root: bool = False,
 ) -> Benchmark:
     """Load a benchmark task from a JSONL or CSV table (columns in the module docstring).
 
@@ -273,6 +274,9 @@ def load_benchmark(
         Task name; default the file's stem.
     check_files : bool, default=True
         Check up front that every image file exists.
+    allow_outside_root : bool, default=False
+        Accept image paths that are absolute or lead outside the image folder (refused by
+        default, as for paired data).
 
     Returns
     -------
@@ -299,14 +303,17 @@ def load_benchmark(
         raise ValueError(f"{source}: expected a .jsonl or .csv task file; got {file.suffix!r}.")
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}; got {kind!r}.")
-    rows, _ = (_read_jsonl if suffix == ".jsonl" else _read_csv)(file)
+    rows, _ = (read_jsonl if suffix == ".jsonl" else read_csv)(file)
     if not rows:
         raise ValueError(f"{source}: the table has no rows.")
     kind_found, columns = _parse_rows(rows, source, csv=suffix == ".csv", kind=kind)
     loader = None
     if columns["images"][0] is not None:
         root = Path(image_dir) if image_dir is not None else file.parent
-        paths = [root / p for p in columns["images"]]
+        paths = [
+            contained_path(root, p, f"{source}, id {i!r}", allow_outside_root=allow_outside_root)
+            for i, p in zip(columns["ids"], columns["images"], strict=True)
+        ]
         if check_files:
             check_files_exist(columns["ids"], paths, source)
         loader = file_loader(columns["ids"], paths, source)
