@@ -1,8 +1,9 @@
 """``geomalign intervene curves|probes ...``: causal effect curves and probe curves.
 
 ``curves`` scores a base and a tuned checkpoint under layer transplantation and image-token
-interventions (on the built-in testbed with ``--testbed``, or on any LLaVA-style pair with a caption
-task from ``--data``); ``probes`` fits per-layer linear probes on an activation store.
+interventions (on the built-in testbed with ``--testbed``, or on any LLaVA-style pair with
+benchmark tasks from ``--task`` files and a caption task from ``--data``); ``probes`` fits
+per-layer linear probes on an activation store.
 Each writes a results table (CSV) and a figure into ``--out``.
 """
 
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from geomalign.analysis.table import ResultsTable
-
-_TASKS = ("qa", "caption")
 
 
 def _names(text: str) -> list[str]:
@@ -91,14 +90,51 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     curves.add_argument(
         "--template",
         default=None,
-        help="caption prompt with {image} (default: LLaVA-1.5's short-caption instruction)",
+        help="--data caption prompt with {image} (default: LLaVA-1.5's short-caption instruction)",
+    )
+    curves.add_argument(
+        "--task",
+        dest="task_files",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="with --base/--tuned, repeatable: a benchmark task: .jsonl/.csv table (open QA, "
+        "multiple choice, captioning, text-only), VQAv2 questions .json (with --annotations) or a "
+        "COCO-QA split folder; images under --image-dir",
+    )
+    curves.add_argument("--annotations", type=Path, default=None, help="VQAv2 annotations .json")
+    curves.add_argument("--kind", choices=("qa", "choice", "caption"), default=None)
+    curves.add_argument(
+        "--metric",
+        default=None,
+        help="scoring rule of the --task files: vqa|exact|relaxed (QA), choice-norm|choice, "
+        "cider|loglik (captions); default the first of their kind",
+    )
+    curves.add_argument(
+        "--task-template",
+        default=None,
+        help="prompt with {question} (and {image}) instead of the processor's chat template",
+    )
+    curves.add_argument("--instruction", default=None, help="text after each question")
+    curves.add_argument("--max-new-tokens", type=int, default=None, help="decoding budget")
+    curves.add_argument("--processor", default=None, help="processor (default: the tuned one's)")
+    curves.add_argument("--limit", type=int, default=None, help="at most N items per task file")
+    curves.add_argument(
+        "--subsample", action="store_true", help="with --limit: a random subset seeded by --seed"
+    )
+    curves.add_argument(
+        "--benchmarks",
+        type=_names,
+        default=[],
+        help="--testbed: held-out sets scored by generation, among qa,text-qa,choice,caption",
     )
     curves.add_argument("--cache-dir", type=Path, default=None, help="testbed cache folder")
     curves.add_argument(
         "--tasks",
         type=_names,
-        default=list(_TASKS),
-        help="qa,caption (testbed; --data gives caption only)",
+        default=None,
+        help="teacher-forced testbed sets: qa,caption (default both)",
     )
     curves.add_argument(
         "--analyses",
@@ -183,7 +219,24 @@ def run_curves(args: argparse.Namespace) -> int:
         template=args.template,
         cache_dir=args.cache_dir,
         tasks=args.tasks,
+        benchmarks=args.benchmarks,
+        task_files=args.task_files,
+        annotations=args.annotations,
+        prompting={
+            key: value
+            for key, value in (
+                ("kind", args.kind),
+                ("metric", args.metric),
+                ("template", args.task_template),
+                ("instruction", args.instruction),
+                ("max_new_tokens", args.max_new_tokens),
+            )
+            if value is not None
+        },
+        processor=args.processor,
         max_images=args.max_images,
+        limit=args.limit,
+        subsample=args.subsample,
         analyses=args.analyses,
         width=args.width,
         stride=args.stride,

@@ -31,7 +31,7 @@ from geomalign.interventions.answers import (
     relaxed_match,
     vqa_accuracy,
 )
-from geomalign.interventions.benchmark_layouts import load_coco_qa, load_vqav2
+from geomalign.interventions.benchmark_layouts import load_coco_qa, load_task, load_vqav2
 from geomalign.interventions.benchmarks import (
     Benchmark,
     benchmark_from_hf_dataset,
@@ -50,7 +50,12 @@ from geomalign.interventions.probe_curves import probe_curves
 from geomalign.interventions.probes import ProbeResult, probe_accuracy, transfer_accuracy
 from geomalign.interventions.prompted import PromptedTask, prompt_task
 from geomalign.interventions.scoring import TaskData, make_task, score_items, task_from_labels
-from geomalign.interventions.tasks import LLAVA_CAPTION_TEMPLATE, caption_task, held_out_tasks
+from geomalign.interventions.tasks import (
+    LLAVA_CAPTION_TEMPLATE,
+    caption_task,
+    held_out_benchmarks,
+    held_out_tasks,
+)
 from geomalign.interventions.transplant import LayerTransplant, layer_windows
 from geomalign.interventions.visual_tokens import (
     ablate_visual_tokens,
@@ -72,6 +77,7 @@ __all__ = [
     "cider_d",
     "decoder_layers",
     "exact_match",
+    "held_out_benchmarks",
     "held_out_tasks",
     "intervention_effects",
     "knockout_visual_attention",
@@ -79,6 +85,7 @@ __all__ = [
     "load_benchmark",
     "load_checkpoint",
     "load_coco_qa",
+    "load_task",
     "load_vqav2",
     "make_task",
     "normalize_answer",

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from geomalign.data._files import check_files_exist, file_loader
-from geomalign.interventions.benchmarks import Benchmark
+from geomalign.interventions.benchmarks import Benchmark, load_benchmark
 
-__all__ = ["COCO_QA_TYPES", "load_coco_qa", "load_vqav2"]
+__all__ = ["COCO_QA_TYPES", "load_coco_qa", "load_task", "load_vqav2"]
 
 #: Question types of COCO-QA's ``types.txt``.
 COCO_QA_TYPES = ("object", "number", "colour", "location")
@@ -257,3 +257,40 @@ def _image_benchmark(
         load_image=file_loader(ids, paths, source),
         source=source,
     )
+
+
+def load_task(
+    path: str | os.PathLike[str],
+    *,
+    image_dir: str | os.PathLike[str] | None = None,
+    annotations: str | os.PathLike[str] | None = None,
+    kind: str | None = None,
+) -> Benchmark:
+    """Load a benchmark task, choosing the loader by what ``path`` is.
+
+    - a folder: a COCO-QA split (:func:`load_coco_qa`, needs ``image_dir``);
+    - a ``.json`` file: VQAv2 questions (:func:`load_vqav2`, needs ``annotations`` and
+      ``image_dir``);
+    - a ``.jsonl`` or ``.csv`` table: :func:`~geomalign.interventions.load_benchmark` (``kind``
+      from the columns unless given).
+
+    Returns
+    -------
+    Benchmark
+        Named after the file (or folder).
+    """
+    where = Path(path)
+    if kind is not None and where.suffix.lower() not in (".jsonl", ".csv"):
+        raise ValueError(f"{where}: kind applies to .jsonl/.csv tables only (the layout is QA).")
+    if where.is_dir():
+        if image_dir is None:
+            raise ValueError(f"{where}: a COCO-QA folder needs image_dir (--image-dir).")
+        return load_coco_qa(where, image_dir, name=f"{where.parent.name}-{where.name}")
+    if where.suffix.lower() == ".json":
+        if annotations is None or image_dir is None:
+            raise ValueError(
+                f"{where}: a VQAv2 questions file needs annotations (--annotations) and "
+                "image_dir (--image-dir)."
+            )
+        return load_vqav2(where, annotations, image_dir, name=where.stem)
+    return load_benchmark(where, image_dir, kind=kind)  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -167,8 +167,15 @@ def run_effect_curves(
     image_dir: str | os.PathLike[str] | None = None,
     template: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
-    tasks: Sequence[str] = ("qa", "caption"),
+    tasks: Sequence[str] | None = None,
+    benchmarks: Sequence[str] = (),
+    task_files: Sequence[str | os.PathLike[str]] = (),
+    annotations: str | os.PathLike[str] | None = None,
+    prompting: Mapping[str, object] | None = None,
+    processor: str | os.PathLike[str] | None = None,
     max_images: int | None = None,
+    limit: int | None = None,
+    subsample: bool = False,
     device: str | torch.device = "cpu",
     dtype: str = "float32",
     **options: object,
@@ -176,10 +183,13 @@ def run_effect_curves(
     """Load a checkpoint pair and its tasks, then run :func:`intervention_effects`.
 
     Either ``testbed`` (``"small"`` or ``"full"``: build or reuse the shapes-world testbed and
-    score its held-out QA and caption sets, see :func:`~geomalign.interventions.held_out_tasks`),
-    or ``base``, ``tuned`` and ``data`` (a paired dataset, ``.jsonl``/``.csv`` table or COCO
-    ``.json`` with ``image_dir``, whose captions form the caption task, see
-    :func:`~geomalign.interventions.caption_task`; QA needs the testbed).
+    score its held-out sets: ``tasks`` teacher-forced, see
+    :func:`~geomalign.interventions.held_out_tasks`, and ``benchmarks`` generated, see
+    :func:`~geomalign.interventions.held_out_benchmarks`), or ``base`` and ``tuned`` with
+    benchmark ``task_files`` (see :func:`~geomalign.interventions.load_task`) and/or ``data`` (a
+    paired dataset, ``.jsonl``/``.csv`` table or COCO ``.json`` with ``image_dir``, whose
+    captions form a caption log-likelihood task, see
+    :func:`~geomalign.interventions.caption_task`).
 
     Parameters
     ----------
@@ -188,20 +198,36 @@ def run_effect_curves(
     base, tuned : path-like or str, optional
         Checkpoints (hub ids or folders) when no testbed is used.
     data, image_dir : path-like, optional
-        Pairs for the caption task when no testbed is used.
+        Pairs for the caption task; ``image_dir`` is also the image folder of the task files.
     template : str, optional
-        Caption prompt with ``{image}``; default LLaVA-1.5's short-caption instruction.
+        Caption prompt with ``{image}`` for ``data``; default LLaVA-1.5's short-caption
+        instruction.
     cache_dir : path-like, optional
         Testbed cache folder.
-    tasks : sequence of {"qa", "caption"}, default=("qa", "caption")
-        Tasks to score.
+    tasks : sequence of {"qa", "caption"}, optional
+        Teacher-forced testbed tasks, default both; without the testbed only ``"caption"`` (the
+        task of ``data``) exists, and benchmark QA comes from ``task_files``.
+    benchmarks : sequence of {"qa", "text-qa", "choice", "caption"}, default=()
+        Generated testbed tasks.
+    task_files : sequence of path-like, default=()
+        Benchmark tasks of a base/tuned pair: tables, VQAv2 questions files, COCO-QA folders.
+    annotations : path-like, optional
+        The VQAv2 annotations file of a questions ``.json`` task.
+    prompting : mapping, optional
+        Keywords of :func:`~geomalign.interventions.prompt_task` for every task file
+        (``metric``, ``template``, ``instruction``, ``max_new_tokens``), and ``kind``.
+    processor : path-like or str, optional
+        Processor of the task files; default the tuned checkpoint's.
     max_images : int, optional
-        Score only the items of the first ``max_images`` images.
+        Testbed and ``data``: score only the items of the first ``max_images`` images.
+    limit : int, optional
+        Score at most ``limit`` items of each task file: the first ones, or a seeded random
+        subset with ``subsample`` (seed: ``random_state``).
     device, dtype
         Where and in which dtype the checkpoints are loaded (see :func:`load_checkpoint`).
     **options
         Passed to :func:`intervention_effects` (``analyses``, ``width``, ``stride``, ``shell``,
-        ``n_resamples``, ``random_state``, ...).
+        ``n_resamples``, ``random_state``, ``batch_size``, ...).
 
     Returns
     -------
@@ -210,39 +236,62 @@ def run_effect_curves(
     from transformers import AutoProcessor
 
     from geomalign.data import load_coco_captions, load_folder
-    from geomalign.interventions.tasks import LLAVA_CAPTION_TEMPLATE, caption_task, held_out_tasks
+    from geomalign.interventions.benchmark_layouts import load_task
+    from geomalign.interventions.prompted import prompt_task
+    from geomalign.interventions.tasks import (
+        LLAVA_CAPTION_TEMPLATE,
+        caption_task,
+        held_out_benchmarks,
+        held_out_tasks,
+    )
     from geomalign.testbed import TestbedConfig, build_testbed
 
+    task_data: list[Task] = []
     if testbed is not None:
-        if base is not None or tuned is not None or data is not None:
-            raise ValueError("give either testbed or base/tuned/data, not both.")
+        if base is not None or tuned is not None or data is not None or task_files:
+            raise ValueError("give either testbed or base/tuned with data or tasks, not both.")
         if testbed not in ("small", "full"):
             raise ValueError(f"testbed must be 'small' or 'full'; got {testbed!r}.")
         config = TestbedConfig.small() if testbed == "small" else TestbedConfig()
         built = build_testbed(config, cache_dir=cache_dir, progress=bool(options.get("progress")))
         base, tuned = built.base, built.tuned
-        task_data = held_out_tasks(built, tasks=tasks, max_images=max_images)
+        tasks = ("qa", "caption") if tasks is None else tasks
+        if tasks:
+            task_data += held_out_tasks(built, tasks=tasks, max_images=max_images)
+        if benchmarks:
+            task_data += held_out_benchmarks(built, tasks=benchmarks, max_images=max_images)
     else:
-        if base is None or tuned is None or data is None:
-            raise ValueError("without testbed, base, tuned and data are all required.")
-        if set(tasks) != {"caption"}:
+        if base is None or tuned is None or (data is None and not task_files):
+            raise ValueError("without testbed, base, tuned and data or task files are required.")
+        if tasks is not None and set(tasks) - {"caption"}:
             raise ValueError(
-                f"with base/tuned/data only the caption task is available; got tasks {list(tasks)}."
+                f"with base/tuned only the caption task of data exists; got tasks {list(tasks)} "
+                "(question answering comes from task files)."
             )
-        path = os.fspath(data)
-        if path.lower().endswith(".json"):
-            if image_dir is None:
-                raise ValueError("a COCO-captions .json needs image_dir.")
-            pairs = load_coco_captions(path, image_dir)
-        else:
-            pairs = load_folder(path, image_dir)
-        processor = AutoProcessor.from_pretrained(tuned)
-        n = len(pairs) if max_images is None else min(int(max_images), len(pairs))
-        task_data = [
-            caption_task(
-                processor, pairs, template=template or LLAVA_CAPTION_TEMPLATE, indices=range(n)
+        loaded = AutoProcessor.from_pretrained(processor or tuned)
+        prompt_options = dict(prompting or {})
+        kind = prompt_options.pop("kind", None)
+        seed = options.get("random_state", 0) if subsample else None
+        for path in task_files:
+            bench = load_task(path, image_dir=image_dir, annotations=annotations, kind=kind)  # type: ignore[arg-type]
+            bench = bench.sample(limit, random_state=seed)  # type: ignore[arg-type]
+            task_data.append(prompt_task(bench, loaded, **prompt_options))  # type: ignore[arg-type]
+        if data is not None:
+            path = os.fspath(data)
+            if path.lower().endswith(".json"):
+                if image_dir is None:
+                    raise ValueError("a COCO-captions .json needs image_dir.")
+                pairs = load_coco_captions(path, image_dir)
+            else:
+                pairs = load_folder(path, image_dir)
+            n = len(pairs) if max_images is None else min(int(max_images), len(pairs))
+            task_data.append(
+                caption_task(
+                    loaded, pairs, template=template or LLAVA_CAPTION_TEMPLATE, indices=range(n)
+                )
             )
-        ]
+    if not task_data:
+        raise ValueError("no task to score: give tasks, benchmarks or task files.")
     return intervention_effects(
         load_checkpoint(base, device=device, dtype=dtype),
         load_checkpoint(tuned, device=device, dtype=dtype),

@@ -8,12 +8,23 @@ from typing import TYPE_CHECKING
 import torch
 
 from geomalign.data import PairedDataset
+from geomalign.interventions.benchmarks import Benchmark
+from geomalign.interventions.prompted import PromptedTask, prompt_task
 from geomalign.interventions.scoring import TaskData, make_task, task_from_labels
 
 if TYPE_CHECKING:  # the testbed needs transformers, an optional dependency
     from geomalign.testbed import Testbed
 
-__all__ = ["LLAVA_CAPTION_TEMPLATE", "caption_task", "held_out_tasks"]
+__all__ = [
+    "HELD_OUT_BENCHMARKS",
+    "LLAVA_CAPTION_TEMPLATE",
+    "caption_task",
+    "held_out_benchmarks",
+    "held_out_tasks",
+]
+
+#: The testbed's held-out sets as benchmark tasks, see :func:`held_out_benchmarks`.
+HELD_OUT_BENCHMARKS = ("qa", "text-qa", "choice", "caption")
 
 #: LLaVA-1.5's short-caption instruction (its COCO caption evaluation prompt) in its chat format.
 LLAVA_CAPTION_TEMPLATE = (
@@ -152,6 +163,107 @@ def held_out_tasks(
                     f"{image}/{name}{row}" for row, image in zip(keep.tolist(), images, strict=True)
                 ],
                 groups=images,
+            )
+        )
+    return out
+
+
+def held_out_benchmarks(
+    testbed: Testbed,
+    *,
+    tasks: Sequence[str] = HELD_OUT_BENCHMARKS,
+    max_images: int | None = None,
+    max_new_tokens: int = 6,
+) -> list[PromptedTask]:
+    """The testbed's held-out images and questions as benchmark tasks, prompted as it was tuned.
+
+    Parameters
+    ----------
+    testbed : geomalign.testbed.Testbed
+        A built testbed.
+    tasks : sequence of {"qa", "text-qa", "choice", "caption"}, default=all
+        ``"qa"``: every question about the held-out images, greedy answer, exact match;
+        ``"text-qa"``: the same questions asked about the image's caption, without the image
+        (the testbed's text-QA conversation), exact match; ``"choice"``: the image questions with
+        every answer of their kind as options (option log-likelihood, length-normalised);
+        ``"caption"``: greedy caption after "describe the image.", CIDEr-D against the caption.
+    max_images : int, optional
+        Keep only the items about the first ``max_images`` held-out images.
+    max_new_tokens : int, default=6
+        Decoding budget (answers are one word, captions up to about 10).
+
+    Returns
+    -------
+    list of PromptedTask
+        In the order of ``tasks``; items are clustered by image.
+    """
+    from transformers import AutoProcessor
+
+    unknown = sorted(set(tasks) - set(HELD_OUT_BENCHMARKS))
+    if unknown or not tasks:
+        raise ValueError(
+            f"tasks must be a non-empty subset of {list(HELD_OUT_BENCHMARKS)}; got {unknown}."
+        )
+    world = testbed.data().test
+    n_images = len(world) if max_images is None else min(int(max_images), len(world))
+    questions = [q for q in world.questions if q.index < n_images]
+    processor = AutoProcessor.from_pretrained(testbed.tuned)
+    captions = world.pairs.captions
+    options = {
+        kind: tuple(sorted({q.answer for q in world.questions if q.kind == kind}))
+        for kind in {q.kind for q in world.questions}
+    }
+    out = []
+    for name in tasks:
+        rows: list[int] = [q.index for q in questions]
+        common = {
+            "ids": tuple(f"{q.sample_id}/{name}{k}" for k, q in enumerate(questions)),
+            "groups": tuple(q.sample_id for q in questions),
+            "load_image": lambda i, rows=rows: world.pairs.image(rows[i]),
+            "source": f"testbed {testbed.root.name}",
+        }
+        if name == "caption":
+            rows = list(range(n_images))
+            common.update(
+                ids=tuple(world.pairs.ids[:n_images]),
+                groups=tuple(world.pairs.ids[:n_images]),
+                load_image=lambda i: world.pairs.image(i),
+            )
+            bench = Benchmark(
+                name="caption",
+                kind="caption",
+                questions=("describe the image.",) * n_images,
+                references=tuple((c,) for c in captions[:n_images]),
+                **common,  # type: ignore[arg-type]
+            )
+        elif name == "choice":
+            bench = Benchmark(
+                name="choice",
+                kind="choice",
+                questions=tuple(q.question for q in questions),
+                references=tuple(options[q.kind] for q in questions),
+                answer_index=tuple(options[q.kind].index(q.answer) for q in questions),
+                **common,  # type: ignore[arg-type]
+            )
+        else:
+            text = name == "text-qa"
+            bench = Benchmark(
+                name=name,
+                kind="qa",
+                questions=tuple(
+                    f"{captions[q.index]}. {q.question}" if text else q.question for q in questions
+                ),
+                references=tuple((q.answer,) for q in questions),
+                **{**common, "load_image": None if text else common["load_image"]},  # type: ignore[arg-type]
+            )
+        metric = {"qa": "exact", "text-qa": "exact", "choice": "choice-norm", "caption": "cider"}
+        out.append(
+            prompt_task(
+                bench,
+                processor,
+                metric=metric[name],
+                instruction="",
+                max_new_tokens=max_new_tokens + 8 * (name == "caption"),
             )
         )
     return out
