@@ -1,12 +1,12 @@
 """Tiny random model configurations shared by the intervention, tuning and testbed tests.
 
-Built from configs, offline: a Llama decoder, a LLaVA joining it to a one-layer CLIP tower, and
-a testbed configuration that builds real checkpoints in seconds.
+Built from configs, offline: a Llama decoder, a LLaVA (and a LLaVA-NeXT) joining it to a
+one-layer CLIP tower, and a testbed configuration that builds real checkpoints in seconds.
 """
 
 from __future__ import annotations
 
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaNextConfig
 
 from geomalign.testbed import TestbedConfig
 
@@ -63,6 +63,32 @@ def tiny_llava_config(
         image_seq_length=n_image_tokens,
         vision_feature_layer=vision_feature_layer,
         vision_feature_select_strategy=vision_feature_select_strategy,
+    )
+
+
+#: Image grids of :func:`tiny_llava_next_config`, in pixels.
+NEXT_GRID_PINPOINTS = [[16, 32], [32, 16], [32, 32]]
+
+
+def tiny_llava_next_config(*, vocab_size: int, n_layers: int = 4) -> LlavaNextConfig:
+    """A LLaVA-NeXT over 16-pixel tiles of 8-pixel patches: the number of image tokens depends on
+    the image's size (anyres grids of :data:`NEXT_GRID_PINPOINTS`). Image token: the last id."""
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=8,
+    )
+    text = tiny_llama_config(hidden_size=64, n_layers=n_layers, n_heads=4, vocab_size=vocab_size)
+    return LlavaNextConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=vocab_size - 1,
+        image_grid_pinpoints=NEXT_GRID_PINPOINTS,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
     )
 
 

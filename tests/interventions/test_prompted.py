@@ -8,9 +8,14 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from _tiny_models import tiny_llama_config
+from _tiny_models import NEXT_GRID_PINPOINTS, tiny_llama_config, tiny_llava_next_config
 from PIL import Image
-from transformers import LlamaForCausalLM
+from transformers import (
+    LlamaForCausalLM,
+    LlavaNextForConditionalGeneration,
+    LlavaNextImageProcessorPil,
+    LlavaNextProcessor,
+)
 
 from geomalign.interventions import (
     Benchmark,
@@ -22,7 +27,7 @@ from geomalign.interventions import (
     visual_token_curve,
 )
 
-from .conftest import N_LAYERS, tiny_llava, tiny_processor
+from .conftest import IMAGE_TOKEN, N_LAYERS, tiny_llava, tiny_processor
 
 FAST = {"n_resamples": 20, "n_permutations": 20}
 WORDS = ["red", "green", "blue", "circle", "square", "triangle", "small", "large"]
@@ -182,3 +187,48 @@ def test_visual_token_curve_on_a_benchmark_task(model, processor):
     table = visual_token_curve(model, task, intervention="knockout", width=2, **FAST)
     assert table.unique("measure") == ["choice-task-choice-norm"]
     assert len(table.select(statistic="value")) == N_LAYERS - 1
+
+
+def _llava_next(seed):
+    torch.manual_seed(seed)
+    model = LlavaNextForConditionalGeneration(tiny_llava_next_config(vocab_size=IMAGE_TOKEN + 1))
+    torch.manual_seed(0)  # one vision tower for every seed
+    shared = LlavaNextForConditionalGeneration(tiny_llava_next_config(vocab_size=IMAGE_TOKEN + 1))
+    model.model.vision_tower.load_state_dict(shared.model.vision_tower.state_dict())
+    return model.eval()
+
+
+def test_llava_next_with_varying_image_token_counts():
+    """Images of different sizes give different numbers of image tokens and of tiles: batching
+    pads both, and no score depends on the batch."""
+    images = _images(7, seed=3)
+    sizes = [(16, 16), (32, 16), (16, 32), (40, 40), (16, 16), (24, 40), (32, 32)]
+    resized = [im.resize(size) for im, size in zip(images, sizes, strict=True)]
+    processor = LlavaNextProcessor(
+        image_processor=LlavaNextImageProcessorPil(
+            size={"shortest_edge": 16},
+            crop_size={"height": 16, "width": 16},
+            image_grid_pinpoints=NEXT_GRID_PINPOINTS,
+        ),
+        tokenizer=tiny_processor().tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    bench = dataclasses.replace(benchmark("qa"), load_image=lambda i: resized[i])
+    task = prompt_task(bench, processor, metric="exact", max_new_tokens=4)
+    counts = {sum(t == IMAGE_TOKEN for t in e.ids) for e in task._encode(range(len(task)))}
+    assert len(counts) >= 3
+    base, tuned = _llava_next(1), _llava_next(2)
+    one, seven = task.generate(base, batch_size=1), task.generate(base, batch_size=7)
+    assert one == seven
+    with knockout_visual_attention(base, range(N_LAYERS)):
+        assert task.generate(base, batch_size=1) == task.generate(base, batch_size=7)
+    choice = prompt_task(
+        dataclasses.replace(benchmark("choice"), load_image=lambda i: resized[i]), processor
+    )
+    assert np.array_equal(choice.score(base, batch_size=1), choice.score(base, batch_size=7))
+    tuned_texts = task.generate(tuned, batch_size=7)
+    with LayerTransplant(base, tuned) as hybrid:
+        hybrid.set(range(N_LAYERS))
+        assert task.generate(base, batch_size=3) == tuned_texts
