@@ -107,12 +107,8 @@ def load_vqav2(
         or the reverse, or missing images.
     """
     qpath, apath = Path(questions), Path(annotations)
-    qs = _entries(
-        _read_json(qpath, "questions"),
-        "questions",
-        ("question_id", "image_id", "question"),
-        qpath,
-    )
+    qcontent = _read_json(qpath, "questions")
+    qs = _entries(qcontent, "questions", ("question_id", "image_id", "question"), qpath)
     content = _read_json(apath, "annotations")
     anns = _entries(content, "annotations", ("question_id", "answers"), apath)
     answers: dict[object, tuple[str, ...]] = {}
@@ -133,7 +129,7 @@ def load_vqav2(
             f"{unanswered[:5]} ({len(unanswered)}), annotations without question "
             f"{extra[:5]} ({len(extra)})."
         )
-    subtype = _read_json(qpath, "questions").get("data_subtype")
+    subtype = qcontent.get("data_subtype")
     patterns = [image_pattern] if image_pattern else list(_COCO_NAMES)
     if not image_pattern and isinstance(subtype, str):
         patterns.insert(0, f"COCO_{subtype}_{{image_id:012d}}.jpg")
