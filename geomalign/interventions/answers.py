@@ -37,8 +37,7 @@ _NUMBERS = {
     "ten": "10",
 }
 _ARTICLES = frozenset({"a", "an", "the"})
-_PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<")
-_PUNCTUATION += ("@", "`", ",", "?", "!")
+_PUNCTUATION = tuple(';/[]"{}()=+\\_-><@`,?!')
 _PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _COMMA_IN_NUMBER = re.compile(r"(\d)(,)(\d)")
 

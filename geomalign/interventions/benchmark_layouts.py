@@ -120,7 +120,7 @@ def load_vqav2(
                 f"{apath}: annotations[{k}] (question_id {ann['question_id']!r}) has no usable "
                 f"answers: {given!r}."
             )
-        answers[ann["question_id"]] = tuple(texts)
+        answers[ann["question_id"]] = tuple(str(t) for t in texts)
     unanswered = [q["question_id"] for q in qs if q["question_id"] not in answers]
     extra = sorted(set(answers) - {q["question_id"] for q in qs}, key=str)
     if unanswered or extra:

@@ -190,9 +190,10 @@ def _parse_rows(
     """Check and split table rows into columns; errors name the line and item id."""
     columns = set().union(*(row for _, row in rows))
     try:
-        kind = kind or _kind_of(columns)
+        found = kind or _kind_of(columns)
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}; the table has {sorted(columns)}.") from None
+    kind = found
     text_only = "image" not in columns
     out: dict[str, list[Any]] = {k: [] for k in ("ids", "questions", "refs", "answer", "images")}
     out["groups"] = []
@@ -204,13 +205,14 @@ def _parse_rows(
             ["id"] + (["question"] if kind != "caption" else []) + ([] if text_only else ["image"])
         )
         absent = [c for c in needed if row.get(c) in (None, "")]
-        ref_key = next((k for k in keys[kind] if row.get(k) not in (None, "", [])), None)
+        ref_key = next((k for k in keys[found] if row.get(k) not in (None, "", [])), None)
         if ref_key is None:
-            absent.append(" or ".join(keys[kind]))
+            absent.append(" or ".join(keys[found]))
         if kind == "choice" and row.get("answer") in (None, ""):
             absent.append("answer")
         if absent:
             raise ValueError(f"{where}: missing {absent}; the row has {sorted(row)}.")
+        assert ref_key is not None  # else it is in absent
         refs = _as_list(row[ref_key], csv=csv)
         if not refs or any(not r.strip() for r in refs):
             raise ValueError(f"{where}: empty entry in {ref_key!r}: {refs}.")

@@ -111,14 +111,14 @@ def cider_d(
         raise ValueError("cider_d needs at least one item.")
     if not float(sigma) > 0:
         raise ValueError(f"sigma must be positive; got {sigma!r}.")
-    ref_counts = []
-    for item, refs in enumerate(references):
-        if isinstance(refs, str) or not refs:
+    ref_counts: list[list[tuple[Counter[tuple[str, ...]], int]]] = []
+    for item, captions in enumerate(references):
+        if isinstance(captions, str) or not captions:
             raise ValueError(f"item {item}: references must be a non-empty list of captions.")
-        ref_counts.append([(_ngrams(w), len(w)) for w in map(tokenize_caption, refs)])
+        ref_counts.append([(_ngrams(w), len(w)) for w in map(tokenize_caption, captions)])
     df: Counter[tuple[str, ...]] = Counter()
-    for refs in ref_counts:
-        df.update(set().union(*(counts for counts, _ in refs)))
+    for counted in ref_counts:
+        df.update(set().union(*(counts for counts, _ in counted)))
     log_n = math.log(float(len(references)))
     scores = np.zeros(len(candidates))
     for item, (candidate, refs) in enumerate(zip(candidates, ref_counts, strict=True)):

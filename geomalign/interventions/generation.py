@@ -184,7 +184,7 @@ def greedy_generate(
     batch.pop("position_ids")  # generate derives them from the mask at every step
     inputs = _to_model(batch, model, device)
     with torch.inference_mode():
-        sequences = model.generate(**inputs, generation_config=config)
+        sequences = model.generate(**inputs, generation_config=config)  # type: ignore[operator]
     out = []
     for tokens in sequences[:, inputs["input_ids"].shape[1] :].tolist():
         end = next((k for k, t in enumerate(tokens) if t in stops), len(tokens))

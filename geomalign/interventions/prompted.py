@@ -25,7 +25,7 @@ format ``"USER: <image>\\n{question} ASSISTANT:"``). The format used is recorded
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +62,11 @@ INSTRUCTIONS = {
     "choice": "",
     "caption": "Provide a one-sentence caption for the provided image.",
 }
-_ANSWER_RULES = {"vqa": vqa_accuracy, "exact": exact_match, "relaxed": relaxed_match}
+_ANSWER_RULES: dict[str, Callable[[str, Sequence[str]], float]] = {
+    "vqa": vqa_accuracy,
+    "exact": exact_match,
+    "relaxed": relaxed_match,
+}
 
 
 @dataclass(frozen=True)
