@@ -232,3 +232,13 @@ def test_llava_next_with_varying_image_token_counts():
     with LayerTransplant(base, tuned) as hybrid:
         hybrid.set(range(N_LAYERS))
         assert task.generate(base, batch_size=3) == tuned_texts
+
+
+def test_bfloat16_weights_score_with_float32_reductions(processor):
+    model = tiny_llava(1).to(torch.bfloat16)
+    caption = prompt_task(benchmark("caption"), processor, metric="loglik")
+    scores = caption.score(model, batch_size=7)
+    assert scores.dtype == np.float64
+    assert np.isfinite(scores).all()
+    np.testing.assert_allclose(scores, caption.score(tiny_llava(1), batch_size=7), rtol=0.05)
+    assert len(prompt_task(benchmark("qa"), processor).generate(model, batch_size=7)) == 7
