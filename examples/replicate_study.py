@@ -116,7 +116,7 @@ def _geometry(store: Path, out: Path, n_resamples: int) -> None:
         for layer in acts.view_info("tuned", "text", "last").layers[1:]:
             base = acts.read("base", "text", "last", layer=layer)
             tuned = acts.read("tuned", "text", "last", layer=layer)
-            ours = metrics.mutual_knn(base, tuned, k=min(30, len(base) - 1))
+            ours = metrics.mutual_knn(base, tuned, k=min(30, len(base) - 2))
             study = STUDY_OVERLAP.get(layer)
             print(f"  {layer:3d}  {ours:.3f}  {'' if study is None else f'{study:.3f}'}")
 
