@@ -22,7 +22,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from geomalign.interventions._model import model_device
+from geomalign._model_parts import model_device
 
 __all__ = [
     "Encoded",
