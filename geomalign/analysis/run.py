@@ -9,6 +9,7 @@ from typing import Any
 
 from geomalign import metrics
 from geomalign._progress import progress_bar
+from geomalign.analysis._threads import kernel_threads
 from geomalign.analysis._views import StoreLike, View, open_store
 from geomalign.analysis.curves import (
     cross_checkpoint_curve,
@@ -184,13 +185,16 @@ def analyze_store(
             f"{', '.join(str(View(*v)) for v in store.views()) or 'none'}."
         )
     table = ResultsTable()
+    n_read = store.n_samples if calibration.max_samples is None else calibration.max_samples
+    width = max(store.view_info(*view).dim for view in store.views())
     bar = progress_bar(tasks, progress=progress, desc="analyze", unit="analysis")
-    for name, task in bar:
-        bar.set_postfix_str(name)
-        logger.info("analysis: %s", name)
-        table.extend(task())
-        if on_analysis is not None:
-            on_analysis(name, table)
+    with kernel_threads(min(n_read, store.n_samples), width):
+        for name, task in bar:
+            bar.set_postfix_str(name)
+            logger.info("analysis: %s", name)
+            table.extend(task())
+            if on_analysis is not None:
+                on_analysis(name, table)
     if len(table.select(analysis="id-profile")):
         table.extend(abstraction_phase(table, min_prominence=min_prominence))
         if on_analysis is not None:

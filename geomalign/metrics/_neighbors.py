@@ -217,13 +217,16 @@ def _exact_distances(
         inv = None if inv_norms is None else inv_norms.numpy()
         workers = max(1, min(torch.get_num_threads(), n // chunk))
         edges = np.linspace(0, n, workers + 1).astype(int)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            jobs = [
-                pool.submit(_exact_rows_numpy, Xn, idx, inv, out_np, (lo, hi), chunk)
-                for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)
-            ]
-            for job in jobs:
-                job.result()
+        if workers == 1:  # no pool: starting a thread costs more than small inputs take
+            _exact_rows_numpy(Xn, idx, inv, out_np, (0, n), chunk)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                jobs = [
+                    pool.submit(_exact_rows_numpy, Xn, idx, inv, out_np, (lo, hi), chunk)
+                    for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)
+                ]
+                for job in jobs:
+                    job.result()
         out = torch.from_numpy(out_np)
     else:
         chunk *= 16  # fewer, larger kernel launches
