@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from geomalign._progress import ticking
 from geomalign.analysis._views import (
     Rows,
     StoreLike,
@@ -164,7 +165,7 @@ def compare_views(
     resolved = resolve_measures(measures, n_views=2, purpose=f"{analysis} curve")
     rows = Rows(store, calibration.max_samples, calibration.random_state)
     table = ResultsTable()
-    for layer in layers:
+    for layer in ticking(layers):
         X, Y = rows.read(view_a, layer), rows.read(view_b, layer)
         for measure in resolved:
             names = (f"{view_a} layer {layer}", f"{view_b} layer {layer}")
@@ -345,7 +346,7 @@ def tuning_change_curve(
     rows = Rows(store, calibration.max_samples, calibration.random_state)
     table = ResultsTable()
     keys = ((tuned, "x"), (tuned, "y"), (base, "x"), (base, "y"))
-    for layer in layers:
+    for layer in ticking(layers):
         data = {key: rows.read(view, layer) for key, view in views.items()}
         for measure in resolved:
             point = paired_difference(

@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 from scipy.signal import find_peaks, peak_widths
 
+from geomalign._progress import ticking
 from geomalign.analysis._views import (
     Rows,
     StoreLike,
@@ -153,7 +154,7 @@ def id_profile(
     (resolved,) = resolve_measures(measure, n_views=1, purpose="intrinsic-dimension profile")
     rows = Rows(store, calibration.max_samples, calibration.random_state)
     table = ResultsTable()
-    for layer in layers:
+    for layer in ticking(layers):
         names = (f"{view} layer {layer}",)
         point = evaluate(resolved, rows.read(view, layer), None, calibration, names=names)
         table.append(

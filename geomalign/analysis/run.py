@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import astuple, replace
 from functools import partial
 from typing import Any
 
 from geomalign import metrics
-from geomalign._progress import progress_bar
+from geomalign._progress import progress_bar, reporting_to
 from geomalign.analysis._threads import kernel_threads
 from geomalign.analysis._views import StoreLike, View, open_store
 from geomalign.analysis.curves import (
@@ -107,7 +108,13 @@ def analyze_store(
 
     common: dict[str, Any] = {"calibration": calibration}
     curves: dict[str, Any] = {"measures": two_view, **common}
-    tasks: list[tuple[str, Callable[[], ResultsTable]]] = []
+    tasks: list[tuple[str, int, Callable[[], ResultsTable]]] = []
+
+    def add(name: str, views: list[View], task: Callable[[], ResultsTable]) -> None:
+        # progress is counted in layers: those the views share (the rows of a layer map)
+        shared = set.intersection(*(set(store.view_info(*astuple(v)).layers) for v in views))
+        tasks.append((name, len(shared), task))
+
     for ckpt in ordered:
         if not (has(ckpt, image[0]) and has(ckpt, text[0])):
             logger.info(
@@ -115,69 +122,59 @@ def analyze_store(
             )
             continue
         if two_view:
-            tasks.append(
-                (
-                    f"cross-modal {ckpt}",
-                    partial(cross_modal_curve, store, ckpt, image=image, text=text, **curves),
-                )
+            add(
+                f"cross-modal {ckpt}",
+                [side_view(store, ckpt, image), side_view(store, ckpt, text)],
+                partial(cross_modal_curve, store, ckpt, image=image, text=text, **curves),
             )
         for m in maps:
-            tasks.append(
-                (
-                    f"layer map {ckpt} {m.name}",
-                    partial(
-                        layer_map,
-                        store,
-                        side_view(store, ckpt, image),
-                        side_view(store, ckpt, text),
-                        measure=m,
-                        **common,
-                    ),
-                )
+            view_a, view_b = side_view(store, ckpt, image), side_view(store, ckpt, text)
+            add(
+                f"layer map {ckpt} {m.name}",
+                [view_a],
+                partial(layer_map, store, view_a, view_b, measure=m, **common),
             )
     for other in others:
         for modality, pooling in (image, text):
             if two_view and has(base, modality) and has(other, modality):
-                tasks.append(
-                    (
-                        f"{base} vs {other} {modality}",
-                        partial(
-                            cross_checkpoint_curve,
-                            store,
-                            modality,
-                            base=base,
-                            tuned=other,
-                            pooling=pooling,
-                            **curves,
-                        ),
-                    )
-                )
-        if two_view and all(has(c, m) for c in (base, other) for m in (image[0], text[0])):
-            tasks.append(
-                (
-                    f"tuning change {other}",
+                view = side_view(store, base, (modality, pooling))
+                add(
+                    f"{base} vs {other} {modality}",
+                    [view, replace(view, checkpoint=other)],
                     partial(
-                        tuning_change_curve,
+                        cross_checkpoint_curve,
                         store,
+                        modality,
                         base=base,
                         tuned=other,
-                        image=image,
-                        text=text,
+                        pooling=pooling,
                         **curves,
                     ),
                 )
+        if two_view and all(has(c, m) for c in (base, other) for m in (image[0], text[0])):
+            sides = [side_view(store, base, image), side_view(store, base, text)]
+            add(
+                f"tuning change {other}",
+                [*sides, *(replace(v, checkpoint=other) for v in sides)],
+                partial(
+                    tuning_change_curve,
+                    store,
+                    base=base,
+                    tuned=other,
+                    image=image,
+                    text=text,
+                    **curves,
+                ),
             )
     for m in one_view:
         for ckpt in ordered:
             for side in (image, text):
                 if has(ckpt, side[0]):
-                    tasks.append(
-                        (
-                            f"ID {ckpt} {side[0]} {m.name}",
-                            partial(
-                                id_profile, store, side_view(store, ckpt, side), measure=m, **common
-                            ),
-                        )
+                    view = side_view(store, ckpt, side)
+                    add(
+                        f"ID {ckpt} {side[0]} {m.name}",
+                        [view],
+                        partial(id_profile, store, view, measure=m, **common),
                     )
     if not tasks:
         raise ValueError(
@@ -187,12 +184,15 @@ def analyze_store(
     table = ResultsTable()
     n_read = store.n_samples if calibration.max_samples is None else calibration.max_samples
     width = max(store.view_info(*view).dim for view in store.views())
-    bar = progress_bar(tasks, progress=progress, desc="analyze", unit="analysis")
-    with kernel_threads(min(n_read, store.n_samples), width):
-        for name, task in bar:
+    total = sum(units for _, units, _ in tasks)
+    bar = progress_bar(total=total, progress=progress, desc="analyze", unit="layer")
+    with bar, reporting_to(bar), kernel_threads(min(n_read, store.n_samples), width):
+        for name, units, task in tasks:
             bar.set_postfix_str(name)
             logger.info("analysis: %s", name)
+            done = bar.n + units
             table.extend(task())
+            bar.update(done - bar.n)  # analyses that do not count their layers
             if on_analysis is not None:
                 on_analysis(name, table)
     if len(table.select(analysis="id-profile")):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import re
+import sys
+
 import numpy as np
 import pytest
 
@@ -74,3 +78,27 @@ def test_cli_keeps_the_finished_analyses(small_store, tmp_path, monkeypatch, cap
     saved = ResultsTable.from_csv(out / "results.csv")
     assert set(saved.unique("analysis")) == {"cross-modal", "cross-checkpoint", "tuning-change"}
     assert not (out / "results.csv.partial").exists()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_one_progress_bar_over_analyses_and_layers(small_store, monkeypatch):
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    calibration = Calibration(n_permutations=0, n_resamples=0)
+    analyze_store(
+        small_store, measures=["cka-linear", "id-twonn"], calibration=calibration, progress=True
+    )
+    shown = sys.stderr.getvalue()
+    # 11 analyses (2 cross-modal, 2 maps, 2 cross-checkpoint, 1 tuning change, 4 ID profiles)
+    # of 3 layers each, counted on one bar whose count only grows
+    assert "analyze: 100%" in shown
+    assert "33/33" in shown
+    counts = [int(m) for m in re.findall(r"\| *(\d+)/33", shown)]
+    assert counts == sorted(counts)
+    assert len(set(counts)) > 11  # moves within analyses, layer by layer
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: no bar
+    analyze_store(small_store, measures=["cka-linear"], calibration=calibration, progress=True)
+    assert sys.stderr.getvalue() == ""
