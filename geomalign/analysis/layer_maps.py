@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from geomalign import stats
+from geomalign import metrics, stats
+from geomalign.analysis._map_null import linear_cka_under_permutations
 from geomalign.analysis._views import (
     Rows,
     StoreLike,
@@ -33,6 +34,13 @@ from geomalign.analysis.table import Result, ResultsTable
 from geomalign.metrics import Measure
 
 __all__ = ["layer_map", "map_matrix", "map_of"]
+
+
+def _is_biased_linear_cka(measure: Measure) -> bool:
+    return measure.func is metrics.cka and dict(measure.params) == {
+        "kernel": "linear",
+        "debiased": False,
+    }
 
 
 def _matrix(measure: Measure, Xs: list[np.ndarray], Ys: list[np.ndarray]) -> np.ndarray:
@@ -150,14 +158,16 @@ def layer_map(
             n_permutations = 0
         # the null of each view_a layer's best score: one permutation of view_b's rows shared by
         # all its layers, the best over them kept (max-over-layers)
-        null = np.array(
-            [
-                stats.max_null(
-                    _matrix(resolved, Xs, [Y[perm] for Y in Ys]), alternative=alternative, axis=1
-                )
-                for perm in (rng.permutation(rows.n) for _ in range(n_permutations))
-            ]
-        ).reshape(n_permutations, len(keep_a))
+        perms = [rng.permutation(rows.n) for _ in range(n_permutations)]
+        if perms and _is_biased_linear_cka(resolved):  # each layer's Gram matrix computed once
+            shuffled = linear_cka_under_permutations(Xs, Ys, perms)
+        else:
+            shuffled = np.array([_matrix(resolved, Xs, [Y[perm] for Y in Ys]) for perm in perms])
+        null = (
+            stats.max_null(shuffled, alternative=alternative, axis=2)
+            if perms
+            else np.zeros((0, len(keep_a)))
+        )
         best_j = np.argmax(sign * observed, axis=1) if keep_a else np.zeros(0, dtype=int)
         n_halves = calibration.n_resamples if keep_a else 0
 
