@@ -87,7 +87,9 @@ def write_store(path: Path, n: int, n_layers: int, dim: int) -> None:
     ids = [f"s{i:06d}" for i in range(n)]
     with ActivationStore.create(path, ids) as store:
         for ckpt in ("base", "tuned"):
-            store.add_checkpoint(ckpt, model=f"bench/{ckpt}", n_layers=n_layers - 1, hidden_size=dim)
+            store.add_checkpoint(
+                ckpt, model=f"bench/{ckpt}", n_layers=n_layers - 1, hidden_size=dim
+            )
             for modality in ("image", "text"):
                 store.create_view(ckpt, modality, "mean", layers=list(range(n_layers)), dim=dim)
                 signal = rng.standard_normal((n, dim), dtype=np.float32)
@@ -120,12 +122,12 @@ def main() -> None:
         n_resamples=args.resamples,
         max_samples=args.max_samples or None,
     )
-    print(  # noqa: T201
+    print(
         f"{args.layers} layers x 4 views, width {args.dim}, measures {args.measures}, "
         f"{args.permutations} permutations, {args.resamples} resamples"
     )
     header = f"{'N':>7} {'wall s':>9} {'cpu s':>9} {'kernel wall':>12} {'kernel cpu':>11}"
-    print(f"{header} {'ratio wall':>11} {'ratio cpu':>10} {'calls':>8}")  # noqa: T201
+    print(f"{header} {'ratio wall':>11} {'ratio cpu':>10} {'calls':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             path = Path(tmp) / f"n{n}.h5"
@@ -136,7 +138,7 @@ def main() -> None:
             table = analyze_store(path, measures=args.measures.split(","), calibration=calibration)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             assert len(table) > 0
-            print(  # noqa: T201
+            print(
                 f"{n:>7} {wall:>9.2f} {cpu:>9.2f} {clock.wall:>12.2f} {clock.cpu:>11.2f} "
                 f"{wall / clock.wall:>11.2f} {cpu / clock.cpu:>10.2f} {clock.calls:>8}"
             )
