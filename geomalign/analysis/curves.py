@@ -19,12 +19,12 @@ from geomalign.analysis._views import (
 )
 from geomalign.analysis.evaluation import (
     Calibration,
-    Point,
     evaluate,
     log_undefined,
     paired_difference,
     resolve_measures,
 )
+from geomalign.analysis.results import Estimate
 from geomalign.analysis.table import Result, ResultsTable
 from geomalign.metrics import Measure
 from geomalign.store import ActivationStore
@@ -75,7 +75,7 @@ def _curve_row(
     analysis: str,
     measure: Measure,
     layer: int,
-    point: Point,
+    point: Estimate,
     *,
     a: tuple[str, str],
     b: tuple[str, str],

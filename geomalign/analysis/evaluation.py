@@ -75,19 +75,6 @@ class Calibration:
             )
 
 
-@dataclass(frozen=True)
-class Point:
-    """One calibrated number (``None`` where a calibration was not asked for)."""
-
-    value: float
-    ci_low: float | None = None
-    ci_high: float | None = None
-    null_mean: float | None = None
-    null_std: float | None = None
-    p_value: float | None = None
-    notes: str = ""
-
-
 def resolve_measures(
     measures: Sequence[str | Measure] | str | Measure, *, n_views: int, purpose: str
 ) -> list[Measure]:
@@ -189,7 +176,7 @@ def evaluate(
     calibration: Calibration,
     *,
     names: tuple[str, ...] = ("X", "Y"),
-) -> Point:
+) -> Estimate:
     """The measure on (X, Y) (or X alone), with the null and CI the calibration asks for.
 
     The null is :func:`geomalign.stats.permutation_test` (two-view measures that use the
@@ -213,14 +200,14 @@ def _evaluate(
     calibration: Calibration,
     notes: list[str],
     names: tuple[str, ...],
-) -> Point:
+) -> Estimate:
     views = (X,) if Y is None else (X, Y)
     names = names[: len(views)]
     value, why = attempt(lambda: float(measure(*views)), views, names)
     if value is None:
         notes.append(f"{UNDEFINED_NOTE}: {why}")
-        return Point(math.nan)
-    point = Point(value)
+        return Estimate(math.nan)
+    point = Estimate(value)
     if calibration.n_permutations and Y is not None and measure.paired:
         perm = stats.permutation_test(
             measure,
@@ -265,7 +252,7 @@ def paired_difference(
     calibration: Calibration,
     *,
     names: tuple[str, ...] = ("X1", "Y1", "X2", "Y2"),
-) -> Point:
+) -> Estimate:
     """``m(*first) - m(*second)`` on the same samples, with a paired half-sampling CI and p-value.
 
     Each resample draws ``n // 2`` rows without replacement and uses them in both terms, so
@@ -308,11 +295,11 @@ def paired_difference(
                 resamples=True,
             )
     if value is None:
-        return Point(math.nan, notes="; ".join([f"{UNDEFINED_NOTE}: {why}", *notes]))
+        return Estimate(math.nan, notes="; ".join([f"{UNDEFINED_NOTE}: {why}", *notes]))
     if boot is None:
         if why:
             notes.insert(0, f"no CI: undefined on a resample ({why})")
-        return Point(value, notes="; ".join(notes))
+        return Estimate(value, notes="; ".join(notes))
     low, high = stats.interval(value, boot, confidence=float(calibration.confidence))
     p_value = stats.p_value(stats.centred_resamples(boot, value), 0.0, alternative="two-sided")
     notes.insert(
@@ -320,7 +307,7 @@ def paired_difference(
         f"{calibration.confidence:.0%} CI: paired half-sampling "
         f"B={calibration.n_resamples} seed={calibration.random_state}",
     )
-    return Point(value, low, high, p_value=p_value, notes="; ".join(notes))
+    return Estimate(value, low, high, p_value=p_value, notes="; ".join(notes))
 
 
 def better(kind: str) -> int:
