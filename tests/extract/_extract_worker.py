@@ -51,7 +51,10 @@ def _in_child(work) -> int:
 
 def _done_rows(path: Path) -> dict:
     with ActivationStore(path) as store:
-        return {view: ~np.isin(np.arange(6), store.missing(*view)) for view in store.views()}
+        return {
+            view: ~np.isin(np.arange(store.n_samples), store.missing(*view))
+            for view in store.views()
+        }
 
 
 def _contents(path: Path) -> dict:
