@@ -174,11 +174,20 @@ class _BlockRecorder:
     Layer 0 is the first positional (or ``hidden_states``) input of block 0 and layer ``l`` the
     first output of block ``l - 1``; the last layer (the trunk's normed output) is left to the
     caller. Once the highest requested layer below the last is recorded, the hook raises
-    :class:`_EnoughLayers` unless the last layer is requested too. The hooks exist only inside
-    the ``with`` block.
+    :class:`_EnoughLayers` unless the last layer is requested too. A block that runs twice in
+    one pass (a model that reuses its blocks) makes its layer ambiguous and raises. The hooks
+    exist only inside the ``with`` block.
     """
 
     def __init__(self, blocks: Sequence[torch.nn.Module], layers: Sequence[int]) -> None:
+        first: dict[int, int] = {}
+        for index, block in enumerate(blocks):
+            earlier = first.setdefault(id(block), index)
+            if earlier != index:
+                raise ValueError(
+                    f"decoder blocks {earlier} and {index} are one module, so their layers are "
+                    "ambiguous (models that run a block more than once are not supported)."
+                )
         self.blocks = blocks
         self.layers = set(layers)
         self.states: dict[int, torch.Tensor] = {}
@@ -204,10 +213,16 @@ class _BlockRecorder:
     def _keep(self, layer: int, state: object) -> None:
         if isinstance(state, tuple | list):
             state = state[0]
+        block = max(layer - 1, 0)
         if not isinstance(state, torch.Tensor):
             raise TypeError(
-                f"decoder block {max(layer - 1, 0)} gave a {type(state).__name__} where the "
+                f"decoder block {block} gave a {type(state).__name__} where the "
                 "hidden states (a tensor) were expected."
+            )
+        if layer in self.states:
+            raise ValueError(
+                f"decoder block {block} ran more than once in one forward pass, so layer {layer} "
+                "is ambiguous (models that run a block more than once are not supported)."
             )
         self.states[layer] = state
         if layer == self._stop_at:

@@ -239,3 +239,30 @@ def test_vlm_adapter_checks(llava_dir, llm_dir):
     assert adapter.check_layers(np.arange(1, 3)) == [1, 2]
     with pytest.raises(TypeError, match=r"layers must hold ints; got 1\.0"):
         adapter.check_layers([1.0])
+
+
+class _CallsAgain(torch.nn.Module):
+    """A block that runs another block of the trunk (as a looped model would)."""
+
+    def __init__(self, other: torch.nn.Module) -> None:
+        super().__init__()
+        self.other = other
+
+    def forward(self, *args, **kwargs):
+        return self.other(*args, **kwargs)
+
+
+def test_a_block_that_runs_twice_is_refused(llm_dir):
+    """A trunk that reuses a block (shared weights, a loop) has no single state per layer."""
+    adapter = load_adapter(llm_dir)
+    batch = adapter.encode("text", ["a cat", "a dog"])
+    blocks = adapter.model.model.layers
+    first, second = blocks[0], blocks[1]
+    blocks[1] = first
+    with pytest.raises(ValueError, match=r"decoder blocks 0 and 1 are one module"):
+        adapter.hidden_states(batch, [0, 2])
+    blocks[1] = _CallsAgain(first)
+    with pytest.raises(ValueError, match=r"decoder block 0 ran more than once"):
+        adapter.hidden_states(batch, [1, 3])
+    blocks[1] = second
+    assert len(adapter.hidden_states(batch, [1, 3])) == 2
