@@ -13,6 +13,7 @@ first and the last third (cluster-bootstrap CI over images, paired sign-flip p-v
 import argparse
 from pathlib import Path
 
+from geomalign.analysis import effects_table
 from geomalign.interventions import (
     held_out_tasks,
     intervention_effects,
@@ -33,7 +34,7 @@ config = (
     TestbedConfig.small(seed=args.seed) if args.preset == "small" else TestbedConfig(seed=args.seed)
 )
 testbed = build_testbed(config)
-table = intervention_effects(
+curves = intervention_effects(
     load_checkpoint(testbed.base),
     load_checkpoint(testbed.tuned),
     held_out_tasks(testbed),
@@ -42,19 +43,20 @@ table = intervention_effects(
     progress=True,
 )
 args.out.mkdir(parents=True, exist_ok=True)
-table.to_csv(args.out / "effects.csv")
-plot_effect_curves(table).savefig(args.out / "effects.png", dpi=120)
+effects_table(curves).to_csv(args.out / "effects.csv")
+plot_effect_curves(curves).savefig(args.out / "effects.png", dpi=120)
 
-for row in table:
-    if row.statistic == "peak_layer":
+for curve in curves:
+    if curve.peak is not None:
+        peak = curve.peak
         print(
-            f"{row.analysis:22s} {row.measure:16s} peak at layer {row.value:g} "
-            f"[{row.ci_low:g}, {row.ci_high:g}]; {row.notes}"
+            f"{curve.analysis:22s} {curve.measure:16s} peak at layer {peak.value:g} "
+            f"[{peak.ci_low:g}, {peak.ci_high:g}]; {peak.notes}"
         )
-    elif row.statistic.startswith("middle_minus_"):
-        side = row.statistic.rsplit("_", 1)[1]
-        print(
-            f"{'':22s} {'':16s} middle - {side:5s} = {row.value:+.4f} "
-            f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}], p = {row.p_value:.3g}"
-        )
+    for side, contrast in (("early", curve.middle_minus_early), ("late", curve.middle_minus_late)):
+        if contrast is not None:
+            print(
+                f"{'':22s} {'':16s} middle - {side:5s} = {contrast.value:+.4f} "
+                f"[{contrast.ci_low:+.4f}, {contrast.ci_high:+.4f}], p = {contrast.p_value:.3g}"
+            )
 print(f"wrote {args.out / 'effects.csv'} and {args.out / 'effects.png'}")

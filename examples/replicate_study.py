@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from geomalign import metrics
-from geomalign.analysis import Calibration, analyze_store
+from geomalign.analysis import Calibration, analyze_store, effects_table
 from geomalign.data import load_coco_captions, make_shapes
 from geomalign.extract import extract, load_adapter, load_llava_stage1
 from geomalign.interventions import (
@@ -143,26 +143,30 @@ def _causal(tuned, base, inputs: tuple, out: Path, args: argparse.Namespace) -> 
         prompt_task(questions, tuned.processor, **options),
         prompt_task(_text_questions(questions, captions), tuned.processor, **options),
     ]
-    table = intervention_effects(
+    curves = intervention_effects(
         base.model, tuned.model, tasks,
         analyses=["transplant-cumulative", "transplant-reverse", "knockout"],
         width=args.width, n_resamples=args.resamples, n_permutations=args.resamples,
         random_state=args.seed, batch_size=args.batch_size, progress=True,
     )  # fmt: skip
     (out / "causal").mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "causal" / "effects.csv")
-    plot_effect_curves(table).savefig(out / "causal" / "effects.png", dpi=120)
-    rows = table.select(analysis="transplant-cumulative", measure="coco-qa-exact")
-    refs = {r.checkpoint: r for r in rows.select(statistic="reference")}
+    effects_table(curves).to_csv(out / "causal" / "effects.csv")
+    plot_effect_curves(curves).savefig(out / "causal" / "effects.png", dpi=120)
+    split_curve = next(
+        c for c in curves
+        if c.analysis == "transplant-cumulative" and c.measure == "coco-qa-exact"
+    )  # fmt: skip
+    refs = dict(split_curve.references)
     print(f"image questions: tuned {refs['tuned'].value:.3f} (study {STUDY_TUNED}), "
           f"base {refs['base'].value:.3f} (study, connector only: {STUDY_BASE})")  # fmt: skip
     print("two-part split, tuned blocks 0..split then base: split, ours [95% CI], study")
-    for row in rows.select(statistic="value"):
-        if row.layer_b is None:
+    for window in split_curve.windows:
+        if window.last_layer is None:
             continue
-        split = int(row.layer_b) - 1  # the study copies blocks 0..split inclusive
+        split = window.last_layer - 1  # the study copies blocks 0..split inclusive
         study = STUDY_SPLIT.get(split)
-        print(f"  {split:3d}  {row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
+        score = window.score
+        print(f"  {split:3d}  {score.value:.3f} [{score.ci_low:.3f}, {score.ci_high:.3f}]"
               f"  {'' if study is None else study}")  # fmt: skip
 
 

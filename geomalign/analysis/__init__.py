@@ -14,6 +14,7 @@ from geomalign.analysis.curves import (
     default_pooling,
     tuning_change_curve,
 )
+from geomalign.analysis.effect_curves import EffectCurve, WindowEffect, effects_table
 from geomalign.analysis.evaluation import Calibration
 from geomalign.analysis.id_profile import (
     abstraction_phase,
@@ -38,6 +39,7 @@ __all__ = [
     "AbstractionPhase",
     "BestMatch",
     "Calibration",
+    "EffectCurve",
     "Estimate",
     "IDProfile",
     "LayerCurve",
@@ -45,6 +47,7 @@ __all__ = [
     "Result",
     "ResultsTable",
     "View",
+    "WindowEffect",
     "abstraction_phase",
     "analyze_store",
     "compare_views",
@@ -52,6 +55,7 @@ __all__ = [
     "cross_modal_curve",
     "default_pooling",
     "detect_abstraction_phase",
+    "effects_table",
     "id_profile",
     "layer_map",
     "map_matrix",

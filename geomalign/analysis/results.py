@@ -104,6 +104,42 @@ class Estimate:
             row.n_samples, row.notes,
         )  # fmt: skip
 
+    def row(
+        self,
+        *,
+        analysis: str,
+        measure: str,
+        checkpoint: str,
+        view: str,
+        layer: int | None,
+        statistic: str = "value",
+        checkpoint_b: str | None = None,
+        view_b: str | None = None,
+        layer_b: int | None = None,
+        kind: str | None = None,
+    ) -> Result:
+        """The table row of this estimate at the place the keywords name."""
+        return Result(
+            analysis=analysis,
+            measure=measure,
+            checkpoint=checkpoint,
+            view=view,
+            layer=layer,
+            value=self.value,
+            statistic=statistic,
+            checkpoint_b=checkpoint_b,
+            view_b=view_b,
+            layer_b=layer_b,
+            kind=kind,
+            ci_low=self.ci_low,
+            ci_high=self.ci_high,
+            null_mean=self.null_mean,
+            null_std=self.null_std,
+            p_value=self.p_value,
+            n_samples=self.n_samples,
+            notes=self.notes,
+        )
+
     def fields(self) -> dict[str, object]:
         """The row columns this estimate fills."""
         return {

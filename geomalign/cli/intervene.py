@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -193,14 +192,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     probes.set_defaults(func=run_probes)
 
 
-def _write(
-    table: ResultsTable, out: Path, stem: str, plot: Callable[[ResultsTable], Figure]
-) -> int:
-    """Write ``table`` to ``<out>/<stem>.csv`` and its figure to ``<out>/<stem>.png``."""
+def _write(table: ResultsTable, figure: Figure, out: Path, stem: str) -> int:
+    """Write ``table`` to ``<out>/<stem>.csv`` and ``figure`` to ``<out>/<stem>.png``."""
     table_path, figure_path = out / f"{stem}.csv", out / f"{stem}.png"
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(table_path)
-    plot(table).savefig(figure_path, dpi=120)
+    figure.savefig(figure_path, dpi=120)
     sys.stdout.write(f"wrote {len(table)} rows to {table_path} and {figure_path}\n")
     return 0
 
@@ -210,7 +207,7 @@ def run_curves(args: argparse.Namespace) -> int:
     from geomalign.interventions.effects import run_effect_curves
 
     refuse_existing(args.out / "effects.csv", args.overwrite)
-    table = run_effect_curves(
+    curves = run_effect_curves(
         testbed=args.testbed,
         base=args.base,
         tuned=args.tuned,
@@ -248,9 +245,10 @@ def run_curves(args: argparse.Namespace) -> int:
         n_resamples=args.resamples,
         **_calibration(args),
     )
+    from geomalign.analysis.effect_curves import effects_table
     from geomalign.interventions.plotting import plot_effect_curves
 
-    return _write(table, args.out, "effects", plot_effect_curves)
+    return _write(effects_table(curves), plot_effect_curves(curves), args.out, "effects")
 
 
 def run_probes(args: argparse.Namespace) -> int:
@@ -270,4 +268,4 @@ def run_probes(args: argparse.Namespace) -> int:
         C=args.C,
         **_calibration(args),  # type: ignore[arg-type]
     )
-    return _write(table, args.out, "probes", plot_probe_curves)
+    return _write(table, plot_probe_curves(table), args.out, "probes")

@@ -1,4 +1,4 @@
-"""Statistics of one effect curve over layer windows, and its rows of the results table.
+"""Statistics of one effect curve over windows of decoder blocks, and its typed result.
 
 The rows are described in :mod:`geomalign.interventions.curves`.
 """
@@ -6,13 +6,15 @@ The rows are described in :mod:`geomalign.interventions.curves`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from geomalign import stats
-from geomalign.analysis.table import Result, ResultsTable
+from geomalign.analysis.effect_curves import EffectCurve, WindowEffect
+from geomalign.analysis.results import Estimate
 from geomalign.interventions.scoring import TaskData
 
 if TYPE_CHECKING:
@@ -34,21 +36,22 @@ def sign_flip_p_value(
     return stats.p_value(null, float(group_sums.sum()), alternative="two-sided")
 
 
-def calibration_options(
-    n_resamples: int, n_permutations: int, confidence: float, random_state: int
-) -> dict[str, object]:
-    """Check the bootstrap and test options of a curve; return them as keywords of `Curve`."""
-    for name, value in (("n_resamples", n_resamples), ("n_permutations", n_permutations)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int; got {value!r}.")
-    if not 0.0 < float(confidence) < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1); got {confidence!r}.")
-    return {
-        "n_resamples": n_resamples,
-        "n_permutations": n_permutations,
-        "confidence": confidence,
-        "random_state": random_state,
-    }
+@dataclass(frozen=True)
+class CurveCalibration:
+    """The bootstrap and test options of a curve (checked on construction)."""
+
+    n_resamples: int
+    n_permutations: int
+    confidence: float
+    random_state: int
+
+    def __post_init__(self) -> None:
+        for name in ("n_resamples", "n_permutations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int; got {value!r}.")
+        if not 0.0 < float(self.confidence) < 1.0:
+            raise ValueError(f"confidence must lie in (0, 1); got {self.confidence!r}.")
 
 
 class Curve:
@@ -61,30 +64,47 @@ class Curve:
         scores: np.ndarray,
         reference: np.ndarray,
         *,
-        n_layers: int,
+        n_blocks: int,
         cumulative: bool,
         sign: float,
-        n_resamples: int,
-        n_permutations: int,
-        confidence: float,
-        random_state: int,
+        calibration: CurveCalibration,
     ) -> None:
         self.task, self.windows, self.scores, self.reference = task, windows, scores, reference
-        self.n_layers, self.cumulative, self.sign = n_layers, cumulative, sign
-        self.confidence, self.n_permutations = confidence, n_permutations
+        self.n_blocks, self.cumulative, self.sign = n_blocks, cumulative, sign
+        self.confidence = calibration.confidence
+        self.n_permutations = calibration.n_permutations
         self.grouping = stats.Grouping.from_labels(np.asarray(task.cluster_labels(), dtype=str))
-        rng = np.random.default_rng(random_state)
-        self.resamples = stats.cluster_bootstrap(self.grouping.n_groups, n_resamples, rng)
+        rng = np.random.default_rng(calibration.random_state)
+        self.resamples = stats.cluster_bootstrap(
+            self.grouping.n_groups, calibration.n_resamples, rng
+        )
         self.rng = rng
 
-    def point(self, values: np.ndarray, differences: np.ndarray | None) -> dict[str, float | None]:
+    def point(
+        self,
+        values: np.ndarray,
+        differences: np.ndarray | None,
+        *,
+        null_mean: float | None = None,
+        notes: str = "",
+    ) -> Estimate:
+        """Mean of ``values`` over items, its cluster-bootstrap CI, and the sign-flip p-value
+        of ``differences`` (None without them)."""
         value = float(values.mean())
         boot = stats.cluster_means(values, self.grouping, self.resamples)
         low, high = stats.interval(value, boot, confidence=self.confidence)
         p_value = None
         if differences is not None:
             p_value = sign_flip_p_value(differences, self.grouping, self.n_permutations, self.rng)
-        return {"value": value, "ci_low": low, "ci_high": high, "p_value": p_value}
+        return Estimate(
+            value,
+            ci_low=low,
+            ci_high=high,
+            null_mean=null_mean,
+            p_value=p_value,
+            n_samples=len(self.task),
+            notes=notes,
+        )
 
     def importance(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-window item importance (n_windows, n_items) and window centres in layer numbers."""
@@ -95,11 +115,13 @@ class Curve:
         centres = np.array([(w.start + 1 + w.stop) / 2 for w in self.windows])
         return self.sign * (self.scores - self.reference), centres
 
-    def summary(self) -> list[dict[str, object]]:
+    def summary(self) -> dict[str, Estimate]:
+        """The summary estimates by statistic: ``peak_layer``, ``middle_minus_early``,
+        ``middle_minus_late`` (those defined; none for fewer than two windows)."""
         importance, centres = self.importance()
         if importance.shape[0] < 2:
-            return []
-        position = (centres - 0.5) / self.n_layers
+            return {}
+        position = (centres - 0.5) / self.n_blocks
         early, late = position < 1 / 3 - 1e-9, position > 2 / 3 + 1e-9
         middle = ~early & ~late
         boot = stats.cluster_means(importance, self.grouping, self.resamples)  # (windows, B)
@@ -107,32 +129,30 @@ class Curve:
         boot_peaks = centres[np.argmax(boot, axis=0)]
         low, high = stats.interval(float(centres[peak]), boot_peaks, confidence=self.confidence)
         in_middle = float(np.mean(middle[np.argmax(boot, axis=0)]))
-        rows: list[dict[str, object]] = [
-            {
-                "statistic": "peak_layer",
-                "value": float(centres[peak]),
-                "ci_low": low,
-                "ci_high": high,
-                "notes": f"importance {importance.mean(1)[peak]:.4g}; bootstrap peak in the "
+        out = {
+            "peak_layer": Estimate(
+                float(centres[peak]),
+                ci_low=low,
+                ci_high=high,
+                n_samples=len(self.task),
+                notes=f"importance {importance.mean(1)[peak]:.4g}; bootstrap peak in the "
                 f"middle third of the depth in {in_middle:.3f} of resamples",
-            }
-        ]
+            )
+        }
         for name, other in (("early", early), ("late", late)):
             if middle.any() and other.any():
                 contrast = importance[middle].mean(0) - importance[other].mean(0)
                 layers = [", ".join(f"{c:g}" for c in centres[m]) for m in (middle, other)]
-                rows.append(
-                    {
-                        "statistic": f"middle_minus_{name}",
-                        **self.point(contrast, contrast),
-                        "notes": f"mean importance of windows centred at layers {layers[0]} "
-                        f"minus that of windows centred at layers {layers[1]}",
-                    }
+                out[f"middle_minus_{name}"] = self.point(
+                    contrast,
+                    contrast,
+                    notes=f"mean importance of windows centred at layers {layers[0]} "
+                    f"minus that of windows centred at layers {layers[1]}",
                 )
-        return rows
+        return out
 
 
-def curve_table(
+def effect_curve(
     curve: Curve,
     references: Sequence[tuple[str, np.ndarray]],
     *,
@@ -140,73 +160,55 @@ def curve_table(
     reference_notes: str,
     checkpoint_b: str | None = None,
     how: str,
-) -> ResultsTable:
-    """Rows of ``curve``: one reference row per ``(checkpoint, scores)``, windows, summary.
+) -> EffectCurve:
+    """The typed curve of ``curve``: one reference per ``(checkpoint, scores)``, windows, summary.
 
-    The window rows are named after the first reference, the checkpoint they modify.
+    The windows modify the first reference's checkpoint.
     """
     task = curve.task
-    measure, view = f"{task.name}-{task.metric}", f"task/{task.name}"
     prompt_format = getattr(task, "prompt_format", None)
     if prompt_format:
         reference_notes = f"{reference_notes}; prompt: {prompt_format}"
-    n_items = len(task)
-    table = ResultsTable(
-        Result(
-            analysis,
-            measure,
-            name,
-            view,
-            None,
-            statistic="reference",
-            n_samples=n_items,
-            notes=reference_notes,
-            **curve.point(scores, None),  # type: ignore[arg-type]
-        )
-        for name, scores in references
-    )
-    base = {"checkpoint": references[0][0], "view": view, "checkpoint_b": checkpoint_b}
     null_mean = float(curve.reference.mean())
     calibration = (
         f"CI: {curve.resamples.shape[0]} cluster-bootstrap resamples of "
         f"{curve.grouping.n_groups} item groups; p: paired sign-flip test, "
         f"{curve.n_permutations} permutations"
     )
+    referenced = tuple(
+        (name, curve.point(scores, None, notes=reference_notes)) for name, scores in references
+    )
+    windows = []
     for window, scores in zip(curve.windows, curve.scores, strict=True):
         differences = scores - curve.reference
-        score = curve.point(scores, differences)
-        effect = {**curve.point(differences, None), "p_value": score["p_value"]}
-        first, last = (window.start + 1, window.stop) if len(window) else (None, None)
-        where = f"blocks [{window.start}, {window.stop}) of {curve.n_layers}"
-        for statistic, point, null, what in (
-            ("value", score, null_mean, f"null_mean = {how}"),
-            ("effect", effect, 0.0, f"value = score - ({how}), paired"),
-        ):
-            table.append(
-                Result(
-                    analysis=analysis,
-                    measure=measure,
-                    layer=first,
-                    layer_b=last,
-                    statistic=statistic,
-                    null_mean=null,
-                    n_samples=n_items,
-                    notes=f"{where}; {what}; {calibration}",
-                    **base,  # type: ignore[arg-type]
-                    **point,  # type: ignore[arg-type]
-                )
-            )
-    for summary in curve.summary():
-        summary_notes = str(summary.pop("notes"))
-        table.append(
-            Result(
-                analysis=analysis,
-                measure=measure,
-                layer=None,
-                n_samples=n_items,
-                notes=summary_notes,
-                **base,  # type: ignore[arg-type]
-                **summary,  # type: ignore[arg-type]
-            )
+        where = f"blocks [{window.start}, {window.stop}) of {curve.n_blocks}"
+        score = curve.point(
+            scores,
+            differences,
+            null_mean=null_mean,
+            notes=f"{where}; null_mean = {how}; {calibration}",
         )
-    return table
+        effect = replace(
+            curve.point(
+                differences,
+                None,
+                null_mean=0.0,
+                notes=f"{where}; value = score - ({how}), paired; {calibration}",
+            ),
+            p_value=score.p_value,
+        )
+        first, last = (window.start + 1, window.stop) if len(window) else (None, None)
+        windows.append(WindowEffect(first, last, score, effect))
+    summary = curve.summary()
+    return EffectCurve(
+        analysis=analysis,
+        measure=f"{task.name}-{task.metric}",
+        view=f"task/{task.name}",
+        checkpoint=references[0][0],
+        checkpoint_b=checkpoint_b,
+        references=referenced,
+        windows=tuple(windows),
+        peak=summary.get("peak_layer"),
+        middle_minus_early=summary.get("middle_minus_early"),
+        middle_minus_late=summary.get("middle_minus_late"),
+    )

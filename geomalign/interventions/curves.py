@@ -1,7 +1,10 @@
-"""Effect curves of interventions over layer windows, as rows of the results table.
+"""Effect curves of interventions over windows of decoder blocks.
 
 Each curve scores a task (per item, :func:`~geomalign.interventions.score_items`) once without
-intervention (the reference) and once per layer window with it. Every window gives two rows:
+intervention (the reference) and once per window of blocks with it, and returns an
+:class:`~geomalign.analysis.EffectCurve`. Its rows of the results table
+(:meth:`~geomalign.analysis.EffectCurve.to_table`): one ``statistic="reference"`` row per
+unmodified checkpoint, then two rows per window:
 
 - ``statistic="value"``: the mean item score, with a cluster-bootstrap CI over items,
   ``null_mean`` = the reference score and ``p_value`` from a paired sign-flip test of the item
@@ -38,8 +41,8 @@ from torch import nn
 
 from geomalign._model_parts import decoder_layers
 from geomalign._progress import progress_bar
-from geomalign.analysis.table import ResultsTable
-from geomalign.interventions._curve_rows import Curve, calibration_options, curve_table
+from geomalign.analysis.effect_curves import EffectCurve
+from geomalign.interventions._curve_rows import Curve, CurveCalibration, effect_curve
 from geomalign.interventions.prompted import PromptedTask
 from geomalign.interventions.scoring import TaskData, score_items
 from geomalign.interventions.transplant import LayerTransplant, layer_windows
@@ -109,7 +112,7 @@ def transplant_curve(
     confidence: float = 0.95,
     random_state: int = 0,
     progress: bool = False,
-) -> ResultsTable:
+) -> EffectCurve:
     """Score hybrids with tuned decoder blocks in each window: the transplantation curve.
 
     Parameters
@@ -139,22 +142,22 @@ def transplant_curve(
 
     Returns
     -------
-    ResultsTable
-        Two ``statistic="reference"`` rows (the base and the tuned model), one row per window
-        (``null_mean`` = the base model's score) and the summary rows (see the module docstring).
+    EffectCurve
+        References: the base and the tuned model; one window per window of blocks (the score's
+        ``null_mean`` = the base model's score) and the summary (see the module docstring).
     """
-    calibration = calibration_options(n_resamples, n_permutations, confidence, random_state)
+    calibration = CurveCalibration(n_resamples, n_permutations, confidence, random_state)
     with LayerTransplant(base, tuned, shell=shell) as hybrid:
         windows = layer_windows(hybrid.n_layers, mode=mode, width=width, stride=stride)
-        endpoints = []
-        for which in ("base", "tuned"):
-            hybrid.set_checkpoint(which)  # type: ignore[arg-type]
-            endpoints.append(score_task(base, task, batch_size=batch_size, device=device))
+        hybrid.set_checkpoint("base")
+        base_scores = score_task(base, task, batch_size=batch_size, device=device)
+        hybrid.set_checkpoint("tuned")
+        tuned_scores = score_task(base, task, batch_size=batch_size, device=device)
         scores = _score(
             base,
             task,
             windows,
-            lambda window: _switch(hybrid.set, window),
+            lambda window: _switch(hybrid, window),
             batch_size=batch_size,
             device=device,
             progress=progress,
@@ -164,15 +167,15 @@ def transplant_curve(
         task,
         windows,
         scores,
-        endpoints[0],
-        n_layers=hybrid.n_layers,
+        base_scores,
+        n_blocks=hybrid.n_layers,
         cumulative=mode != "sliding",
         sign=1.0,
-        **calibration,  # type: ignore[arg-type]
+        calibration=calibration,
     )
-    return curve_table(
+    return effect_curve(
         curve,
-        [(base_name, endpoints[0]), (tuned_name, endpoints[1])],
+        [(base_name, base_scores), (tuned_name, tuned_scores)],
         analysis=f"transplant-{mode}",
         reference_notes="unmodified checkpoint",
         checkpoint_b=tuned_name,
@@ -180,8 +183,8 @@ def transplant_curve(
     )
 
 
-def _switch(setter: Callable[[object], None], argument: object) -> AbstractContextManager[None]:
-    setter(argument)
+def _switch(hybrid: LayerTransplant, window: range) -> AbstractContextManager[None]:
+    hybrid.set(window)
     return nullcontext()
 
 
@@ -201,7 +204,7 @@ def visual_token_curve(
     confidence: float = 0.95,
     random_state: int = 0,
     progress: bool = False,
-) -> ResultsTable:
+) -> EffectCurve:
     """Score the task under an image-token intervention in each layer window.
 
     Parameters
@@ -211,7 +214,7 @@ def visual_token_curve(
     task : TaskData or PromptedTask
         Items to score.
     intervention : {"skip", "ablate-mean", "ablate-zero", "knockout"}
-        ``"skip"``: image tokens bypass blocks ``[0, k)`` for ``k = 0 .. n_layers`` (a cumulative
+        ``"skip"``: image tokens bypass blocks ``[0, k)`` for ``k = 0 .. n_blocks`` (a cumulative
         curve; ``width``/``stride`` unused); ``"ablate-*"``: image-token states replaced (by the
         per-sample mean or zeros) at the input of each block of a sliding window;
         ``"knockout"``: text cannot attend to image positions in the window's blocks.
@@ -226,50 +229,57 @@ def visual_token_curve(
 
     Returns
     -------
-    ResultsTable
-        One ``statistic="reference"`` row (no intervention), one row per window (``null_mean`` =
-        the reference score) and the summary rows.
+    EffectCurve
+        One reference (no intervention), one window per window of blocks (the score's
+        ``null_mean`` = the reference score) and the summary.
     """
     if intervention not in INTERVENTIONS:
         raise ValueError(
             f"intervention must be one of {list(INTERVENTIONS)}; got {intervention!r}."
         )
-    calibration = calibration_options(n_resamples, n_permutations, confidence, random_state)
-    n_layers = len(decoder_layers(model))
-    token = {"image_token_id": image_token_id}
+    calibration = CurveCalibration(n_resamples, n_permutations, confidence, random_state)
+    n_blocks = len(decoder_layers(model))
     if intervention == "skip":
-        windows = layer_windows(n_layers)
+        windows = layer_windows(n_blocks)
 
         def context(window: range) -> AbstractContextManager[object]:
-            return skip_visual_tokens(model, len(window), **token)
+            return skip_visual_tokens(model, len(window), image_token_id=image_token_id)
 
     else:
-        windows = layer_windows(n_layers, mode="sliding", width=width, stride=stride)
+        windows = layer_windows(n_blocks, mode="sliding", width=width, stride=stride)
         if intervention == "knockout":
 
             def context(window: range) -> AbstractContextManager[object]:
-                return knockout_visual_attention(model, window, **token)
+                return knockout_visual_attention(model, window, image_token_id=image_token_id)
 
         else:
-            fill = intervention.split("-", 1)[1]
+            fill: Literal["mean", "zero"] = "mean" if intervention == "ablate-mean" else "zero"
 
             def context(window: range) -> AbstractContextManager[object]:
-                return ablate_visual_tokens(model, window, fill=fill, **token)  # type: ignore[arg-type]
+                return ablate_visual_tokens(model, window, fill=fill, image_token_id=image_token_id)
 
-    options = {"batch_size": batch_size, "device": device}
-    reference = score_task(model, task, **options)  # type: ignore[arg-type]
-    scores = _score(model, task, windows, context, progress=progress, label=intervention, **options)
+    reference = score_task(model, task, batch_size=batch_size, device=device)
+    scores = _score(
+        model,
+        task,
+        windows,
+        context,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        label=intervention,
+    )
     curve = Curve(
         task,
         windows,
         scores,
         reference,
-        n_layers=n_layers,
+        n_blocks=n_blocks,
         cumulative=intervention == "skip",
         sign=-1.0,
-        **calibration,  # type: ignore[arg-type]
+        calibration=calibration,
     )
-    return curve_table(
+    return effect_curve(
         curve,
         [(checkpoint, reference)],
         analysis=f"visual-{intervention}",

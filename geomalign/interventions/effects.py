@@ -1,4 +1,4 @@
-"""Every effect curve of a base/tuned checkpoint pair on a set of tasks, in one results table."""
+"""Every effect curve of a base/tuned checkpoint pair on a set of tasks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from geomalign.analysis.table import ResultsTable
+from geomalign.analysis.effect_curves import EffectCurve
 from geomalign.interventions.curves import (
     INTERVENTIONS,
     Task,
@@ -58,7 +58,7 @@ def load_checkpoint(
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point torch dtype or its name; got {dtype!r}.")
-    model = AutoModelForImageTextToText.from_pretrained(
+    model: nn.Module = AutoModelForImageTextToText.from_pretrained(
         path, dtype=torch_dtype, attn_implementation="sdpa"
     )
     return model.to(device).eval()
@@ -77,8 +77,8 @@ def intervention_effects(
     base_name: str = "base",
     tuned_name: str = "tuned",
     **options: object,
-) -> ResultsTable:
-    """Run the chosen effect curves on every task and gather them in one table.
+) -> list[EffectCurve]:
+    """Run the chosen effect curves on every task.
 
     Parameters
     ----------
@@ -105,7 +105,9 @@ def intervention_effects(
 
     Returns
     -------
-    ResultsTable
+    list of EffectCurve
+        Per task, the curves in the order of ``analyses`` (image-token ones per checkpoint of
+        ``visual_checkpoints``); :func:`~geomalign.analysis.effects_table` gives their rows.
     """
     unknown = sorted(set(analyses) - set(ANALYSES))
     if unknown or not analyses:
@@ -122,12 +124,12 @@ def intervention_effects(
             f"{list(_CURVE_OPTIONS)} to the curves."
         )
     models = {"base": (base, base_name), "tuned": (tuned, tuned_name)}
-    table = ResultsTable()
+    curves: list[EffectCurve] = []
     for task in tasks:
         for analysis in analyses:
             if analysis.startswith("transplant-"):
                 mode = analysis.split("-", 1)[1]
-                table.extend(
+                curves.append(
                     transplant_curve(
                         base,
                         tuned,
@@ -144,7 +146,7 @@ def intervention_effects(
                 continue
             for which in visual_checkpoints:
                 model, name = models[which]
-                table.extend(
+                curves.append(
                     visual_token_curve(
                         model,
                         task,
@@ -155,7 +157,7 @@ def intervention_effects(
                         **options,  # type: ignore[arg-type]
                     )
                 )
-    return table
+    return curves
 
 
 def run_effect_curves(
@@ -179,7 +181,7 @@ def run_effect_curves(
     device: str | torch.device = "cpu",
     dtype: str = "float32",
     **options: object,
-) -> ResultsTable:
+) -> list[EffectCurve]:
     """Load a checkpoint pair and its tasks, then run :func:`intervention_effects`.
 
     Either ``testbed`` (``"small"`` or ``"full"``: build or reuse the shapes-world testbed and
@@ -231,7 +233,7 @@ def run_effect_curves(
 
     Returns
     -------
-    ResultsTable
+    list of EffectCurve
     """
     from transformers import AutoProcessor
 

@@ -1,19 +1,21 @@
-"""Figures of intervention effect curves and probe curves (rows of the results table).
+"""Figures of intervention effect curves (typed) and probe curves (rows of the results table).
 
 Built with matplotlib's object-oriented API: nothing here selects a backend or opens a window.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from geomalign.analysis.effect_curves import EffectCurve
 from geomalign.analysis.table import ResultsTable
 
 __all__ = ["plot_effect_curves", "plot_probe_curves"]
 
-_CUMULATIVE = ("transplant-cumulative", "visual-skip")
 _XLABELS = {
     "transplant-cumulative": "l: blocks [0, l) from the tuned checkpoint",
     "visual-skip": "k: image tokens skip blocks [0, k)",
@@ -42,31 +44,21 @@ def _legend_outside(ax: Axes) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
-def _x(rows: ResultsTable, analysis: str) -> np.ndarray:
-    first, last = rows.column("layer"), rows.column("layer_b")
-    if analysis == "transplant-reverse":  # s of the tuned blocks [s, L); empty: s = L
-        return np.nan_to_num(first - 1.0, nan=float(np.nanmax(last)))
-    if analysis in _CUMULATIVE:
-        return np.nan_to_num(last, nan=0.0)
-    return (first + last) / 2.0
-
-
-def _panel(ax: Axes, table: ResultsTable, analysis: str, measure: str) -> None:
-    rows = table.select(analysis=analysis, measure=measure, statistic="effect")
-    x = _x(rows, analysis)
-    effect = rows.column("value")
+def _panel(ax: Axes, curve: EffectCurve) -> None:
+    x = curve.positions
+    effect = curve.effects
     colour = _PALETTE[0]
     ax.fill_between(
         x,
-        rows.column("ci_low"),
-        rows.column("ci_high"),
+        _column(w.effect.ci_low for w in curve.windows),
+        _column(w.effect.ci_high for w in curve.windows),
         color=colour,
         alpha=0.2,
         linewidth=0,
         label="95% CI (paired, clustered bootstrap)",
     )
     ax.plot(x, effect, color=colour, linewidth=1.5)
-    significant = rows.column("p_value") < _ALPHA
+    significant = _column(w.effect.p_value for w in curve.windows) < _ALPHA
     ax.scatter(
         x[significant],
         effect[significant],
@@ -82,26 +74,27 @@ def _panel(ax: Axes, table: ResultsTable, analysis: str, measure: str) -> None:
         zorder=3,
         label=f"p >= {_ALPHA}",
     )
-    references = list(table.select(analysis=analysis, measure=measure, statistic="reference"))
+    references = curve.references
     ax.axhline(
         0.0,
         color="#555555",
         linestyle="--",
         linewidth=1,
-        label=f"{references[0].checkpoint} unchanged ({references[0].value:.3g})"
+        label=f"{references[0][0]} unchanged ({references[0][1].value:.3g})"
         if references
         else "no change",
     )
     if len(references) == 2:  # transplantation: the gap the full tuning opens
-        gap = references[1].value - references[0].value
+        gap = references[1][1].value - references[0][1].value
         ax.axhline(
             gap,
             color="#555555",
             linestyle=":",
             linewidth=1,
-            label=f"{references[1].checkpoint} ({references[1].value:.3g})",
+            label=f"{references[1][0]} ({references[1][1].value:.3g})",
         )
-    for peak in table.select(analysis=analysis, measure=measure, statistic="peak_layer"):
+    peak = curve.peak
+    if peak is not None:
         if peak.ci_low is not None and peak.ci_high is not None:
             ax.axvspan(
                 peak.ci_low - 0.25,
@@ -111,14 +104,20 @@ def _panel(ax: Axes, table: ResultsTable, analysis: str, measure: str) -> None:
                 label="bootstrap interval of the peak",
             )
         ax.axvline(peak.value, color=_PALETTE[1], linewidth=1, label=f"peak: layer {peak.value:g}")
-    ax.set_title(_TITLES.get(analysis, analysis), fontsize=10)
-    ax.set_xlabel(_XLABELS.get(analysis, "window centre (layer; block i outputs layer i + 1)"))
-    ax.set_ylabel(f"change in {measure}")
+    ax.set_title(_TITLES.get(curve.analysis, curve.analysis), fontsize=10)
+    ax.set_xlabel(
+        _XLABELS.get(curve.analysis, "window centre (layer; block i outputs layer i + 1)")
+    )
+    ax.set_ylabel(f"change in {curve.measure}")
     _legend_outside(ax)
 
 
-def plot_effect_curves(table: ResultsTable, *, width: float = 9.0) -> Figure:
-    """One panel per (analysis, measure) of an intervention table: score per layer window.
+def _column(values: Iterable[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def plot_effect_curves(curves: Sequence[EffectCurve], *, width: float = 9.0) -> Figure:
+    """One panel per effect curve: the effect per window of blocks.
 
     Each panel shows the effect per window (mean paired change of the item score against the
     unmodified model) with its bootstrap band, filled markers where the paired test gives p < 0.05,
@@ -127,34 +126,27 @@ def plot_effect_curves(table: ResultsTable, *, width: float = 9.0) -> Figure:
 
     Parameters
     ----------
-    table : ResultsTable
-        Rows from :func:`~geomalign.interventions.transplant_curve` or
-        :func:`~geomalign.interventions.visual_token_curve` (other rows are ignored).
+    curves : sequence of EffectCurve
+        From :func:`~geomalign.interventions.transplant_curve`,
+        :func:`~geomalign.interventions.visual_token_curve` or
+        :func:`~geomalign.interventions.intervention_effects`; a saved table gives them with
+        :meth:`EffectCurve.from_table <geomalign.analysis.EffectCurve.from_table>`.
     width : float, default=9.0
         Figure width in inches.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
-        One panel per intervention curve, stacked.
+        One panel per curve with at least one window, stacked.
     """
-    if not isinstance(table, ResultsTable):
-        raise TypeError(f"table must be a ResultsTable; got {type(table).__name__}.")
-    curves = list(
-        dict.fromkeys(
-            (r.analysis, r.measure)
-            for r in table
-            if r.statistic == "effect" and r.analysis in _TITLES
-        )
-    )
-    if not curves:
-        raise ValueError(
-            f"table holds no intervention curve rows (analyses {sorted(_TITLES)}); got analyses "
-            f"{table.unique('analysis')}."
-        )
-    fig, axes = _stacked_axes(len(curves), width=width, panel_height=3.2)
-    for ax, (analysis, measure) in zip(axes, curves, strict=True):
-        _panel(ax, table, analysis, measure)
+    if isinstance(curves, EffectCurve) or not all(isinstance(c, EffectCurve) for c in curves):
+        raise TypeError("curves must be a sequence of EffectCurve (EffectCurve.from_table(table)).")
+    drawn = [c for c in curves if c.windows]
+    if not drawn:
+        raise ValueError("no effect curve with windows to draw.")
+    fig, axes = _stacked_axes(len(drawn), width=width, panel_height=3.2)
+    for ax, curve in zip(axes, drawn, strict=True):
+        _panel(ax, curve)
     return fig
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from geomalign.analysis import EffectCurve
 from geomalign.analysis.table import ResultsTable
 from geomalign.interventions import transplant_curve, visual_token_curve
-from geomalign.interventions._curve_rows import Curve, sign_flip_p_value
+from geomalign.interventions._curve_rows import Curve, CurveCalibration, sign_flip_p_value
 from geomalign.interventions.scoring import score_items
 from geomalign.stats import Grouping, cluster_bootstrap, cluster_means
 
@@ -25,7 +26,8 @@ def test_cumulative_transplant_runs_from_base_to_tuned(tmp_path):
     task = make_items(8)
     base_scores = score_items(base, task)
     tuned_scores = score_items(tuned, task)
-    table = transplant_curve(base, tuned, task, **FAST)
+    curve = transplant_curve(base, tuned, task, **FAST)
+    table = curve.to_table()
     reference = _rows(table, statistic="reference")
     assert [r.checkpoint for r in reference] == ["base", "tuned"]
     assert reference[0].value == pytest.approx(base_scores.mean())
@@ -60,15 +62,27 @@ def test_cumulative_transplant_runs_from_base_to_tuned(tmp_path):
     # the base model is restored and the table survives a CSV round trip
     np.testing.assert_array_equal(score_items(base, task), base_scores)
     path = table.to_csv(tmp_path / "curve.csv")
-    assert ResultsTable.from_csv(path) == table
+    loaded = ResultsTable.from_csv(path)
+    assert loaded == table
+    # the typed curve: fields agree with the rows, and the table rebuilds it exactly
+    assert EffectCurve.from_table(loaded) == [curve]
+    assert [name for name, _ in curve.references] == ["base", "tuned"]
+    assert curve.windows[0].blocks is None
+    assert curve.windows[-1].blocks == range(N_LAYERS)
+    np.testing.assert_array_equal(curve.effects, [r.value for r in effects])
+    np.testing.assert_array_equal(curve.positions, np.arange(N_LAYERS + 1))
+    assert curve.peak is not None
+    assert curve.peak.value == _rows(table, statistic="peak_layer")[0].value
 
 
 def test_sliding_transplant_windows():
     base, tuned = tiny_llava(1), tiny_llava(2)
-    table = transplant_curve(
+    curve = transplant_curve(
         base, tuned, make_items(4), mode="sliding", width=2, stride=1, shell="base", **FAST
     )
-    windows = _rows(table, statistic="value")
+    assert [w.blocks for w in curve.windows] == [range(0, 2), range(1, 3), range(2, 4)]
+    np.testing.assert_array_equal(curve.positions, [1.5, 2.5, 3.5])
+    windows = _rows(curve.to_table(), statistic="value")
     assert [(r.layer, r.layer_b) for r in windows] == [(1, 2), (2, 3), (3, 4)]
     assert all(r.checkpoint == "base" and r.checkpoint_b == "tuned" for r in windows)
     assert all("shell=base" in r.notes for r in windows)
@@ -78,9 +92,13 @@ def test_sliding_transplant_windows():
 def test_visual_token_curves(intervention):
     model = tiny_llava(1)
     task = make_items(6, metric="exact-match")
-    table = visual_token_curve(
+    curve = visual_token_curve(
         model, task, intervention=intervention, width=2, checkpoint="tiny", **FAST
     )
+    assert curve.checkpoint_b is None
+    assert [name for name, _ in curve.references] == ["tiny"]
+    table = curve.to_table()
+    assert EffectCurve.from_table(table) == [curve]
     reference = _rows(table, statistic="reference")[0]
     windows = _rows(table, statistic="value")
     assert all(r.analysis == f"visual-{intervention}" for r in table)
@@ -116,48 +134,40 @@ def _synthetic_curve(effects, n_items=60, noise=0.05, seed=0):
         windows,
         scores,
         reference,
-        n_layers=len(effects),
+        n_blocks=len(effects),
         cumulative=False,
         sign=-1.0,
-        n_resamples=300,
-        n_permutations=300,
-        confidence=0.95,
-        random_state=0,
+        calibration=CurveCalibration(300, 300, 0.95, 0),
     )
 
 
 def test_summary_finds_a_planted_middle_peak():
-    summary = {
-        r["statistic"]: r for r in _synthetic_curve([0.0, 0.1, 1.0, 0.8, 0.1, 0.0]).summary()
-    }
+    summary = _synthetic_curve([0.0, 0.1, 1.0, 0.8, 0.1, 0.0]).summary()
     peak = summary["peak_layer"]
-    assert peak["value"] == 3.0  # block 2 is layer 3
-    assert peak["ci_low"] == peak["ci_high"] == 3.0
-    assert "middle third of the depth in 1.000" in peak["notes"]
+    assert peak.value == 3.0  # block 2 is layer 3
+    assert peak.ci_low == peak.ci_high == 3.0
+    assert "middle third of the depth in 1.000" in peak.notes
     for side in ("early", "late"):
         contrast = summary[f"middle_minus_{side}"]
-        assert contrast["value"] == pytest.approx(0.9 - 0.05, abs=0.03)
-        assert contrast["p_value"] < 0.01
-    assert (
-        "layers 3, 4 minus that of windows centred at layers 1, 2"
-        in (summary["middle_minus_early"]["notes"])
+        assert contrast.value == pytest.approx(0.9 - 0.05, abs=0.03)
+        assert contrast.p_value < 0.01
+    assert "layers 3, 4 minus that of windows centred at layers 1, 2" in (
+        summary["middle_minus_early"].notes
     )
 
 
 def test_summary_of_a_monotone_curve_is_not_a_middle_peak():
-    summary = {
-        r["statistic"]: r for r in _synthetic_curve([1.0, 0.8, 0.6, 0.4, 0.2, 0.0]).summary()
-    }
-    assert summary["peak_layer"]["value"] == 1.0
-    assert summary["middle_minus_early"]["ci_high"] < 0 < summary["middle_minus_late"]["ci_low"]
+    summary = _synthetic_curve([1.0, 0.8, 0.6, 0.4, 0.2, 0.0]).summary()
+    assert summary["peak_layer"].value == 1.0
+    assert summary["middle_minus_early"].ci_high < 0 < summary["middle_minus_late"].ci_low
 
 
 def test_summary_of_a_flat_curve_is_not_significant():
-    summary = {r["statistic"]: r for r in _synthetic_curve([0.5] * 6, noise=0.3).summary()}
+    summary = _synthetic_curve([0.5] * 6, noise=0.3).summary()
     for side in ("early", "late"):
         contrast = summary[f"middle_minus_{side}"]
-        assert contrast["ci_low"] < 0 < contrast["ci_high"]
-        assert contrast["p_value"] > 0.05
+        assert contrast.ci_low < 0 < contrast.ci_high
+        assert contrast.p_value > 0.05
 
 
 def test_sign_flip_and_cluster_bootstrap():

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from geomalign.analysis.table import ResultsTable
+from geomalign.analysis import EffectCurve, effects_table
 from geomalign.cli import main
 from geomalign.data import PairedDataset
 from geomalign.interventions import score_items
@@ -41,24 +41,33 @@ def test_intervention_effects_gathers_every_curve():
     base, tuned = tiny_llava(1), tiny_llava(2)
     tasks = [make_items(4), make_items(3, metric="exact-match", seed=1)]
     analyses = ["transplant-sliding", "knockout"]
-    table = intervention_effects(
+    curves = intervention_effects(
         base, tuned, tasks, analyses=analyses, visual_checkpoints=["base", "tuned"], **FAST
     )
+    assert [(c.analysis, c.checkpoint) for c in curves[:3]] == [
+        ("transplant-sliding", "base"),
+        ("visual-knockout", "base"),
+        ("visual-knockout", "tuned"),
+    ]
+    table = effects_table(curves)
+    assert EffectCurve.from_table(table) == curves
     assert table.unique("analysis") == ["transplant-sliding", "visual-knockout"]
     assert table.unique("measure") == ["toy-loglik", "toy-exact-match"]
     knockout = table.select(analysis="visual-knockout", statistic="value")
     assert knockout.unique("checkpoint") == ["base", "tuned"]
     assert len(knockout) == 2 * 2 * (N_LAYERS - 1)  # tasks x checkpoints x windows of width 2
-    fig = plot_effect_curves(table)
-    assert len(fig.axes) == 4
+    fig = plot_effect_curves(curves)
+    assert len(fig.axes) == 6  # one panel per curve: 2 tasks x (transplant + 2 knockouts)
     with pytest.raises(ValueError, match="analyses must be a non-empty subset"):
         intervention_effects(base, tuned, tasks, analyses=["transplant"])
     with pytest.raises(ValueError, match="visual_checkpoints must be"):
         intervention_effects(base, tuned, tasks, visual_checkpoints=["llm"])
     with pytest.raises(TypeError, match=r"unexpected options \['image_token_id'\]"):
         intervention_effects(base, tuned, tasks, analyses=["skip"], image_token_id=3)
-    with pytest.raises(ValueError, match="no intervention curve rows"):
-        plot_effect_curves(ResultsTable())
+    with pytest.raises(ValueError, match="no effect curve with windows"):
+        plot_effect_curves([])
+    with pytest.raises(TypeError, match="sequence of EffectCurve"):
+        plot_effect_curves(table)
 
 
 def test_caption_task_scores_caption_and_end_token():

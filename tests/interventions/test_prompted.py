@@ -173,7 +173,9 @@ def test_transplant_identities_on_generated_answers(processor):
         hybrid.set(range(N_LAYERS))
         assert task.generate(base) == tuned_texts
     assert task.generate(base) == base_texts
-    table = transplant_curve(base, tuned, task, mode="reverse", **FAST)
+    curve = transplant_curve(base, tuned, task, mode="reverse", **FAST)
+    np.testing.assert_array_equal(curve.positions, [4, 3, 2, 1, 0])  # s of tuned blocks [s, 4)
+    table = curve.to_table()
     rows = table.select(statistic="value")
     references = table.select(statistic="reference")
     assert [r.layer for r in rows] == [None, 4, 3, 2, 1]  # tuned blocks [s, 4) for s = 4 .. 0
@@ -184,7 +186,7 @@ def test_transplant_identities_on_generated_answers(processor):
 
 def test_visual_token_curve_on_a_benchmark_task(model, processor):
     task = prompt_task(benchmark("choice"), processor)
-    table = visual_token_curve(model, task, intervention="knockout", width=2, **FAST)
+    table = visual_token_curve(model, task, intervention="knockout", width=2, **FAST).to_table()
     assert table.unique("measure") == ["choice-task-choice-norm"]
     assert len(table.select(statistic="value")) == N_LAYERS - 1
 
