@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
     from geomalign.data import PairedDataset
     from geomalign.extract import EncodedBatch, ModuleAdapter, extract
     from geomalign.store import ActivationStore
-    from geomalign.tuning import select_window
+    from geomalign.tuning import FinetuneRun, WindowComparison, select_window
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 5))
@@ -78,6 +78,12 @@ SCRIPT = textwrap.dedent(
     table = analyze_store(path, measures=["cka-linear"], calibration=Calibration(n_resamples=4))
     assert len(table.select(analysis="cross-modal")) == 3
     assert select_window([4.0, 7.0, 12.0, 9.0, 8.0, 5.0, 4.0], width=2).blocks == range(1, 3)
+    runs = tuple(
+        FinetuneRun(name, blocks, 0, 1, time, time, size, {"qa_accuracy": 0.5})
+        for name, blocks, time, size in (("full", (0, 1), 2.0, 10), ("selected", (1,), 1.0, 5))
+    )
+    comparison = WindowComparison(runs=runs, n_blocks=2, base="base")
+    assert [row.time_pct_mean for row in comparison.summary()] == [100.0, 50.0]
     for name in geomalign.__all__:  # the top-level entry points, transformers still blocked
         getattr(geomalign, name)
     assert geomalign.analyze_store is analyze_store

@@ -10,7 +10,8 @@
   of whatever parameters require gradients);
 - :mod:`~geomalign.tuning.compare`: stage-2 fine-tuning of the testbed, full vs the window vs
   the reference windows, with wall time, trainable parameters and held-out accuracy (needs the
-  ``hf`` extra; imported on first use, so that the rest works without transformers);
+  ``hf`` extra; imported on first use, so that the rest works without transformers); its typed
+  result :class:`WindowComparison` (:mod:`~geomalign.tuning.comparison`) needs only the core;
 - :mod:`~geomalign.tuning.instruct_data`, :mod:`~geomalign.tuning.instruct_encoding`: LLaVA
   conversation files and plain (image, prompt, response) rows, encoded with labels on the
   responses only;
@@ -31,6 +32,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from geomalign.tuning.comparison import FinetuneRun, WindowComparison, WindowSummary
 from geomalign.tuning.costs import CostMeter, Costs
 from geomalign.tuning.freezing import (
     PARTS,
@@ -55,15 +57,10 @@ from geomalign.tuning.window_runs import RunComparison, compare_runs, count_bloc
 from geomalign.tuning.windows import PreparedModel, parse_window, prepare_window
 
 if TYPE_CHECKING:
-    from geomalign.tuning.compare import (
-        FinetuneRun,
-        WindowComparison,
-        WindowSummary,
-        compare_windows,
-    )
+    from geomalign.tuning.compare import compare_windows
 
 # Names of the module that needs transformers and the testbed.
-_COMPARE_NAMES = frozenset({"FinetuneRun", "WindowComparison", "WindowSummary", "compare_windows"})
+_COMPARE_NAMES = frozenset({"compare_windows"})
 
 
 def __getattr__(name: str) -> object:
