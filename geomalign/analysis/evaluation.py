@@ -206,7 +206,7 @@ def _evaluate(
     value, why = attempt(lambda: float(measure(*views)), views, names)
     if value is None:
         notes.append(f"{UNDEFINED_NOTE}: {why}")
-        return Estimate(math.nan)
+        return Estimate(math.nan, undefined_reason=why)
     point = Estimate(value)
     if calibration.n_permutations and Y is not None and measure.paired:
         perm = stats.permutation_test(
@@ -295,7 +295,9 @@ def paired_difference(
                 resamples=True,
             )
     if value is None:
-        return Estimate(math.nan, notes="; ".join([f"{UNDEFINED_NOTE}: {why}", *notes]))
+        return Estimate(
+            math.nan, notes="; ".join([f"{UNDEFINED_NOTE}: {why}", *notes]), undefined_reason=why
+        )
     if boot is None:
         if why:
             notes.insert(0, f"no CI: undefined on a resample ({why})")

@@ -67,7 +67,9 @@ class AbstractionPhase:
 class Estimate:
     """One number with its calibration (``None`` where a calibration was not computed).
 
-    ``value`` is NaN where the measure is undefined on the rows; ``notes`` then say why.
+    ``value`` is NaN where the measure is undefined on the rows; ``undefined_reason`` then says
+    why, and ``notes`` start with ``"undefined (NaN): <reason>"`` (:data:`UNDEFINED_NOTE`), which
+    is how a table (e.g. one loaded from CSV) keeps it: :meth:`of` reads it back from there.
     """
 
     value: float
@@ -78,30 +80,24 @@ class Estimate:
     p_value: float | None = None
     n_samples: int | None = None
     notes: str = ""
+    undefined_reason: str = ""
 
     @property
     def defined(self) -> bool:
         """Whether the value is a number (False where the measure is undefined)."""
         return not math.isnan(self.value)
 
-    @property
-    def undefined_reason(self) -> str:
-        """Why the value is undefined; ``""`` for a defined value.
-
-        The analyses record it in the notes as ``"undefined (NaN): <reason>"``
-        (:data:`UNDEFINED_NOTE`), which is how a table loaded from CSV keeps it.
-        """
-        if self.defined:
-            return ""
-        prefix = f"{UNDEFINED_NOTE}: "
-        return next((p[len(prefix) :] for p in self.notes.split("; ") if p.startswith(prefix)), "")
-
     @classmethod
     def of(cls, row: Result) -> Estimate:
-        """The estimate a table row holds."""
+        """The estimate a table row holds (an undefined value with the reason its notes give)."""
+        reason = ""
+        if math.isnan(row.value):
+            prefix = f"{UNDEFINED_NOTE}: "
+            parts = row.notes.split("; ")
+            reason = next((p[len(prefix) :] for p in parts if p.startswith(prefix)), "")
         return cls(
             row.value, row.ci_low, row.ci_high, row.null_mean, row.null_std, row.p_value,
-            row.n_samples, row.notes,
+            row.n_samples, row.notes, reason,
         )  # fmt: skip
 
     def row(

@@ -1,6 +1,7 @@
 """Typed results: rebuilt from a table (and its CSV) they give back exactly the same rows."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -89,12 +90,21 @@ def test_typed_fields_match_the_rows(table):
             assert ("may be noise" in profile.phase_notes) == profile.may_be_noise
 
 
+def _place(row):
+    names = ("analysis", "measure", "checkpoint", "view", "layer", "statistic", "checkpoint_b")
+    return {name: getattr(row, name) for name in (*names, "view_b", "layer_b", "kind")}
+
+
 def test_undefined_reason_and_to_pandas(table):
     row = table[0]
-    undefined = Estimate(math.nan, notes="undefined (NaN): all 8 rows of X are identical; seed=0")
+    notes = "undefined (NaN): all 8 rows of X are identical; seed=0"
+    undefined = Estimate.of(replace(row, value=math.nan, notes=notes))
     assert not undefined.defined
     assert undefined.undefined_reason == "all 8 rows of X are identical"
     assert Estimate.of(row).undefined_reason == ""
+    # the analyses fill the field; a table row keeps it in the notes only
+    measured = Estimate(math.nan, notes=notes, undefined_reason="all 8 rows of X are identical")
+    assert Estimate.of(measured.row(**_place(row))) == measured
     pandas = pytest.importorskip("pandas")
     frame = table.to_pandas()
     assert isinstance(frame, pandas.DataFrame)
@@ -102,3 +112,15 @@ def test_undefined_reason_and_to_pandas(table):
     assert len(frame) == len(table)
     assert frame["layer"].dtype == "Int64"
     assert frame["value"].iloc[0] == row.value
+
+
+def test_evaluate_fills_the_undefined_reason_its_notes_state():
+    from geomalign import metrics
+    from geomalign.analysis.evaluation import evaluate
+
+    X = np.ones((8, 3))
+    Y = np.random.default_rng(0).normal(size=(8, 3))
+    point = evaluate(metrics.resolve("cka-linear"), X, Y, Calibration(), names=("A", "B"))
+    assert not point.defined
+    assert point.undefined_reason.startswith("all 8 rows of A are identical")
+    assert point.notes.startswith(f"undefined (NaN): {point.undefined_reason}")
