@@ -88,9 +88,7 @@ def write_store(path: Path, n: int, n_layers: int, dim: int) -> None:
     ids = [f"s{i:06d}" for i in range(n)]
     with ActivationStore.create(path, ids) as store:
         for ckpt in ("base", "tuned"):
-            store.add_checkpoint(
-                ckpt, model=f"bench/{ckpt}", n_layers=n_layers - 1, hidden_size=dim
-            )
+            store.add_checkpoint(ckpt, model=f"bench/{ckpt}", n_layers=n_layers, hidden_size=dim)
             for modality in ("image", "text"):
                 store.create_view(ckpt, modality, "mean", layers=list(range(n_layers)), dim=dim)
                 signal = rng.standard_normal((n, dim), dtype=np.float32)

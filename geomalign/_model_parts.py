@@ -8,7 +8,7 @@ attribute names in the LLaVA family (``multi_modal_projector``) and its relative
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -99,37 +99,37 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     return decoder_model(model).layers  # type: ignore[return-value]
 
 
-def check_window(layers: object, n_layers: int, *, name: str = "layers") -> list[int]:
+def check_window(blocks: object, n_blocks: int, *, name: str = "blocks") -> list[int]:
     """Return the decoder block indices of a window as a sorted list of distinct ints.
 
     Parameters
     ----------
-    layers : range or sequence of int
+    blocks : range or sequence of int
         0-based block indices; ``range(a, b)`` is the window ``[a, b)``. May be empty.
-    n_layers : int
+    n_blocks : int
         Number of decoder blocks of the model.
-    name : str, default="layers"
+    name : str, default="blocks"
         Argument name used in error messages.
     """
-    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+    if isinstance(blocks, (str, bytes)) or not isinstance(blocks, Iterable):
         raise TypeError(
-            f"{name} must be a range or a sequence of block indices; got {type(layers).__name__}."
+            f"{name} must be a range or a sequence of block indices; got {type(blocks).__name__}."
         )
-    blocks = []
-    for value in layers:  # type: ignore[attr-defined]
+    chosen = []
+    for value in blocks:
         if isinstance(value, bool):
             raise TypeError(f"{name} must hold ints; got {value!r}.")
         try:
             index = operator.index(value)
         except TypeError:
             raise TypeError(f"{name} must hold ints; got {value!r}.") from None
-        if not 0 <= index < n_layers:
+        if not 0 <= index < n_blocks:
             raise ValueError(
-                f"{name} holds block {index}, outside the model's {n_layers} decoder blocks "
-                f"(valid: 0..{n_layers - 1})."
+                f"{name} holds block {index}, outside the model's {n_blocks} decoder blocks "
+                f"(valid: 0..{n_blocks - 1})."
             )
-        blocks.append(index)
-    return sorted(set(blocks))
+        chosen.append(index)
+    return sorted(set(chosen))
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -12,14 +12,14 @@ from geomalign.testbed import TestbedConfig
 
 
 def tiny_llama_config(
-    *, hidden_size: int = 16, n_layers: int = 4, n_heads: int = 2, vocab_size: int = 40
+    *, hidden_size: int = 16, n_blocks: int = 4, n_heads: int = 2, vocab_size: int = 40
 ) -> LlamaConfig:
     """A Llama decoder with an MLP twice its width, 2 key/value heads and padding id 0."""
     return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
-        num_hidden_layers=n_layers,
+        num_hidden_layers=n_blocks,
         num_attention_heads=n_heads,
         num_key_value_heads=2,
         max_position_embeddings=64,
@@ -35,7 +35,7 @@ def tiny_llava_config(
     vocab_size: int,
     image_size: int,
     patch_size: int,
-    n_layers: int = 4,
+    n_blocks: int = 4,
     vision_feature_layer: int = -2,
     vision_feature_select_strategy: str = "default",
 ) -> LlavaConfig:
@@ -53,7 +53,7 @@ def tiny_llava_config(
         patch_size=patch_size,
     )
     text = tiny_llama_config(
-        hidden_size=text_hidden_size, n_layers=n_layers, n_heads=text_heads, vocab_size=vocab_size
+        hidden_size=text_hidden_size, n_blocks=n_blocks, n_heads=text_heads, vocab_size=vocab_size
     )
     n_image_tokens = (image_size // patch_size) ** 2 + (vision_feature_select_strategy == "full")
     return LlavaConfig(
@@ -70,7 +70,7 @@ def tiny_llava_config(
 NEXT_GRID_PINPOINTS = [[16, 32], [32, 16], [32, 32]]
 
 
-def tiny_llava_next_config(*, vocab_size: int, n_layers: int = 4) -> LlavaNextConfig:
+def tiny_llava_next_config(*, vocab_size: int, n_blocks: int = 4) -> LlavaNextConfig:
     """A LLaVA-NeXT over 16-pixel tiles of 8-pixel patches: the number of image tokens depends on
     the image's size (anyres grids of :data:`NEXT_GRID_PINPOINTS`). Image token: the last id."""
     vision = CLIPVisionConfig(
@@ -81,7 +81,7 @@ def tiny_llava_next_config(*, vocab_size: int, n_layers: int = 4) -> LlavaNextCo
         image_size=16,
         patch_size=8,
     )
-    text = tiny_llama_config(hidden_size=64, n_layers=n_layers, n_heads=4, vocab_size=vocab_size)
+    text = tiny_llama_config(hidden_size=64, n_blocks=n_blocks, n_heads=4, vocab_size=vocab_size)
     return LlavaNextConfig(
         vision_config=vision,
         text_config=text,
@@ -204,7 +204,7 @@ INSTRUCT_CORPUS = [
 ] * 4
 
 
-def tiny_instruct_llava(tokenizer, *, n_layers: int = 4, hidden_size: int = 32, seed: int = 0):
+def tiny_instruct_llava(tokenizer, *, n_blocks: int = 4, hidden_size: int = 32, seed: int = 0):
     """A LLaVA-1.5 for the instruction tokenizer: 2-layer CLIP tower (16 px, 4 px patches).
 
     Returns ``(model, processor)``; an image gives 16 image tokens (CLS dropped).
@@ -219,7 +219,7 @@ def tiny_instruct_llava(tokenizer, *, n_layers: int = 4, hidden_size: int = 32, 
         vocab_size=len(tokenizer),
         image_size=16,
         patch_size=4,
-        n_layers=n_layers,
+        n_blocks=n_blocks,
     )
     config.vision_config.num_hidden_layers = 2
     config.image_token_index = tokenizer.convert_tokens_to_ids("<image>")

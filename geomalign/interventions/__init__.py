@@ -56,7 +56,7 @@ from geomalign.interventions.tasks import (
     held_out_benchmarks,
     held_out_tasks,
 )
-from geomalign.interventions.transplant import LayerTransplant, layer_windows
+from geomalign.interventions.transplant import LayerTransplant, block_windows
 from geomalign.interventions.visual_tokens import (
     ablate_visual_tokens,
     knockout_visual_attention,
@@ -73,6 +73,7 @@ __all__ = [
     "TaskData",
     "ablate_visual_tokens",
     "benchmark_from_hf_dataset",
+    "block_windows",
     "caption_task",
     "cider_d",
     "decoder_layers",
@@ -81,7 +82,6 @@ __all__ = [
     "held_out_tasks",
     "intervention_effects",
     "knockout_visual_attention",
-    "layer_windows",
     "load_benchmark",
     "load_checkpoint",
     "load_coco_qa",

@@ -45,7 +45,7 @@ from geomalign.analysis.effect_curves import EffectCurve
 from geomalign.interventions._curve_rows import Curve, CurveCalibration, effect_curve
 from geomalign.interventions.prompted import PromptedTask
 from geomalign.interventions.scoring import TaskData, score_items
-from geomalign.interventions.transplant import LayerTransplant, layer_windows
+from geomalign.interventions.transplant import LayerTransplant, block_windows
 from geomalign.interventions.visual_tokens import (
     ablate_visual_tokens,
     knockout_visual_attention,
@@ -128,7 +128,7 @@ def transplant_curve(
         blocks ``[s, L)``), ``[s, L)`` for every ``s`` (the reverse split: base blocks
         ``[0, s)``, tuned blocks ``[s, L)``), or windows of ``width`` blocks every ``stride``.
     width, stride : int
-        Sliding-window width and step (see :func:`~geomalign.interventions.layer_windows`).
+        Sliding-window width and step (see :func:`~geomalign.interventions.block_windows`).
     shell : {"adjacent", "base", "tuned"}, default="adjacent"
         What moves besides the blocks (see :class:`~geomalign.interventions.LayerTransplant`).
     base_name, tuned_name : str
@@ -148,7 +148,7 @@ def transplant_curve(
     """
     calibration = CurveCalibration(n_resamples, n_permutations, confidence, random_state)
     with LayerTransplant(base, tuned, shell=shell) as hybrid:
-        windows = layer_windows(hybrid.n_layers, mode=mode, width=width, stride=stride)
+        windows = block_windows(hybrid.n_blocks, mode=mode, width=width, stride=stride)
         hybrid.set_checkpoint("base")
         base_scores = score_task(base, task, batch_size=batch_size, device=device)
         hybrid.set_checkpoint("tuned")
@@ -168,7 +168,7 @@ def transplant_curve(
         windows,
         scores,
         base_scores,
-        n_blocks=hybrid.n_layers,
+        n_blocks=hybrid.n_blocks,
         cumulative=mode != "sliding",
         sign=1.0,
         calibration=calibration,
@@ -240,13 +240,13 @@ def visual_token_curve(
     calibration = CurveCalibration(n_resamples, n_permutations, confidence, random_state)
     n_blocks = len(decoder_layers(model))
     if intervention == "skip":
-        windows = layer_windows(n_blocks)
+        windows = block_windows(n_blocks)
 
         def context(window: range) -> AbstractContextManager[object]:
             return skip_visual_tokens(model, len(window), image_token_id=image_token_id)
 
     else:
-        windows = layer_windows(n_blocks, mode="sliding", width=width, stride=stride)
+        windows = block_windows(n_blocks, mode="sliding", width=width, stride=stride)
         if intervention == "knockout":
 
             def context(window: range) -> AbstractContextManager[object]:

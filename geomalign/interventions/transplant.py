@@ -33,13 +33,13 @@ from torch import nn
 
 from geomalign._model_parts import check_window, decoder_model
 
-__all__ = ["LayerTransplant", "layer_windows"]
+__all__ = ["LayerTransplant", "block_windows"]
 
 _SHELLS = ("adjacent", "base", "tuned")
 
 
-def layer_windows(
-    n_layers: int,
+def block_windows(
+    n_blocks: int,
     *,
     mode: Literal["cumulative", "reverse", "sliding"] = "cumulative",
     width: int | None = None,
@@ -49,12 +49,12 @@ def layer_windows(
 
     Parameters
     ----------
-    n_layers : int
+    n_blocks : int
         Number of decoder blocks.
     mode : {"cumulative", "reverse", "sliding"}, default="cumulative"
-        ``"cumulative"``: ``range(0, s)`` for ``s = 0 .. n_layers`` -- transplanted into the base,
+        ``"cumulative"``: ``range(0, s)`` for ``s = 0 .. n_blocks`` -- transplanted into the base,
         the two-part split "tuned blocks [0, s) + base blocks [s, L)"; ``"reverse"``:
-        ``range(s, n_layers)`` for ``s = n_layers .. 0`` -- the split "base blocks [0, s) + tuned
+        ``range(s, n_blocks)`` for ``s = n_blocks .. 0`` -- the split "base blocks [0, s) + tuned
         blocks [s, L)"; ``"sliding"``: ``range(s, s + width)`` for ``s = 0, stride, ...`` while the
         window fits.
     width : int, optional
@@ -68,30 +68,30 @@ def layer_windows(
 
     Examples
     --------
-    >>> layer_windows(4, mode="sliding", width=2, stride=1)
+    >>> block_windows(4, mode="sliding", width=2, stride=1)
     [range(0, 2), range(1, 3), range(2, 4)]
-    >>> layer_windows(2, mode="reverse")
+    >>> block_windows(2, mode="reverse")
     [range(2, 2), range(1, 2), range(0, 2)]
     """
-    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-        raise ValueError(f"n_layers must be a positive int; got {n_layers!r}.")
+    if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 1:
+        raise ValueError(f"n_blocks must be a positive int; got {n_blocks!r}.")
     if mode == "cumulative":
         if width is not None:
             raise ValueError("width applies to mode='sliding' only; got width with 'cumulative'.")
-        return [range(0, end) for end in range(n_layers + 1)]
+        return [range(0, end) for end in range(n_blocks + 1)]
     if mode == "reverse":
         if width is not None:
             raise ValueError("width applies to mode='sliding' only; got width with 'reverse'.")
-        return [range(start, n_layers) for start in range(n_layers, -1, -1)]
+        return [range(start, n_blocks) for start in range(n_blocks, -1, -1)]
     if mode != "sliding":
         raise ValueError(f"mode must be 'cumulative', 'reverse' or 'sliding'; got {mode!r}.")
-    if width is None or isinstance(width, bool) or not 1 <= width <= n_layers:
+    if width is None or isinstance(width, bool) or not 1 <= width <= n_blocks:
         raise ValueError(
-            f"width must be an int in [1, {n_layers}] for mode='sliding'; got {width!r}."
+            f"width must be an int in [1, {n_blocks}] for mode='sliding'; got {width!r}."
         )
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride must be a positive int; got {stride!r}.")
-    return [range(start, start + width) for start in range(0, n_layers - width + 1, stride)]
+    return [range(start, start + width) for start in range(0, n_blocks - width + 1, stride)]
 
 
 def _prefix_of(model: nn.Module, target: nn.Module) -> str:
@@ -153,7 +153,7 @@ class LayerTransplant:
 
     Attributes
     ----------
-    n_layers : int
+    n_blocks : int
         Number of decoder blocks.
     differing_parts : list of str
         Parts whose weights differ between the checkpoints (``"input"``, ``"block:<i>"``,
@@ -197,7 +197,7 @@ class LayerTransplant:
                 "base and tuned must have the same state-dict keys; tuned lacks "
                 f"{missing[:5]} and has extra {extra[:5]}."
             )
-        self.n_layers = len(decoder_model(base).layers)
+        self.n_blocks = len(decoder_model(base).layers)
         self._base: dict[str, torch.Tensor] = {}
         self._tuned: dict[str, torch.Tensor] = {}
         self._keys: dict[str, list[str]] = {}
@@ -220,10 +220,10 @@ class LayerTransplant:
 
     def _sources(self, blocks: Sequence[int]) -> dict[str, str]:
         chosen = set(blocks)
-        sources = {f"block:{i}": "tuned" if i in chosen else "base" for i in range(self.n_layers)}
+        sources = {f"block:{i}": "tuned" if i in chosen else "base" for i in range(self.n_blocks)}
         if self.shell == "adjacent":
             sources["input"] = "tuned" if 0 in chosen else "base"
-            sources["output"] = "tuned" if self.n_layers - 1 in chosen else "base"
+            sources["output"] = "tuned" if self.n_blocks - 1 in chosen else "base"
         else:
             sources["input"] = sources["output"] = self.shell
         return sources
@@ -237,7 +237,7 @@ class LayerTransplant:
             0-based decoder block indices, e.g. ``range(0, l)`` or ``range(s, s + w)``; empty gives
             the base model (with ``shell="adjacent"`` or ``"base"``).
         """
-        self._apply(self._sources(check_window(blocks, self.n_layers, name="blocks")))
+        self._apply(self._sources(check_window(blocks, self.n_blocks, name="blocks")))
 
     def set_checkpoint(self, which: Literal["base", "tuned"]) -> None:
         """Make the model exactly one of the two checkpoints, whatever the ``shell``."""

@@ -117,7 +117,7 @@ def skip_visual_tokens(
     model : torch.nn.Module
         A LLaVA-style model whose forward takes ``input_ids`` with image placeholder tokens.
     k : int
-        Number of leading blocks the image tokens skip, ``0 <= k <= n_layers``; ``k=0`` changes
+        Number of leading blocks the image tokens skip, ``0 <= k <= n_blocks``; ``k=0`` changes
         nothing.
     image_token_id : int, optional
         Id of the image placeholder token; default: from the model config.
@@ -127,9 +127,9 @@ def skip_visual_tokens(
     >>> with skip_visual_tokens(model, 4):  # doctest: +SKIP
     ...     logits = model(**batch).logits
     """
-    n_layers = len(decoder_layers(model))
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n_layers:
-        raise ValueError(f"k must be an int in [0, {n_layers}] (the model's blocks); got {k!r}.")
+    n_blocks = len(decoder_layers(model))
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n_blocks:
+        raise ValueError(f"k must be an int in [0, {n_blocks}] (the model's blocks); got {k!r}.")
 
     def register(positions: _ImagePositions, layers: nn.ModuleList, stack: ExitStack) -> None:
         for index in range(k):
@@ -152,18 +152,18 @@ def skip_visual_tokens(
 @contextmanager
 def ablate_visual_tokens(
     model: nn.Module,
-    layers: Sequence[int],
+    blocks: Sequence[int],
     *,
     fill: Literal["mean", "zero"] = "mean",
     image_token_id: int | None = None,
 ) -> Iterator[None]:
-    """Replace the image-token hidden states at the input of every block in ``layers``.
+    """Replace the image-token hidden states at the input of every block in ``blocks``.
 
     Parameters
     ----------
     model : torch.nn.Module
         A LLaVA-style model whose forward takes ``input_ids`` with image placeholder tokens.
-    layers : range or sequence of int
+    blocks : range or sequence of int
         0-based decoder blocks; ``range(a, b)`` ablates the inputs of blocks ``a..b-1``. Empty
         changes nothing.
     fill : {"mean", "zero"}, default="mean"
@@ -179,10 +179,10 @@ def ablate_visual_tokens(
     """
     if fill not in ("mean", "zero"):
         raise ValueError(f"fill must be 'mean' or 'zero'; got {fill!r}.")
-    blocks = check_window(layers, len(decoder_layers(model)))
+    chosen = check_window(blocks, len(decoder_layers(model)))
 
     def register(positions: _ImagePositions, stack_layers: nn.ModuleList, stack: ExitStack) -> None:
-        for index in blocks:
+        for index in chosen:
             where = f"decoder block {index}"
 
             def hook(module, args, kwargs, where=where):
@@ -244,9 +244,9 @@ def _knocked_out_mask(
 
 @contextmanager
 def knockout_visual_attention(
-    model: nn.Module, layers: Sequence[int], *, image_token_id: int | None = None
+    model: nn.Module, blocks: Sequence[int], *, image_token_id: int | None = None
 ) -> Iterator[None]:
-    """Forbid text positions to attend to image positions in the blocks of ``layers``.
+    """Forbid text positions to attend to image positions in the decoder blocks ``blocks``.
 
     The attention mask handed to each block's attention module is replaced by one in which every
     (non-image query, image key) pair is masked, on top of the causal and padding pattern. Image
@@ -259,14 +259,14 @@ def knockout_visual_attention(
     model : torch.nn.Module
         A LLaVA-style model using ``eager`` or ``sdpa`` attention (flash and flex attention take no
         4-D mask and are refused with a TypeError at the first forward call).
-    layers : range or sequence of int
+    blocks : range or sequence of int
         0-based decoder blocks; empty changes nothing.
     image_token_id : int, optional
         Id of the image placeholder token; default: from the model config.
     """
-    all_layers = decoder_layers(model)
-    blocks = check_window(layers, len(all_layers))
-    attention = {index: attention_module(all_layers[index], index) for index in blocks}
+    all_blocks = decoder_layers(model)
+    chosen = check_window(blocks, len(all_blocks))
+    attention = {index: attention_module(all_blocks[index], index) for index in chosen}
 
     def register(positions: _ImagePositions, stack_layers: nn.ModuleList, stack: ExitStack) -> None:
         for index, module in attention.items():

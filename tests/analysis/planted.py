@@ -57,7 +57,7 @@ def write_planted(path, seed: int = 0) -> None:
     with ActivationStore.create(path, ids, captions=[f"caption {i}" for i in ids]) as store:
         for (ckpt, modality), data in planted_layers(seed).items():
             store.add_checkpoint(
-                ckpt, model=f"planted/{ckpt}", n_layers=len(LAYERS) - 1, hidden_size=DIM
+                ckpt, model=f"planted/{ckpt}", n_layers=len(LAYERS), hidden_size=DIM
             )
             store.create_view(ckpt, modality, "mean", layers=LAYERS, dim=DIM, dtype="float32")
             store.write(ckpt, modality, "mean", np.arange(N_SAMPLES), data)

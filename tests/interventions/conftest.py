@@ -29,7 +29,7 @@ def _built(seed: int, attn: str) -> LlavaForConditionalGeneration:
         vocab_size=IMAGE_TOKEN + 1,
         image_size=16,
         patch_size=8,
-        n_layers=N_LAYERS,
+        n_blocks=N_LAYERS,
     )
     config._attn_implementation = attn
     torch.manual_seed(seed)

@@ -18,7 +18,7 @@ def test_decoder_layers_of_llava_and_of_a_text_model():
     assert decoder_layers(llava) is llava.model.language_model.layers
     assert decoder_layers(llava.model) is llava.model.language_model.layers
     assert len(decoder_layers(llava)) == N_LAYERS
-    llama = LlamaForCausalLM(tiny_llama_config(n_layers=3))
+    llama = LlamaForCausalLM(tiny_llama_config(n_blocks=3))
     assert decoder_layers(llama) is llama.model.layers
 
 

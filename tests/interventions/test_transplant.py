@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from geomalign.interventions import LayerTransplant, layer_windows
+from geomalign.interventions import LayerTransplant, block_windows
 
 from .conftest import N_LAYERS, forward_logits, tiny_llava
 
@@ -131,17 +131,17 @@ def test_bad_block_indices_are_refused(pair):
         hybrid.set([1.5])
 
 
-def test_layer_windows():
-    assert layer_windows(3) == [range(0, 0), range(0, 1), range(0, 2), range(0, 3)]
-    assert layer_windows(6, mode="sliding", width=2, stride=2) == [
+def test_block_windows():
+    assert block_windows(3) == [range(0, 0), range(0, 1), range(0, 2), range(0, 3)]
+    assert block_windows(6, mode="sliding", width=2, stride=2) == [
         range(0, 2),
         range(2, 4),
         range(4, 6),
     ]
-    assert layer_windows(5, mode="sliding", width=5) == [range(0, 5)]
+    assert block_windows(5, mode="sliding", width=5) == [range(0, 5)]
     with pytest.raises(ValueError, match="width must be an int in \\[1, 4\\]"):
-        layer_windows(4, mode="sliding", width=5)
+        block_windows(4, mode="sliding", width=5)
     with pytest.raises(ValueError, match="width applies to mode='sliding' only"):
-        layer_windows(4, width=2)
+        block_windows(4, width=2)
     with pytest.raises(ValueError, match="mode must be"):
-        layer_windows(4, mode="window")
+        block_windows(4, mode="window")

@@ -257,7 +257,7 @@ def test_bad_arguments(model, no_hooks_left):
     ):
         pass
     with (
-        pytest.raises(ValueError, match="layers holds block 7"),
+        pytest.raises(ValueError, match="blocks holds block 7"),
         knockout_visual_attention(model, [7]),
     ):
         pass

@@ -32,7 +32,7 @@ def make_llava(seed: int = 0) -> LlavaForConditionalGeneration:
         vocab_size=VOCAB,
         image_size=8,
         patch_size=4,
-        n_layers=N_LAYERS,
+        n_blocks=N_LAYERS,
         vision_feature_layer=-1,
         vision_feature_select_strategy="full",
     )

@@ -73,7 +73,7 @@ def test_a_second_call_replaces_the_first(llava):
 
 def test_text_only_models_work_and_have_no_projector():
     torch.manual_seed(0)
-    llm = LlamaForCausalLM(tiny_llama_config(n_layers=3))
+    llm = LlamaForCausalLM(tiny_llama_config(n_blocks=3))
     report = set_trainable(llm, blocks=[2], head=True)
     assert report.blocks == (2,)
     assert "vision" not in report.by_part
