@@ -99,7 +99,7 @@ def test_shards_merge_to_the_single_run_store(tmp_path, single, world_size, work
         _write(tmp_path / f"rank{r}.h5", share)
         for r, share in enumerate(np.array_split(np.arange(N), world_size))
     ]
-    out = merge_stores(shards, tmp_path / "merged.h5", working_memory=working_memory)
+    out = merge_stores(shards, out=tmp_path / "merged.h5", working_memory=working_memory)
     assert out == tmp_path / "merged.h5"
     _assert_same(_contents(out), single)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
@@ -110,7 +110,7 @@ def test_shards_merge_to_the_single_run_store(tmp_path, single, world_size, work
 def test_overlapping_identical_rows_are_fine(tmp_path, single):
     a = _write(tmp_path / "a.h5", range(8))
     b = _write(tmp_path / "b.h5", range(3, N))
-    _assert_same(_contents(merge_stores([a, b], tmp_path / "m.h5")), single)
+    _assert_same(_contents(merge_stores([a, b], out=tmp_path / "m.h5")), single)
 
 
 @pytest.mark.parametrize("working_memory", [256, 0.0002])
@@ -123,7 +123,7 @@ def test_overlapping_different_rows_name_both_files_the_view_and_the_sample(
     c = _write(tmp_path / "c.h5", range(7, N))
     message = f"{re.escape(str(b))} and {re.escape(str(c))}: view tuned/text/none: sample 's09'"
     with pytest.raises(StoreError, match=message):
-        merge_stores([a, b, c], tmp_path / "m.h5", working_memory=working_memory)
+        merge_stores([a, b, c], out=tmp_path / "m.h5", working_memory=working_memory)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "b.h5", "c.h5"]
 
 
@@ -131,7 +131,7 @@ def test_a_partial_merge_keeps_missing_rows_not_done(tmp_path, single, caplog):
     shares = np.array_split(np.arange(N), 3)
     shards = [_write(tmp_path / f"rank{r}.h5", shares[r]) for r in (0, 2)]
     with caplog.at_level(logging.WARNING, logger="geomalign.store"):
-        out = merge_stores(shards, tmp_path / "m.h5")
+        out = merge_stores(shards, out=tmp_path / "m.h5")
     merged = _contents(out)
     missing = [IDS[i] for i in shares[1]]
     for view in VIEWS:
@@ -180,7 +180,7 @@ def test_inputs_that_do_not_match_are_named(tmp_path, other, message):
     a = _write(tmp_path / "a.h5", range(5))
     b = _write(tmp_path / "b.h5", range(5, N), **other)
     with pytest.raises(StoreError, match=message):
-        merge_stores([a, b], tmp_path / "m.h5")
+        merge_stores([a, b], out=tmp_path / "m.h5")
     assert not (tmp_path / "m.h5").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "b.h5"]
 
@@ -189,22 +189,22 @@ def test_bad_arguments(tmp_path):
     a = _write(tmp_path / "a.h5", range(N))
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     with pytest.raises(StoreError, match=r"junk\.h5: not an HDF5 file"):
-        merge_stores([a, tmp_path / "junk.h5"], tmp_path / "m.h5")
+        merge_stores([a, tmp_path / "junk.h5"], out=tmp_path / "m.h5")
     with pytest.raises(ValueError, match=r"a\.h5: given twice in paths"):
-        merge_stores([a, tmp_path / "." / "a.h5"], tmp_path / "m.h5")
+        merge_stores([a, tmp_path / "." / "a.h5"], out=tmp_path / "m.h5")
     with pytest.raises(ValueError, match=r"the output is one of the inputs"):
-        merge_stores([a], a, overwrite=True)
+        merge_stores([a], out=a, overwrite=True)
     with pytest.raises(ValueError, match=r"paths is empty"):
-        merge_stores([], tmp_path / "m.h5")
+        merge_stores([], out=tmp_path / "m.h5")
     with pytest.raises(TypeError, match=r"paths must be a sequence of store paths; got PosixPath"):
-        merge_stores(a, tmp_path / "m.h5")
+        merge_stores(a, out=tmp_path / "m.h5")
     with pytest.raises(StoreError, match=r"folder .*nowhere does not exist"):
-        merge_stores([a], tmp_path / "nowhere" / "m.h5")
+        merge_stores([a], out=tmp_path / "nowhere" / "m.h5")
     (tmp_path / "m.h5").write_bytes(b"old")
     with pytest.raises(StoreError, match=r"m\.h5: file exists; pass overwrite=True"):
-        merge_stores([a], tmp_path / "m.h5")
+        merge_stores([a], out=tmp_path / "m.h5")
     assert (tmp_path / "m.h5").read_bytes() == b"old"
-    merge_stores([a], tmp_path / "m.h5", overwrite=True)
+    merge_stores([a], out=tmp_path / "m.h5", overwrite=True)
     _assert_same(_contents(tmp_path / "m.h5"), _contents(a))
 
 
@@ -212,14 +212,18 @@ def test_cli_merges_and_reports(tmp_path, capsys):
     shares = np.array_split(np.arange(N), 3)
     shards = [str(_write(tmp_path / f"rank{r}.h5", shares[r])) for r in (0, 1)]
     out = tmp_path / "m.h5"
-    assert main(["merge", str(out), *shards]) == 0
+    assert main(["merge", *shards, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"2 stores -> {out} ({N} samples)" in printed
     assert "  base/image/mean: 8/11 samples done" in printed
-    assert main(["merge", str(out), *shards]) == 1
+    assert main(["merge", *shards, "--out", str(out)]) == 1
     assert "geomalign merge: error: " in capsys.readouterr().err
-    assert main(["merge", "--overwrite", str(out), *shards, str(tmp_path / "rank2.h5")]) == 1
+    assert (
+        main(["merge", "--overwrite", *shards, str(tmp_path / "rank2.h5"), "--out", str(out)]) == 1
+    )
     assert "rank2.h5: no such file" in capsys.readouterr().err
     _write(tmp_path / "rank2.h5", shares[2])
-    assert main(["merge", "--overwrite", str(out), *shards, str(tmp_path / "rank2.h5")]) == 0
+    assert (
+        main(["merge", "--overwrite", *shards, str(tmp_path / "rank2.h5"), "--out", str(out)]) == 0
+    )
     assert "  tuned/text/none: complete" in capsys.readouterr().out

@@ -85,7 +85,7 @@ def test_killed_merge_partials_are_removed_by_the_next_merge(tmp_path):
     store.write("ck", "image", "mean", np.arange(6), np.ones((2, 6, 3)))
     store.close()
     (tmp_path / ".out.h5.deadbeef.partial").write_bytes(b"x" * 100)
-    merge_stores([tmp_path / "a.h5"], tmp_path / "out.h5")
+    merge_stores([tmp_path / "a.h5"], out=tmp_path / "out.h5")
     assert _partials(tmp_path) == []
     with ActivationStore(tmp_path / "out.h5") as merged:
         assert merged.view_info("ck", "image", "mean").complete
@@ -120,7 +120,7 @@ def test_bfloat16_views_are_lossless_and_read_as_float32(tmp_path):
             [b for _, b in store.iter_blocks("ck", "image", "mean", 0, block_rows=2)]
         )
         np.testing.assert_array_equal(blocks, values[0].float().numpy())
-    merge_stores([tmp_path / "b.h5"], tmp_path / "m.h5")
+    merge_stores([tmp_path / "b.h5"], out=tmp_path / "m.h5")
     with ActivationStore(tmp_path / "m.h5") as merged:
         assert merged.view_info("ck", "image", "mean").dtype == "bfloat16"
         np.testing.assert_array_equal(

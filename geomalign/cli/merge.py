@@ -1,4 +1,4 @@
-"""``geomalign merge OUT IN1 IN2 ...``: join the per-rank stores of a sharded extraction.
+"""``geomalign merge IN1 IN2 ... --out OUT``: join the per-rank stores of a sharded extraction.
 
 Every input must hold the same samples, checkpoints (with the same provenance) and views; each
 row done in any input is copied into OUT. Rows done in no input stay not done, so OUT can be
@@ -19,8 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "merge", help=COMMANDS["merge"], description=__doc__.split("\n")[0]
     )
-    parser.add_argument("out", type=Path, help="the merged store to create (.h5)")
     parser.add_argument("inputs", type=Path, nargs="+", help="the stores to merge")
+    parser.add_argument("--out", type=Path, required=True, help="the merged store to create (.h5)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     parser.set_defaults(func=run)
 
@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Merge ``args.inputs`` into ``args.out`` and print how many samples each view holds."""
     refuse_existing(args.out, args.overwrite)
-    out = merge_stores(args.inputs, args.out, overwrite=args.overwrite)
+    out = merge_stores(args.inputs, out=args.out, overwrite=args.overwrite)
     with ActivationStore(out) as store:
         lines = [f"{len(args.inputs)} stores -> {out} ({store.n_samples} samples)"]
         for view in store.views():

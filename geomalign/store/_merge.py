@@ -25,8 +25,8 @@ _STORE_OWNED = ("geomalign_version",)
 
 def merge_stores(
     paths: Sequence[str | os.PathLike],
-    out: str | os.PathLike,
     *,
+    out: str | os.PathLike,
     overwrite: bool = False,
     working_memory: float = 256,
 ) -> Path:
@@ -68,7 +68,7 @@ def merge_stores(
 
     Examples
     --------
-    >>> merge_stores([f"acts.rank{r}.h5" for r in range(4)], "acts.h5")  # doctest: +SKIP
+    >>> merge_stores([f"acts.rank{r}.h5" for r in range(4)], out="acts.h5")  # doctest: +SKIP
     PosixPath('acts.h5')
     """
     if isinstance(paths, str | os.PathLike) or not isinstance(paths, Sequence):

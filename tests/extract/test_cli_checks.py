@@ -49,9 +49,9 @@ def test_analyze_out_naming_a_file_fails_before_computing(tiny_store, tmp_path, 
 
 def test_merge_into_an_existing_file_speaks_cli(tiny_store, tmp_path, capsys):
     out = tmp_path / "merged.h5"
-    merge_stores([tiny_store], out)
-    assert main(["merge", str(out), str(tiny_store)]) == 1
+    merge_stores([tiny_store], out=out)
+    assert main(["merge", str(tiny_store), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "pass --overwrite to replace it" in err
     assert "overwrite=True" not in err
-    assert main(["merge", str(out), str(tiny_store), "--overwrite"]) == 0
+    assert main(["merge", str(tiny_store), "--out", str(out), "--overwrite"]) == 0

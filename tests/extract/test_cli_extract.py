@@ -119,7 +119,7 @@ def test_shards_then_merge(llm_dir, pairs_file, tmp_path, capsys):
         assert _run([*argv, "--out", out, "--shard", f"{rank}/2", "--no-progress"]) == 0
         assert "3 samples run; shard " + f"{rank}/2)" in capsys.readouterr().out
     shards = [str(tmp_path / f"rank{rank}.h5") for rank in (0, 1)]
-    assert main(["merge", str(tmp_path / "acts.h5"), *shards]) == 0
+    assert main(["merge", *shards, "--out", str(tmp_path / "acts.h5")]) == 0
     assert "model/text/last: complete" in capsys.readouterr().out
 
 

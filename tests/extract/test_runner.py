@@ -127,7 +127,7 @@ def test_shards_merged_equal_one_unsharded_run(llm_dir, pairs, tmp_path):
             np.testing.assert_array_equal(store.missing(*view), [0, 1, 2])  # rank 0's share
     again = extract(llm_dir, pairs, shards[1].store_path, shard=(1, 2), **options)
     assert again.n_encoded == 0  # a shard resumes on its own share
-    merged = merge_stores([s.store_path for s in shards], tmp_path / "merged.h5")
+    merged = merge_stores([s.store_path for s in shards], out=tmp_path / "merged.h5")
     one, joined = _contents(whole.store_path), _contents(merged)
     assert joined.keys() == one.keys()
     for key, rows in one.items():

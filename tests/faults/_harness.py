@@ -139,7 +139,7 @@ def _run(scenario: str, folder: Path) -> None:
     elif scenario == "second":
         extract_like(folder / "acts.h5", "base")
     elif not (folder / "merged.h5").exists():  # a merge that completed is not run again
-        merge_stores([folder / "shard0.h5", folder / "shard1.h5"], folder / "merged.h5")
+        merge_stores([folder / "shard0.h5", folder / "shard1.h5"], out=folder / "merged.h5")
 
 
 def _result(scenario: str, folder: Path) -> Path:
