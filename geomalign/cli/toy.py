@@ -22,7 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "build", help="build (or reuse) the testbed checkpoints and print their held-out metrics"
     )
     _add_testbed_options(build)
-    build.add_argument("--force", action="store_true", help="rebuild even if cached")
+    build.add_argument(
+        "--overwrite", action="store_true", help="rebuild, replacing the cached build"
+    )
     build.set_defaults(func=run_build)
     evaluate = actions.add_parser(
         "eval", help="score checkpoints on the testbed's held-out questions and captions"
@@ -54,16 +56,16 @@ def _add_testbed_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
 
-def _testbed(args: argparse.Namespace, *, force: bool = False):
+def _testbed(args: argparse.Namespace, *, overwrite: bool = False):
     from geomalign.testbed import TestbedConfig, build_testbed  # imported when the command runs
 
     config = TestbedConfig.small(seed=args.seed) if args.small else TestbedConfig(seed=args.seed)
-    return build_testbed(config, cache_dir=args.cache_dir, force=force, device=args.device)
+    return build_testbed(config, cache_dir=args.cache_dir, overwrite=overwrite, device=args.device)
 
 
 def run_build(args: argparse.Namespace) -> int:
     """Build or reuse the testbed; print its checkpoint folders and metrics."""
-    testbed = _testbed(args, force=args.force)
+    testbed = _testbed(args, overwrite=args.overwrite)
     print(f"testbed {testbed.root}")  # noqa: T201 - the command's output
     for name in ("llm", "base", "tuned"):
         print(f"  {name:<6} {getattr(testbed, name)}")  # noqa: T201

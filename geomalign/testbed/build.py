@@ -115,7 +115,7 @@ def build_testbed(
     config: TestbedConfig | None = None,
     *,
     cache_dir: str | os.PathLike[str] | None = None,
-    force: bool = False,
+    overwrite: bool = False,
     device: str | torch.device = "cpu",
     num_threads: int | None = 1,
     progress: bool = True,
@@ -149,8 +149,8 @@ def build_testbed(
     cache_dir : path-like, default=None
         Folder holding one subfolder per configuration fingerprint; None means
         :func:`default_cache_dir`.
-    force : bool, default=False
-        Rebuild even if a complete build is cached.
+    overwrite : bool, default=False
+        Rebuild (replacing the cached build) even if a complete build is cached.
     device : str or torch.device, default="cpu"
         Where to train. Builds are deterministic on the CPU for a given ``num_threads``; other
         devices give other weights under the same fingerprint.
@@ -174,12 +174,12 @@ def build_testbed(
         raise ValueError(f"num_threads must be a positive integer or None; got {num_threads!r}.")
     cache = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
     root = cache / config.fingerprint()
-    if not force and (root / _MANIFEST).is_file():
+    if not overwrite and (root / _MANIFEST).is_file():
         logger.info("reusing the testbed in %s", root)
         return _read(root)
     cache.mkdir(parents=True, exist_ok=True)
     with _exclusive(cache / f".{root.name}.lock"):
-        if not force and (root / _MANIFEST).is_file():  # built while we waited
+        if not overwrite and (root / _MANIFEST).is_file():  # built while we waited
             return _read(root)
         if fcntl is not None:  # the lock is held: folders of killed builds are stale
             for stale in cache.glob(f".{root.name}.partial-*"):

@@ -139,7 +139,7 @@ def test_incomplete_or_forced_builds_are_rebuilt(counted_builds, tmp_path):
     rebuilt = build_testbed(config, cache_dir=tmp_path)
     assert len(counted_builds) == 2
     assert not (rebuilt.root / "leftover").exists()
-    forced = build_testbed(config, cache_dir=tmp_path, force=True)
+    forced = build_testbed(config, cache_dir=tmp_path, overwrite=True)
     assert len(counted_builds) == 3
     assert forced.metrics["tuned"]["qa_accuracy"] == 3
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == [first.root.name]
