@@ -196,6 +196,7 @@ def distance_correlation(
     X: np.ndarray | torch.Tensor,
     Y: np.ndarray | torch.Tensor,
     *,
+    squared: bool = False,
     debiased: bool = False,
     working_memory: float | None = None,
     device: str | torch.device | None = None,
@@ -207,10 +208,12 @@ def distance_correlation(
     X : array-like or torch.Tensor of shape (n_samples, n_features_x)
     Y : array-like or torch.Tensor of shape (n_samples, n_features_y)
         Paired representations; widths may differ.
+    squared : bool, default=False
+        Return the squared distance correlation dCor² instead of dCor.
     debiased : bool, default=False
-        Return the bias-corrected *squared* distance correlation of Székely and Rizzo (2014),
-        built from U-centred distance matrices (needs n >= 4; near 0, possibly negative, for
-        independent views), instead of the usual dCor.
+        Use the bias-corrected estimator of dCor² of Székely and Rizzo (2014), built from
+        U-centred distance matrices (needs n >= 4; near 0, possibly negative, for independent
+        views). It estimates the square only, so it needs ``squared=True``.
     working_memory : float, optional
         MiB for one block of distance rows (default 1024); the n x n distance matrices are
         never formed.
@@ -221,7 +224,8 @@ def distance_correlation(
     -------
     float
         dCor in [0, 1] (0 only for independent variables in the population limit, 1 when Y is
-        a similarity transform of X), or its bias-corrected square when ``debiased``.
+        a similarity transform of X); with ``squared``, dCor² (bias-corrected with
+        ``debiased``).
 
     Raises
     ------
@@ -257,8 +261,14 @@ def distance_correlation(
     >>> round(distance_correlation(X, 2.0 * X + 1.0), 6)
     1.0
     """
-    if not isinstance(debiased, bool):
-        raise TypeError(f"debiased must be True or False; got {debiased!r}.")
+    for name, flag in (("squared", squared), ("debiased", debiased)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False; got {flag!r}.")
+    if debiased and not squared:
+        raise ValueError(
+            "the bias-corrected estimator estimates dCor squared (it can be negative, so it has "
+            "no square root): pass squared=True with debiased=True."
+        )
     if debiased:
         what, need, reason = (
             "debiased distance correlation",
@@ -302,4 +312,4 @@ def distance_correlation(
                 f"{v:.3g} (expected > 0); {name} has (almost) no variation across samples."
             )
     r2 = v_xy / math.sqrt(v_xx * v_yy)
-    return r2 if debiased else math.sqrt(max(r2, 0.0))
+    return r2 if squared else math.sqrt(max(r2, 0.0))

@@ -20,7 +20,7 @@ def _svcca_reference(X, Y, keep=0.99):
     return float(np.mean(np.clip(rho, 0, 1)))
 
 
-def _dcor_reference(X, Y, debiased=False):
+def _dcor_squared_reference(X, Y, debiased=False):
     a, b = cdist(X, X), cdist(Y, Y)
     n = len(X)
     if not debiased:
@@ -29,7 +29,7 @@ def _dcor_reference(X, Y, debiased=False):
             return d - d.mean(0) - d.mean(1)[:, None] + d.mean()
 
         A, B = centre(a), centre(b)
-        return np.sqrt((A * B).mean() / np.sqrt((A * A).mean() * (B * B).mean()))
+        return (A * B).mean() / np.sqrt((A * A).mean() * (B * B).mean())
 
     def u_centre(d):
         D = d - d.sum(0) / (n - 2) - d.sum(1)[:, None] / (n - 2) + d.sum() / ((n - 1) * (n - 2))
@@ -76,10 +76,13 @@ def test_svcca_float32_and_torch():
 @pytest.mark.parametrize("seed", [0, 1])
 def test_dcor_matches_dense_reference(debiased, seed):
     X, Y = _views(seed, n=90)
-    expected = _dcor_reference(X, Y, debiased)
-    assert distance_correlation(X, Y, debiased=debiased) == pytest.approx(expected, rel=1e-9)
-    chunked = distance_correlation(X, Y, debiased=debiased, working_memory=1e-3)
+    expected = _dcor_squared_reference(X, Y, debiased)
+    options = {"squared": True, "debiased": debiased}
+    assert distance_correlation(X, Y, **options) == pytest.approx(expected, rel=1e-9)
+    chunked = distance_correlation(X, Y, **options, working_memory=1e-3)
     assert chunked == pytest.approx(expected, rel=1e-9)
+    if not debiased:  # dCor is the square root of dCor squared
+        assert distance_correlation(X, Y) == pytest.approx(np.sqrt(expected), rel=1e-9)
 
 
 @settings(max_examples=20, deadline=None)
@@ -100,7 +103,7 @@ def test_dcor_independent_is_small_and_debiased_near_zero():
     rng = np.random.default_rng(3)
     X, Y = rng.standard_normal((300, 5)), rng.standard_normal((300, 5))
     assert distance_correlation(X, Y) < 0.3
-    assert abs(distance_correlation(X, Y, debiased=True)) < 0.02
+    assert abs(distance_correlation(X, Y, squared=True, debiased=True)) < 0.02
 
 
 @pytest.mark.parametrize(
@@ -123,9 +126,17 @@ def test_dcor_independent_is_small_and_debiased_near_zero():
             distance_correlation,
             np.eye(3),
             np.eye(3),
-            {"debiased": True},
+            {"squared": True, "debiased": True},
             ValueError,
             r"debiased distance correlation is undefined on 3 samples; it needs at least 4",
+        ),
+        (
+            distance_correlation,
+            np.eye(5),
+            np.eye(5),
+            {"debiased": True},
+            ValueError,
+            r"estimates dCor squared .* pass squared=True",
         ),
         (
             distance_correlation,

@@ -149,7 +149,7 @@ SMALLEST_N = {
     "svcca": (lambda X, Y: metrics.svcca(X, Y, n_components=1), 3),
     "distance-correlation": (metrics.distance_correlation, 3),
     "distance-correlation-debiased": (
-        lambda X, Y: metrics.distance_correlation(X, Y, debiased=True),
+        lambda X, Y: metrics.distance_correlation(X, Y, squared=True, debiased=True),
         4,
     ),
     "mutual-knn": (lambda X, Y: metrics.mutual_knn(X, Y, k=1), 3),
