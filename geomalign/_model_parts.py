@@ -32,6 +32,10 @@ PROJECTOR_PATHS = (
 )
 
 
+#: Label of the tokens a loss ignores (prompt, padding), as in Hugging Face models.
+IGNORE_INDEX = -100
+
+
 def _get_path(module: nn.Module, path: str) -> object | None:
     obj: object = module
     for name in path.split("."):

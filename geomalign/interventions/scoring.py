@@ -21,12 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from geomalign._model_parts import model_device
+from geomalign._model_parts import IGNORE_INDEX, model_device
 
 __all__ = ["TaskData", "make_task", "score_items", "task_from_labels"]
-
-#: Label value that marks positions not to score (the Hugging Face convention).
-IGNORE_INDEX = -100
 
 _METRICS = ("loglik", "exact-match")
 

@@ -21,12 +21,12 @@ from typing import Any
 
 import torch
 
+from geomalign._model_parts import IGNORE_INDEX
 from geomalign.tuning.instruct_data import IMAGE_PLACEHOLDER, Conversation
 
-__all__ = ["IGNORE_INDEX", "InstructionCollator", "InstructionDataset", "render"]
+__all__ = ["InstructionCollator", "InstructionDataset", "render"]
 
 #: Label of the tokens the loss ignores.
-IGNORE_INDEX = -100
 
 
 def render(

@@ -14,9 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from geomalign._model_parts import IGNORE_INDEX
 from geomalign.interventions.answers import exact_match
 from geomalign.tuning.instruct_data import Conversation
-from geomalign.tuning.instruct_encoding import IGNORE_INDEX, InstructionCollator, encode, render
+from geomalign.tuning.instruct_encoding import InstructionCollator, encode, render
 
 __all__ = ["evaluate_instructions"]
 

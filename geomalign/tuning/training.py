@@ -18,15 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from geomalign._model_parts import IGNORE_INDEX
 from geomalign._progress import progress_bar
 from geomalign._validation import check_positive_int
 
 __all__ = ["IGNORE_INDEX", "TrainingExamples", "TrainingResult", "optimise", "train_model"]
 
 logger = logging.getLogger(__name__)
-
-#: Label of the tokens the loss ignores (prompt, padding), as in Hugging Face models.
-IGNORE_INDEX = -100
 
 
 @runtime_checkable

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from geomalign.tuning import InstructionCollator, InstructionDataset, load_instructions
-from geomalign.tuning.instruct_encoding import IGNORE_INDEX, render
+from geomalign.tuning.instruct_encoding import render
+from geomalign.tuning.training import IGNORE_INDEX
 
 
 def _write(folder, name, rows, *, jsonl=False):
