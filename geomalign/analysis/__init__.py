@@ -31,6 +31,7 @@ from geomalign.analysis.results import (
     LayerMap,
 )
 from geomalign.analysis.run import analyze_store
+from geomalign.analysis.seeds import roles_of, seed_conclusions, seed_spread
 from geomalign.analysis.summary import summarize
 from geomalign.analysis.table import COLUMNS, Result, ResultsTable
 
@@ -60,6 +61,9 @@ __all__ = [
     "layer_map",
     "map_matrix",
     "map_of",
+    "roles_of",
+    "seed_conclusions",
+    "seed_spread",
     "summarize",
     "tuning_change_curve",
 ]

@@ -70,6 +70,8 @@ class Estimate:
     ``value`` is NaN where the measure is undefined on the rows; ``undefined_reason`` then says
     why, and ``notes`` start with ``"undefined (NaN): <reason>"`` (:data:`UNDEFINED_NOTE`), which
     is how a table (e.g. one loaded from CSV) keeps it: :meth:`of` reads it back from there.
+    ``seed_low``, ``seed_high`` and ``n_seeds`` are the between-seed spread of an estimate that
+    stands for several checkpoints of one role (see :func:`~geomalign.analysis.seed_spread`).
     """
 
     value: float
@@ -81,6 +83,9 @@ class Estimate:
     n_samples: int | None = None
     notes: str = ""
     undefined_reason: str = ""
+    seed_low: float | None = None
+    seed_high: float | None = None
+    n_seeds: int | None = None
 
     @property
     def defined(self) -> bool:
@@ -97,7 +102,7 @@ class Estimate:
             reason = next((p[len(prefix) :] for p in parts if p.startswith(prefix)), "")
         return cls(
             row.value, row.ci_low, row.ci_high, row.null_mean, row.null_std, row.p_value,
-            row.n_samples, row.notes, reason,
+            row.n_samples, row.notes, reason, row.seed_low, row.seed_high, row.n_seeds,
         )  # fmt: skip
 
     def row(
@@ -134,6 +139,9 @@ class Estimate:
             p_value=self.p_value,
             n_samples=self.n_samples,
             notes=self.notes,
+            seed_low=self.seed_low,
+            seed_high=self.seed_high,
+            n_seeds=self.n_seeds,
         )
 
     def fields(self) -> dict[str, object]:
@@ -147,6 +155,9 @@ class Estimate:
             "p_value": self.p_value,
             "n_samples": self.n_samples,
             "notes": self.notes,
+            "seed_low": self.seed_low,
+            "seed_high": self.seed_high,
+            "n_seeds": self.n_seeds,
         }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple, replace
 from functools import partial
 from typing import Any
@@ -21,6 +21,7 @@ from geomalign.analysis.curves import (
 from geomalign.analysis.evaluation import Calibration
 from geomalign.analysis.id_profile import abstraction_phase, id_profile
 from geomalign.analysis.layer_maps import layer_map
+from geomalign.analysis.seeds import check_roles, seed_spread
 from geomalign.analysis.table import ResultsTable
 from geomalign.metrics import Measure
 
@@ -35,6 +36,7 @@ def analyze_store(
     measures: Sequence[str | Measure],
     map_measures: Sequence[str | Measure] | None = None,
     base: str | None = None,
+    roles: Mapping[str, Sequence[str]] | None = None,
     image: tuple[str, str | None] = ("image", None),
     text: tuple[str, str | None] = ("text", None),
     calibration: Calibration | None = None,
@@ -54,6 +56,13 @@ def analyze_store(
     With dimension measures: the ID profile of every pooled image and text view, and its
     abstraction phase.
 
+    With ``roles`` (several checkpoints per role, e.g. base and tuned models of three seeds
+    each), every analysis runs per checkpoint, comparisons pair the roles' checkpoints by
+    position (seed ``s`` of the tuned role against seed ``s`` of the base role), and
+    :func:`~geomalign.analysis.seed_spread` adds, per role and layer, the mean over seeds with
+    the between-seed spread (``seed_low``, ``seed_high``, ``n_seeds``) beside the resampling
+    interval.
+
     Parameters
     ----------
     store : ActivationStore or path
@@ -66,6 +75,11 @@ def analyze_store(
         None, no maps when empty.
     base : str, default=None
         Reference checkpoint of the comparisons; the first checkpoint of the store when None.
+        With ``roles``: the reference role, the first role when None.
+    roles : mapping of str to sequence of str, default=None
+        Role -> its checkpoints, e.g. ``{"base": ["base-seed0", "base-seed1"], "tuned":
+        ["tuned-seed0", "tuned-seed1"]}``; every role has as many checkpoints, in the same seed
+        order. Only the roles' checkpoints are analysed. None: every checkpoint on its own.
     image, text : (modality, pooling)
         The image and caption views; a None pooling picks
         :func:`~geomalign.analysis.default_pooling`. Analyses needing a modality the store lacks
@@ -96,11 +110,26 @@ def analyze_store(
     checkpoints = list(store.checkpoints())
     if not checkpoints:
         raise ValueError(f"{store.path}: the store holds no checkpoint.")
-    base = checkpoints[0] if base is None else base
-    if base not in checkpoints:
-        raise ValueError(f"base: {store.path} has checkpoints {checkpoints}; got {base!r}.")
-    others = [c for c in checkpoints if c != base]
-    ordered = [base, *others]
+    if roles is None:
+        base = checkpoints[0] if base is None else base
+        if base not in checkpoints:
+            raise ValueError(f"base: {store.path} has checkpoints {checkpoints}; got {base!r}.")
+        groups: dict[str, tuple[str, ...]] = {base: (base,)}
+        groups |= {c: (c,) for c in checkpoints if c != base}
+    else:
+        groups = check_roles(roles, checkpoints, where=f"{store.path}: roles")
+        base = next(iter(groups)) if base is None else base
+        if base not in groups:
+            raise ValueError(f"base: the roles are {list(groups)}; got {base!r}.")
+        groups = {base: groups[base], **{r: m for r, m in groups.items() if r != base}}
+    ordered = [c for members in groups.values() for c in members]
+    # (reference, compared) checkpoint pairs, seed by seed
+    pairs = [
+        pair
+        for role, members in groups.items()
+        if role != base
+        for pair in zip(groups[base], members, strict=True)
+    ]
     stored = {(c, m) for c, m, _ in store.views()}
 
     def has(ckpt: str, modality: str) -> bool:
@@ -134,32 +163,32 @@ def analyze_store(
                 [view_a],
                 partial(layer_map, store, view_a, view_b, measure=m, **common),
             )
-    for other in others:
+    for reference, other in pairs:
         for modality, pooling in (image, text):
-            if two_view and has(base, modality) and has(other, modality):
-                view = side_view(store, base, (modality, pooling))
+            if two_view and has(reference, modality) and has(other, modality):
+                view = side_view(store, reference, (modality, pooling))
                 add(
-                    f"{base} vs {other} {modality}",
+                    f"{reference} vs {other} {modality}",
                     [view, replace(view, checkpoint=other)],
                     partial(
                         cross_checkpoint_curve,
                         store,
                         modality,
-                        base=base,
+                        base=reference,
                         tuned=other,
                         pooling=pooling,
                         **curves,
                     ),
                 )
-        if two_view and all(has(c, m) for c in (base, other) for m in (image[0], text[0])):
-            sides = [side_view(store, base, image), side_view(store, base, text)]
+        if two_view and all(has(c, m) for c in (reference, other) for m in (image[0], text[0])):
+            sides = [side_view(store, reference, image), side_view(store, reference, text)]
             add(
                 f"tuning change {other}",
                 [*sides, *(replace(v, checkpoint=other) for v in sides)],
                 partial(
                     tuning_change_curve,
                     store,
-                    base=base,
+                    base=reference,
                     tuned=other,
                     image=image,
                     text=text,
@@ -199,4 +228,8 @@ def analyze_store(
         table.extend(abstraction_phase(table, min_prominence=min_prominence))
         if on_analysis is not None:
             on_analysis("abstraction phases", table)
+    if any(len(members) > 1 for members in groups.values()):
+        table.extend(seed_spread(table, groups))
+        if on_analysis is not None:
+            on_analysis("seed spread", table)
     return table

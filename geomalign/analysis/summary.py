@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 
 from geomalign import stats
 from geomalign.analysis.results import Estimate, IDProfile, LayerMap
+from geomalign.analysis.seeds import roles_of, seed_conclusions
 from geomalign.analysis.table import Result, ResultsTable, layer_number
 
 __all__ = ["summarize"]
@@ -25,6 +26,8 @@ def _calibration(row: Result) -> str:
         parts.append(f"p={row.p_value:.2g}")
     if row.null_mean is not None:
         parts.append(f"null {_num(row.null_mean)}")
+    if row.n_seeds is not None:
+        parts.append(f"seeds {_num(row.seed_low)} to {_num(row.seed_high)}, n={row.n_seeds}")
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -258,6 +261,11 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "ho
         its floor ``1 / (draws + 1)`` is pointed out, and so are draws too few for any layer to
         reach ``alpha`` after the correction.
 
+    A table with several checkpoints per role (``analyze_store(..., roles=...)``) opens with
+    the conclusions that hold in every seed, and those that do not marked "seed-dependent"
+    with each seed's value (:func:`~geomalign.analysis.seed_conclusions`); its role rows show
+    the between-seed range beside the resampling interval.
+
     Returns
     -------
     str
@@ -271,7 +279,8 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "ho
         )
     if not len(table):
         raise ValueError("summarize: the results table is empty.")
-    checkpoints = [c for c in table.unique("checkpoint")]
+    roles = roles_of(table)
+    checkpoints = [c for c in table.unique("checkpoint") if c not in roles]
     layers = sorted({r.layer for r in table if r.layer is not None})
     n = max((r.n_samples for r in table if r.n_samples is not None), default=None)
     notes = sorted({r.notes for r in table if "subsampled" in r.notes})
@@ -281,9 +290,18 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "ho
         if layers
         else f"checkpoints: {', '.join(map(str, checkpoints))}"
     ]
+    if roles:
+        head.append(
+            "roles (mean over seeds; seeds paired by position): "
+            + "; ".join(f"{role} = {', '.join(members)}" for role, members in roles.items())
+        )
     if notes:
         head.append("some measures ran on a subsample (see the notes column)")
     sections = [
+        (
+            "Across seeds (a conclusion holds when every seed gives it, else seed-dependent):",
+            seed_conclusions(table, alpha=alpha, correction=correction),
+        ),
         ("Cross-modal alignment (image vs caption, same samples):", _cross_modal(table)),
         ("What tuning changed in cross-modal alignment:", _tuning_change(table, alpha, correction)),
         ("Base vs tuned, same modality:", _cross_checkpoint(table)),

@@ -66,6 +66,13 @@ class Result:
         Number of samples the value was computed on.
     notes : str
         Anything a reader needs to interpret the row, e.g. ``"subsampled n=2000 of 9000 seed=0"``.
+    seed_low, seed_high : float or None
+        Between-seed spread of a row that stands for several checkpoints of one role (base or
+        tuned models trained from different seeds, see
+        :func:`~geomalign.analysis.seed_spread`): the smallest and largest value over the
+        seeds, beside the resampling interval ``ci_low, ci_high``.
+    n_seeds : int or None
+        Number of seeds behind such a row; None for a row of one checkpoint.
     """
 
     analysis: str
@@ -86,11 +93,18 @@ class Result:
     p_value: float | None = None
     n_samples: int | None = None
     notes: str = ""
+    seed_low: float | None = None
+    seed_high: float | None = None
+    n_seeds: int | None = None
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Result))
-_INT_COLUMNS = frozenset({"layer", "layer_b", "n_samples"})
-_FLOAT_COLUMNS = frozenset({"value", "ci_low", "ci_high", "null_mean", "null_std", "p_value"})
+_INT_COLUMNS = frozenset({"layer", "layer_b", "n_samples", "n_seeds"})
+_FLOAT_COLUMNS = frozenset(
+    {"value", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "seed_low", "seed_high"}
+)
+# The last columns; tables written before they existed load with them empty.
+_SEED_COLUMNS = ("seed_low", "seed_high", "n_seeds")
 _OPTIONAL_STR_COLUMNS = frozenset({"checkpoint_b", "view_b", "kind"})
 
 
@@ -259,7 +273,9 @@ class ResultsTable:
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
-            if header is None or tuple(header) != COLUMNS:
+            older = COLUMNS[: -len(_SEED_COLUMNS)]  # a table written before the seed columns
+            columns = older if header is not None and tuple(header) == older else COLUMNS
+            if header is None or tuple(header) != columns:
                 raise ValueError(
                     f"{path}: expected a results table whose header is {list(COLUMNS)}; "
                     f"got {header}."
@@ -267,9 +283,9 @@ class ResultsTable:
             rows = []
             for line_no, cells in enumerate(reader, start=2):
                 where = f"{path}, line {line_no}"
-                if len(cells) != len(COLUMNS):
-                    raise ValueError(f"{where}: expected {len(COLUMNS)} cells, got {len(cells)}.")
-                values = {c: _parse_cell(c, t, where) for c, t in zip(COLUMNS, cells, strict=True)}
+                if len(cells) != len(columns):
+                    raise ValueError(f"{where}: expected {len(columns)} cells, got {len(cells)}.")
+                values = {c: _parse_cell(c, t, where) for c, t in zip(columns, cells, strict=True)}
                 rows.append(Result(**values))  # type: ignore[arg-type]
         return cls(rows)
 

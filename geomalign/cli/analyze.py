@@ -18,6 +18,15 @@ def _names(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _role(text: str) -> tuple[str, list[str]]:
+    role, sep, members = text.partition("=")
+    if not sep or not role.strip() or not _names(members):
+        raise argparse.ArgumentTypeError(
+            f"expected ROLE=CHECKPOINT,CHECKPOINT,... (e.g. tuned=tuned-s0,tuned-s1); got {text!r}"
+        )
+    return role.strip(), _names(members)
+
+
 def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
     """Options that build a :class:`~geomalign.analysis.Calibration` (shared with ``demo``)."""
     group = parser.add_argument_group("calibration")
@@ -83,7 +92,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="measures for layer x layer maps (default: the first two-view measure; '' for none)",
     )
-    parser.add_argument("--base", default=None, help="reference checkpoint (default: the first)")
+    parser.add_argument(
+        "--base", default=None, help="reference checkpoint or role (default: the first)"
+    )
+    parser.add_argument(
+        "--role",
+        type=_role,
+        action="append",
+        default=None,
+        metavar="ROLE=CKPT,CKPT,...",
+        help="several checkpoints (seeds) per role, paired by position across roles; repeat per "
+        "role, e.g. --role base=base-s0,base-s1 --role tuned=tuned-s0,tuned-s1: per-seed curves "
+        "plus the mean and between-seed range per role",
+    )
     for side, what in (("image", "image"), ("text", "caption")):
         parser.add_argument(
             f"--{side}",
@@ -135,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         measures=args.measures,
         map_measures=args.map_measures,
         base=args.base,
+        roles=dict(args.role) if args.role else None,
         image=args.image,
         text=args.text,
         calibration=calibration_from(args),
