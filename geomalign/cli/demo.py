@@ -41,6 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "0 keeps the current setting)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of testbed, pairs and analysis")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="testbeds per role, seeds SEED, SEED+1, ... (default 3; 1: one base, one tuned)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -51,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_demo(
         args.out,
         small=args.small,
+        n_seeds=args.seeds,
         cache_dir=args.cache_dir,
         device=args.device,
         num_threads=args.threads or None,
