@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["linear_cka_under_permutations"]
+__all__ = ["linear_cka_on_resamples", "linear_cka_under_permutations"]
 
 # Gram matrices of both views are kept while their float64 stack is at most this many bytes.
 _GRAM_BYTES = 512 * 2**20
@@ -30,6 +30,45 @@ def _centred(layers: Sequence[np.ndarray]) -> list[torch.Tensor]:
     return out
 
 
+def _gram_form(Xc: list[torch.Tensor], Yc: list[torch.Tensor]) -> bool:
+    """Whether the stacked Gram matrices fit in memory and cost less than the feature form."""
+    n = Xc[0].shape[0]
+    width_x, width_y = sum(x.shape[1] for x in Xc), sum(y.shape[1] for y in Yc)
+    gram_cost, feature_cost = n * len(Xc) * len(Yc), width_x * width_y
+    return gram_cost <= feature_cost and (len(Xc) + len(Yc)) * n * n * 8 <= _GRAM_BYTES
+
+
+def linear_cka_on_resamples(
+    Xs: Sequence[np.ndarray], Ys: Sequence[np.ndarray], resamples: Sequence[np.ndarray]
+) -> np.ndarray | None:
+    """Biased linear CKA of every (Xs[i][r], Ys[j][r]) pair for each resample ``r`` of rows,
+    shape (len(resamples), len(Xs), len(Ys)), or None where the Gram form does not pay.
+
+    Each resample's centred Gram matrices are the entries ``K[r][:, r]`` of the full Gram
+    matrices (computed once) centred again on the resample's rows; a resample then costs one
+    product of the stacked gathered matrices. Equal to :func:`geomalign.metrics.cka_matrix` of
+    the resampled layers up to rounding.
+    """
+    Xc, Yc = _centred(Xs), _centred(Ys)
+    if not _gram_form(Xc, Yc):
+        return None
+    K, L = torch.stack([x @ x.T for x in Xc]), torch.stack([y @ y.T for y in Yc])
+    out = np.empty((len(resamples), len(Xc), len(Yc)))
+    for b, rows in enumerate(resamples):
+        idx = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+        Kb, Lb = (_recentred(G[:, idx][:, :, idx]) for G in (K, L))
+        norms = Kb.norm(dim=1)[:, None] * Lb.norm(dim=1)[None, :]
+        out[b] = (Kb @ Lb.T / norms).numpy()
+    return out
+
+
+def _recentred(G: torch.Tensor) -> torch.Tensor:
+    """Stacked Gram matrices (S, m, m) double-centred, flattened to (S, m * m)."""
+    G = G - G.mean(dim=1, keepdim=True)
+    G -= G.mean(dim=2, keepdim=True)
+    return G.reshape(G.shape[0], -1)
+
+
 def linear_cka_under_permutations(
     Xs: Sequence[np.ndarray], Ys: Sequence[np.ndarray], perms: Sequence[np.ndarray]
 ) -> np.ndarray:
@@ -41,9 +80,7 @@ def linear_cka_under_permutations(
     """
     Xc, Yc = _centred(Xs), _centred(Ys)
     n = Xc[0].shape[0]
-    width_x, width_y = sum(x.shape[1] for x in Xc), sum(y.shape[1] for y in Yc)
-    gram_cost, feature_cost = n * len(Xc) * len(Yc), width_x * width_y
-    gram = gram_cost <= feature_cost and (len(Xc) + len(Yc)) * n * n * 8 <= _GRAM_BYTES
+    gram = _gram_form(Xc, Yc)
     out = np.empty((len(perms), len(Xc), len(Yc)))
     if gram:
         K = torch.stack([x @ x.T for x in Xc]).reshape(len(Xc), n * n)

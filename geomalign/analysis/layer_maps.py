@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from geomalign import metrics, stats
-from geomalign.analysis._map_null import linear_cka_under_permutations
+from geomalign.analysis._map_null import linear_cka_on_resamples, linear_cka_under_permutations
 from geomalign.analysis._views import (
     Rows,
     StoreLike,
@@ -173,11 +173,20 @@ def layer_map(
         n_halves = calibration.n_resamples if keep_a else 0
 
         def stability() -> np.ndarray:
-            same_best = np.zeros(len(keep_a))
-            for idx in stats.resample_indices(rows.n, n_halves, scheme="half-sampling", rng=rng):
-                half = _matrix(resolved, [X[idx] for X in Xs], [Y[idx] for Y in Ys])
-                same_best += np.argmax(sign * half, axis=1) == best_j
-            return same_best
+            halves = list(stats.resample_indices(rows.n, n_halves, scheme="half-sampling", rng=rng))
+            maps = None
+            if halves and _is_biased_linear_cka(resolved):  # gathered from full Gram matrices
+                maps = linear_cka_on_resamples(Xs, Ys, halves)
+            if maps is None:
+                maps = [_matrix(resolved, [X[idx] for X in Xs], [Y[idx] for Y in Ys])
+                        for idx in halves]  # fmt: skip
+            return (
+                np.array(
+                    [np.argmax(sign * half, axis=1) == best_j for half in maps], dtype=np.float64
+                )
+                .reshape(len(halves), len(keep_a))
+                .sum(axis=0)
+            )
 
         same_best, unstable = attempt(
             stability,

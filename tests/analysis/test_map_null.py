@@ -7,7 +7,7 @@ import pytest
 
 from geomalign.analysis import Calibration, layer_map
 from geomalign.analysis import layer_maps as layer_maps_module
-from geomalign.analysis._map_null import linear_cka_under_permutations
+from geomalign.analysis._map_null import linear_cka_on_resamples, linear_cka_under_permutations
 from geomalign.metrics import cka_matrix
 
 
@@ -46,3 +46,32 @@ def test_layer_map_null_unchanged(planted_store, monkeypatch):
         assert (a.null_mean is None) == (b.null_mean is None)
         if a.null_mean is not None:
             assert a.null_mean == pytest.approx(b.null_mean, rel=1e-6)
+
+
+def test_half_sample_maps_from_gathered_grams_equal_fresh_maps():
+    rng = np.random.default_rng(1)
+    Xs = [rng.normal(size=(30, w)) for w in (40, 50)]
+    Ys = [X @ rng.normal(size=(X.shape[1], 45)) + rng.normal(size=(30, 45)) for X in Xs]
+    halves = [np.sort(rng.choice(30, 15, replace=False)) for _ in range(3)]
+    fast = linear_cka_on_resamples(Xs, Ys, halves)
+    for b, rows in enumerate(halves):
+        np.testing.assert_allclose(
+            fast[b], cka_matrix([X[rows] for X in Xs], [Y[rows] for Y in Ys]), rtol=1e-6
+        )
+    # wide stacks of few, narrow layers: the feature form is cheaper, and the caller maps afresh
+    assert (
+        linear_cka_on_resamples([rng.normal(size=(200, 3))], [rng.normal(size=(200, 4))], halves)
+        is None
+    )
+
+
+def test_layer_map_stability_unchanged(planted_store, monkeypatch):
+    calibration = Calibration(n_permutations=0, n_resamples=6)
+    views = ("base", "image", "mean"), ("base", "text", "mean")
+    fast = layer_map(planted_store, *views, calibration=calibration)
+    monkeypatch.setattr(layer_maps_module, "linear_cka_on_resamples", lambda *args: None)
+    slow = layer_map(planted_store, *views, calibration=calibration)
+    assert [(r.layer, r.layer_b, r.statistic, r.value) for r in fast] == [
+        (r.layer, r.layer_b, r.statistic, r.value) for r in slow
+    ]
+    assert any(r.statistic == "stability" for r in fast)
