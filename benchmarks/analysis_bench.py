@@ -4,10 +4,10 @@
 checkpoints x image and text, mean pooling (four views), width ``--dim``, at each ``--sizes`` N;
 measures ``cka-linear,mutual-knn,ot-sinkhorn,id-gride`` (the README's), the first as the layer-map
 measure, and the ``geomalign analyze`` defaults for nulls and resamples (100 each) and subsampling
-(2,000 rows). Every call of a registered measure's function, permutation helper or layer-map
-matrix is timed (the outermost only), and so is the layer-map null of linear CKA; "kernels" is
-the time inside them and "ratio" is end-to-end over that: what the analysis adds around its
-kernels (reading rows, resampling, notes, the table).
+(2,000 rows). Every call of a registered measure's function, permutation helper, resampling
+helper or layer-map matrix is timed (the outermost only), and so are the layer-map null and
+half-sample maps of linear CKA; "kernels" is the time inside them and "ratio" is end-to-end over
+that: what the analysis adds around its kernels (reading rows, resampling, notes, the table).
 
 Wall and CPU (``time.process_time``) seconds are both printed: on shared cores the wall time of
 small inputs is dominated by waiting. Targets (issue "Analysis at the speed of its kernels"):
@@ -62,7 +62,8 @@ class KernelClock:
         return timed
 
     def wrap_factory(self, factory: Callable[..., Callable[..., Any]]) -> Callable[..., Any]:
-        """Time a helper that returns a function (``shuffled``) and the function it returns."""
+        """Time a helper that returns a function (``shuffled``, ``resampled``) and the function
+        it returns."""
         return self.wrap(lambda *a, **k: self.wrap(factory(*a, **k)))
 
 
@@ -71,15 +72,16 @@ def instrument(clock: KernelClock) -> None:
     registry = _registry._registry()
     for name, m in list(registry.items()):
         changes: dict[str, Any] = {"func": clock.wrap(m.func)}
-        for field in ("shuffled", "matrix"):
+        for field in ("shuffled", "resampled", "matrix"):
             helper = getattr(m, field, None)
             if helper is not None:
                 changes[field] = (
-                    clock.wrap_factory(helper) if field == "shuffled" else clock.wrap(helper)
+                    clock.wrap(helper) if field == "matrix" else clock.wrap_factory(helper)
                 )
         registry[name] = dataclasses.replace(m, **changes)
     metrics.cka_matrix = clock.wrap(metrics.cka_matrix)  # type: ignore[attr-defined]
     layer_maps.linear_cka_under_permutations = clock.wrap(layer_maps.linear_cka_under_permutations)
+    layer_maps.linear_cka_on_resamples = clock.wrap(layer_maps.linear_cka_on_resamples)
 
 
 def write_store(path: Path, n: int, n_layers: int, dim: int) -> None:

@@ -271,25 +271,31 @@ def paired_difference(
     where it is undefined on a resample only, the CI and p-value are left out with a note.
     """
 
-    def diff(idx: np.ndarray | None) -> float:
-        (a, b), (c, d) = first, second
-        if idx is not None:
-            a, b, c, d = a[idx], b[idx], c[idx], d[idx]
-        return float(measure(a, b)) - float(measure(c, d))
+    def diff() -> float:
+        return float(measure(*first)) - float(measure(*second))
+
+    def resampled_diffs(halves: np.ndarray) -> np.ndarray:
+        return stats.resampled_values(measure, first, halves) - stats.resampled_values(
+            measure, second, halves
+        )
 
     views = (*first, *second)
     notes: list[str] = []
     boot: np.ndarray | None = None
     with warnings_to_notes(notes):
-        value, why = attempt(lambda: diff(None), views, names)
+        value, why = attempt(diff, views, names)
         if value is not None and calibration.n_resamples:
             n = first[0].shape[0]
             rng = np.random.default_rng(calibration.random_state)
-            halves = stats.resample_indices(
-                n, calibration.n_resamples, scheme="half-sampling", rng=rng
+            halves = np.stack(
+                list(
+                    stats.resample_indices(
+                        n, calibration.n_resamples, scheme="half-sampling", rng=rng
+                    )
+                )
             )
             boot, why = attempt(
-                lambda: np.array([diff(idx) for idx in halves], dtype=np.float64),
+                lambda: resampled_diffs(halves),
                 views,
                 names,
                 resamples=True,

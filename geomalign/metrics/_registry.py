@@ -39,6 +39,17 @@ class _Lazy:
 
 
 @dataclass(frozen=True)
+class _LazyFactory:
+    """A helper factory named by module and attribute, imported on first call."""
+
+    module: str
+    attribute: str
+
+    def __call__(self, *arrays: Any, **params: Any) -> Any:
+        return getattr(importlib.import_module(self.module), self.attribute)(*arrays, **params)
+
+
+@dataclass(frozen=True)
 class Measure:
     """A named measure of one representation (dimension) or of two paired ones.
 
@@ -68,6 +79,13 @@ class Measure:
         ``shuffled(X, Y, **params)`` returns a function of a permutation ``perm`` giving
         ``func(X, Y[perm], **params)`` while reusing the work that does not depend on the
         pairing (self-products, neighbour lists); used by the permutation test.
+    resampled : callable, optional
+        ``resampled(*arrays, **params)`` returns a function of an int array ``rows`` of shape
+        (n_resamples, m) giving ``[func(*(A[r] for A in arrays), **params) for r in rows]``
+        (an array of floats) while checking the arrays once and reusing what the resamples
+        share (Gram entries, sorted neighbour lists) or solving them together (Sinkhorn); used
+        by the bootstrap and half-sampling intervals. Values agree with ``func`` on each
+        resample up to rounding.
     stream : callable, optional
         ``stream()`` returns an accumulator with ``update(X_block, Y_block)`` and ``value()``
         that gives the measure exactly over row blocks (e.g.
@@ -95,6 +113,7 @@ class Measure:
     resampling: str = "bootstrap"
     paired: bool = True
     shuffled: Callable[..., Callable[[np.ndarray], float]] | None = None
+    resampled: Callable[..., Callable[[np.ndarray], np.ndarray]] | None = None
     stream: Callable[[], Any] | None = None
     matrix: Callable[[list[Any], list[Any]], np.ndarray] | None = None
 
@@ -141,6 +160,7 @@ class Measure:
 def _entries() -> dict[str, Measure]:
     from functools import partial
 
+    from geomalign.metrics._cka_resampled import resampled_cka
     from geomalign.metrics._cka_stream import StreamingLinearCKA
     from geomalign.metrics.cka import cka, cka_matrix
     from geomalign.metrics.cka import shuffled as cka_shuffled
@@ -151,6 +171,9 @@ def _entries() -> dict[str, Measure]:
         cknna,
         cycle_knn,
         mutual_knn,
+        resampled_cknna,
+        resampled_cycle_knn,
+        resampled_mutual_knn,
         shuffled_cknna,
         shuffled_cycle_knn,
         shuffled_mutual_knn,
@@ -159,28 +182,29 @@ def _entries() -> dict[str, Measure]:
     entries = [
         Measure("cka-linear", "similarity", 2, cka, "Linear CKA (Kornblith et al. 2019).",
                 {"kernel": "linear", "debiased": False}, shuffled=cka_shuffled,
-                stream=partial(StreamingLinearCKA, debiased=False),
+                resampled=resampled_cka, stream=partial(StreamingLinearCKA, debiased=False),
                 matrix=partial(cka_matrix, debiased=False)),
         Measure("cka-linear-debiased", "similarity", 2, cka,
                 "Linear CKA with unbiased HSIC (Song et al. 2012); near 0 for unrelated views.",
                 {"kernel": "linear", "debiased": True}, shuffled=cka_shuffled,
-                stream=partial(StreamingLinearCKA, debiased=True),
+                resampled=resampled_cka, stream=partial(StreamingLinearCKA, debiased=True),
                 matrix=partial(cka_matrix, debiased=True)),
         Measure("cka-rbf", "similarity", 2, cka,
                 "RBF-kernel CKA, bandwidth = median pairwise distance.",
                 {"kernel": "rbf", "debiased": False, "sigma_factor": 1.0},
-                shuffled=cka_shuffled),
+                shuffled=cka_shuffled, resampled=resampled_cka),
         Measure("mutual-knn", "similarity", 2, mutual_knn,
                 "Mean share of common k nearest neighbours (Huh et al. 2024), cosine, k=10.",
                 {"k": 10, "metric": "cosine"}, resampling="half-sampling",
-                shuffled=shuffled_mutual_knn),
+                shuffled=shuffled_mutual_knn, resampled=resampled_mutual_knn),
         Measure("cycle-knn", "similarity", 2, cycle_knn,
                 "Share of samples a Y- then X-neighbour step returns to (Huh et al. 2024).",
                 {"k": 10, "metric": "cosine"}, resampling="half-sampling",
-                shuffled=shuffled_cycle_knn),
+                shuffled=shuffled_cycle_knn, resampled=resampled_cycle_knn),
         Measure("cknna", "similarity", 2, cknna,
                 "CKA restricted to mutual k nearest neighbours (Huh et al. 2024), k=10.",
-                {"k": 10}, resampling="half-sampling", shuffled=shuffled_cknna),
+                {"k": 10}, resampling="half-sampling", shuffled=shuffled_cknna,
+                resampled=resampled_cknna),
         Measure("svcca", "similarity", 2, svcca,
                 "Mean canonical correlation of the top principal directions (99% variance).",
                 {"n_components": 0.99}),
@@ -200,7 +224,8 @@ def _entries() -> dict[str, Measure]:
                 {"method": "emd", "p": 2.0}, paired=False),
         Measure("ot-sinkhorn", "distance", 2, ot_distance,
                 "Entropic Wasserstein-2 distance, reg relative to the mean cost (POT Sinkhorn).",
-                {"method": "sinkhorn", "p": 2.0, "reg": 0.05}, paired=False),
+                {"method": "sinkhorn", "p": 2.0, "reg": 0.05}, paired=False,
+                resampled=_LazyFactory(ot_module, "resampled_ot_distance")),
         Measure("ot-sliced", "distance", 2, ot_distance,
                 "Sliced Wasserstein-2 distance over 256 seeded random directions (same width).",
                 {"method": "sliced", "p": 2.0, "n_projections": 256, "random_state": 0},
@@ -224,9 +249,17 @@ def _entries() -> dict[str, Measure]:
         func = _Lazy(id_module, "intrinsic_dimension", "dimension")
         description = f"Intrinsic dimension: {label}."
         params = {"method": method}
+        helper = _LazyFactory("geomalign.metrics._id_resampled", "resampled_intrinsic_dimension")
         entries.append(
             Measure(
-                f"id-{method}", "dimension", 1, func, description, params, resampling=resampling
+                f"id-{method}",
+                "dimension",
+                1,
+                func,
+                description,
+                params,
+                resampling=resampling,
+                resampled=None if method == "pr" else helper,
             )
         )
     return {m.name: m for m in entries}

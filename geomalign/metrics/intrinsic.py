@@ -256,6 +256,31 @@ def intrinsic_dimension(
     >>> round(intrinsic_dimension(X, method="pr").dimension, 3)
     1.0
     """
+    opts = _checked_options(method, fit, discard_fraction, n1, n_neighbors, duplicate_rtol)
+    if method == "pr":
+        X = check_representations(X)
+        check_min_samples(
+            X.shape[0], 3, "the participation ratio", "2 centred rows span a line, so it is 1"
+        )
+        dimension = est.participation_ratio(X, device, working_memory)
+        return IntrinsicDimension(dimension, None, "pr", X.shape[0], 0, {})
+    k, why = neighbour_rank(method, opts)
+    X = check_representations(X, min_samples=k + 1, context=why)
+    distances, n_duplicates = _neighbour_distances(
+        X, k, rtol=duplicate_rtol, working_memory=working_memory, device=device, why=why
+    )
+    return from_distances(method, distances, n_duplicates, opts)
+
+
+def _checked_options(
+    method: str,
+    fit: str | None,
+    discard_fraction: float | None,
+    n1: int | None,
+    n_neighbors: int | None,
+    duplicate_rtol: float,
+) -> dict[str, Any]:
+    """:func:`intrinsic_dimension`'s options, checked, with their defaults filled in."""
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}; got {method!r}.")
     fit = _check_option(fit, "fit", method, "twonn", "ml")
@@ -275,38 +300,39 @@ def intrinsic_dimension(
     )
     if not duplicate_rtol >= 0.0:
         raise ValueError(f"duplicate_rtol must be >= 0; got {duplicate_rtol!r}.")
+    return {"fit": fit, "discard_fraction": discard_fraction, "n1": n1,
+            "n_neighbors": n_neighbors, "duplicate_rtol": duplicate_rtol}  # fmt: skip
 
-    if method == "pr":
-        X = check_representations(X)
-        check_min_samples(
-            X.shape[0], 3, "the participation ratio", "2 centred rows span a line, so it is 1"
-        )
-        dimension = est.participation_ratio(X, device, working_memory)
-        return IntrinsicDimension(dimension, None, "pr", X.shape[0], 0, {})
 
-    k = {"twonn": 2, "gride": 2 * n1, "mle": n_neighbors}[method]
+def neighbour_rank(method: str, opts: dict[str, Any]) -> tuple[int, str]:
+    """Neighbours per point a neighbour-based ``method`` reads, and how to name that need."""
+    n1, k = opts["n1"], {"twonn": 2, "gride": 2 * opts["n1"], "mle": opts["n_neighbors"]}[method]
     option = {"twonn": "TwoNN", "gride": f"GRIDE with n1={n1}", "mle": f"n_neighbors={k}"}
-    why = f"{option[method]} ({k} neighbours per point)"
-    X = check_representations(X, min_samples=k + 1, context=why)
-    distances, n_duplicates = _neighbour_distances(
-        X, k, rtol=duplicate_rtol, working_memory=working_memory, device=device, why=why
-    )
-    n_used = distances.shape[0]
+    return k, f"{option[method]} ({k} neighbours per point)"
+
+
+def from_distances(
+    method: str, distances: np.ndarray, n_duplicates: int, opts: dict[str, Any]
+) -> IntrinsicDimension:
+    """The estimate of a neighbour-based ``method`` from the neighbour distances of each row."""
+    n_used, n1, rtol = distances.shape[0], opts["n1"], opts["duplicate_rtol"]
     error: float | None = None
     if method == "twonn":
-        params: dict[str, Any] = {"fit": fit, "duplicate_rtol": duplicate_rtol}
-        if fit == "ml":
+        params: dict[str, Any] = {"fit": opts["fit"], "duplicate_rtol": rtol}
+        if opts["fit"] == "ml":
             dimension, error = est.twonn_ml(distances[:, 0], distances[:, 1])
         else:
-            params["discard_fraction"] = discard_fraction
-            dimension = est.twonn_linear_fit(distances[:, 0], distances[:, 1], discard_fraction)
+            params["discard_fraction"] = opts["discard_fraction"]
+            dimension = est.twonn_linear_fit(
+                distances[:, 0], distances[:, 1], opts["discard_fraction"]
+            )
     elif method == "gride":
-        params = {"n1": n1, "n2": 2 * n1, "duplicate_rtol": duplicate_rtol}
+        params = {"n1": n1, "n2": 2 * n1, "duplicate_rtol": rtol}
         log_mu = np.log(distances[:, 2 * n1 - 1] / distances[:, n1 - 1])
         dimension = est.gride_ml(log_mu, n1, 2 * n1)
         error = est.gride_error(dimension, log_mu, n1, 2 * n1)
     else:
-        params = {"n_neighbors": n_neighbors, "duplicate_rtol": duplicate_rtol}
+        params = {"n_neighbors": opts["n_neighbors"], "duplicate_rtol": rtol}
         dimension = est.levina_bickel(distances)
     return IntrinsicDimension(float(dimension), error, method, n_used, n_duplicates, params)
 

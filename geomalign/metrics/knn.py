@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from geomalign._validation import check_paired, check_representations
-from geomalign.metrics._arrays import as_tensor, block_rows, resolve_device
+from geomalign.metrics._arrays import as_tensor, block_rows, resolve_device, take_rows
 from geomalign.metrics._errors import check_min_samples
+from geomalign.metrics._half_neighbours import HalfSampleNeighbours
 from geomalign.metrics._neighbors import Neighbors, check_k, check_k_informative, knn
 from geomalign.metrics.cka import cka_ratio
 
@@ -343,3 +344,49 @@ def _shuffler(score, what: str, cosine_only: bool = False):
 shuffled_mutual_knn = _shuffler(_mutual_score, "mutual k-NN")
 shuffled_cycle_knn = _shuffler(_cycle_score, "cycle k-NN")
 shuffled_cknna = _shuffler(_cknna_score, "CKNNA", cosine_only=True)
+
+
+def _resampler(score, what: str, fresh, cosine_only: bool = False):
+    def resampled(
+        X: np.ndarray | torch.Tensor,
+        Y: np.ndarray | torch.Tensor,
+        *,
+        k: int = 10,
+        metric: str = "cosine",
+        clip_quantile: float | None = None,
+        working_memory: float | None = None,
+        device: str | torch.device | None = None,
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        X, Y = check_pair(X, Y, k, clip_quantile, what)
+        options = dict(k=k, metric="cosine" if cosine_only else metric,
+                       working_memory=working_memory, device=device)  # fmt: skip
+        if clip_quantile is not None:  # the clipping threshold depends on the rows kept
+            views = None
+        else:
+            views = [HalfSampleNeighbours(V, name=nm, **options) for V, nm in ((X, "X"), (Y, "Y"))]
+        params = {"k": k, "clip_quantile": clip_quantile, "working_memory": working_memory,
+                  "device": device, **({} if cosine_only else {"metric": metric})}  # fmt: skip
+
+        def at(rows: np.ndarray) -> np.ndarray:
+            out = []
+            for r in np.asarray(rows, dtype=np.int64):
+                pair = None if views is None else [v.within(r) for v in views]
+                if pair is None or pair[0] is None or pair[1] is None:
+                    out.append(fresh(take_rows(X, r), take_rows(Y, r), **params))
+                else:
+                    out.append(score(*pair))
+            return np.array(out, dtype=np.float64)
+
+        return at
+
+    resampled.__doc__ = (
+        f"Return ``rows -> [{what}(X[r], Y[r], ...) for r in rows]``; the neighbours within "
+        "half-samples are read off one search of longer lists over all rows "
+        "(:class:`~geomalign.metrics._half_neighbours.HalfSampleNeighbours`)."
+    )
+    return resampled
+
+
+resampled_mutual_knn = _resampler(_mutual_score, "mutual k-NN", mutual_knn)
+resampled_cycle_knn = _resampler(_cycle_score, "cycle k-NN", cycle_knn)
+resampled_cknna = _resampler(_cknna_score, "CKNNA", cknna, cosine_only=True)

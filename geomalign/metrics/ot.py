@@ -7,7 +7,10 @@ raises :class:`RuntimeError` instead of returning an inexact value.
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -20,6 +23,7 @@ from geomalign.metrics._arrays import (
     peak_abs,
     peak_exponent,
     resolve_device,
+    take_rows,
     unit_scaled,
 )
 from geomalign.metrics._errors import check_min_samples
@@ -34,8 +38,9 @@ from geomalign.metrics._ot_solvers import (
     sinkhorn_plan,
     sliced,
 )
+from geomalign.metrics._sinkhorn_batch import sinkhorn_cost_stack, stack_budget
 
-__all__ = ["gromov_wasserstein", "ot_distance", "ot_matching_accuracy"]
+__all__ = ["gromov_wasserstein", "ot_distance", "ot_matching_accuracy", "resampled_ot_distance"]
 
 _METHODS = ("emd", "sinkhorn", "sliced")
 _PLAN_METHODS = ("emd", "sinkhorn", "gromov-wasserstein")
@@ -220,6 +225,19 @@ def ot_distance(
     >>> round(ot_distance(X, X + [3.0, 4.0, 0.0]), 6)
     5.0
     """
+    X, Y, options = _checked_distance_args(X, Y, method=method, p=p, reg=reg, epsilon=epsilon,
+                                           sinkhorn=sinkhorn, tol=tol, max_iter=max_iter,
+                                           n_projections=n_projections,
+                                           projections=projections)  # fmt: skip
+    dev = resolve_device(X, device)
+    return _distance(X, Y, dev, random_state=random_state, **options)
+
+
+def _checked_distance_args(
+    X: Any, Y: Any, *, method: str, p: float, reg: float, epsilon: float | None, sinkhorn: str,
+    tol: float | None, max_iter: int | None, n_projections: int, projections: Any,
+) -> tuple[Any, Any, dict[str, Any]]:  # fmt: skip
+    """The checked clouds of :func:`ot_distance` and its checked options."""
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}; got {method!r}.")
     if sinkhorn not in SINKHORN_VALUES:
@@ -233,11 +251,22 @@ def ot_distance(
     X = check_representations(X, name="X")
     Y = check_representations(Y, name="Y")
     _check_same_width(X, Y, method)
-    dev = resolve_device(X, device)
+    if method == "sliced" and projections is not None:
+        projections = _check_projections(projections, X.shape[1])
+    options = dict(method=method, p=p, reg=reg, epsilon=epsilon, sinkhorn=sinkhorn, tol=tol,
+                   max_iter=max_iter, n_projections=n_projections,
+                   projections=projections)  # fmt: skip
+    return X, Y, options
+
+
+def _distance(
+    X: Any, Y: Any, dev: torch.device, *, method: str, p: float, reg: float,
+    epsilon: float | None, sinkhorn: str, tol: float | None, max_iter: int | None,
+    n_projections: int, projections: np.ndarray | None, random_state: Any,
+) -> float:  # fmt: skip
+    """:func:`ot_distance` of checked clouds and options."""
     A, B, exponent = _common_scaled(X, Y, dev)
     if method == "sliced":
-        if projections is not None:
-            projections = _check_projections(projections, X.shape[1])
         value = sliced(A, B, p, n_projections, random_state, dev, projections)
         return math.ldexp(value, exponent)
     if method == "sinkhorn":
@@ -248,6 +277,73 @@ def ot_distance(
         M = cost_matrix(A, B, p, dev)
         cost = float(np.sum(emd_plan(M, max_iter) * M))
     return math.ldexp(cost ** (1.0 / p), exponent)
+
+
+def resampled_ot_distance(
+    X: np.ndarray | torch.Tensor,
+    Y: np.ndarray | torch.Tensor,
+    *,
+    random_state: int | np.random.Generator | None = None,
+    device: str | torch.device | None = None,
+    **options: Any,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Return ``rows -> [ot_distance(X[r], Y[r], ...) for r in rows]`` for an int array
+    ``rows`` of shape (n_resamples, m), checking the arguments once.
+
+    Sinkhorn distances of all resamples are solved together
+    (:func:`~geomalign.metrics._sinkhorn_batch.sinkhorn_plans`: the iterations of the
+    one-problem solver, in stacks within 256 MiB) on cost matrices gathered from the full
+    clouds' cost matrices, computed once: the same entries up to rounding (a resample's costs
+    are otherwise computed about its own mean). The other methods run one resample at a time.
+    """
+    X, Y, opts = _checked_distance_args(X, Y, **{**_DISTANCE_DEFAULTS, **options})
+    dev = resolve_device(X, device)
+    if opts["method"] != "sinkhorn":
+        return lambda rows: np.array(
+            [_distance(take_rows(X, r), take_rows(Y, r), dev, random_state=random_state, **opts)
+             for r in np.asarray(rows, dtype=np.int64)]
+        )  # fmt: skip
+    A, B, exponent = _common_scaled(X, Y, dev)
+    p = opts["p"]
+    pairs = {"xy": (A, B), "xx": (A, A), "yy": (B, B)}
+    full: dict[str, torch.Tensor] = {}
+
+    def cost(pair: str) -> torch.Tensor:  # computed when first needed
+        if pair not in full:
+            full[pair] = torch.from_numpy(cost_matrix(*pairs[pair], p, dev)).to(dev)
+        return full[pair]
+
+    eps = None if opts["epsilon"] is None else _scaled_epsilon(opts["epsilon"], exponent, p)
+
+    def gathered(idx: torch.Tensor, pair: str) -> torch.Tensor:  # each resample's costs
+        return cost(pair)[idx[:, :, None], idx[:, None, :]]
+
+    def at(rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty(len(rows))
+        step = stack_budget(rows.shape[1], rows.shape[1])
+        for start in range(0, len(rows), step):
+            idx = torch.as_tensor(rows[start : start + step], device=dev)
+            epsilon = (
+                None
+                if eps is None
+                else torch.full((len(idx),), eps, dtype=torch.float64, device=dev)
+            )
+            costs = sinkhorn_cost_stack(partial(gathered, idx), reg=opts["reg"],
+                                        epsilon=epsilon, value=opts["sinkhorn"],
+                                        max_iter=opts["max_iter"], tol=opts["tol"])  # fmt: skip
+            out[start : start + len(idx)] = [math.ldexp(c ** (1.0 / p), exponent) for c in costs]
+        return out
+
+    return at
+
+
+# ot_distance's options with their defaults (all but random_state and device)
+_DISTANCE_DEFAULTS: dict[str, Any] = {
+    name: param.default
+    for name, param in inspect.signature(ot_distance).parameters.items()
+    if param.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("random_state", "device")
+}
 
 
 def _check_projections(projections: Any, n_features: int) -> np.ndarray:

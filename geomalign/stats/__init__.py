@@ -12,7 +12,8 @@ One rule for each thing, used by every module that reports a confidence interval
 - multiple comparisons: :func:`holm`, :func:`benjamini_hochberg`, :func:`max_t_adjusted`, and
   :func:`adjust` (one of :data:`CORRECTIONS` by name); the resolution of add-one p-values,
   :func:`p_value_floor` and :func:`draws_needed`;
-- for registered measures: :func:`permutation_test` and :func:`bootstrap_ci`.
+- for registered measures: :func:`permutation_test`, :func:`bootstrap_ci` and
+  :func:`resampled_values` (a measure on many resamples at once).
 """
 
 from geomalign.stats._intervals import centred_resamples, interval
@@ -21,6 +22,7 @@ from geomalign.stats._measures import (
     PermutationResult,
     bootstrap_ci,
     permutation_test,
+    resampled_values,
 )
 from geomalign.stats._multiple import (
     CORRECTIONS,
@@ -71,5 +73,6 @@ __all__ = [
     "permutation_test",
     "resample_indices",
     "resample_size",
+    "resampled_values",
     "sign_flip_null",
 ]

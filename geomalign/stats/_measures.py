@@ -14,7 +14,13 @@ from geomalign.stats._intervals import check_confidence, interval
 from geomalign.stats._resampling import resample_indices, resample_size
 from geomalign.stats._tests import p_value, permutation_null
 
-__all__ = ["BootstrapResult", "PermutationResult", "bootstrap_ci", "permutation_test"]
+__all__ = [
+    "BootstrapResult",
+    "PermutationResult",
+    "bootstrap_ci",
+    "permutation_test",
+    "resampled_values",
+]
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,24 @@ def permutation_test(
     )
 
 
+def resampled_values(
+    measure: str | Measure, views: tuple[np.ndarray | torch.Tensor, ...], rows: np.ndarray
+) -> np.ndarray:
+    """The measure on each resample ``rows[b]`` of the (checked) views, as float64 (n_resamples,).
+
+    Measures with a ``resampled`` helper evaluate every resample at once from what they share
+    (one check of the views, gathered Gram entries, sorted neighbour lists, stacked Sinkhorn
+    problems); the others are called on each resample's rows.
+    """
+    m = resolve(measure)
+    rows = np.asarray(rows, dtype=np.int64)
+    if m.resampled is not None:
+        values = m.resampled(*views, **m.params)(rows)
+    else:
+        values = [m(*(take_rows(V, idx) for V in views)) for idx in rows]
+    return np.asarray(values, dtype=np.float64)
+
+
 def bootstrap_ci(
     measure: str | Measure,
     X: np.ndarray | torch.Tensor,
@@ -249,13 +273,8 @@ def bootstrap_ci(
     rng = np.random.default_rng(random_state)
     n = views[0].shape[0]
     value = m(*views)
-    values = np.array(
-        [
-            m(*(take_rows(V, idx) for V in views))
-            for idx in resample_indices(n, n_resamples, scheme=m.resampling, rng=rng)
-        ],
-        dtype=np.float64,
-    )
+    rows = np.stack(list(resample_indices(n, n_resamples, scheme=m.resampling, rng=rng)))
+    values = resampled_values(m, views, rows)
     low, high = interval(value, values, confidence=confidence)
     return BootstrapResult(
         value=float(value),

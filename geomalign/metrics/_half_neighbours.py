@@ -1,0 +1,84 @@
+"""Neighbours within half-samples, read off the neighbour lists of the full sample.
+
+Half-sampling intervals of neighbourhood measures search the neighbours of hundreds of
+half-samples of the same rows. A row's k nearest neighbours within a half-sample are the first k
+members of the half-sample in its neighbour list over all rows (ascending distance, ties by index,
+the order :func:`~geomalign.metrics._neighbors.knn` returns), with the same recomputed distances:
+so one search of ``L > k`` neighbours per row serves every half-sample. A half-sample keeps each
+row with probability about 1/2, so the first ``L = 3k + 32`` entries hold at least k members of
+it except with negligible probability; a half-sample where some row's list runs short (or any
+resample that repeats rows) gets a search of its own. Selection among float32 near-ties (closer
+than float32 resolution, which :func:`~geomalign.metrics._neighbors.knn` may order either way)
+can then differ from a search within the half-sample; otherwise the lists are identical.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from geomalign.metrics._neighbors import Neighbors, knn
+
+__all__ = ["HalfSampleNeighbours", "list_length"]
+
+
+def list_length(k: int, n: int) -> int:
+    """Neighbours searched per row so that half-samples of ``n`` rows find ``k`` in the list."""
+    return min(n - 1, 3 * k + 32)
+
+
+class HalfSampleNeighbours:
+    """The neighbour lists of the full sample, and the k-NN within any subset of its rows.
+
+    Parameters
+    ----------
+    X : numpy.ndarray or torch.Tensor of shape (n_samples, n_features)
+        Checked representations (see :func:`~geomalign.metrics._neighbors.knn`).
+    k : int
+        Neighbours wanted within each subset.
+    metric, working_memory, device, name
+        As for :func:`~geomalign.metrics._neighbors.knn`.
+    """
+
+    def __init__(
+        self,
+        X: np.ndarray | torch.Tensor,
+        *,
+        k: int,
+        metric: str,
+        working_memory: float | None,
+        device: str | torch.device | None,
+        name: str,
+    ) -> None:
+        self.k = k
+        self.n = X.shape[0]
+        self.full = knn(
+            X,
+            k=list_length(k, self.n),
+            metric=metric,
+            working_memory=working_memory,
+            device=device,
+            name=name,
+        )
+
+    def within(self, rows: np.ndarray) -> Neighbors | None:
+        """The k-NN among ``X[rows]`` (indices into ``rows``), or None where the full lists
+        cannot tell (``rows`` not distinct and ascending, or a row's list holds fewer than k
+        of them)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size <= self.k or np.any(np.diff(rows) <= 0):
+            return None
+        local = np.full(self.n, -1, dtype=np.int64)
+        local[rows] = np.arange(rows.size)
+        listed = local[self.full.indices[rows]]  # (m, L): -1 outside the subset
+        member = listed >= 0
+        rank = np.cumsum(member, axis=1)
+        if np.any(rank[:, -1] < self.k):
+            return None
+        keep = member & (rank <= self.k)
+        m = rows.size
+        return Neighbors(
+            indices=listed[keep].reshape(m, self.k),
+            distances=self.full.distances[rows][keep].reshape(m, self.k),
+            metric=self.full.metric,
+        )
