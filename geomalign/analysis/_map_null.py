@@ -22,10 +22,10 @@ __all__ = ["linear_cka_on_resamples", "linear_cka_under_permutations"]
 _GRAM_BYTES = 512 * 2**20
 
 
-def _centred(layers: Sequence[np.ndarray]) -> list[torch.Tensor]:
+def _centred(layers: Sequence[np.ndarray], device: torch.device | None) -> list[torch.Tensor]:
     out = []
     for L in layers:
-        t = torch.as_tensor(np.asarray(L), dtype=torch.float64)
+        t = torch.as_tensor(np.asarray(L), dtype=torch.float64, device=device)
         out.append(t - t.mean(dim=0, keepdim=True))
     return out
 
@@ -39,7 +39,11 @@ def _gram_form(Xc: list[torch.Tensor], Yc: list[torch.Tensor]) -> bool:
 
 
 def linear_cka_on_resamples(
-    Xs: Sequence[np.ndarray], Ys: Sequence[np.ndarray], resamples: Sequence[np.ndarray]
+    Xs: Sequence[np.ndarray],
+    Ys: Sequence[np.ndarray],
+    resamples: Sequence[np.ndarray],
+    *,
+    device: torch.device | None = None,
 ) -> np.ndarray | None:
     """Biased linear CKA of every (Xs[i][r], Ys[j][r]) pair for each resample ``r`` of rows,
     shape (len(resamples), len(Xs), len(Ys)), or None where the Gram form does not pay.
@@ -47,18 +51,18 @@ def linear_cka_on_resamples(
     Each resample's centred Gram matrices are the entries ``K[r][:, r]`` of the full Gram
     matrices (computed once) centred again on the resample's rows; a resample then costs one
     product of the stacked gathered matrices. Equal to :func:`geomalign.metrics.cka_matrix` of
-    the resampled layers up to rounding.
+    the resampled layers up to rounding. Computed on ``device`` (default: the CPU).
     """
-    Xc, Yc = _centred(Xs), _centred(Ys)
+    Xc, Yc = _centred(Xs, device), _centred(Ys, device)
     if not _gram_form(Xc, Yc):
         return None
     K, L = torch.stack([x @ x.T for x in Xc]), torch.stack([y @ y.T for y in Yc])
     out = np.empty((len(resamples), len(Xc), len(Yc)))
     for b, rows in enumerate(resamples):
-        idx = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+        idx = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=K.device)
         Kb, Lb = (_recentred(G[:, idx][:, :, idx]) for G in (K, L))
         norms = Kb.norm(dim=1)[:, None] * Lb.norm(dim=1)[None, :]
-        out[b] = (Kb @ Lb.T / norms).numpy()
+        out[b] = (Kb @ Lb.T / norms).cpu().numpy()
     return out
 
 
@@ -70,15 +74,19 @@ def _recentred(G: torch.Tensor) -> torch.Tensor:
 
 
 def linear_cka_under_permutations(
-    Xs: Sequence[np.ndarray], Ys: Sequence[np.ndarray], perms: Sequence[np.ndarray]
+    Xs: Sequence[np.ndarray],
+    Ys: Sequence[np.ndarray],
+    perms: Sequence[np.ndarray],
+    *,
+    device: torch.device | None = None,
 ) -> np.ndarray:
     """Biased linear CKA of every (Xs[i], Ys[j][perm]) pair, shape (len(perms), len(Xs), len(Ys)).
 
     Equal to :func:`geomalign.metrics.cka_matrix` of ``Xs`` and the permuted ``Ys`` for each
     permutation, up to rounding; every layer must have some variance (the caller checked the
-    observed map).
+    observed map). Computed on ``device`` (default: the CPU).
     """
-    Xc, Yc = _centred(Xs), _centred(Ys)
+    Xc, Yc = _centred(Xs, device), _centred(Ys, device)
     n = Xc[0].shape[0]
     gram = _gram_form(Xc, Yc)
     out = np.empty((len(perms), len(Xc), len(Yc)))
@@ -87,9 +95,9 @@ def linear_cka_under_permutations(
         L = torch.stack([y @ y.T for y in Yc])
         norms = K.norm(dim=1)[:, None] * L.reshape(len(Yc), -1).norm(dim=1)[None, :]
         for p, perm in enumerate(perms):
-            idx = torch.as_tensor(np.asarray(perm, dtype=np.int64))
+            idx = torch.as_tensor(np.asarray(perm, dtype=np.int64), device=L.device)
             moved = L[:, idx][:, :, idx].reshape(len(Yc), n * n)
-            out[p] = (K @ moved.T / norms).numpy()
+            out[p] = (K @ moved.T / norms).cpu().numpy()
         return out
     # feature form: one product of the stacked centred features per permutation
     A, B = torch.cat(Xc, dim=1), torch.cat(Yc, dim=1)
@@ -99,6 +107,7 @@ def linear_cka_under_permutations(
     self_y = np.array([float((y.T @ y).square().sum()) for y in Yc])
     norms_np = np.sqrt(self_x[:, None] * self_y[None, :])
     for p, perm in enumerate(perms):
-        C = (A.T @ B[torch.as_tensor(np.asarray(perm, dtype=np.int64))]).square_().numpy()
+        idx = torch.as_tensor(np.asarray(perm, dtype=np.int64), device=B.device)
+        C = (A.T @ B[idx]).square_().cpu().numpy()
         out[p] = np.add.reduceat(np.add.reduceat(C, ex, axis=0), ey, axis=1) / norms_np
     return out

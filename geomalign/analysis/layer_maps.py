@@ -38,10 +38,8 @@ __all__ = ["layer_map", "map_matrix", "map_of"]
 
 def _is_biased_linear_cka(measure: Measure) -> bool:
     func = getattr(measure.func, "__wrapped__", measure.func)  # through a timing decorator
-    return func is metrics.cka and dict(measure.params) == {
-        "kernel": "linear",
-        "debiased": False,
-    }
+    params = {k: v for k, v in measure.params.items() if k != "device"}
+    return func is metrics.cka and params == {"kernel": "linear", "debiased": False}
 
 
 def _matrix(measure: Measure, Xs: list[np.ndarray], Ys: list[np.ndarray]) -> np.ndarray:
@@ -141,6 +139,7 @@ def layer_map(
     layers_b = select_layers(store, [view_b], layers_b, "layers_b")
     (resolved,) = resolve_measures(measure, n_views=2, purpose="layer map")
     sign = better(resolved.kind)
+    device = resolved.params.get("device")  # a measure bound to a device (metrics.on_device)
     rows = Rows(store, calibration.max_samples, calibration.random_state)
     Xs = [rows.read(view_a, layer) for layer in layers_a]
     Ys = [rows.read(view_b, layer) for layer in layers_b]
@@ -161,7 +160,7 @@ def layer_map(
         # all its layers, the best over them kept (max-over-layers)
         perms = [rng.permutation(rows.n) for _ in range(n_permutations)]
         if perms and _is_biased_linear_cka(resolved):  # each layer's Gram matrix computed once
-            shuffled = linear_cka_under_permutations(Xs, Ys, perms)
+            shuffled = linear_cka_under_permutations(Xs, Ys, perms, device=device)
         else:
             shuffled = np.array([_matrix(resolved, Xs, [Y[perm] for Y in Ys]) for perm in perms])
         null = (
@@ -176,7 +175,7 @@ def layer_map(
             halves = list(stats.resample_indices(rows.n, n_halves, scheme="half-sampling", rng=rng))
             maps = None
             if halves and _is_biased_linear_cka(resolved):  # gathered from full Gram matrices
-                maps = linear_cka_on_resamples(Xs, Ys, halves)
+                maps = linear_cka_on_resamples(Xs, Ys, halves, device=device)
             if maps is None:
                 maps = [_matrix(resolved, [X[idx] for X in Xs], [Y[idx] for Y in Ys])
                         for idx in halves]  # fmt: skip

@@ -8,6 +8,8 @@ from dataclasses import astuple, replace
 from functools import partial
 from typing import Any
 
+import torch
+
 from geomalign import metrics
 from geomalign._progress import progress_bar, reporting_to
 from geomalign.analysis._threads import kernel_threads
@@ -43,6 +45,7 @@ def analyze_store(
     min_prominence: float = 0.0,
     progress: bool = False,
     on_analysis: Callable[[str, ResultsTable], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> ResultsTable:
     """Run every analysis the store's views allow and return one table.
 
@@ -94,19 +97,28 @@ def analyze_store(
         Called as ``on_analysis(name, table)`` after each analysis with the rows so far (the
         abstraction phases are added last), e.g. to save them: an error in one analysis then
         loses only that analysis.
+    device : str or torch.device, default=None
+        Where the measures compute (e.g. ``"cuda"``): every measure, its null and resamples,
+        layer maps and streamed CKA (:func:`~geomalign.metrics.on_device`); the CPU when None.
+        Checked before any analysis starts.
 
     Returns
     -------
     ResultsTable
     """
     calibration = calibration or Calibration()
+    metrics.check_device(device)
     store = open_store(store)
-    resolved = [metrics.resolve(m) for m in measures]
+    resolved = [metrics.on_device(metrics.resolve(m), device) for m in measures]
     if not resolved:
         raise ValueError(f"measures: give at least one; available: {metrics.available()}.")
     two_view = [m for m in resolved if m.n_views == 2]
     one_view = [m for m in resolved if m.n_views == 1]
-    maps = two_view[:1] if map_measures is None else [metrics.resolve(m) for m in map_measures]
+    maps = (
+        two_view[:1]
+        if map_measures is None
+        else [metrics.on_device(metrics.resolve(m), device) for m in map_measures]
+    )
     checkpoints = list(store.checkpoints())
     if not checkpoints:
         raise ValueError(f"{store.path}: the store holds no checkpoint.")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from geomalign.analysis import Calibration, ResultsTable, analyze_store
 from geomalign.cli import COMMANDS, refuse_existing
+from geomalign.metrics import check_device
 
 
 def _view(text: str) -> tuple[str, str | None]:
@@ -126,6 +127,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="figure formats, comma-separated: png,pdf,svg (default png)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    parser.add_argument(
+        "--device", default=None, help="where the measures compute, e.g. cuda:0 (default cpu)"
+    )
     add_calibration_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -144,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         )
     results = args.out / "results.csv"
     refuse_existing(results, args.overwrite)
+    check_device(args.device, where="--device")
     args.out.mkdir(parents=True, exist_ok=True)
 
     def save(name: str, table: ResultsTable) -> None:
@@ -163,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         min_prominence=args.min_prominence,
         progress=True,
         on_analysis=save,
+        device=args.device,
     )
     written = write_results(table, args.out, formats=args.formats)
     print(written.summary.read_text(), end="")  # noqa: T201 - the command's output

@@ -6,6 +6,7 @@ intervals of registered measures are in :mod:`geomalign.stats`.
 """
 
 from geomalign.metrics._cka_stream import StreamingLinearCKA
+from geomalign.metrics._device import check_device, on_device
 from geomalign.metrics._errors import UndefinedMeasureError
 from geomalign.metrics._registry import Measure, available, get, register, resolve
 from geomalign.metrics.across_layers import LayerPairScore, best_layer_pair, outlier_clip_threshold
@@ -37,6 +38,7 @@ __all__ = [
     "UndefinedMeasureError",
     "available",
     "best_layer_pair",
+    "check_device",
     "cka",
     "cka_matrix",
     "cknna",
@@ -53,6 +55,7 @@ __all__ = [
     "modality_gap",
     "modality_gap_distance",
     "mutual_knn",
+    "on_device",
     "ot_distance",
     "ot_matching_accuracy",
     "outlier_clip_threshold",

@@ -29,7 +29,7 @@ def test_layer_map_null_unchanged(planted_store, monkeypatch):
     fast = layer_map(planted_store, *views, calibration=calibration)
     fresh = layer_maps_module.linear_cka_under_permutations
 
-    def reference(Xs, Ys, perms):
+    def reference(Xs, Ys, perms, device=None):
         assert fresh(Xs, Ys, perms).shape == (len(perms), len(Xs), len(Ys))
         return np.array([cka_matrix(Xs, [Y[perm] for Y in Ys]) for perm in perms])
 
@@ -69,7 +69,7 @@ def test_layer_map_stability_unchanged(planted_store, monkeypatch):
     calibration = Calibration(n_permutations=0, n_resamples=6)
     views = ("base", "image", "mean"), ("base", "text", "mean")
     fast = layer_map(planted_store, *views, calibration=calibration)
-    monkeypatch.setattr(layer_maps_module, "linear_cka_on_resamples", lambda *args: None)
+    monkeypatch.setattr(layer_maps_module, "linear_cka_on_resamples", lambda *a, **k: None)
     slow = layer_map(planted_store, *views, calibration=calibration)
     assert [(r.layer, r.layer_b, r.statistic, r.value) for r in fast] == [
         (r.layer, r.layer_b, r.statistic, r.value) for r in slow

@@ -107,3 +107,18 @@ def test_resampled_ot_options(options):
     fast = resampled_ot_distance(X, Y, **options)(rows)
     slow = [metrics.ot_distance(X[r], Y[r], **options) for r in rows]
     np.testing.assert_allclose(fast, slow, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", WITH_HELPER)
+def test_cpu_tensors_on_a_given_device_take_the_same_path(name):
+    m = metrics.on_device(metrics.get(name), "cpu")
+    X, Y = _pair(70)
+    views = (X,) if m.n_views == 1 else (X, Y)
+    rows = np.stack(list(stats.resample_indices(70, 3, scheme=m.resampling,
+                                                rng=np.random.default_rng(2))))  # fmt: skip
+    tensors = tuple(torch.from_numpy(V) for V in views)
+    np.testing.assert_allclose(
+        stats.resampled_values(m, tensors, rows),
+        stats.resampled_values(metrics.get(name), views, rows),
+        rtol=1e-12,
+    )

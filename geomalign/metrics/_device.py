@@ -1,0 +1,79 @@
+"""Measures bound to a compute device: every call, helper and accumulator of a measure on it."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+import torch
+
+from geomalign.metrics._registry import Measure, _Lazy
+
+__all__ = ["check_device", "on_device"]
+
+
+def check_device(
+    device: str | torch.device | None, *, where: str = "device"
+) -> torch.device | None:
+    """``device`` as a :class:`torch.device` that can hold tensors here, or None for None.
+
+    Raises ValueError naming ``where`` for a string torch does not parse, and for a CUDA (or
+    MPS) device that this machine does not have, before any work starts.
+    """
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"{where}: {device!r} is not a torch device ({error}).") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{where}: {device!r} asks for CUDA, but no CUDA device is available.")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"{where}: {device!r} asks for CUDA device {dev.index}; this machine has {count}."
+            )
+    try:
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError) as error:
+        raise ValueError(f"{where}: cannot place tensors on {device!r} ({error}).") from None
+    return dev
+
+
+def _takes_device(func: Any) -> bool:
+    if isinstance(func, _Lazy):
+        import importlib
+
+        func = getattr(importlib.import_module(func.module), func.attribute)
+    func = inspect.unwrap(func)
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "device" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def on_device(measure: Measure, device: str | torch.device | None) -> Measure:
+    """``measure`` computing on ``device``: its function, permutation and resampling helpers get
+    ``device=`` through its params, its layer-map matrix and streaming accumulator too.
+
+    ``device=None`` returns ``measure`` itself. A measure whose function takes no ``device``
+    argument is an error (a user measure registered without one).
+    """
+    dev = check_device(device)
+    if dev is None:
+        return measure
+    if not _takes_device(measure.func):
+        raise ValueError(
+            f"measure {measure.name!r} takes no device argument, so it cannot run on {dev}; "
+            "give its function a device= keyword or analyse without a device."
+        )
+    changes: dict[str, Any] = {"params": {**measure.params, "device": dev}}
+    if measure.matrix is not None:
+        changes["matrix"] = partial(measure.matrix, device=dev)
+    if measure.stream is not None:
+        changes["stream"] = partial(measure.stream, device=dev)
+    return replace(measure, **changes)
