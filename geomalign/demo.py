@@ -222,7 +222,7 @@ def _header(
         if len(seeds) > 1
         else ""
     )
-    seeded = f" ({len(seeds)} seeds: {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""
+    seeded = f", {len(seeds)} seeds: {', '.join(map(str, seeds))}" if len(seeds) > 1 else ""
     return (
         f"geomalign demo ({'small' if small else 'full'} testbed{seeded}): base = stage-1 "
         "LLaVA-style model (projector trained, LLM frozen), tuned = after visual instruction "

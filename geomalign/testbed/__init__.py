@@ -23,6 +23,9 @@ from geomalign.testbed.evaluation import (
     score_responses,
 )
 from geomalign.testbed.examples import Examples, TestbedData, make_testbed_data, scene_facts
+from geomalign.testbed.planted import PLANTED_KINDS, planted_blocks, tune_planted
+from geomalign.testbed.planted_study import PlantedStudy, planted_study
+from geomalign.testbed.recovery import Located, iou, recovered
 from geomalign.testbed.tokenizer import (
     CAPTION_INSTRUCTION,
     IMAGE_TOKEN,
@@ -37,7 +40,10 @@ __all__ = [
     "CAPTION_INSTRUCTION",
     "CHECKPOINTS",
     "IMAGE_TOKEN",
+    "PLANTED_KINDS",
     "Examples",
+    "Located",
+    "PlantedStudy",
     "ResponseScores",
     "Testbed",
     "TestbedConfig",
@@ -50,9 +56,14 @@ __all__ = [
     "evaluate_checkpoint",
     "evaluate_llm",
     "evaluate_vlm",
+    "iou",
     "make_testbed_data",
     "plain_prompt",
+    "planted_blocks",
+    "planted_study",
     "pretrain_vision",
+    "recovered",
     "scene_facts",
     "score_responses",
+    "tune_planted",
 ]
