@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 from geomalign.analysis import Calibration, ResultsTable, analyze_store
@@ -126,6 +127,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=["png"],
         help="figure formats, comma-separated: png,pdf,svg (default png)",
     )
+    parser.add_argument(
+        "--parquet",
+        action="store_true",
+        help="also write results.parquet (needs pyarrow: pip install 'geomalign[parquet]')",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     parser.add_argument(
         "--device", default=None, help="where the measures compute, e.g. cuda:0 (default cpu)"
@@ -149,6 +155,12 @@ def run(args: argparse.Namespace) -> int:
     results = args.out / "results.csv"
     refuse_existing(results, args.overwrite)
     check_device(args.device, where="--device")
+    if args.parquet:  # checked before the run, which may take hours
+        if importlib.util.find_spec("pyarrow") is None:
+            raise ValueError(
+                "--parquet needs pyarrow; install it: pip install 'geomalign[parquet]'."
+            )
+        refuse_existing(args.out / "results.parquet", args.overwrite)
     args.out.mkdir(parents=True, exist_ok=True)
 
     def save(name: str, table: ResultsTable) -> None:
@@ -171,9 +183,12 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     written = write_results(table, args.out, formats=args.formats)
+    tables = [written.table]
+    if args.parquet:
+        tables.append(table.to_parquet(args.out / "results.parquet"))
     print(written.summary.read_text(), end="")  # noqa: T201 - the command's output
     print(  # noqa: T201
-        f"wrote {written.table}, {written.summary} and "
+        f"wrote {', '.join(map(str, tables))}, {written.summary} and "
         f"{len(written.figures)} figures in {args.out / 'figures'}"
     )
     return 0

@@ -1,3 +1,7 @@
+import importlib.util
+
+import pytest
+
 from geomalign.analysis import ResultsTable
 from geomalign.cli import main
 
@@ -40,3 +44,25 @@ def test_analyze_then_plot(planted_store, tmp_path, capsys):
 
     assert main(["plot", str(out), "--formats", "svg", "--out", str(tmp_path / "svg")]) == 0
     assert (tmp_path / "svg" / "id-profile_id-twonn_image-mean.svg").exists()
+
+
+def test_analyze_parquet(planted_store, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "results"
+    argv = ["analyze", str(planted_store), "--measures", "cka-linear", "--out", str(out)]
+    argv += ["--permutations", "0", "--resamples", "0", "--map-measures", "", "--parquet"]
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else find_spec(name)
+    )
+    assert main(argv) == 1  # refused before any analysis runs
+    assert "--parquet needs pyarrow; install it: pip install 'geomalign[parquet]'" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
+    monkeypatch.undo()
+    pytest.importorskip("pyarrow")
+    assert main(argv) == 0
+    assert "results.parquet" in capsys.readouterr().out
+    assert ResultsTable.from_parquet(out / "results.parquet") == ResultsTable.from_csv(
+        out / "results.csv"
+    )
