@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,13 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from geomalign.analysis.layer_maps import map_of
-from geomalign.analysis.results import IDProfile
-from geomalign.analysis.table import ResultsTable, layer_number
+from geomalign.analysis.results import Estimate, IDProfile
+from geomalign.analysis.table import Result, ResultsTable, layer_number
 
 __all__ = [
     "FORMATS",
+    "calibration_caption",
+    "caption_title",
     "plot_curves",
     "plot_id_profiles",
     "plot_layer_map",
@@ -77,6 +79,38 @@ def _legend(ax: Axes, extra: list[tuple[Any, str]]) -> None:
         borderaxespad=0.0,
         frameon=False,
     )
+
+
+def _span(values: set[Any], fmt: str = "{}") -> str:
+    low, high = min(values), max(values)
+    return fmt.format(low) if low == high else f"{fmt.format(low)}–{fmt.format(high)}"
+
+
+def calibration_caption(rows: Iterable[Result | Estimate], *, unit: str = "samples") -> str:
+    """What the intervals and values of ``rows`` rest on, e.g. ``"95% CI, 200 resamples; n = 500
+    samples"``: from the ``confidence``, ``n_resamples`` and ``n_samples`` of the table rows or
+    typed estimates (a range where they differ); ``""`` when they have none of them."""
+    rows = list(rows)
+    parts = []
+    levels = {r.confidence for r in rows if r.confidence is not None}
+    resamples = {r.n_resamples for r in rows if r.n_resamples is not None}
+    if levels:
+        parts.append(
+            f"{_span(levels, '{:.0%}')} CI"
+            + (f", {_span(resamples)} resamples" if resamples else "")
+        )
+    elif any(r.ci_low is not None for r in rows):
+        parts.append("CI of unrecorded level")
+    samples = {r.n_samples for r in rows if r.n_samples is not None}
+    if samples:
+        parts.append(f"n = {_span(samples)} {unit}")
+    return "; ".join(parts)
+
+
+def caption_title(title: str, rows: Iterable[Result | Estimate], *, unit: str = "samples") -> str:
+    """``title`` with :func:`calibration_caption` of ``rows`` as its second line."""
+    caption = calibration_caption(rows, unit=unit)
+    return f"{title}\n{caption}" if caption else title
 
 
 def _band(ax: Axes, x: np.ndarray, rows: ResultsTable, colour: str) -> None:
@@ -164,7 +198,9 @@ def plot_curves(
         ax.set_ylabel(f"{measure}\n({_direction(kind)})")
     ax.set_xlabel(LAYER_AXIS)
     ax.set_xticks(sorted({layer_number(r) for r in rows}))
-    ax.set_title(_TITLES.get(analysis, analysis) + f" — {measure}", fontsize=11)
+    ax.set_title(
+        caption_title(_TITLES.get(analysis, analysis) + f" — {measure}", rows), fontsize=11
+    )
     extra: list[tuple[Any, str]] = []
     if any(r.ci_low is not None for r in rows):
         extra.append((Patch(color="grey", alpha=0.25), "confidence interval"))
@@ -256,7 +292,8 @@ def plot_layer_map(
         f"{measure} for every layer pair: {checkpoint}:{view} vs {checkpoint_b}:{view_b}\n"
         f"★ best column of each row, p < {_ALPHA} (max-over-layers permutation null)\n"
         "× best column, not significant or not tested"
-        + ("; % = share of half-samples with the\nsame best column" if stability else ""),
+        + ("; % = share of half-samples with the\nsame best column" if stability else "")
+        + (f"\n{found.n_samples} samples" if found.n_samples is not None else ""),
         fontsize=9,
     )
     return fig
@@ -312,7 +349,7 @@ def plot_id_profiles(
     ax.set_ylabel(f"intrinsic dimension ({measure})")
     ax.margins(y=0.12)  # room for the phase strips
     ax.set_xticks(sorted({layer_number(r) for r in rows}))
-    ax.set_title(f"Intrinsic dimension over layers — {view}", fontsize=11)
+    ax.set_title(caption_title(f"Intrinsic dimension over layers — {view}", rows), fontsize=11)
     extra: list[tuple[Any, str]] = []
     if any(r.ci_low is not None for r in rows):
         extra.append((Patch(color="grey", alpha=0.25), "confidence interval"))

@@ -101,6 +101,8 @@ def _curve_row(
         p_value=point.p_value,
         n_samples=n_samples,
         notes=notes,
+        confidence=point.confidence,
+        n_resamples=point.n_resamples,
     )
 
 

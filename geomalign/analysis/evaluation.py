@@ -238,7 +238,13 @@ def _evaluate(
         if boot is None:
             notes.append(f"no CI: undefined on a resample ({why})")
         else:
-            point = replace(point, ci_low=boot.ci_low, ci_high=boot.ci_high)
+            point = replace(
+                point,
+                ci_low=boot.ci_low,
+                ci_high=boot.ci_high,
+                confidence=boot.confidence,
+                n_resamples=boot.n_resamples,
+            )
             notes.append(f"{boot.confidence:.0%} CI: {boot.resampling} B={boot.n_resamples}")
     if notes:
         notes.append(f"seed={calibration.random_state}")
@@ -315,7 +321,10 @@ def paired_difference(
         f"{calibration.confidence:.0%} CI: paired half-sampling "
         f"B={calibration.n_resamples} seed={calibration.random_state}",
     )
-    return Estimate(value, low, high, p_value=p_value, notes="; ".join(notes))
+    return Estimate(
+        value, low, high, p_value=p_value, notes="; ".join(notes),
+        confidence=float(calibration.confidence), n_resamples=len(boot),
+    )  # fmt: skip
 
 
 def better(kind: str) -> int:

@@ -170,6 +170,8 @@ def id_profile(
                 ci_high=point.ci_high,
                 n_samples=rows.n,
                 notes=join_notes(point.notes, rows.note),
+                confidence=point.confidence,
+                n_resamples=point.n_resamples,
             )
         )
     log_undefined(table, str(view))

@@ -72,6 +72,8 @@ class Estimate:
     is how a table (e.g. one loaded from CSV) keeps it: :meth:`of` reads it back from there.
     ``seed_low``, ``seed_high`` and ``n_seeds`` are the between-seed spread of an estimate that
     stands for several checkpoints of one role (see :func:`~geomalign.analysis.seed_spread`).
+    ``confidence`` and ``n_resamples`` are the level of ``[ci_low, ci_high]`` and the number of
+    resamples it came from.
     """
 
     value: float
@@ -86,6 +88,8 @@ class Estimate:
     seed_low: float | None = None
     seed_high: float | None = None
     n_seeds: int | None = None
+    confidence: float | None = None
+    n_resamples: int | None = None
 
     @property
     def defined(self) -> bool:
@@ -103,6 +107,7 @@ class Estimate:
         return cls(
             row.value, row.ci_low, row.ci_high, row.null_mean, row.null_std, row.p_value,
             row.n_samples, row.notes, reason, row.seed_low, row.seed_high, row.n_seeds,
+            row.confidence, row.n_resamples,
         )  # fmt: skip
 
     def row(
@@ -126,22 +131,12 @@ class Estimate:
             checkpoint=checkpoint,
             view=view,
             layer=layer,
-            value=self.value,
             statistic=statistic,
             checkpoint_b=checkpoint_b,
             view_b=view_b,
             layer_b=layer_b,
             kind=kind,
-            ci_low=self.ci_low,
-            ci_high=self.ci_high,
-            null_mean=self.null_mean,
-            null_std=self.null_std,
-            p_value=self.p_value,
-            n_samples=self.n_samples,
-            notes=self.notes,
-            seed_low=self.seed_low,
-            seed_high=self.seed_high,
-            n_seeds=self.n_seeds,
+            **self.fields(),  # type: ignore[arg-type]
         )
 
     def fields(self) -> dict[str, object]:
@@ -158,6 +153,8 @@ class Estimate:
             "seed_low": self.seed_low,
             "seed_high": self.seed_high,
             "n_seeds": self.n_seeds,
+            "confidence": self.confidence,
+            "n_resamples": self.n_resamples,
         }
 
 

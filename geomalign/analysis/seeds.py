@@ -172,6 +172,8 @@ def _spread_row(rows: list[Result], role: str, role_b: str | None) -> Result:
         seed_low=float(values.min()) if len(values) else None,
         seed_high=float(values.max()) if len(values) else None,
         n_seeds=len(defined),
+        confidence=None if low is None else defined[0].confidence,
+        n_resamples=None if low is None else defined[0].n_resamples,
     )
 
 

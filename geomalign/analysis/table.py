@@ -75,6 +75,10 @@ class Result:
         seeds, beside the resampling interval ``ci_low, ci_high``.
     n_seeds : int or None
         Number of seeds behind such a row; None for a row of one checkpoint.
+    confidence : float or None
+        Level of the interval ``[ci_low, ci_high]`` (e.g. 0.95); None without an interval.
+    n_resamples : int or None
+        Number of resamples the interval was computed from.
     """
 
     analysis: str
@@ -98,15 +102,19 @@ class Result:
     seed_low: float | None = None
     seed_high: float | None = None
     n_seeds: int | None = None
+    confidence: float | None = None
+    n_resamples: int | None = None
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Result))
-_INT_COLUMNS = frozenset({"layer", "layer_b", "n_samples", "n_seeds"})
+_INT_COLUMNS = frozenset({"layer", "layer_b", "n_samples", "n_seeds", "n_resamples"})
 _FLOAT_COLUMNS = frozenset(
-    {"value", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "seed_low", "seed_high"}
-)
-# The last columns; tables written before they existed load with them empty.
-_SEED_COLUMNS = ("seed_low", "seed_high", "n_seeds")
+    {"value", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "seed_low", "seed_high",
+     "confidence"}
+)  # fmt: skip
+# Headers of tables written before the last columns existed (they load with those empty):
+# up to notes, then with the seed columns, then with the interval's level and resample count.
+_OLDER_HEADERS = (COLUMNS[: COLUMNS.index("notes") + 1], COLUMNS[: COLUMNS.index("n_seeds") + 1])
 _OPTIONAL_STR_COLUMNS = frozenset({"checkpoint_b", "view_b", "kind"})
 
 
@@ -308,18 +316,21 @@ class ResultsTable:
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike[str]) -> ResultsTable:
-        """Load a table written by :meth:`to_csv` (or any CSV with the same header)."""
+        """Load a table written by :meth:`to_csv` (or any CSV with the same header).
+
+        Tables written before the seed columns or the ``confidence`` and ``n_resamples`` columns
+        load with None there.
+        """
         path = Path(path)
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
-            older = COLUMNS[: -len(_SEED_COLUMNS)]  # a table written before the seed columns
-            columns = older if header is not None and tuple(header) == older else COLUMNS
-            if header is None or tuple(header) != columns:
+            if header is None or tuple(header) not in (COLUMNS, *_OLDER_HEADERS):
                 raise ValueError(
                     f"{path}: expected a results table whose header is {list(COLUMNS)}; "
                     f"got {header}."
                 )
+            columns = tuple(header)
             rows = []
             for line_no, cells in enumerate(reader, start=2):
                 where = f"{path}, line {line_no}"

@@ -104,6 +104,8 @@ class Curve:
             p_value=p_value,
             n_samples=len(self.task),
             notes=notes,
+            confidence=self.confidence,
+            n_resamples=len(self.resamples),
         )
 
     def importance(self) -> tuple[np.ndarray, np.ndarray]:
@@ -135,6 +137,8 @@ class Curve:
                 ci_low=low,
                 ci_high=high,
                 n_samples=len(self.task),
+                confidence=self.confidence,
+                n_resamples=len(self.resamples),
                 notes=f"importance {importance.mean(1)[peak]:.4g}; bootstrap peak in the "
                 f"middle third of the depth in {in_middle:.3f} of resamples",
             )

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from geomalign.analysis.effect_curves import EffectCurve
 from geomalign.analysis.table import ResultsTable
+from geomalign.plotting import caption_title
 
 __all__ = ["plot_effect_curves", "plot_probe_curves"]
 
@@ -55,7 +56,7 @@ def _panel(ax: Axes, curve: EffectCurve) -> None:
         color=colour,
         alpha=0.2,
         linewidth=0,
-        label="95% CI (paired, clustered bootstrap)",
+        label="CI (paired, clustered bootstrap)",
     )
     ax.plot(x, effect, color=colour, linewidth=1.5)
     significant = _column(w.effect.p_value for w in curve.windows) < _ALPHA
@@ -104,7 +105,9 @@ def _panel(ax: Axes, curve: EffectCurve) -> None:
                 label="bootstrap interval of the peak",
             )
         ax.axvline(peak.value, color=_PALETTE[1], linewidth=1, label=f"peak: layer {peak.value:g}")
-    ax.set_title(_TITLES.get(curve.analysis, curve.analysis), fontsize=10)
+    effects = [w.effect for w in curve.windows]
+    title = caption_title(_TITLES.get(curve.analysis, curve.analysis), effects, unit="items")
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel(
         _XLABELS.get(curve.analysis, "window centre (layer; block i outputs layer i + 1)")
     )
@@ -199,7 +202,8 @@ def plot_probe_curves(table: ResultsTable, *, width: float = 9.0) -> Figure:
                 linewidth=1,
                 label=f"chance ({chance.checkpoint})",
             )
-        ax.set_title(f"Linear probe: {measure.split('/', 1)[-1]}", fontsize=10)
+        title = f"Linear probe: {measure.split('/', 1)[-1]}"
+        ax.set_title(caption_title(title, rows), fontsize=10)
         ax.set_xlabel("layer (0 = embedding output, k = output of decoder block k)")
         ax.set_ylabel("cross-validated accuracy")
         ax.set_ylim(0.0, 1.02)

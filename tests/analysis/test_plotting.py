@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from geomalign.analysis import (
@@ -9,7 +11,13 @@ from geomalign.analysis import (
     layer_map,
     tuning_change_curve,
 )
-from geomalign.plotting import plot_curves, plot_layer_map, plot_results, save_figure
+from geomalign.plotting import (
+    calibration_caption,
+    plot_curves,
+    plot_layer_map,
+    plot_results,
+    save_figure,
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +99,26 @@ def test_bad_requests_raise(results, tmp_path):
     fig = plot_curves(results, analysis="cross-modal", measure="cka-linear")
     with pytest.raises(ValueError, match=r"x\.tiff: unsupported figure format 'tiff'"):
         save_figure(fig, tmp_path / "x.tiff")
+
+
+def test_titles_carry_the_interval_level_resamples_and_n_from_the_columns(results, planted_store):
+    rows = results.select(analysis="cross-modal")
+    assert {(r.confidence, r.n_resamples) for r in rows} == {(0.95, 5)}
+    n = rows[0].n_samples
+    title = plot_curves(results, analysis="cross-modal", measure="cka-linear").axes[0].get_title()
+    assert title.endswith(f"\n95% CI, 5 resamples; n = {n} samples")
+    # the columns are read, not the notes: a table whose notes say otherwise keeps its caption
+    other = ResultsTable(replace(r, notes="99% CI: bootstrap B=3") for r in rows)
+    title = plot_curves(other, analysis="cross-modal", measure="cka-linear").axes[0].get_title()
+    assert title.endswith(f"95% CI, 5 resamples; n = {n} samples")
+    cal = Calibration(n_permutations=0, n_resamples=7, confidence=0.9)
+    curve = cross_modal_curve(planted_store, "base", measures="cka-linear", calibration=cal)
+    title = plot_curves(curve, analysis="cross-modal", measure="cka-linear").axes[0].get_title()
+    assert title.endswith(f"90% CI, 7 resamples; n = {n} samples")
+    mixed = ResultsTable([*rows, replace(rows[0], layer=99, confidence=0.8, n_resamples=9)])
+    assert calibration_caption(mixed) == f"80%–95% CI, 5–9 resamples; n = {n} samples"
+    assert calibration_caption(ResultsTable([replace(rows[0], confidence=None)])).startswith(
+        "CI of unrecorded level"
+    )
+    profile = results.select(analysis="id-profile")
+    assert calibration_caption(profile) == f"n = {profile[0].n_samples} samples"  # no CIs

@@ -106,3 +106,17 @@ def test_rejects_non_result_rows_and_bad_types():
         ResultsTable([{"value": 1}])
     with pytest.raises(TypeError, match=r"Result.layer must be an integer"):
         ResultsTable([Result("a", "m", "c", "v", 1.5, 0.0)])
+
+
+def test_interval_level_and_resamples_round_trip_and_older_tables_load(tmp_path):
+    row = Result("cross-modal", "cka-linear", "base", "image/mean", 1, 0.5, ci_low=0.4,
+                 ci_high=0.6, confidence=0.9, n_resamples=200)  # fmt: skip
+    table = ResultsTable([row])
+    assert ResultsTable.from_csv(table.to_csv(tmp_path / "new.csv")) == table
+    # a table written before the two columns existed: the header and cells end at notes
+    old = tmp_path / "old.csv"
+    lines = table.to_csv(old).read_text().splitlines()
+    kept = COLUMNS.index("notes") + 1
+    old.write_text("\n".join(",".join(line.split(",")[:kept]) for line in lines) + "\n")
+    (loaded,) = ResultsTable.from_csv(old)
+    assert (loaded.ci_low, loaded.confidence, loaded.n_resamples) == (0.4, None, None)

@@ -58,6 +58,8 @@ def test_intervention_effects_gathers_every_curve():
     assert len(knockout) == 2 * 2 * (N_LAYERS - 1)  # tasks x checkpoints x windows of width 2
     fig = plot_effect_curves(curves)
     assert len(fig.axes) == 6  # one panel per curve: 2 tasks x (transplant + 2 knockouts)
+    level, resamples = FAST.get("confidence", 0.95), FAST["n_resamples"]
+    assert fig.axes[0].get_title().endswith(f"\n{level:.0%} CI, {resamples} resamples; n = 4 items")
     with pytest.raises(ValueError, match="analyses must be a non-empty subset"):
         intervention_effects(base, tuned, tasks, analyses=["transplant"])
     with pytest.raises(ValueError, match="visual_checkpoints must be"):
