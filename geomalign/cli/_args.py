@@ -26,6 +26,16 @@ def layer_list(text: str) -> str | list[int]:
     return layers
 
 
+def modality_view(text: str) -> tuple[str, str | None]:
+    """``MODALITY[/POOLING]``, e.g. ``image`` or ``text/mean``; no pooling gives None."""
+    modality, _, pooling = text.partition("/")
+    if not modality or "/" in pooling:
+        raise argparse.ArgumentTypeError(
+            f"expected MODALITY or MODALITY/POOLING such as text/mean; got {text!r}"
+        )
+    return modality, pooling or None
+
+
 def view(text: str) -> tuple[str, str]:
     """``MODALITY/POOLING``, e.g. ``text/mean``."""
     modality, sep, pooling = text.partition("/")

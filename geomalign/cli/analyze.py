@@ -8,25 +8,17 @@ from pathlib import Path
 
 from geomalign.analysis import Calibration, ResultsTable, analyze_store
 from geomalign.cli import COMMANDS, refuse_existing
+from geomalign.cli._args import modality_view, names
 from geomalign.metrics import check_device
-
-
-def _view(text: str) -> tuple[str, str | None]:
-    modality, _, pooling = text.partition("/")
-    return modality, pooling or None
-
-
-def _names(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def _role(text: str) -> tuple[str, list[str]]:
     role, sep, members = text.partition("=")
-    if not sep or not role.strip() or not _names(members):
+    if not sep or not role.strip() or not names(members):
         raise argparse.ArgumentTypeError(
             f"expected ROLE=CHECKPOINT,CHECKPOINT,... (e.g. tuned=tuned-s0,tuned-s1); got {text!r}"
         )
-    return role.strip(), _names(members)
+    return role.strip(), names(members)
 
 
 def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("store", help="an activation store (.h5)")
     parser.add_argument(
         "--measures",
-        type=_names,
+        type=names,
         required=True,
         help="comma-separated registry names, e.g. cka-linear,mutual-knn,ot-sinkhorn,id-gride",
     )
@@ -90,7 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--map-measures",
-        type=_names,
+        type=names,
         default=None,
         help="measures for layer x layer maps (default: the first two-view measure; '' for none)",
     )
@@ -110,7 +102,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     for side, what in (("image", "image"), ("text", "caption")):
         parser.add_argument(
             f"--{side}",
-            type=_view,
+            type=modality_view,
             default=(side, None),
             metavar="MODALITY[/POOL]",
             help=f"{what} view (default: {side} with mean or last pooling)",
@@ -123,7 +115,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--formats",
-        type=_names,
+        type=names,
         default=["png"],
         help="figure formats, comma-separated: png,pdf,svg (default png)",
     )

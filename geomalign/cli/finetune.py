@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 from geomalign.cli import COMMANDS, refuse_existing
+from geomalign.cli._args import names
 from geomalign.testbed import TestbedConfig
 from geomalign.tuning.selection import REFERENCE_KINDS, RULES
 
@@ -116,7 +117,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
         raise ValueError("--model needs --data (the training rows)")
     kinds = ["window" if args.lora_rank is None else "lora-window"]
     if args.compare is not None:
-        kinds = [k.strip() for k in args.compare.split(",") if k.strip()]
+        kinds = names(args.compare)
         if not kinds or any(k not in KINDS for k in kinds):
             raise ValueError(f"--compare takes kinds among {','.join(KINDS)}; got {args.compare!r}")
     train = load_instructions(args.data, image_root=args.image_root)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from geomalign.cli import COMMANDS, refuse_existing
+from geomalign.cli._args import names
 from geomalign.interventions.effects import ANALYSES
 
 if TYPE_CHECKING:
@@ -23,13 +24,9 @@ if TYPE_CHECKING:
     from geomalign.analysis.table import ResultsTable
 
 
-def _names(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 def _ints(text: str) -> list[int]:
     try:
-        return [int(t) for t in _names(text)]
+        return [int(t) for t in names(text)]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers; got {text!r}"
@@ -123,21 +120,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--subsample", action="store_true", help="with --limit: a random subset seeded by --seed"
     )
     curves.add_argument(
-        "--benchmarks",
-        type=_names,
+        "--testbed-benchmarks",
+        type=names,
         default=[],
         help="--testbed: held-out sets scored by generation, among qa,text-qa,choice,caption",
     )
     curves.add_argument("--cache-dir", type=Path, default=None, help="testbed cache folder")
     curves.add_argument(
-        "--tasks",
-        type=_names,
+        "--testbed-tasks",
+        type=names,
         default=None,
-        help="teacher-forced testbed sets: qa,caption (default both)",
+        help="--testbed: held-out sets scored teacher-forced, among qa,caption (default both)",
     )
     curves.add_argument(
         "--analyses",
-        type=_names,
+        type=names,
         default=list(ANALYSES),
         help=f"comma-separated, among {','.join(ANALYSES)} (default all)",
     )
@@ -151,7 +148,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     curves.add_argument(
         "--visual-on",
-        type=_names,
+        type=names,
         default=["tuned"],
         help="checkpoints for image-token interventions: base,tuned",
     )
@@ -177,10 +174,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     probes = actions.add_parser("probes", help="per-layer linear probes on an activation store")
     probes.add_argument("store", type=Path, help="an activation store (.h5)")
     probes.add_argument("--checkpoint", required=True, help="checkpoint in the store")
-    probes.add_argument("--labels", type=_names, required=True, help="label columns, e.g. colour_0")
+    probes.add_argument("--labels", type=names, required=True, help="label columns, e.g. colour_0")
     probes.add_argument(
         "--views",
-        type=_names,
+        type=names,
         default=["text/mean", "image/mean"],
         help="pooled views, comma-separated (default text/mean,image/mean)",
     )
@@ -215,8 +212,8 @@ def run_curves(args: argparse.Namespace) -> int:
         image_dir=args.image_dir,
         template=args.template,
         cache_dir=args.cache_dir,
-        tasks=args.tasks,
-        benchmarks=args.benchmarks,
+        tasks=args.testbed_tasks,
+        benchmarks=args.testbed_benchmarks,
         task_files=args.task_files,
         annotations=args.annotations,
         prompting={

@@ -7,10 +7,7 @@ from pathlib import Path
 
 from geomalign.analysis import ResultsTable
 from geomalign.cli import COMMANDS
-
-
-def _names(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+from geomalign.cli._args import names
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--formats",
-        type=_names,
+        type=names,
         default=["png"],
         help="figure formats, comma-separated: png,pdf,svg (default png)",
     )

@@ -237,7 +237,7 @@ def run_effect_curves(
     """
     from transformers import AutoProcessor
 
-    from geomalign.data import load_coco_captions, load_folder
+    from geomalign.data import load_pairs
     from geomalign.interventions.benchmark_layouts import load_task
     from geomalign.interventions.prompted import prompt_task
     from geomalign.interventions.tasks import (
@@ -279,13 +279,7 @@ def run_effect_curves(
             bench = bench.sample(limit, random_state=seed)  # type: ignore[arg-type]
             task_data.append(prompt_task(bench, loaded, **prompt_options))  # type: ignore[arg-type]
         if data is not None:
-            path = os.fspath(data)
-            if path.lower().endswith(".json"):
-                if image_dir is None:
-                    raise ValueError("a COCO-captions .json needs image_dir.")
-                pairs = load_coco_captions(path, image_dir)
-            else:
-                pairs = load_folder(path, image_dir)
+            pairs = load_pairs(data, image_dir)
             n = len(pairs) if max_images is None else min(int(max_images), len(pairs))
             task_data.append(
                 caption_task(

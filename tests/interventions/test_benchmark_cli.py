@@ -113,8 +113,8 @@ def test_testbed_benchmarks_from_the_cli(tmp_path, monkeypatch):
     monkeypatch.setattr(TestbedConfig, "small", classmethod(lambda cls, *, seed=0: TINY_TESTBED))
     argv = [
         "intervene", "curves", "--testbed", "small", "--cache-dir", str(tmp_path / "cache"),
-        "--tasks", "", "--benchmarks", "qa,caption", "--max-images", "2", "--analyses", "skip",
-        "--resamples", "20", "--permutations", "20",
+        "--testbed-tasks", "", "--testbed-benchmarks", "qa,caption", "--max-images", "2",
+        "--analyses", "skip", "--resamples", "20", "--permutations", "20",
     ]  # fmt: skip
     table, _ = run_intervene(argv, tmp_path / "out", "effects")
     assert table.unique("measure") == ["qa-exact", "caption-cider"]

@@ -144,8 +144,6 @@ def test_curves_cli_on_saved_checkpoints(tmp_path):
         str(tmp_path / "tuned"),
         "--data",
         str(tmp_path / "pairs.jsonl"),
-        "--tasks",
-        "caption",
         "--analyses",
         "transplant-cumulative,skip",
         "--resamples",
@@ -159,5 +157,5 @@ def test_curves_cli_on_saved_checkpoints(tmp_path):
     references = table.select(analysis="transplant-cumulative", statistic="reference")
     assert cumulative[0].value == references[0].value  # no block moved: the base model
     assert cumulative[-1].value == references[1].value  # every block moved: the tuned model
-    qa = [*argv[: argv.index("--tasks")], "--tasks", "qa", "--out", str(tmp_path / "qa")]
+    qa = [*argv[: argv.index("--out")], "--testbed-tasks", "qa", "--out", str(tmp_path / "qa")]
     assert main(qa) == 1  # QA needs the testbed
