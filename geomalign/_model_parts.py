@@ -103,6 +103,22 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     return decoder_model(model).layers  # type: ignore[return-value]
 
 
+def input_embeddings(model: nn.Module) -> nn.Module | None:
+    """The model's input embedding module (``get_input_embeddings()``); None without one."""
+    return _module_from(model, "get_input_embeddings")
+
+
+def output_embeddings(model: nn.Module) -> nn.Module | None:
+    """The model's output head (``get_output_embeddings()``); None without one."""
+    return _module_from(model, "get_output_embeddings")
+
+
+def _module_from(model: nn.Module, getter: str) -> nn.Module | None:
+    method = getattr(model, getter, None)
+    module = method() if callable(method) else None
+    return module if isinstance(module, nn.Module) else None
+
+
 def check_window(blocks: object, n_blocks: int, *, name: str = "blocks") -> list[int]:
     """Return the decoder block indices of a window as a sorted list of distinct ints.
 

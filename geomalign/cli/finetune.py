@@ -128,7 +128,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
         raise ValueError("--compare scores every run: give held-out rows with --eval-data")
     n_blocks = count_blocks(args.model)
     window = window_from_args(args, n_blocks)
-    if window == "all":
+    if not isinstance(window, range):  # "all"
         kinds, window = ["full"], range(n_blocks)
     comparison = compare_runs(
         args.model,
@@ -171,7 +171,7 @@ def _run_testbed(args: argparse.Namespace) -> int:
         PRESETS[args.preset](seed=args.seed), cache_dir=args.cache_dir, device=args.device or "cpu"
     )
     blocks = window_from_args(args, testbed.config.text_layers)
-    if blocks == "all":
+    if isinstance(blocks, str):  # "all"
         raise ValueError("the testbed comparison always has a full run: give a window A-B")
     comparison = compare_windows(
         testbed,

@@ -52,7 +52,7 @@ class PairedDataset(Sequence[Pair]):
         captions: Sequence[str],
         load_image: Callable[[int], Image.Image] | None = None,
         *,
-        labels: Mapping[str, Sequence[object]] | None = None,
+        labels: Mapping[str, Sequence[object] | np.ndarray] | None = None,
         source: str = "memory",
     ) -> None:
         self.ids = [str(i) for i in ids]

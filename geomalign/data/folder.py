@@ -108,7 +108,8 @@ def load_folder(
     if image_column is not None and image_column not in present:
         logger.info("%s: no %r column; a captions-only dataset", source, image_column)
         image_column = None
-    if id_column is None and image_column is None:
+    id_key = id_column if id_column is not None else image_column
+    if id_key is None:
         raise ValueError(f"{source}: a captions-only table needs an id column.")
     required = [c for c in (id_column, image_column, caption_column) if c is not None]
     labels_from = _label_sources(columns, present, required, label_columns, source)
@@ -118,7 +119,7 @@ def load_folder(
             raise ValueError(
                 f"{source}, line {line}: missing column(s) {absent}; the row has {sorted(row)}."
             )
-    ids = [str(row[id_column if id_column is not None else image_column]) for _, row in rows]
+    ids = [str(row[id_key]) for _, row in rows]
     labels = {
         name: _column([row[column] for _, row in rows], parse=suffix == ".csv")
         for name, column in labels_from.items()
@@ -189,7 +190,7 @@ def _column(values: list[object], *, parse: bool) -> np.ndarray:
     if parse:
         for kind in (int, float):
             try:
-                return np.array([kind(v) for v in values])
+                return np.array([kind(str(v)) for v in values])
             except ValueError:
                 continue
     return np.array(values)

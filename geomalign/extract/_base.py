@@ -134,7 +134,7 @@ class Adapter(abc.ABC):
             if layers != "all":
                 raise ValueError(f"layers must be 'all' or a sequence of ints; got {layers!r}.")
             return list(range(self.n_layers))
-        resolved = []
+        resolved: list[int] = []
         for layer in layers:
             if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
                 raise TypeError(f"layers must hold ints; got {layer!r} in {list(layers)}.")

@@ -36,7 +36,7 @@ def view_keys(adapter: Adapter, modality: str, poolings: Sequence[str]) -> list[
     without parts, give one view named ``modality``.
     """
     parts = adapter.regions(modality)
-    keys = []
+    keys: list[ViewKey] = []
     for pooling in poolings:
         if parts and pooling in REGION_POOLINGS:
             keys.extend(ViewKey(f"{modality}-{part}", pooling, part) for part in parts)
@@ -115,7 +115,9 @@ def pool(
         region = batch.region.to(device)[rows]
         out = [h[rows][region].float() for h in states]
     elif pooling in ("last", "first", "random"):
-        positions = token_positions(batch, pooling, rows.cpu(), seeds).to(device)
+        picked = token_positions(batch, pooling, rows.cpu(), seeds)
+        assert picked is not None  # one position per row for these poolings
+        positions = picked.to(device)
         out = [h[rows, positions].float() for h in states]
     else:
         raise ValueError(f"pooling must be one of {list(POOLINGS)}; got {pooling!r}.")

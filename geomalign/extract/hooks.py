@@ -111,7 +111,7 @@ class ModuleAdapter(Adapter):
         captured: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
 
         def recorder(layer: int) -> Callable:
-            def hook(module: nn.Module, args: tuple, output: object) -> None:
+            def hook(module: nn.Module, args: tuple, output: torch.Tensor | tuple) -> None:
                 captured[layer].append(output if isinstance(output, torch.Tensor) else output[0])
 
             return hook

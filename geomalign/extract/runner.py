@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -212,14 +213,15 @@ def extract(
         overwrite=overwrite,
         resume=resume,
     ) as store:
+        # the model's provenance (model, revision, dtype, template, ...) and its weights' hash
+        recorded: dict[str, Any] = {**_weights_record(adapter), **adapter.provenance()}
         with store.transaction():  # the checkpoint and its views appear in one atomic step
             store.add_checkpoint(
                 checkpoint_name,
                 n_layers=adapter.n_layers,
                 hidden_size=adapter.hidden_size,
                 random_state=random_state,
-                **_weights_record(adapter),
-                **adapter.provenance(),
+                **recorded,
             )
             for modality in modalities:
                 for view in view_keys(adapter, modality, poolings):
@@ -291,7 +293,7 @@ def _run_batch(
     dataset: PairedDataset,
     checkpoint: str,
     modality: str,
-    needed: Mapping[str, np.ndarray],
+    needed: Mapping[ViewKey, np.ndarray],
     chunk: np.ndarray,
     *,
     layers: list[int],
@@ -338,8 +340,9 @@ def _create_view(
 ) -> None:
     counts = None
     key = (checkpoint, view.modality, view.pooling)
-    if view.pooling == "none" and key in store.views():
-        counts = np.diff(store.row_offsets(*key))
+    offsets = store.row_offsets(*key) if key in store.views() else None
+    if view.pooling == "none" and offsets is not None:
+        counts = np.diff(offsets)
     elif view.pooling == "none":
         # a token view is allocated in full up front: count every sample's region tokens
         counts = np.zeros(len(dataset), dtype=np.int64)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,9 @@ def export_view(
             del array
             return [out]
         with zipfile.ZipFile(out, "w", allowZip64=True) as archive:
-            members = [(f"layer_{n}", lambda n=n: layer(n)) for n in chosen]
+            members: list[tuple[str, Callable[[], np.ndarray]]] = [
+                (f"layer_{n}", functools.partial(layer, n)) for n in chosen
+            ]
             members.append(("ids", lambda: np.array(samples["ids"], dtype=str)))
             if samples["captions"] is not None:
                 members.append(("captions", lambda: np.array(samples["captions"], dtype=str)))

@@ -6,6 +6,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -143,7 +144,7 @@ def import_activations(
     src = open_source(source, format=format, layout=layout, layers=layers, key=key, columns=columns)
     store_path = Path(store_path)
     ids, texts = _samples(src, store_path, sample_ids, captions, overwrite)
-    provenance = {
+    provenance: dict[str, Any] = {
         "model": model or f"imported from {Path(source)}",
         "dtype": store_dtype,
         "hidden_size": src.dim,

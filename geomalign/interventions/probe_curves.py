@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from contextlib import nullcontext
+from typing import TypedDict
 
 import numpy as np
 
@@ -14,6 +15,15 @@ from geomalign.interventions.probes import ProbeResult, probe_accuracy, transfer
 from geomalign.store import ActivationStore
 
 __all__ = ["probe_curves"]
+
+
+class _ProbeOptions(TypedDict):
+    """The options every probe of a curve gets."""
+
+    n_splits: int
+    C: float
+    n_permutations: int
+    random_state: int
 
 
 def _split_view(view: str) -> tuple[str, str]:
@@ -87,7 +97,7 @@ def probe_curves(
         raise ValueError(f"views must be distinct and non-empty; got {list(views)}.")
     if not names:
         raise ValueError("labels must name at least one label column.")
-    options = {
+    options: _ProbeOptions = {
         "n_splits": n_splits,
         "C": C,
         "n_permutations": n_permutations,
@@ -158,7 +168,7 @@ def _row(
     view: str,
     layer: int,
     result: ProbeResult,
-    options: dict[str, object],
+    options: _ProbeOptions,
     view_b: str | None = None,
 ) -> Result:
     return Result(

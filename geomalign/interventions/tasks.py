@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -14,6 +14,7 @@ from geomalign.interventions.scoring import TaskData, make_task, task_from_label
 
 if TYPE_CHECKING:  # the testbed needs transformers, an optional dependency
     from geomalign.testbed import Testbed
+    from geomalign.testbed.examples import Examples
 
 __all__ = [
     "HELD_OUT_BENCHMARKS",
@@ -33,7 +34,7 @@ LLAVA_CAPTION_TEMPLATE = (
 
 
 def caption_task(
-    processor: object,
+    processor: Any,
     dataset: PairedDataset,
     *,
     template: str = LLAVA_CAPTION_TEMPLATE,
@@ -141,11 +142,16 @@ def held_out_tasks(
         raise ValueError(f"max_images must be a positive int or None; got {max_images!r}.")
     data = testbed.data()
     ids = data.test.pairs.ids
-    sources = {"qa": (data.qa_eval, "exact-match"), "caption": (data.caption_eval, "loglik")}
+    sources: dict[str, tuple[Examples, Literal["loglik", "exact-match"]]] = {
+        "qa": (data.qa_eval, "exact-match"),
+        "caption": (data.caption_eval, "loglik"),
+    }
     out = []
     for name in tasks:
         examples, metric = sources[name]
-        image_index = examples.image_index
+        image_index, pixel_values = examples.image_index, examples.pixel_values
+        if image_index is None or pixel_values is None:
+            raise ValueError(f"the testbed's {name!r} set holds no images.")
         keep = torch.arange(len(examples))
         if max_images is not None:
             keep = keep[image_index < int(max_images)]
@@ -156,8 +162,8 @@ def held_out_tasks(
                 examples.input_ids[keep],
                 examples.attention_mask[keep],
                 examples.labels[keep],
-                examples.pixel_values,
-                metric=metric,  # type: ignore[arg-type]
+                pixel_values,
+                metric=metric,
                 image_index=image_index[keep],
                 item_ids=[
                     f"{image}/{name}{row}" for row, image in zip(keep.tolist(), images, strict=True)

@@ -31,7 +31,13 @@ from typing import Literal
 import torch
 from torch import nn
 
-from geomalign._model_parts import check_window, decoder_model
+from geomalign._model_parts import (
+    check_window,
+    decoder_layers,
+    decoder_model,
+    input_embeddings,
+    output_embeddings,
+)
 
 __all__ = ["LayerTransplant", "block_windows"]
 
@@ -104,15 +110,13 @@ def _prefix_of(model: nn.Module, target: nn.Module) -> str:
 def _part_names(model: nn.Module) -> dict[str, str]:
     """Map each state-dict key of ``model`` to its part: "block:<i>", "input" or "output"."""
     decoder = decoder_model(model)
-    layers_prefix = _prefix_of(model, decoder.layers) + "."
+    layers_prefix = _prefix_of(model, decoder_layers(model)) + "."
     output_prefixes = []
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if isinstance(head, nn.Module):
+    head = output_embeddings(model)
+    if head is not None:
         output_prefixes.append(_prefix_of(model, head) + ".")
     decoder_prefix = _prefix_of(model, decoder)
-    embeddings = (
-        decoder.get_input_embeddings() if hasattr(decoder, "get_input_embeddings") else None
-    )
+    embeddings = input_embeddings(decoder)
     for name, child in decoder.named_children():
         if child is decoder.layers or child is embeddings:
             continue
@@ -178,6 +182,7 @@ class LayerTransplant:
             raise ValueError(f"shell must be one of {list(_SHELLS)}; got {shell!r}.")
         if not isinstance(base, nn.Module):
             raise TypeError(f"base must be a torch.nn.Module; got {type(base).__name__}.")
+        tuned_state: Mapping[str, torch.Tensor]
         if isinstance(tuned, nn.Module):
             tuned_state = tuned.state_dict()
         elif isinstance(tuned, Mapping):
@@ -197,7 +202,7 @@ class LayerTransplant:
                 "base and tuned must have the same state-dict keys; tuned lacks "
                 f"{missing[:5]} and has extra {extra[:5]}."
             )
-        self.n_blocks = len(decoder_model(base).layers)
+        self.n_blocks = len(decoder_layers(base))
         self._base: dict[str, torch.Tensor] = {}
         self._tuned: dict[str, torch.Tensor] = {}
         self._keys: dict[str, list[str]] = {}

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,40 +76,40 @@ def merge_stores(
         raise TypeError(f"paths must be a sequence of store paths; got {type(paths).__name__}.")
     if not paths:
         raise ValueError("paths is empty; give at least one store to merge.")
-    paths = [Path(p) for p in paths]
-    out = Path(out)
+    inputs = [Path(p) for p in paths]
+    target = Path(out)
     seen: dict[Path, Path] = {}
-    for path in paths:
+    for path in inputs:
         key = path.resolve()
         if key in seen:
             raise ValueError(f"{path}: given twice in paths (also as {seen[key]}).")
         seen[key] = path
-    if out.resolve() in seen:
-        raise ValueError(f"{out}: the output is one of the inputs; merge into a new file.")
-    if out.exists() and not overwrite:
-        raise StoreError(f"{out}: file exists; pass overwrite=True to replace it.")
-    if not out.parent.is_dir():
-        raise StoreError(f"{out}: folder {out.parent} does not exist.")
+    if target.resolve() in seen:
+        raise ValueError(f"{target}: the output is one of the inputs; merge into a new file.")
+    if target.exists() and not overwrite:
+        raise StoreError(f"{target}: file exists; pass overwrite=True to replace it.")
+    if not target.parent.is_dir():
+        raise StoreError(f"{target}: folder {target.parent} does not exist.")
     if not working_memory > 0:
         raise ValueError(f"working_memory must be a positive number of MiB; got {working_memory}.")
 
     stores: list[ActivationStore] = []
     try:
-        for path in paths:
+        for path in inputs:
             stores.append(ActivationStore(path))
         layouts = _check_alike(stores)
-        clean_stale_partials(out)  # left by merges that were killed
-        tmp = partial_path(out)
+        clean_stale_partials(target)  # left by merges that were killed
+        tmp = partial_path(target)
         try:
-            _write_merged(stores, layouts, tmp, out, int(working_memory * (1 << 20)))
-            os.replace(tmp, out)
-            fsync_dir(out.parent)
+            _write_merged(stores, layouts, tmp, target, int(working_memory * (1 << 20)))
+            os.replace(tmp, target)
+            fsync_dir(target.parent)
         finally:
             tmp.unlink(missing_ok=True)
     finally:
         for store in stores:
             store.close()
-    return out
+    return target
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -210,7 +211,7 @@ def _write_merged(
     ) as merged:
         with merged.transaction():
             for name, attrs in _provenance(ref).items():
-                facts = {k: v for k, v in attrs.items() if k not in _STORE_OWNED}
+                facts: dict[str, Any] = {k: v for k, v in attrs.items() if k not in _STORE_OWNED}
                 merged.add_checkpoint(name, **facts)
             for view, (info, offsets) in layouts.items():
                 merged.create_view(

@@ -121,7 +121,7 @@ class ActivationStore(Transactions):
         sample_ids: Sequence[str],
         *,
         captions: Sequence[str] | None = None,
-        labels: Mapping[str, Sequence[object]] | None = None,
+        labels: Mapping[str, Sequence[object] | np.ndarray] | None = None,
         overwrite: bool = False,
         resume: bool = False,
     ) -> ActivationStore:
@@ -311,7 +311,7 @@ class ActivationStore(Transactions):
         layers: Sequence[int],
         dim: int,
         dtype: str = "float16",
-        tokens_per_sample: Sequence[int] | None = None,
+        tokens_per_sample: Sequence[int] | np.ndarray | None = None,
         compression: str | None = None,
     ) -> ViewInfo:
         """Allocate the rows of one view; a no-op if it exists with the same shape and dtype.

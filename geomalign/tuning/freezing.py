@@ -20,6 +20,8 @@ from geomalign._model_parts import (
     decoder_layers,
     decoder_model,
     find_module,
+    input_embeddings,
+    output_embeddings,
     projector_module,
 )
 
@@ -142,7 +144,12 @@ def set_trainable(
     if projector:
         parts.append(projector_module(model))
     if embeddings:
-        parts.append(model.get_input_embeddings())
+        module = input_embeddings(model)
+        if module is None:
+            raise ValueError(
+                f"embeddings=True but {type(model).__name__} has no input embeddings to train."
+            )
+        parts.append(module)
     if head:
         parts.extend(_head_modules(model))
     model.requires_grad_(False)
@@ -156,8 +163,8 @@ def _head_modules(model: nn.Module) -> list[nn.Module]:
     norm = getattr(decoder_model(model), "norm", None)
     if isinstance(norm, nn.Module):
         modules.append(norm)
-    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if isinstance(output, nn.Module):
+    output = output_embeddings(model)
+    if output is not None:
         modules.append(output)
     return modules
 
@@ -176,8 +183,7 @@ def _owners(model: nn.Module) -> dict[int, tuple[str, int | None]]:
         claim(layer, "blocks", index)
     claim(find_module(model, PROJECTOR_PATHS), "projector")
     claim(find_module(model, _VISION_PATHS), "vision")
-    if hasattr(model, "get_input_embeddings"):
-        claim(model.get_input_embeddings(), "embeddings")
+    claim(input_embeddings(model), "embeddings")
     for module in _head_modules(model):
         claim(module, "head")
     return owners

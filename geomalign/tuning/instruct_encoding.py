@@ -167,7 +167,10 @@ def encode(
             image = file.convert("RGB")
         inputs = processor(text=text, images=image, return_tensors="pt")
         expanded = inputs["input_ids"][0].tolist()
-        labels = _expand(ids, labels, expanded, _image_token_id(processor), row)
+        image_id = _image_token_id(processor)
+        if image_id is None:
+            raise ValueError(f"{row.where()}: the processor has no image token to expand")
+        labels = _expand(ids, labels, expanded, image_id, row)
         ids = expanded
         extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
     if max_length is not None and len(ids) > max_length:

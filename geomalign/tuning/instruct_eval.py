@@ -84,9 +84,10 @@ def evaluate_instructions(
 
 
 def _answer(
-    model: nn.Module, row: Conversation, processor: Any, max_new_tokens: int, device: torch.device
+    model: Any, row: Conversation, processor: Any, max_new_tokens: int, device: torch.device
 ) -> str:
-    """Greedy answer to the last question of ``row``, given the turns before it."""
+    """Greedy answer to the last question of ``row``, given the turns before it (``model``: a
+    transformers model with ``generate``)."""
     tokenizer = getattr(processor, "tokenizer", processor)
     prompt, _ = render(row, processor, until=len(row.turns) - 1)
     if row.image is not None:

@@ -200,6 +200,10 @@ def finetune(
     checkpointing = next(
         n for n in ("activation_checkpointing", "gradient_checkpointing") if n in fields
     )
+    checkpointing_options: dict[str, Any] = {
+        checkpointing: gradient_checkpointing,
+        f"{checkpointing}_kwargs": {"use_reentrant": False},
+    }
     args = TrainingArguments(
         output_dir=os.fspath(output_dir),
         max_steps=steps,
@@ -212,8 +216,7 @@ def finetune(
         max_grad_norm=1.0,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        **{f"{checkpointing}": gradient_checkpointing},
-        **{f"{checkpointing}_kwargs": {"use_reentrant": False}},
+        **checkpointing_options,
         save_strategy="steps" if save_steps else "no",
         save_steps=save_steps or 500,
         logging_steps=1,
@@ -259,8 +262,8 @@ def finetune(
     main = trainer.is_world_process_zero()
     before = evaluate(model) if evaluate is not None and main else {}
     trainer.train(resume_from_checkpoint=resume or None)
-    tokens = torch.tensor([trainer.tokens], device=args.device)
-    tokens = int(trainer.accelerator.reduce(tokens, reduction="sum"))
+    counted = torch.tensor([trainer.tokens], device=args.device)
+    tokens = int(trainer.accelerator.reduce(counted, reduction="sum"))
     after = evaluate(model) if evaluate is not None and main else {}
     losses = np.array([entry["loss"] for entry in trainer.state.log_history if "loss" in entry])
     assert meter.costs is not None
@@ -294,7 +297,7 @@ def finetune(
     return result
 
 
-def save_model(result_model: nn.Module, processor: Any, folder: str | os.PathLike[str]) -> Path:
+def save_model(result_model: Any, processor: Any, folder: str | os.PathLike[str]) -> Path:
     """Save a fine-tuned model (or its LoRA adapters) and its processor with ``save_pretrained``."""
     path = Path(folder)
     result_model.save_pretrained(path)

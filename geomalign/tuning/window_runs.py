@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
@@ -276,7 +276,12 @@ def compare_runs(
     for seed in seeds:
         for kind in kinds:
             model, processor = load_checkpoint(model_path)
-            blocks = {"full": "all", "window": window, "lora-window": window} | references
+            blocks: dict[str, range | Literal["all"]] = {
+                "full": "all",
+                "window": window,
+                "lora-window": window,
+                **references,
+            }
             folder = Path(output_dir) / f"{kind}-seed{seed}"
             evaluate = None
             if held_out:
