@@ -10,6 +10,7 @@ from typing import TypedDict
 import numpy as np
 
 from geomalign._progress import progress_bar
+from geomalign.analysis.results import Estimate
 from geomalign.analysis.table import Result, ResultsTable
 from geomalign.interventions.probes import ProbeResult, probe_accuracy, transfer_accuracy
 from geomalign.store import ActivationStore
@@ -171,16 +172,8 @@ def _row(
     options: _ProbeOptions,
     view_b: str | None = None,
 ) -> Result:
-    return Result(
-        analysis=analysis,
-        measure=measure,
-        checkpoint=checkpoint,
-        view=view,
-        layer=layer,
-        value=result.accuracy,
-        checkpoint_b=checkpoint if view_b is not None else None,
-        view_b=view_b,
-        layer_b=layer if view_b is not None else None,
+    estimate = Estimate(
+        result.accuracy,
         null_mean=result.null_mean,
         p_value=result.p_value,
         n_samples=result.n_samples,
@@ -191,4 +184,14 @@ def _row(
             f"{result.fold_accuracies.min():.4g}-{result.fold_accuracies.max():.4g}"
             + (f"; {options['n_permutations']} label permutations" if result.p_value else "")
         ),
+    )
+    return estimate.row(
+        analysis=analysis,
+        measure=measure,
+        checkpoint=checkpoint,
+        view=view,
+        layer=layer,
+        checkpoint_b=checkpoint if view_b is not None else None,
+        view_b=view_b,
+        layer_b=layer if view_b is not None else None,
     )
