@@ -53,7 +53,13 @@ from geomalign.tuning.selection import (
 )
 from geomalign.tuning.trainer import FinetuneResult, finetune, save_model
 from geomalign.tuning.training import TrainingResult, train_model
-from geomalign.tuning.window_runs import RunComparison, compare_runs, count_blocks, load_checkpoint
+from geomalign.tuning.window_runs import (
+    RunComparison,
+    RunSummary,
+    compare_runs,
+    count_blocks,
+    load_checkpoint,
+)
 from geomalign.tuning.windows import PreparedModel, parse_window, prepare_window
 
 if TYPE_CHECKING:
@@ -82,6 +88,7 @@ __all__ = [
     "LayerWindow",
     "PreparedModel",
     "RunComparison",
+    "RunSummary",
     "TrainableParameters",
     "TrainingResult",
     "Turn",

@@ -25,7 +25,14 @@ from geomalign.tuning.instruct_eval import evaluate_instructions
 from geomalign.tuning.selection import REFERENCE_KINDS, reference_windows
 from geomalign.tuning.trainer import FinetuneResult, finetune, save_model
 
-__all__ = ["KINDS", "RunComparison", "compare_runs", "count_blocks", "load_checkpoint"]
+__all__ = [
+    "KINDS",
+    "RunComparison",
+    "RunSummary",
+    "compare_runs",
+    "count_blocks",
+    "load_checkpoint",
+]
 
 #: Kinds of run: every block, the window's weights, LoRA on the window, reference windows.
 KINDS = ("full", "window", "lora-window", *REFERENCE_KINDS)
@@ -59,6 +66,46 @@ def count_blocks(path: str | os.PathLike[str]) -> int:
 
 
 @dataclass(frozen=True)
+class RunSummary:
+    """One kind of run of a :class:`RunComparison`, over seeds.
+
+    Attributes
+    ----------
+    kind : str
+    blocks : str
+        The trained blocks, ``"first-last"`` (0-based, inclusive).
+    n_seeds : int
+    score, score_ci : float, (float, float)
+        Mean after-training score and its t-interval over seeds.
+    before : float
+        Mean score before training.
+    wall_time, wall_time_ci : float, (float, float)
+        Mean training wall time (s) and its t-interval.
+    cpu_time, tokens_per_second, peak_memory : float
+        Means over seeds (``peak_memory`` in bytes).
+    trainable_share : float
+        Share of all parameters that trained.
+    score_pct_full, time_pct_full : float
+        Mean over seeds of the ratio (in %) to the full run of the same seed; NaN without one.
+    """
+
+    kind: str
+    blocks: str
+    n_seeds: int
+    score: float
+    score_ci: tuple[float, float]
+    before: float
+    wall_time: float
+    wall_time_ci: tuple[float, float]
+    cpu_time: float
+    tokens_per_second: float
+    peak_memory: float
+    trainable_share: float
+    score_pct_full: float
+    time_pct_full: float
+
+
+@dataclass(frozen=True)
 class RunComparison:
     """The runs of :func:`compare_runs`.
 
@@ -75,15 +122,8 @@ class RunComparison:
     model: str
     n_blocks: int
 
-    def summary(self, metric: str = "exact_match", *, confidence: float = 0.95) -> list[dict]:
-        """Per kind: means over seeds and t-intervals of ``metric`` and wall time.
-
-        Returns one dict per kind with ``kind``, ``blocks``, ``n_seeds``, ``score`` (mean
-        after-training ``metric``), ``score_ci``, ``before`` (mean before training),
-        ``wall_time``, ``wall_time_ci``, ``cpu_time``, ``tokens_per_second``, ``peak_memory``,
-        ``trainable_share`` (of all parameters) and ``score_pct_full`` / ``time_pct_full``
-        (mean over seeds of the ratio to the full run of the same seed; NaN without one).
-        """
+    def summary(self, metric: str = "exact_match", *, confidence: float = 0.95) -> list[RunSummary]:
+        """Per kind: means over seeds and t-intervals of ``metric`` and wall time."""
         full = {seed: r for kind, seed, r in self.runs if kind == "full"}
         out = []
         for kind in dict.fromkeys(kind for kind, _, _ in self.runs):
@@ -102,22 +142,22 @@ class RunComparison:
             ]
             first = runs[0][1]
             out.append(
-                {
-                    "kind": kind,
-                    "blocks": _describe(first.blocks),
-                    "n_seeds": len(runs),
-                    "score": float(score.mean()),
-                    "score_ci": _interval(score, confidence),
-                    "before": float(np.mean([r.before.get(metric, np.nan) for _, r in runs])),
-                    "wall_time": float(wall.mean()),
-                    "wall_time_ci": _interval(wall, confidence),
-                    "cpu_time": float(np.mean([r.costs.cpu_time for _, r in runs])),
-                    "tokens_per_second": float(np.mean([r.tokens_per_second for _, r in runs])),
-                    "peak_memory": float(np.mean([r.costs.peak_memory for _, r in runs])),
-                    "trainable_share": first.trainable.fraction,
-                    "score_pct_full": 100.0 * float(np.mean(rel_score)),
-                    "time_pct_full": 100.0 * float(np.mean(rel_time)),
-                }
+                RunSummary(
+                    kind=kind,
+                    blocks=_describe(first.blocks),
+                    n_seeds=len(runs),
+                    score=float(score.mean()),
+                    score_ci=_interval(score, confidence),
+                    before=float(np.mean([r.before.get(metric, np.nan) for _, r in runs])),
+                    wall_time=float(wall.mean()),
+                    wall_time_ci=_interval(wall, confidence),
+                    cpu_time=float(np.mean([r.costs.cpu_time for _, r in runs])),
+                    tokens_per_second=float(np.mean([r.tokens_per_second for _, r in runs])),
+                    peak_memory=float(np.mean([r.costs.peak_memory for _, r in runs])),
+                    trainable_share=first.trainable.fraction,
+                    score_pct_full=100.0 * float(np.mean(rel_score)),
+                    time_pct_full=100.0 * float(np.mean(rel_time)),
+                )
             )
         return out
 
@@ -130,13 +170,13 @@ class RunComparison:
         )
         lines = [head]
         for row in self.summary(metric):
-            low, high = row["score_ci"]
+            low, high = row.score_ci
             lines.append(
-                f"{row['kind']:<12} {row['blocks']:<7} {row['before']:>18.3f} "
-                f"{row['score']:>8.3f} [{low:.3f}, {high:.3f}] {row['score_pct_full']:>7.1f} "
-                f"{row['wall_time']:>8.2f} {row['time_pct_full']:>7.1f} "
-                f"{row['tokens_per_second']:>8.0f} {row['peak_memory'] / 2**20:>9.0f} "
-                f"{100 * row['trainable_share']:>8.2f}%"
+                f"{row.kind:<12} {row.blocks:<7} {row.before:>18.3f} "
+                f"{row.score:>8.3f} [{low:.3f}, {high:.3f}] {row.score_pct_full:>7.1f} "
+                f"{row.wall_time:>8.2f} {row.time_pct_full:>7.1f} "
+                f"{row.tokens_per_second:>8.0f} {row.peak_memory / 2**20:>9.0f} "
+                f"{100 * row.trainable_share:>8.2f}%"
             )
         seeds = sorted({seed for _, seed, _ in self.runs})
         lines.append(
@@ -192,20 +232,20 @@ class RunComparison:
 
         fig, ax = plt.subplots(figsize=(5.5, 4))
         for row in self.summary(metric):
-            (s_low, s_high), (t_low, t_high) = row["score_ci"], row["wall_time_ci"]
+            (s_low, s_high), (t_low, t_high) = row.score_ci, row.wall_time_ci
             ax.errorbar(
-                row["wall_time"],
-                row["score"],
-                xerr=[[row["wall_time"] - t_low], [t_high - row["wall_time"]]],
-                yerr=[[row["score"] - s_low], [s_high - row["score"]]],
+                row.wall_time,
+                row.score,
+                xerr=[[row.wall_time - t_low], [t_high - row.wall_time]],
+                yerr=[[row.score - s_low], [s_high - row.score]],
                 fmt="o",
                 capsize=3,
-                label=f"{row['kind']} ({row['blocks']})",
+                label=f"{row.kind} ({row.blocks})",
             )
         ax.set_xlabel("training wall time (s)")
         ax.set_ylabel(f"{metric} after training")
         ax.set_title(
-            f"equal-step fine-tuning, 95% CI over {self.summary(metric)[0]['n_seeds']} seed(s)"
+            f"equal-step fine-tuning, 95% CI over {self.summary(metric)[0].n_seeds} seed(s)"
         )
         ax.legend(fontsize=8)
         fig.tight_layout()
