@@ -342,7 +342,7 @@ def plot_id_profiles(
                 alpha=0.6,
                 label=f"{ckpt}: abstraction phase, layers {phase['onset']:.1f}–"
                 f"{phase['end']:.1f}\n(from onset to end at half prominence"
-                + ("; peak within\nthe CI: may be noise)" if noisy else ")"),
+                + ("; CI overlaps\nits base's: may be noise)" if noisy else ")"),
             )
             ax.axvline(phase["peak_layer"], color=colours[ckpt], linestyle="--", linewidth=1)
     ax.set_xlabel(LAYER_AXIS)

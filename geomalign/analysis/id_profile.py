@@ -228,8 +228,9 @@ def detect_phase(profile: LayerCurve, *, min_prominence: float = 0.0) -> IDProfi
         return IDProfile(profile, None, f"no interior peak over layers {layers}; {rule}")
     found = IDProfile(profile, phase)
     if found.may_be_noise:
+        peak, base = profile.at(phase.peak_layer), profile.at(found.base_layer or 0)
         rule += (
-            f"; may be noise: prominence {phase.prominence:.3g} < CI half-width "
-            f"{found.peak_half_width:.3g} at the peak"
+            f"; may be noise: the CI at the peak (from {peak.ci_low:.3g}) overlaps the CI at "
+            f"its base, layer {found.base_layer} (to {base.ci_high:.3g})"
         )
     return IDProfile(profile, phase, rule)

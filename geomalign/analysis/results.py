@@ -267,22 +267,39 @@ class IDProfile:
     detected: bool = True
 
     @property
-    def peak_half_width(self) -> float | None:
-        """Half the width of the CI of the ID at the peak layer; None without a CI or a peak."""
+    def base_layer(self) -> int | None:
+        """The higher of the peak's two bases: the layer its prominence is measured from.
+
+        None without a peak. The base holds the ID ``peak_value - prominence`` (the lowest point
+        between the peak and higher ground on that side).
+        """
         if self.phase is None:
             return None
-        peak = self.profile.at(self.phase.peak_layer)
-        if peak.ci_low is None or peak.ci_high is None:
-            return None
-        return (peak.ci_high - peak.ci_low) / 2
+        target = self.phase.peak_value - self.phase.prominence
+        defined = [
+            (abs(e.value - target), layer)
+            for layer, e in zip(self.profile.layers, self.profile.estimates, strict=True)
+            if e.defined
+        ]
+        return min(defined)[1]
 
     @property
     def may_be_noise(self) -> bool:
-        """Whether the peak is less prominent than the CI half-width at the peak."""
-        half_width = self.peak_half_width
-        return (
-            self.phase is not None and half_width is not None and self.phase.prominence < half_width
-        )
+        """Whether the peak's CI overlaps the CI of its base layer (:attr:`base_layer`).
+
+        A peak counts as clear only when its whole interval lies above its base's interval.
+        Comparing the prominence with one interval's half-width instead called a phase without
+        this note in about 20% of flat profiles of 5 layers (a 3-torus at every layer, n = 300):
+        the most prominent of several noisy local maxima is rarely smaller than one half-width.
+        False when the profile has no peak or no CIs there.
+        """
+        base = self.base_layer
+        if self.phase is None or base is None:
+            return False
+        peak, low = self.profile.at(self.phase.peak_layer), self.profile.at(base)
+        if peak.ci_low is None or low.ci_high is None:
+            return False
+        return peak.ci_low <= low.ci_high
 
     def phase_table(self) -> ResultsTable:
         """The ``"abstraction-phase"`` rows (empty when detection did not run)."""

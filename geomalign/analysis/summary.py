@@ -214,7 +214,7 @@ def _id(table: ResultsTable) -> list[str]:
             parts.append(
                 f"{ckpt}: peak at layer {phase.peak_layer} (ID {_num(phase.peak_value)},"
                 f" prominence {_num(phase.prominence)}"
-                + (", smaller than the CI: may be noise" if noisy else "")
+                + (", CI overlaps its base's: may be noise" if noisy else "")
                 + f"), phase layers {phase.onset:.1f}–{phase.end:.1f}"
             )
         if not parts:

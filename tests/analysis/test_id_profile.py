@@ -132,7 +132,12 @@ def test_phase_within_the_ci_is_flagged():
 
     assert "may be noise" not in abstraction_phase(profile(0.5))[0].notes
     noisy = abstraction_phase(profile(3.0))
-    assert "may be noise: prominence 2 < CI half-width 3" in noisy[0].notes
+    assert (
+        "may be noise: the CI at the peak (from 3) overlaps the CI at its base, layer 0 (to 7)"
+        in (noisy[0].notes)
+    )
+    # a peak more prominent than one half-width is still noise while the two CIs overlap
+    assert "may be noise" in abstraction_phase(profile(1.5))[0].notes
     table = profile(3.0)
     table.extend(noisy)
-    assert "smaller than the CI: may be noise" in summarize(table)
+    assert "CI overlaps its base's: may be noise" in summarize(table)

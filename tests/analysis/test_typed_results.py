@@ -85,8 +85,10 @@ def test_typed_fields_match_the_rows(table):
     ]
     for profile in IDProfile.from_table(table):
         if profile.phase is not None:
-            half = profile.peak_half_width
-            assert profile.may_be_noise == (half is not None and profile.phase.prominence < half)
+            peak = profile.profile.at(profile.phase.peak_layer)
+            base = profile.profile.at(profile.base_layer)
+            assert base.value == pytest.approx(profile.phase.peak_value - profile.phase.prominence)
+            assert profile.may_be_noise == (peak.ci_low is not None and peak.ci_low <= base.ci_high)
             assert ("may be noise" in profile.phase_notes) == profile.may_be_noise
 
 
