@@ -35,15 +35,33 @@ def test_interval_is_the_percentile_interval_of_the_centred_resamples():
     resamples = rng.normal(loc=3.0, size=1001)
     low, high = stats.interval(1.0, resamples, confidence=0.9)
     shifted = resamples - resamples.mean() + 1.0
-    np.testing.assert_allclose([low, high], np.quantile(shifted, [0.05, 0.95]), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        [low, high], np.quantile(shifted, [0.05, 0.95], method="weibull"), rtol=0, atol=1e-15
+    )
     assert low < 1.0 < high
     # where resampling does not bias the statistic, it is the percentile interval
     unbiased = resamples - resamples.mean() + 1.0
     np.testing.assert_allclose(
-        stats.interval(1.0, unbiased, confidence=0.9), np.quantile(unbiased, [0.05, 0.95])
+        stats.interval(1.0, unbiased, confidence=0.9),
+        np.quantile(unbiased, [0.05, 0.95], method="weibull"),
     )
     with pytest.raises(ValueError, match=r"confidence must be a float in \(0, 1\)"):
         stats.interval(1.0, resamples, confidence=95)
+
+
+def test_interval_quantiles_sit_at_their_expected_coverage():
+    # the q quantile of B resamples is order statistic q (B + 1): 2 and 98 of 99 at 96%
+    resamples = np.arange(1.0, 100.0)
+    np.testing.assert_allclose(stats.interval(50.0, resamples, confidence=0.96), [2.0, 98.0])
+    # so that a new draw from the resamples' own distribution falls inside at the nominal rate
+    # (numpy's default positions, 1 + q (B - 1), give 0.86 here)
+    rng = np.random.default_rng(2)
+    inside = []
+    for _ in range(4000):
+        draws = rng.normal(size=20)
+        low, high = stats.interval(float(draws[:19].mean()), draws[:19], confidence=0.9)
+        inside.append(low <= draws[19] <= high)
+    assert abs(np.mean(inside) - 0.9) < 0.02
 
 
 def test_resample_indices():
