@@ -68,24 +68,32 @@ def test_permutation_test_is_reproducible_and_accepts_torch():
     np.testing.assert_allclose(a.null, b.null, rtol=1e-12)
 
 
-def test_bootstrap_ci_contains_value_and_narrows_with_n():
+def _bootstrapped(name):
+    """The registry measure ``name`` resampled by the ordinary bootstrap."""
+    m = get(name)
+    return Measure(m.name, m.kind, m.n_views, m.func, m.description, m.params)
+
+
+@pytest.mark.parametrize(
+    ("measure", "scheme"),
+    [("cka-linear", "half-sampling"), ("distance-correlation", "bootstrap")],
+)
+def test_bootstrap_ci_contains_value_and_narrows_with_n(measure, scheme):
     widths = []
     for n in (60, 600):
         X, Y = _views(5, n=n)
-        r = bootstrap_ci("cka-linear", X, Y, n_resamples=100, random_state=0)
+        r = bootstrap_ci(measure, X, Y, n_resamples=100, random_state=0)
         assert r.ci_low <= r.value <= r.ci_high
-        assert r.resampling == "bootstrap"
-        assert r.resample_size == n
+        assert r.resampling == scheme
+        assert r.resample_size == (n // 2 if scheme == "half-sampling" else n)
         widths.append(r.ci_high - r.ci_low)
     assert widths[1] < widths[0]
 
 
 def test_half_sampling_matches_bootstrap_width_for_a_smooth_measure():
     X, Y = _views(9, n=400, noise=2.0)
-    boot = bootstrap_ci("cka-linear", X, Y, n_resamples=200, random_state=0)
-    half_measure = Measure("half", "similarity", 2, get("cka-linear").func, "",
-                           get("cka-linear").params, resampling="half-sampling")  # fmt: skip
-    half = bootstrap_ci(half_measure, X, Y, n_resamples=200, random_state=0)
+    boot = bootstrap_ci(_bootstrapped("cka-linear"), X, Y, n_resamples=200, random_state=0)
+    half = bootstrap_ci("cka-linear", X, Y, n_resamples=200, random_state=0)
     assert half.resample_size == 200
     ratio = (half.ci_high - half.ci_low) / (boot.ci_high - boot.ci_low)
     assert 0.7 < ratio < 1.4
@@ -93,14 +101,14 @@ def test_half_sampling_matches_bootstrap_width_for_a_smooth_measure():
 
 def test_neighbourhood_measures_are_half_sampled_around_the_full_value():
     X, Y = _views(6, n=200)
-    r = bootstrap_ci("mutual-knn", X, Y, n_resamples=30, random_state=0)
+    r = bootstrap_ci("mutual-knn", X, Y, n_resamples=100, random_state=0)
     assert r.resampling == "half-sampling"
     assert r.resample_size == 100
     assert r.ci_low < r.value < r.ci_high
     # an ordinary bootstrap pairs each repeated row with its copy in both views and inflates
     # the overlap: its resamples centre above the whole half-sampled interval
     naive = Measure("naive", "similarity", 2, get("mutual-knn").func, "", {"k": 10})
-    inflated = bootstrap_ci(naive, X, Y, n_resamples=30, random_state=0)
+    inflated = bootstrap_ci(naive, X, Y, n_resamples=100, random_state=0)
     assert inflated.resamples.mean() > r.ci_high
 
 
@@ -111,14 +119,13 @@ def test_bootstrap_interval_is_corrected_for_the_bias_of_repeated_rows():
     for seed in range(5):
         X = rng.standard_normal((15, 40))
         Y = X[:, :30] + 2.0 * rng.standard_normal((15, 30))
-        r = bootstrap_ci("cka-linear", X, Y, n_resamples=100, random_state=seed)
+        r = bootstrap_ci(_bootstrapped("cka-linear"), X, Y, n_resamples=100, random_state=seed)
         bias = r.resamples.mean() - r.value
         assert bias > 0.03
-        assert np.quantile(r.resamples, 0.025) > r.value - bias / 2  # the raw interval's edge
+        edges = np.quantile(r.resamples, [0.025, 0.975], method="weibull")
+        assert edges[0] > r.value - bias / 2  # the raw interval's edge
         assert r.ci_low < r.value < r.ci_high
-        np.testing.assert_allclose(
-            [r.ci_low, r.ci_high], np.quantile(r.resamples, [0.025, 0.975]) - bias
-        )
+        np.testing.assert_allclose([r.ci_low, r.ci_high], edges - bias)
 
 
 def test_bootstrap_one_view_dimension():
