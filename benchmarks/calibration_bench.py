@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import multiprocessing
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from geomalign.simulation import (
+    LEVELS,
     GaussianViews,
     LayeredViews,
     Rate,
@@ -52,8 +55,9 @@ def _settings() -> list[tuple[str, str, object, dict[str, tuple[float, float] | 
     def add(analysis: str, setting: str, study: object, **targets: object) -> None:
         out.append((analysis, setting, study, targets))
 
-    fpr, cov = {"rejected": FPR_TARGET}, {"covered": COVERAGE_TARGET}
-    both = {**fpr, **cov}
+    levels = {f"covered_{level:g}": None for level in LEVELS}
+    fpr, cov = {"rejected": FPR_TARGET}, {"covered": COVERAGE_TARGET, **levels}
+    both = {**fpr, "covered": COVERAGE_TARGET}
     null4 = LayeredViews.planted([0.0] * 4, random_state=1, **WIDTH)
     null8 = LayeredViews.planted([0.0] * 8, random_state=2, **WIDTH)
     planted = LayeredViews.planted([0, 0, 0.3, 0.5, 0.3, 0, 0, 0], random_state=3, **WIDTH)
@@ -71,26 +75,32 @@ def _settings() -> list[tuple[str, str, object, dict[str, tuple[float, float] | 
         add(f"cross-modal {measure}", "population CKA 0 (independent), n=80", study, **cov)
     for n in (40, 160):
         study = tuning_change_study(_views(0.5), _views(0.5, 5), n)
-        add("tuning-change cka-linear", f"no change (CKA 0.5 both), n={n}", study, **both)
+        add("tuning-change cka-linear", f"no change (CKA 0.5 both), n={n}", study,
+            **fpr, covered=COVERAGE_TARGET)  # fmt: skip
     study = tuning_change_study(_views(0.3), _views(0.5, 5), 160)
-    add("tuning-change cka-linear", "change 0.3 -> 0.5, n=160", study, **cov)
+    add("tuning-change cka-linear", "change 0.3 -> 0.5, n=160", study, covered=COVERAGE_TARGET)
     study = best_match_study(null4, 60)
     add("best-match (max over 4 layers)", "independent views, n=60", study,
         rejected=FPR_TARGET, any_rejected=None)  # fmt: skip
     study = curve_family_study(null8, 60)
     add("curve of 8 layers", "all layers null, n=60", study,
-        any_unadjusted=None, any_holm=FPR_TARGET, any_bh=FPR_TARGET)  # fmt: skip
+        any_unadjusted=None, any_holm=FPR_TARGET, any_bh=FPR_TARGET,
+        any_max_t=FPR_TARGET)  # fmt: skip
     study = curve_family_study(planted, 60)
     add("curve of 8 layers", "3 of 8 layers planted (0.3, 0.5, 0.3), n=60", study,
-        any_holm=(0.0, 0.065), any_bh=None, missed_holm=None)  # fmt: skip
+        any_holm=(0.0, 0.065), any_max_t=(0.0, 0.065), any_bh=None, missed_holm=None,
+        missed_max_t=None)  # fmt: skip
     for dims, what in (([3] * 5, "flat: 5 layers of a 3-torus"),
+                       ([3] * 10, "flat: 10 layers of a 3-torus"),
                        ([2, 3, 4, 5, 6], "monotone: tori of dimension 2..6"),
                        ([2, 4, 8, 4, 2], "planted peak: dimensions 2, 4, 8, 4, 2")):  # fmt: skip
         study = id_profile_study(dims, 300)
-        add("ID profile twonn", f"{what}, n=300", study, phase=None, clear_phase=None, **cov)
+        add("ID profile twonn", f"{what}, n=300", study, phase=None, clear_phase=None,
+            covered=COVERAGE_TARGET)  # fmt: skip
     for groups, size in ((10, 4), (40, 4)):
         study = effect_study(groups, size)
-        add("effect curve window", f"no effect, {groups} images x {size} items", study, **both)
+        add("effect curve window", f"no effect, {groups} images x {size} items", study,
+            **both, **levels)  # fmt: skip
     study = probe_study(60, 5, n_permutations=39)
     add("probe", "label independent of X, n=60, 5 features", study, **fpr)
     return out
@@ -102,67 +112,131 @@ def _mark(rate: Rate, target: tuple[float, float] | None) -> str:
     return "ok" if target[0] <= rate.value <= target[1] else "MISS"
 
 
-def _power(n_studies: int, out: Path | None) -> list[tuple]:
-    rows = []
-    sizes, ns = (0.0, 0.05, 0.1, 0.2, 0.3), (20, 40, 80)
-    for n in ns:
-        for cka in sizes:
-            study = cross_modal_study(_views(cka), n, n_resamples=0)
-            rows.append((n, cka, run_studies(study, n_studies, random_state=7)["rejected"]))
-    if out is not None:
-        from matplotlib.figure import Figure
+POWER_SIZES, POWER_NS = (0.0, 0.05, 0.1, 0.2, 0.3), (20, 40, 80)
 
-        fig = Figure(figsize=(5, 3.5))
-        ax = fig.subplots()
-        for n in ns:
-            rates = [r for m, _, r in rows if m == n]
-            ax.errorbar(sizes, [r.value for r in rates], yerr=[r.error for r in rates],
-                        marker="o", capsize=2, label=f"n = {n}")  # fmt: skip
-        ax.axhline(0.05, color="grey", lw=0.8, ls="--")
-        ax.set_xlabel("population linear CKA")
-        ax.set_ylabel("power at alpha = 0.05")
-        ax.set_title("cross-modal cka-linear permutation test (99 permutations)")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "power.png", dpi=120)
-    return rows
+
+def _setting_rates(task: tuple[int, int]) -> tuple[dict[str, Rate], float]:
+    """Rates of setting ``task[0]`` over ``task[1]`` studies, and the CPU seconds they took."""
+    index, n_studies = task
+    torch.set_num_threads(1)
+    start = time.process_time()
+    rates = run_studies(_settings()[index][2], n_studies, random_state=0)  # type: ignore[arg-type]
+    return rates, time.process_time() - start
+
+
+def _power_rate(task: tuple[int, float, int]) -> Rate:
+    n, cka, n_studies = task
+    torch.set_num_threads(1)
+    study = cross_modal_study(_views(cka), n, n_resamples=0)
+    return run_studies(study, n_studies, random_state=7)["rejected"]
+
+
+def _power_figure(rows: list[tuple[int, float, Rate]], out: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
+    for n in POWER_NS:
+        rates = [r for m, _, r in rows if m == n]
+        ax.errorbar(POWER_SIZES, [r.value for r in rates], yerr=[r.error for r in rates],
+                    marker="o", capsize=2, label=f"n = {n}")  # fmt: skip
+    ax.axhline(0.05, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("population linear CKA")
+    ax.set_ylabel("power at alpha = 0.05")
+    ax.set_title("cross-modal cka-linear permutation test (99 permutations)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "power.png", dpi=120)
+
+
+def _calibration_figure(results: list[tuple], out: Path) -> None:
+    """Nominal against observed coverage of every interval checked at several levels, and the
+    false-positive rate of every test under its null, with their Monte-Carlo errors."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.8))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
+    nominal = sorted((*LEVELS, 0.95))
+    for analysis, setting, rates, _ in results:
+        keys = [f"covered_{level:g}" if level != 0.95 else "covered" for level in nominal]
+        if not all(k in rates for k in keys):
+            continue
+        observed = [rates[k] for k in keys]
+        left.errorbar(nominal, [r.value for r in observed],
+                      yerr=[2 * r.error for r in observed], marker="o", ms=3, capsize=2, lw=0.8,
+                      label=f"{analysis}: {setting}")  # fmt: skip
+    left.plot([0.45, 1.0], [0.45, 1.0], color="grey", lw=0.8, ls="--")
+    left.axhspan(*COVERAGE_TARGET, color="green", alpha=0.1)
+    left.set_xlabel("nominal coverage")
+    left.set_ylabel("observed coverage (± 2 MC errors)")
+    left.set_title("interval coverage of the population value")
+    left.legend(fontsize=6, loc="lower right")
+    tests = [
+        (f"{a}: {s}" + ("" if k == "rejected" else f" ({k})"), rates[k])
+        for a, s, rates, targets in results
+        for k, t in targets.items()
+        if t == FPR_TARGET
+    ]
+    y = np.arange(len(tests))
+    right.errorbar([r.value for _, r in tests], y, xerr=[2 * r.error for _, r in tests],
+                   fmt="o", ms=3, capsize=2)  # fmt: skip
+    right.axvspan(*FPR_TARGET, color="green", alpha=0.1)
+    right.axvline(0.05, color="grey", lw=0.8, ls="--")
+    right.set_yticks(y, [label for label, _ in tests], fontsize=6)
+    right.invert_yaxis()
+    right.set_xlabel("false-positive rate at alpha = 0.05 (± 2 MC errors)")
+    right.set_title("tests under their null")
+    fig.tight_layout()
+    fig.savefig(out / "calibration.png", dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=500, help="studies per setting")
     parser.add_argument("--power-studies", type=int, default=200, help="studies per power point")
-    parser.add_argument("--out", type=Path, default=None, help="folder for table.csv, power.png")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="folder for table.csv, calibration.png, power.png"
+    )
     parser.add_argument("--only", default="", help="run only settings whose analysis has this")
+    parser.add_argument("--jobs", type=int, default=1, help="settings run in parallel processes")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-    records = []
-    print(f"{'analysis':34} {'setting':46} {'outcome':14} {'rate':>7} {'MC err':>7} "
-          f"{'n':>5} target")  # fmt: skip
-    for analysis, setting, study, targets in _settings():
-        if args.only not in analysis:
-            continue
-        start = time.perf_counter()
-        rates = run_studies(study, args.studies, random_state=0)  # type: ignore[arg-type]
-        seconds = time.perf_counter() - start
-        for outcome, target in targets.items():
-            rate = rates[outcome]
-            shown = "-" if target is None else f"[{target[0]:.3f}, {target[1]:.3f}]"
-            print(f"{analysis:34} {setting:46} {outcome:14} {rate.value:7.3f} {rate.error:7.3f} "
-                  f"{rate.n:5d} {shown} {_mark(rate, target)}", flush=True)  # fmt: skip
-            records.append([analysis, setting, outcome, rate.value, rate.error, rate.n,
-                            shown, _mark(rate, target), f"{seconds:.1f}"])  # fmt: skip
+    settings = _settings()
+    chosen = [i for i, (analysis, *_) in enumerate(settings) if args.only in analysis]
+    with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+        done = pool.imap(_setting_rates, [(i, args.studies) for i in chosen])
+        power_tasks = [(n, cka, args.power_studies) for n in POWER_NS for cka in POWER_SIZES]
+        power = pool.map_async(_power_rate, power_tasks if not args.only else [])
+        print(f"{'analysis':34} {'setting':46} {'outcome':14} {'rate':>7} {'MC err':>7} "
+              f"{'n':>5} target")  # fmt: skip
+        records, results = [], []
+        for i, (rates, seconds) in zip(chosen, done, strict=True):
+            analysis, setting, _, targets = settings[i]
+            results.append((analysis, setting, rates, targets))
+            for outcome, target in targets.items():
+                rate = rates[outcome]
+                shown = "-" if target is None else f"[{target[0]:.3f}, {target[1]:.3f}]"
+                print(f"{analysis:34} {setting:46} {outcome:14} {rate.value:7.3f} "
+                      f"{rate.error:7.3f} {rate.n:5d} {shown} {_mark(rate, target)}",
+                      flush=True)  # fmt: skip
+                records.append([analysis, setting, outcome, rate.value, rate.error, rate.n,
+                                shown, _mark(rate, target), f"{seconds:.1f}"])  # fmt: skip
+        power_rates = power.get()
     if not args.only:
         print("\npower of the cross-modal cka-linear test (alpha = 0.05)")
-        for n, cka, rate in _power(args.power_studies, args.out):
+        rows = [(n, cka, rate) for (n, cka, _), rate in zip(power_tasks, power_rates, strict=True)]
+        for n, cka, rate in rows:
             print(f"  n={n:3d} population CKA {cka:.2f}: {rate}")
+        if args.out is not None:
+            _power_figure(rows, args.out)
     if args.out is not None:
+        _calibration_figure(results, args.out)
         with open(args.out / "table.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["analysis", "setting", "outcome", "rate", "mc_error", "n_studies",
-                             "target", "mark", "seconds"])  # fmt: skip
+                             "target", "mark", "cpu_seconds"])  # fmt: skip
             writer.writerows(records)
     return 0
 

@@ -10,6 +10,7 @@ full table.
 
 from geomalign.simulation.populations import GaussianViews, LayeredViews, torus
 from geomalign.simulation.studies import (
+    LEVELS,
     Rate,
     best_match_study,
     cross_modal_study,
@@ -22,6 +23,7 @@ from geomalign.simulation.studies import (
 )
 
 __all__ = [
+    "LEVELS",
     "GaussianViews",
     "LayeredViews",
     "Rate",

@@ -27,6 +27,7 @@ from geomalign.simulation.populations import GaussianViews, LayeredViews, torus
 from geomalign.store import ActivationStore
 
 __all__ = [
+    "LEVELS",
     "Rate",
     "best_match_study",
     "cross_modal_study",
@@ -109,6 +110,21 @@ def _rejects(p_value: float | None, alpha: float) -> bool | None:
     return None if p_value is None else bool(p_value <= alpha)
 
 
+#: Nominal coverages at which studies also check their intervals (beside the 95% ``covered``).
+LEVELS: tuple[float, ...] = (0.5, 0.8, 0.9, 0.99)
+
+
+def _level_outcomes(
+    value: float, resamples: np.ndarray, truth: float | None
+) -> dict[str, bool | None]:
+    """``covered_<level>`` for each of :data:`LEVELS`: the same resamples at another coverage."""
+    out: dict[str, bool | None] = {}
+    for level in LEVELS:
+        low, high = stats.interval(value, resamples, confidence=level)
+        out[f"covered_{level:g}"] = _covers(low, high, truth)
+    return out
+
+
 def cross_modal_study(
     population: GaussianViews,
     n_samples: int,
@@ -121,23 +137,27 @@ def cross_modal_study(
     """One layer of a cross-modal curve: the measure with its permutation p-value and CI.
 
     Runs :func:`geomalign.analysis.evaluation.evaluate`, the evaluation
-    :func:`~geomalign.analysis.cross_modal_curve` makes at each layer. ``covered`` is counted
-    for the linear CKA measures only (the population value is known for them) and when
-    ``n_resamples > 0``.
+    :func:`~geomalign.analysis.cross_modal_curve` makes at each layer, for the p-value, and
+    :func:`geomalign.stats.bootstrap_ci` (what ``evaluate`` runs for its CI) for the 95%
+    interval (``covered``) and the same resamples at the other :data:`LEVELS`
+    (``covered_0.5``, ...). Coverage is counted for the linear CKA measures only (the population
+    value is known for them) and when ``n_resamples > 0``.
     """
     truth = population.linear_cka if measure.startswith("cka-linear") else None
     resolved = get(measure)
 
     def study(rng: np.random.Generator) -> dict[str, bool | None]:
         X, Y = population.sample(n_samples, rng)
-        calibration = Calibration(
-            n_permutations=n_permutations, n_resamples=n_resamples, random_state=_seed(rng)
-        )
-        point = evaluate(resolved, X, Y, calibration)
-        return {
-            "rejected": _rejects(point.p_value, alpha),
-            "covered": _covers(point.ci_low, point.ci_high, truth),
-        }
+        seed = _seed(rng)
+        out: dict[str, bool | None] = {}
+        if n_permutations:
+            calibration = Calibration(n_permutations=n_permutations, random_state=seed)
+            out["rejected"] = _rejects(evaluate(resolved, X, Y, calibration).p_value, alpha)
+        if n_resamples and truth is not None:
+            boot = stats.bootstrap_ci(resolved, X, Y, n_resamples=n_resamples, random_state=seed)
+            out["covered"] = _covers(boot.ci_low, boot.ci_high, truth)
+            out.update(_level_outcomes(boot.value, boot.resamples, truth))
+        return out
 
     return study
 
@@ -278,26 +298,39 @@ def curve_family_study(
 ) -> Study:
     """Every layer of one cross-modal curve, with and without a correction across its layers.
 
-    Outcomes: ``any_unadjusted``, ``any_holm``, ``any_bh`` (some null layer called significant:
-    the family-wise error when every layer is null) and ``missed_holm`` (a layer whose
-    population value is above 0 not called significant after Holm's correction).
+    Each layer gets :func:`geomalign.stats.permutation_test` with the same seed (as
+    :func:`~geomalign.analysis.evaluation.evaluate` seeds every layer of a curve), so draw ``i``
+    permutes the samples of every layer alike and the per-layer nulls form the joint null that
+    max-T needs. Outcomes: ``any_unadjusted``, ``any_holm``, ``any_bh``, ``any_max_t`` (some null
+    layer called significant: the family-wise error when every layer is null) and
+    ``missed_holm`` / ``missed_max_t`` (a layer whose population value is above 0 not called
+    significant after the correction).
     """
     resolved = get(measure)
     null = population.profile == 0
 
     def study(rng: np.random.Generator) -> dict[str, bool | None]:
         Xs, Ys = population.sample(n_samples, rng)
-        calibration = Calibration(n_permutations=n_permutations, random_state=_seed(rng))
-        p = np.array(
-            [evaluate(resolved, X, Y, calibration).p_value for X, Y in zip(Xs, Ys, strict=True)]
+        seed = _seed(rng)
+        tests = [
+            stats.permutation_test(resolved, X, Y, n_permutations=n_permutations, random_state=seed)
+            for X, Y in zip(Xs, Ys, strict=True)
+        ]
+        p = np.array([t.p_value for t in tests])
+        joint = np.stack([t.null for t in tests], axis=1)
+        max_t = stats.max_t_adjusted(
+            [t.value for t in tests], joint, alternative=tests[0].alternative
         )
-        holm, bh = stats.holm(p) <= alpha, stats.benjamini_hochberg(p) <= alpha
-        return {
-            "any_unadjusted": bool((p[null] <= alpha).any()),
-            "any_holm": bool(holm[null].any()),
-            "any_bh": bool(bh[null].any()),
-            "missed_holm": bool((~holm[~null]).any()) if (~null).any() else None,
+        called = {
+            "holm": stats.holm(p) <= alpha,
+            "bh": stats.benjamini_hochberg(p) <= alpha,
+            "max_t": max_t <= alpha,
         }
+        out: dict[str, bool | None] = {"any_unadjusted": bool((p[null] <= alpha).any())}
+        out.update({f"any_{name}": bool(c[null].any()) for name, c in called.items()})
+        for name in ("holm", "max_t"):
+            out[f"missed_{name}"] = bool((~called[name][~null]).any()) if (~null).any() else None
+        return out
 
     return study
 
@@ -320,7 +353,8 @@ def effect_study(
     of every effect-curve row: the cluster-bootstrap interval of the mean
     (:func:`geomalign.stats.cluster_means`, :func:`geomalign.stats.interval`) and the paired
     sign-flip p-value over groups
-    (:func:`geomalign.interventions._curve_rows.sign_flip_p_value`).
+    (:func:`geomalign.interventions._curve_rows.sign_flip_p_value`); the interval is also
+    checked at :data:`LEVELS`.
     """
     from geomalign.interventions._curve_rows import sign_flip_p_value
 
@@ -334,7 +368,11 @@ def effect_study(
         boot = stats.cluster_means(differences, grouping, resamples)
         low, high = stats.interval(float(differences.mean()), boot, confidence=0.95)
         p = sign_flip_p_value(differences, grouping, n_permutations, rng)
-        return {"rejected": p <= alpha, "covered": low <= effect <= high}
+        return {
+            "rejected": p <= alpha,
+            "covered": low <= effect <= high,
+            **_level_outcomes(float(differences.mean()), boot, effect),
+        }
 
     return study
 
