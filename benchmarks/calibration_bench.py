@@ -115,13 +115,13 @@ def _mark(rate: Rate, target: tuple[float, float] | None) -> str:
 POWER_SIZES, POWER_NS = (0.0, 0.05, 0.1, 0.2, 0.3), (20, 40, 80)
 
 
-def _setting_rates(task: tuple[int, int]) -> tuple[dict[str, Rate], float]:
+def _setting_rates(task: tuple[int, int]) -> tuple[int, dict[str, Rate], float]:
     """Rates of setting ``task[0]`` over ``task[1]`` studies, and the CPU seconds they took."""
     index, n_studies = task
     torch.set_num_threads(1)
     start = time.process_time()
     rates = run_studies(_settings()[index][2], n_studies, random_state=0)  # type: ignore[arg-type]
-    return rates, time.process_time() - start
+    return index, rates, time.process_time() - start
 
 
 def _power_rate(task: tuple[int, float, int]) -> Rate:
@@ -205,24 +205,31 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     settings = _settings()
     chosen = [i for i, (analysis, *_) in enumerate(settings) if args.only in analysis]
+    header = ["analysis", "setting", "outcome", "rate", "mc_error", "n_studies", "target",
+              "mark", "cpu_seconds"]  # fmt: skip
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
-        done = pool.imap(_setting_rates, [(i, args.studies) for i in chosen])
+        done = pool.imap_unordered(_setting_rates, [(i, args.studies) for i in chosen])
         power_tasks = [(n, cka, args.power_studies) for n in POWER_NS for cka in POWER_SIZES]
         power = pool.map_async(_power_rate, power_tasks if not args.only else [])
-        print(f"{'analysis':34} {'setting':46} {'outcome':14} {'rate':>7} {'MC err':>7} "
-              f"{'n':>5} target")  # fmt: skip
-        records, results = [], []
-        for i, (rates, seconds) in zip(chosen, done, strict=True):
+        print(" ".join(header), flush=True)
+        records: dict[int, list[list]] = {}
+        results = {}
+        for i, rates, seconds in done:
             analysis, setting, _, targets = settings[i]
-            results.append((analysis, setting, rates, targets))
+            results[i] = (analysis, setting, rates, targets)
+            records[i] = []
             for outcome, target in targets.items():
                 rate = rates[outcome]
                 shown = "-" if target is None else f"[{target[0]:.3f}, {target[1]:.3f}]"
-                print(f"{analysis:34} {setting:46} {outcome:14} {rate.value:7.3f} "
-                      f"{rate.error:7.3f} {rate.n:5d} {shown} {_mark(rate, target)}",
-                      flush=True)  # fmt: skip
-                records.append([analysis, setting, outcome, rate.value, rate.error, rate.n,
-                                shown, _mark(rate, target), f"{seconds:.1f}"])  # fmt: skip
+                records[i].append([analysis, setting, outcome, f"{rate.value:.4f}",
+                                   f"{rate.error:.4f}", rate.n, shown, _mark(rate, target),
+                                   f"{seconds:.1f}"])  # fmt: skip
+                print(" | ".join(map(str, records[i][-1])), flush=True)
+            if args.out is not None:  # rewritten as settings finish, in the settings' order
+                with open(args.out / "table.csv", "w", newline="") as f:
+                    writer = csv.writer(f)
+                    writer.writerow(header)
+                    writer.writerows(row for j in sorted(records) for row in records[j])
         power_rates = power.get()
     if not args.only:
         print("\npower of the cross-modal cka-linear test (alpha = 0.05)")
@@ -232,12 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is not None:
             _power_figure(rows, args.out)
     if args.out is not None:
-        _calibration_figure(results, args.out)
-        with open(args.out / "table.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["analysis", "setting", "outcome", "rate", "mc_error", "n_studies",
-                             "target", "mark", "cpu_seconds"])  # fmt: skip
-            writer.writerows(records)
+        _calibration_figure([results[i] for i in sorted(results)], args.out)
     return 0
 
 
