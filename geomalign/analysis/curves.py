@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from geomalign import stats
 from geomalign._progress import ticking
 from geomalign.analysis._views import (
     Rows,
@@ -166,12 +167,16 @@ def compare_views(
     layers = select_layers(store, [view_a, view_b], layers)
     resolved = resolve_measures(measures, n_views=2, purpose=f"{analysis} curve")
     rows = Rows(store, calibration.max_samples, calibration.random_state)
-    table = ResultsTable()
+    out: list[Result] = []
+    nulls: dict[str, list[tuple[int, Estimate, np.ndarray]]] = {m.name: [] for m in resolved}
     for layer in ticking(layers):
         X, Y = rows.read(view_a, layer), rows.read(view_b, layer)
         for measure in resolved:
             names = (f"{view_a} layer {layer}", f"{view_b} layer {layer}")
-            point = evaluate(measure, X, Y, calibration, names=names)
+            drawn: list[np.ndarray] = []
+            point = evaluate(measure, X, Y, calibration, names=names, nulls=drawn)
+            if drawn:
+                nulls[measure.name].append((len(out), point, drawn[0]))
             n_used, notes = rows.n, join_notes(point.notes, rows.note)
             if rows.subsampled and measure.stream is not None and np.isfinite(point.value):
                 acc = measure.stream()
@@ -185,7 +190,7 @@ def compare_views(
                     f"value exact over all {rows.n_total} rows (streamed)",
                     f"{point.notes} on the {rows.note}" if point.notes else "",
                 )
-            table.append(
+            out.append(
                 _curve_row(
                     analysis,
                     measure,
@@ -197,8 +202,39 @@ def compare_views(
                     notes=notes,
                 )
             )
+    for measure in resolved:
+        _note_max_t(out, nulls[measure.name], measure)
+    table = ResultsTable(out)
     log_undefined(table, f"{view_a} vs {view_b}")
     return table
+
+
+def _note_max_t(rows: list[Result], drawn: list[tuple[int, Estimate, np.ndarray]],
+                measure: Measure) -> None:  # fmt: skip
+    """Add each layer's max-T p-value over the curve's layers to its row's notes.
+
+    ``drawn`` holds (row index, estimate, permutation null) per layer, the nulls drawn with the
+    same permutations (:func:`~geomalign.analysis.evaluation.evaluate`). Each layer's statistic
+    and null draws are standardised by its null's mean and standard deviation, and compared
+    with the null of the most extreme standardised statistic over the layers
+    (:func:`geomalign.stats.max_t_adjusted`): the family-wise p-value, and at the peak layer the
+    p-value adjusted for choosing the peak among the layers.
+    """
+    scales = [float(null.std()) for _, _, null in drawn]
+    if len(drawn) < 2 or min(scales) == 0 or len({null.size for _, _, null in drawn}) > 1:
+        return
+    observed = [
+        (e.value - null.mean()) / sd for (_, e, null), sd in zip(drawn, scales, strict=True)
+    ]
+    joint = np.stack(
+        [(null - null.mean()) / sd for (_, _, null), sd in zip(drawn, scales, strict=True)], axis=1
+    )
+    alternative = "less" if measure.kind == "distance" else "greater"
+    adjusted = stats.max_t_adjusted(observed, joint, alternative=alternative)
+    for (i, _, _), p in zip(drawn, adjusted, strict=True):
+        rows[i] = replace(
+            rows[i], notes=join_notes(rows[i].notes, f"max-T p={p:.4g} over {len(drawn)} layers")
+        )
 
 
 def cross_modal_curve(

@@ -176,6 +176,7 @@ def evaluate(
     calibration: Calibration,
     *,
     names: tuple[str, ...] = ("X", "Y"),
+    nulls: list[np.ndarray] | None = None,
 ) -> Estimate:
     """The measure on (X, Y) (or X alone), with the null and CI the calibration asks for.
 
@@ -185,11 +186,13 @@ def evaluate(
     measure is undefined on the rows (a view with all rows identical, too few distinct rows
     for an intrinsic dimension), the value is NaN and the notes, which start with
     :data:`UNDEFINED_NOTE`, say why (``names`` name the views there); where it is undefined on
-    a resample only, the CI is left out with a note.
+    a resample only, the CI is left out with a note. The permutation null is appended to
+    ``nulls`` when given: with the same calibration, draw ``i`` permutes the rows alike at every
+    layer of a curve, so that the nulls of its layers form a joint null (max-T).
     """
     notes: list[str] = []
     with warnings_to_notes(notes):
-        point = _evaluate(measure, X, Y, calibration, notes, names)
+        point = _evaluate(measure, X, Y, calibration, notes, names, nulls)
     return replace(point, notes="; ".join(notes))
 
 
@@ -200,6 +203,7 @@ def _evaluate(
     calibration: Calibration,
     notes: list[str],
     names: tuple[str, ...],
+    nulls: list[np.ndarray] | None,
 ) -> Estimate:
     views = (X,) if Y is None else (X, Y)
     names = names[: len(views)]
@@ -220,6 +224,8 @@ def _evaluate(
             point, null_mean=perm.null_mean, null_std=perm.null_std, p_value=perm.p_value
         )
         notes.append(f"permutation null K={perm.n_permutations} ({perm.alternative})")
+        if nulls is not None:
+            nulls.append(perm.null)
     elif calibration.n_permutations and Y is not None:
         notes.append("no permutation null: the measure ignores the pairing of rows")
     if calibration.n_resamples:

@@ -68,9 +68,15 @@ def _cross_modal(table: ResultsTable) -> list[str]:
             ResultsTable(rows), "checkpoint", "view", "view_b"
         ).items():
             b = _best(curve, kind)
+            max_t = re.search(r"max-T p=(\S+) over (\d+) layers", b.notes)
+            chosen = (
+                f", max-T p={max_t.group(1)} for the best of {max_t.group(2)} layers"
+                if max_t
+                else ""
+            )
             parts.append(
                 f"{ckpt} ({view} vs {view_b}) {word} at layer {b.layer}: "
-                f"{_num(b.value)}{_calibration(b)}"
+                f"{_num(b.value)}{_calibration(b)}{chosen}"
             )
         lines.append(f"  {measure} [{kind}]: " + "; ".join(parts))
     return lines

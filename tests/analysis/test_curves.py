@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,23 @@ def test_cross_modal_curve_finds_the_rotated_layer(planted_store):
     knn, _ = _by_layer(table, "mutual-knn")
     assert knn[2] == pytest.approx(1.0)
     assert np.all(np.delete(knn, 2) < 0.5)
+
+
+def test_cross_modal_curve_notes_the_max_t_p_value_over_its_layers(planted_store):
+    from geomalign.analysis import summarize
+
+    cal = Calibration(n_permutations=30)
+    table = cross_modal_curve(planted_store, "base", measures="cka-linear", calibration=cal)
+    _, rows = _by_layer(table, "cka-linear")
+    found = [re.search(r"max-T p=(\S+) over (\d+) layers", r.notes) for r in rows]
+    assert all(f is not None and f.group(2) == str(len(LAYERS)) for f in found)
+    adjusted = np.array([float(f.group(1)) for f in found])
+    unadjusted = np.array([r.p_value for r in rows])
+    # the null of the best of the layers is at least as extreme as each layer's own null
+    assert np.all(adjusted >= unadjusted - 1e-12)
+    assert adjusted[2] == pytest.approx(1 / 31, abs=1e-5)  # above every joint draw
+    assert np.all(np.delete(adjusted, 2) > 0.05)
+    assert "max-T p=0.03226 for the best of 6 layers" in summarize(table)
 
 
 def test_cross_checkpoint_curve_finds_the_layers_tuning_kept(planted_store):
