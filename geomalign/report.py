@@ -23,7 +23,11 @@ class WrittenResults:
 
 
 def write_results(
-    table: ResultsTable, out_dir: str | os.PathLike[str], *, formats: Sequence[str] = ("png",)
+    table: ResultsTable,
+    out_dir: str | os.PathLike[str],
+    *,
+    formats: Sequence[str] = ("png",),
+    correction: str = "holm",
 ) -> WrittenResults:
     """Write ``results.csv``, ``summary.txt`` and ``figures/`` into ``out_dir``.
 
@@ -35,6 +39,8 @@ def write_results(
         Created if missing; files of the same names are replaced.
     formats : sequence of str, default=("png",)
         Figure formats (``png``, ``pdf``, ``svg``).
+    correction : {"holm", "bh", "none"}, default="holm"
+        Correction across the layers of a curve in the summary (:func:`summarize`).
 
     Returns
     -------
@@ -44,6 +50,6 @@ def write_results(
     out.mkdir(parents=True, exist_ok=True)
     csv_path = table.to_csv(out / "results.csv")
     summary = out / "summary.txt"
-    summary.write_text(summarize(table), encoding="utf-8")
+    summary.write_text(summarize(table, correction=correction), encoding="utf-8")
     figures = plot_results(table, out / "figures", formats=formats)
     return WrittenResults(table=csv_path, summary=summary, figures=figures)

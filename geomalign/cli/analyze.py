@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
+from geomalign import stats
 from geomalign.analysis import Calibration, ResultsTable, analyze_store
 from geomalign.cli import COMMANDS, refuse_existing
 from geomalign.cli._args import modality_view, names
 from geomalign.metrics import check_device
+from geomalign.store import ActivationStore
 
 
 def _role(text: str) -> tuple[str, list[str]]:
@@ -21,15 +24,40 @@ def _role(text: str) -> tuple[str, list[str]]:
     return role.strip(), names(members)
 
 
+#: The level at which ``summary.txt`` calls a layer significant.
+ALPHA = 0.05
+
+
+def _draws(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0; got {text!r}")
+    return value
+
+
 def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that build a :class:`~geomalign.analysis.Calibration` (shared with ``demo``)."""
+    """Options that build a :class:`~geomalign.analysis.Calibration`."""
     group = parser.add_argument_group("calibration")
     group.add_argument(
         "--permutations",
-        type=int,
-        default=100,
-        metavar="N",
-        help="permutations of the permutation null (0: no p-values; default 100)",
+        type=_draws,
+        default="auto",
+        metavar="N|auto",
+        help="permutations of the permutation null (0: no p-values; default auto: enough for "
+        f"one layer to pass --correction at p <= {ALPHA} over the store's layers, at least "
+        "100; 659 for 33 layers)",
+    )
+    group.add_argument(
+        "--correction",
+        choices=stats.CORRECTIONS,
+        default="holm",
+        help="correction across the layers of a curve in summary.txt: holm (family-wise, "
+        "default), bh (false discovery rate) or none",
     )
     group.add_argument(
         "--resamples",
@@ -52,10 +80,44 @@ def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0, help="seed of subsamples, nulls, bootstrap")
 
 
-def calibration_from(args: argparse.Namespace) -> Calibration:
-    """The Calibration the parsed options describe."""
+def permutations_for(args: argparse.Namespace, n_layers: int) -> int:
+    """``--permutations``, with ``auto`` resolved for curves of ``n_layers`` layers.
+
+    ``auto`` is :func:`geomalign.stats.draws_needed` for the correction over ``n_layers``
+    tests at :data:`ALPHA` (one-sided, as permutation p-values are), and at least 100.
+    """
+    if args.permutations != "auto":
+        return int(args.permutations)
+    tests = n_layers if args.correction != "none" else 1
+    return max(100, stats.draws_needed(tests, ALPHA))
+
+
+def resamples_warning(table: ResultsTable, n_resamples: int, correction: str) -> str:
+    """A one-line warning when no tuning-change layer can pass ``correction`` at :data:`ALPHA`.
+
+    Tuning-change p-values are two-sided, from ``n_resamples`` half-samples: the smallest is
+    ``2 / (n_resamples + 1)``, and after a correction over L layers L times that. Empty when
+    some layer can pass, or the table has no tuning-change p-value.
+    """
+    layers = {r.layer for r in table.select(analysis="tuning-change") if r.p_value is not None}
+    tests = len(layers) if correction != "none" else 1
+    if not layers or n_resamples < 1:
+        return ""
+    floor = tests * stats.p_value_floor(n_resamples, alternative="two-sided")
+    if floor <= ALPHA:
+        return ""
+    need = stats.draws_needed(tests, ALPHA, alternative="two-sided")
+    return (
+        f"warning: with --resamples {n_resamples} the smallest {correction}-adjusted "
+        f"tuning-change p over {tests} layers is {min(1.0, floor):.2g} > {ALPHA}: no layer can "
+        f"be called significant; use --resamples {need} or more (time grows in proportion)"
+    )
+
+
+def calibration_from(args: argparse.Namespace, *, n_layers: int = 1) -> Calibration:
+    """The Calibration the parsed options describe, for curves of ``n_layers`` layers."""
     return Calibration(
-        n_permutations=args.permutations,
+        n_permutations=permutations_for(args, n_layers),
         n_resamples=args.resamples,
         confidence=args.confidence,
         max_samples=args.max_samples or None,
@@ -160,6 +222,9 @@ def run(args: argparse.Namespace) -> int:
         partial = table.to_csv(args.out / "results.csv.partial")
         partial.replace(results)
 
+    with ActivationStore(args.store) as store:
+        n_layers = max(len(store.view_info(*view).layers) for view in store.views())
+    calibration = calibration_from(args, n_layers=n_layers)
     table = analyze_store(
         args.store,
         measures=args.measures,
@@ -168,17 +233,19 @@ def run(args: argparse.Namespace) -> int:
         roles=dict(args.role) if args.role else None,
         image=args.image,
         text=args.text,
-        calibration=calibration_from(args),
+        calibration=calibration,
         min_prominence=args.min_prominence,
         progress=True,
         on_analysis=save,
         device=args.device,
     )
-    written = write_results(table, args.out, formats=args.formats)
+    written = write_results(table, args.out, formats=args.formats, correction=args.correction)
     tables = [written.table]
     if args.parquet:
         tables.append(table.to_parquet(args.out / "results.parquet"))
     print(written.summary.read_text(), end="")  # noqa: T201 - the command's output
+    if warning := resamples_warning(table, calibration.n_resamples, args.correction):
+        print(warning, file=sys.stderr)  # noqa: T201
     print(  # noqa: T201
         f"wrote {', '.join(map(str, tables))}, {written.summary} and "
         f"{len(written.figures)} figures in {args.out / 'figures'}"

@@ -23,7 +23,11 @@ def test_analyze_then_plot(planted_store, tmp_path, capsys):
         "",
     ]
     assert main(argv) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    # 5 resamples give two-sided p-values of at least 2/6, too large for Holm over 6 layers
+    assert "warning: with --resamples 5 the smallest holm-adjusted tuning-change p" in captured.err
+    assert "use --resamples 239 or more" in captured.err
     assert "Cross-modal alignment" in printed
     assert "Intrinsic dimension" in printed
     table = ResultsTable.from_csv(out / "results.csv")
@@ -39,8 +43,9 @@ def test_analyze_then_plot(planted_store, tmp_path, capsys):
 
     assert main(argv) == 1  # existing results are kept without --overwrite
     assert "--overwrite" in capsys.readouterr().err
-    assert main([*argv, "--overwrite", "--base", "tuned"]) == 0
+    assert main([*argv, "--overwrite", "--base", "tuned", "--correction", "bh"]) == 0
     assert ResultsTable.from_csv(out / "results.csv")[0].checkpoint == "tuned"
+    assert "BH-adjusted p (FDR)" in (out / "summary.txt").read_text()
 
     assert main(["plot", str(out), "--formats", "svg", "--out", str(tmp_path / "svg")]) == 0
     assert (tmp_path / "svg" / "id-profile_id-twonn_image-mean.svg").exists()
@@ -66,3 +71,20 @@ def test_analyze_parquet(planted_store, tmp_path, capsys, monkeypatch):
     assert ResultsTable.from_parquet(out / "results.parquet") == ResultsTable.from_csv(
         out / "results.csv"
     )
+
+
+def test_automatic_permutations_can_pass_the_correction():
+    import argparse
+
+    from geomalign.cli.analyze import add_calibration_arguments, permutations_for
+
+    parser = argparse.ArgumentParser()
+    add_calibration_arguments(parser)
+    args = parser.parse_args([])
+    assert args.permutations == "auto"
+    assert args.correction == "holm"
+    assert permutations_for(args, 33) == 659  # Holm's smallest p, 33 / 660, is <= 0.05
+    assert permutations_for(args, 6) == 119
+    assert permutations_for(args, 2) == 100
+    assert permutations_for(parser.parse_args(["--correction", "none"]), 33) == 100
+    assert permutations_for(parser.parse_args(["--permutations", "40"]), 33) == 40
