@@ -11,6 +11,7 @@ from geomalign.metrics._errors import UndefinedMeasureError
 from geomalign.metrics._registry import Measure, available, get, register, resolve
 from geomalign.metrics.across_layers import LayerPairScore, best_layer_pair, outlier_clip_threshold
 from geomalign.metrics.cka import cka, cka_matrix
+from geomalign.metrics.cknna import cknna
 from geomalign.metrics.correlation import distance_correlation, svcca
 from geomalign.metrics.gap import modality_gap, modality_gap_distance
 from geomalign.metrics.imbalance import (
@@ -24,7 +25,7 @@ from geomalign.metrics.intrinsic import (
     gride_scaling,
     intrinsic_dimension,
 )
-from geomalign.metrics.knn import cknna, cycle_knn, mutual_knn
+from geomalign.metrics.knn import cycle_knn, mutual_knn
 from geomalign.metrics.knn_order import edit_distance_knn, lcs_knn
 from geomalign.metrics.ot import gromov_wasserstein, ot_distance, ot_matching_accuracy
 

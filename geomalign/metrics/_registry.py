@@ -168,17 +168,15 @@ def _entries() -> dict[str, Measure]:
     from geomalign.metrics._cka_stream import StreamingLinearCKA
     from geomalign.metrics.cka import cka, cka_matrix
     from geomalign.metrics.cka import shuffled as cka_shuffled
+    from geomalign.metrics.cknna import cknna, resampled_cknna, shuffled_cknna
     from geomalign.metrics.correlation import distance_correlation, svcca
     from geomalign.metrics.gap import modality_gap
     from geomalign.metrics.imbalance import information_imbalance
     from geomalign.metrics.knn import (
-        cknna,
         cycle_knn,
         mutual_knn,
-        resampled_cknna,
         resampled_cycle_knn,
         resampled_mutual_knn,
-        shuffled_cknna,
         shuffled_cycle_knn,
         shuffled_mutual_knn,
     )

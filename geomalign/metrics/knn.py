@@ -1,6 +1,6 @@
-"""Neighbourhood alignment: mutual k-NN, cycle k-NN and CKNNA (Huh et al. 2024).
+"""Neighbourhood alignment: mutual k-NN and cycle k-NN (Huh et al. 2024); CKNNA is in cknna.py.
 
-All three compare the k nearest neighbours of each sample in two representations of the same
+Both compare the k nearest neighbours of each sample in two representations of the same
 samples. Neighbours are exact (:func:`geomalign.metrics._neighbors.knn`: blocked products, no
 N x N matrix, no full sort), so N = 100,000 fits in a few GiB.
 """
@@ -18,9 +18,8 @@ from geomalign.metrics._arrays import as_tensor, block_rows, resolve_device, tak
 from geomalign.metrics._errors import check_min_samples
 from geomalign.metrics._half_neighbours import HalfSampleNeighbours
 from geomalign.metrics._neighbors import Neighbors, check_k, check_k_informative, knn
-from geomalign.metrics.cka import cka_ratio
 
-__all__ = ["cknna", "cycle_knn", "mutual_knn"]
+__all__ = ["cycle_knn", "mutual_knn"]
 
 
 def _clip_outliers(X: torch.Tensor, q: float) -> torch.Tensor:
@@ -39,6 +38,15 @@ def _clip_outliers(X: torch.Tensor, q: float) -> torch.Tensor:
     return X.clamp(-t, t)
 
 
+def clipped(
+    X: np.ndarray | torch.Tensor, clip_quantile: float | None, device: str | torch.device | None
+) -> np.ndarray | torch.Tensor:
+    """X clamped as ``clip_quantile`` says (see :func:`mutual_knn`), or X itself for None."""
+    if clip_quantile is None:
+        return X
+    return _clip_outliers(as_tensor(X, resolve_device(X, device)), clip_quantile)
+
+
 def neighbours(
     X: np.ndarray | torch.Tensor,
     *,
@@ -49,8 +57,7 @@ def neighbours(
     device: str | torch.device | None,
     name: str,
 ) -> Neighbors:
-    if clip_quantile is not None:
-        X = _clip_outliers(as_tensor(X, resolve_device(X, device)), clip_quantile)
+    X = clipped(X, clip_quantile, device)
     return knn(X, k=k, metric=metric, working_memory=working_memory, device=device, name=name)
 
 
@@ -115,7 +122,7 @@ def mutual_knn(
 
     See Also
     --------
-    cycle_knn, cknna
+    cycle_knn, geomalign.metrics.cknna
 
     Notes
     -----
@@ -209,109 +216,12 @@ def _cycle_score(bx: Neighbors, by: Neighbors) -> float:
     return float((back == np.arange(len(nx))[:, None]).any(axis=1).mean())
 
 
-def _masked_hsic(rows: np.ndarray, cols: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> float:
-    """Unbiased HSIC (times n(n-3)) of two sparse n x n matrices sharing a zero-diagonal support.
-
-    ``A[rows, cols] = a`` and ``B[rows, cols] = b``; all other entries are 0.
-    """
-    codes = rows * n + cols
-    order = np.argsort(codes)
-    sorted_codes = codes[order]
-    transposed = cols * n + rows
-    pos = np.clip(np.searchsorted(sorted_codes, transposed), 0, max(len(codes) - 1, 0))
-    has_t = sorted_codes[pos] == transposed if len(codes) else np.zeros(0, dtype=bool)
-    trace = float(np.sum(a[has_t] * b[order[pos[has_t]]]))  # sum_ij A_ij B_ji
-    col_a = np.bincount(cols, weights=a, minlength=n)
-    row_b = np.bincount(rows, weights=b, minlength=n)
-    return trace + a.sum() * b.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * float(col_a @ row_b)
-
-
-def cknna(
-    X: np.ndarray | torch.Tensor,
-    Y: np.ndarray | torch.Tensor,
-    *,
-    k: int = 10,
-    clip_quantile: float | None = None,
-    working_memory: float | None = None,
-    device: str | torch.device | None = None,
-) -> float:
-    r"""Centered kernel nearest-neighbour alignment (CKNNA) of two representations.
-
-    CKA restricted to mutual neighbours: the cosine-similarity kernels of X and Y keep only the
-    entries (i, j) where j is among the k nearest neighbours of i in both views, and the
-    unbiased HSIC of these masked kernels is normalised as in CKA.
-
-    Parameters
-    ----------
-    X, Y : array-like or torch.Tensor of shape (n_samples, n_features_x / n_features_y)
-        Paired representations; needs ``n_samples >= 4``.
-    k : int, default=10
-        Neighbours per sample, ``2 <= k < n_samples``; as k approaches n - 1 CKNNA approaches
-        debiased CKA of the L2-normalised rows.
-    clip_quantile, working_memory, device
-        As in :func:`mutual_knn`.
-
-    Returns
-    -------
-    float
-        Similarity, 1 for identical neighbourhood kernels; the unbiased HSIC makes values
-        near 0 (possibly slightly negative) for unrelated views.
-
-    Notes
-    -----
-    With :math:`K_{ij}` the cosine similarity in X, :math:`L_{ij}` in Y, and
-    :math:`\alpha_{ij} = \mathbf{1}[j \in N_X(i) \cap N_Y(i)]`,
-
-    .. math:: \mathrm{CKNNA} = \frac{\mathrm{HSIC}_u(\alpha \circ K, \alpha \circ L)}
-              {\sqrt{\mathrm{HSIC}_u(\alpha_X \circ K, \alpha_X \circ K)\,
-                     \mathrm{HSIC}_u(\alpha_Y \circ L, \alpha_Y \circ L)}}
-
-    where the self-terms use each view's own neighbourhoods. The masked kernels are not
-    symmetric, so neither is CKNNA (its HSIC has a term :math:`1^\top A B 1`); the difference
-    between CKNNA(X, Y) and CKNNA(Y, X) is usually small. The masked kernels have n k
-    non-zeros, so HSIC is computed on them directly in O(n k log(n k)) after the neighbour
-    search. Departure from the reference code: no 1e-6 is added to the denominator; a
-    non-positive self-term raises instead.
-
-    References
-    ----------
-    .. [1] Huh, Cheung, Wang, Isola. The Platonic Representation Hypothesis. ICML 2024.
-
-    Examples
-    --------
-    >>> X = np.random.default_rng(0).standard_normal((100, 8))
-    >>> round(cknna(X, 3.0 * X, k=5), 6)
-    1.0
-    """
-    X, Y = check_pair(X, Y, k, clip_quantile, "CKNNA")
-    options = dict(k=k, metric="cosine", clip_quantile=clip_quantile,
-                   working_memory=working_memory, device=device)  # fmt: skip
-    return _cknna_score(neighbours(X, name="X", **options), neighbours(Y, name="Y", **options))
-
-
-def _cknna_score(bx: Neighbors, by: Neighbors) -> float:
-    n, k = bx.indices.shape
-    rows = np.repeat(np.arange(n), k)
-    kx, ky = 1.0 - bx.distances.reshape(-1), 1.0 - by.distances.reshape(-1)
-    cx, cy = bx.indices.reshape(-1), by.indices.reshape(-1)
-    h_xx = _masked_hsic(rows, cx, kx, kx, n)
-    h_yy = _masked_hsic(rows, cy, ky, ky, n)
-    # entries of the X list that are also in the Y list, with the Y kernel value at the same j
-    y_codes = rows * n + cy
-    order = np.argsort(y_codes)
-    x_codes = rows * n + cx
-    pos = np.clip(np.searchsorted(y_codes[order], x_codes), 0, len(y_codes) - 1)
-    shared = y_codes[order][pos] == x_codes
-    h_xy = _masked_hsic(rows[shared], cx[shared], kx[shared], ky[order[pos[shared]]], n)
-    return cka_ratio(h_xy, h_xx, h_yy, ("X (k-NN masked)", "Y (k-NN masked)"))
-
-
 def _permuted(b: Neighbors, perm: np.ndarray, inverse: np.ndarray) -> Neighbors:
     """Neighbours of ``Y[perm]`` from those of ``Y``: row i is old row perm[i]."""
     return Neighbors(inverse[b.indices[perm]], b.distances[perm], b.metric)
 
 
-def _shuffler(score, what: str, cosine_only: bool = False):
+def _shuffler(score, what: str):
     def shuffled(
         X: np.ndarray | torch.Tensor,
         Y: np.ndarray | torch.Tensor,
@@ -323,9 +233,8 @@ def _shuffler(score, what: str, cosine_only: bool = False):
         device: str | torch.device | None = None,
     ) -> Callable[[np.ndarray], float]:
         X, Y = check_pair(X, Y, k, clip_quantile, what)
-        options = dict(k=k, metric="cosine" if cosine_only else metric,
-                       clip_quantile=clip_quantile, working_memory=working_memory,
-                       device=device)  # fmt: skip
+        options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
+                       working_memory=working_memory, device=device)  # fmt: skip
         bx, by = neighbours(X, name="X", **options), neighbours(Y, name="Y", **options)
 
         def at(perm: np.ndarray) -> float:
@@ -343,10 +252,9 @@ def _shuffler(score, what: str, cosine_only: bool = False):
 
 shuffled_mutual_knn = _shuffler(_mutual_score, "mutual k-NN")
 shuffled_cycle_knn = _shuffler(_cycle_score, "cycle k-NN")
-shuffled_cknna = _shuffler(_cknna_score, "CKNNA", cosine_only=True)
 
 
-def _resampler(score, what: str, fresh, cosine_only: bool = False):
+def _resampler(score, what: str, fresh):
     def resampled(
         X: np.ndarray | torch.Tensor,
         Y: np.ndarray | torch.Tensor,
@@ -358,14 +266,14 @@ def _resampler(score, what: str, fresh, cosine_only: bool = False):
         device: str | torch.device | None = None,
     ) -> Callable[[np.ndarray], np.ndarray]:
         X, Y = check_pair(X, Y, k, clip_quantile, what)
-        options = dict(k=k, metric="cosine" if cosine_only else metric,
-                       working_memory=working_memory, device=device)  # fmt: skip
+        options = dict(k=k, metric=metric, working_memory=working_memory,
+                       device=device)  # fmt: skip
         if clip_quantile is not None:  # the clipping threshold depends on the rows kept
             views = None
         else:
             views = [HalfSampleNeighbours(V, name=nm, **options) for V, nm in ((X, "X"), (Y, "Y"))]
         params = {"k": k, "clip_quantile": clip_quantile, "working_memory": working_memory,
-                  "device": device, **({} if cosine_only else {"metric": metric})}  # fmt: skip
+                  "device": device, "metric": metric}  # fmt: skip
 
         def at(rows: np.ndarray) -> np.ndarray:
             out = []
@@ -389,4 +297,3 @@ def _resampler(score, what: str, fresh, cosine_only: bool = False):
 
 resampled_mutual_knn = _resampler(_mutual_score, "mutual k-NN", mutual_knn)
 resampled_cycle_knn = _resampler(_cycle_score, "cycle k-NN", cycle_knn)
-resampled_cknna = _resampler(_cknna_score, "CKNNA", cknna, cosine_only=True)

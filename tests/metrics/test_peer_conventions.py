@@ -318,3 +318,80 @@ def test_platonic_best_layer_pair():
     assert (best.x_layer, best.y_layer) == (1, 1)
     low = metrics.best_layer_pair(xs, ys, measure="ot-emd")  # a distance: the smallest
     assert low.score == low.scores.min()
+
+
+def _hsic_song(K: np.ndarray, L: np.ndarray) -> float:
+    """Song et al. 2012, eq. 5: the unbiased HSIC, diagonals set to 0."""
+    n = len(K)
+    K, L = K - np.diag(np.diag(K)), L - np.diag(np.diag(L))
+    total = np.trace(K @ L) + K.sum() * L.sum() / ((n - 1) * (n - 2)) - 2 * (K @ L).sum() / (n - 2)
+    return float(total / (n * (n - 3)))
+
+
+def _hsic_trace(K: np.ndarray, L: np.ndarray) -> float:
+    """The biased HSIC of the original CKA, trace(K H L H)."""
+    H = np.eye(len(K)) - 1.0 / len(K)
+    return float(np.trace(K @ H @ L @ H))
+
+
+def _platonic_cknna(A, B, k, unbiased, distance_agnostic):
+    """platonic-rep's cknna on features A, B: kernels A A^T, B B^T; each row's top-k entries
+    (diagonal excluded when unbiased, included otherwise); HSIC of the masked kernels, or of the
+    masks alone when distance-agnostic; CKA normalisation without the 1e-6."""
+    n = len(A)
+    K, L = A @ A.T, B @ B.T
+
+    def top(S):
+        S = S.copy()
+        if unbiased:
+            np.fill_diagonal(S, -np.inf)
+        M = np.zeros((n, n))
+        M[np.arange(n)[:, None], np.argsort(-S, axis=1, kind="stable")[:, :k]] = 1.0
+        return M
+
+    hsic = _hsic_song if unbiased else _hsic_trace
+
+    def sim(S, T):
+        mask = top(S) * top(T)
+        if distance_agnostic:
+            return hsic(mask, mask)
+        return hsic(mask * S, mask * T)
+
+    return sim(K, L) / np.sqrt(sim(K, K) * sim(L, L)), top(K)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "inner_product"])
+@pytest.mark.parametrize("unbiased", [True, False])
+@pytest.mark.parametrize("distance_agnostic", [False, True])
+def test_platonic_cknna_variants(metric, unbiased, distance_agnostic):
+    # cknna(feats_A, feats_B, topk, distance_agnostic, unbiased) after compute_score's optional
+    # L2 normalisation (metric="cosine" <-> normalize=True)
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((70, 5)) * rng.uniform(0.2, 3.0, size=(70, 1))
+    Y = X @ rng.standard_normal((5, 5)) + 0.8 * rng.standard_normal((70, 5))
+    k = 7
+    prep = _unit if metric == "cosine" else (lambda A: A)
+    expected, mask_x = _platonic_cknna(prep(X), prep(Y), k, unbiased, distance_agnostic)
+    options = dict(k=k, metric=metric, unbiased=unbiased, distance_agnostic=distance_agnostic)
+    got = metrics.cknna(X, Y, **options)
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    shuffled = metrics.get("cknna").shuffled(X, Y, **options)
+    perm = rng.permutation(70)
+    assert shuffled(perm) == pytest.approx(metrics.cknna(X, Y[perm], **options), abs=1e-12)
+    if not unbiased:  # the diagonal is kept: always for cosines, for large-norm rows only else
+        own = np.diag(mask_x)
+        assert own.all() if metric == "cosine" else 0 < own.sum() < 70
+
+
+def test_platonic_cknna_options_are_distinct_values():
+    X, Y = _pair(n=60)
+    values = [
+        metrics.cknna(X, Y, k=8, unbiased=unbiased, distance_agnostic=agnostic)
+        for unbiased in (True, False)
+        for agnostic in (True, False)
+    ]
+    assert len({round(v, 9) for v in values}) == 4
+    with pytest.raises(ValueError, match="CKNNA's metric must be one of"):
+        metrics.cknna(X, Y, metric="euclidean")
+    with pytest.raises(TypeError, match="unbiased must be True or False"):
+        metrics.cknna(X, Y, unbiased=1)
