@@ -170,7 +170,7 @@ def _entries() -> dict[str, Measure]:
     from geomalign.metrics.cka import shuffled as cka_shuffled
     from geomalign.metrics.cknna import cknna, resampled_cknna, shuffled_cknna
     from geomalign.metrics.correlation import distance_correlation, svcca
-    from geomalign.metrics.gap import modality_gap
+    from geomalign.metrics.gap import modality_gap, modality_gap_distance
     from geomalign.metrics.imbalance import information_imbalance
     from geomalign.metrics.knn import (
         cycle_knn,
@@ -180,6 +180,7 @@ def _entries() -> dict[str, Measure]:
         shuffled_cycle_knn,
         shuffled_mutual_knn,
     )
+    from geomalign.metrics.knn_order import edit_distance_knn, lcs_knn
 
     entries = [
         Measure("cka-linear", "similarity", 2, cka, "Linear CKA (Kornblith et al. 2019).",
@@ -209,6 +210,12 @@ def _entries() -> dict[str, Measure]:
                 "CKA restricted to mutual k nearest neighbours (Huh et al. 2024), k=10.",
                 {"k": 10}, resampling="half-sampling", shuffled=shuffled_cknna,
                 resampled=resampled_cknna),
+        Measure("lcs-knn", "similarity", 2, lcs_knn,
+                "Longest common subsequence of the ordered k-NN lists, over k (platonic-rep).",
+                {"k": 10, "metric": "cosine"}, resampling="half-sampling"),
+        Measure("edit-similarity-knn", "similarity", 2, edit_distance_knn,
+                "1 - edit distance of the ordered k-NN lists over k (platonic-rep's "
+                "edit_distance_knn).", {"k": 10, "metric": "cosine"}, resampling="half-sampling"),
         Measure("svcca", "similarity", 2, svcca,
                 "Mean canonical correlation of the top principal directions (99% variance).",
                 {"n_components": 0.99}),
@@ -217,8 +224,15 @@ def _entries() -> dict[str, Measure]:
         Measure("information-imbalance", "distance", 2, information_imbalance,
                 "Information imbalance Delta(X -> Y) (Glielmo et al. 2022): 0 = X predicts Y.",
                 {"k": 1, "metric": "euclidean"}, resampling="half-sampling"),
+        Measure("information-imbalance-reverse", "distance", 2,
+                _Lazy("geomalign.metrics.imbalance", "information_imbalances", "y_to_x"),
+                "Information imbalance Delta(Y -> X): 0 = Y predicts X.",
+                {"k": 1, "metric": "euclidean"}, resampling="half-sampling"),
         Measure("modality-gap", "similarity", 2, modality_gap,
                 "Median cosine similarity between paired rows (same width)."),
+        Measure("modality-gap-distance", "distance", 2, modality_gap_distance,
+                "Distance between the centroids of the unit rows (Liang et al. 2022; same width).",
+                paired=False),
     ]  # fmt: skip
     ot_module = "geomalign.metrics.ot"
     ot_distance = _Lazy(ot_module, "ot_distance")

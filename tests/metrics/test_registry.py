@@ -18,6 +18,10 @@ OURS = {
     "distance-correlation": "similarity",
     "information-imbalance": "distance",
     "modality-gap": "similarity",
+    "modality-gap-distance": "distance",
+    "lcs-knn": "similarity",
+    "edit-similarity-knn": "similarity",
+    "information-imbalance-reverse": "distance",
     "ot-emd": "distance",
     "ot-sinkhorn": "distance",
     "ot-sliced": "distance",
@@ -59,6 +63,11 @@ def test_entries_call_the_library_functions_with_their_defaults():
     assert get("distance-correlation")(X, Y) == gm.distance_correlation(X, Y)
     assert get("information-imbalance")(X, Y) == gm.information_imbalance(X, Y)
     assert get("modality-gap")(X, Y) == gm.modality_gap(X, Y)
+    assert get("modality-gap-distance")(X, Y) == gm.modality_gap_distance(X, Y)
+    assert get("lcs-knn")(X, Y) == gm.lcs_knn(X, Y)
+    assert get("edit-similarity-knn")(X, Y) == gm.edit_distance_knn(X, Y)
+    assert get("information-imbalance-reverse")(X, Y) == gm.information_imbalance(Y, X)
+    assert not get("modality-gap-distance").paired
     assert get("ot-emd")(X, Y) == gm.ot_distance(X, Y, method="emd")
     assert get("ot-sinkhorn")(X, Y) == gm.ot_distance(X, Y, method="sinkhorn", reg=0.05)
     assert get("ot-sliced")(X, Y) == gm.ot_distance(X, Y, method="sliced", random_state=0)
