@@ -58,16 +58,19 @@ def _observe(
     """The map over the layers it is defined on: (values, kept rows, kept columns, left out).
 
     When the measure is undefined on the full map because some layers have all rows identical,
-    those layers are left out (name -> why); every other error propagates.
+    those layers are left out (name -> why); when it is undefined for another reason (too few
+    rows), every layer is; every other error propagates.
     """
-    observed, _ = attempt(lambda: _matrix(measure, Xs, Ys), [*Xs, *Ys], [*names_a, *names_b])
+    observed, why = attempt(lambda: _matrix(measure, Xs, Ys), [*Xs, *Ys], [*names_a, *names_b])
     if observed is not None:
         return observed, list(range(len(Xs))), list(range(len(Ys))), {}
     left_out = {
-        name: why
+        name: reason
         for V, name in zip([*Xs, *Ys], [*names_a, *names_b], strict=True)
-        if (why := identical_rows(V, name))
+        if (reason := identical_rows(V, name))
     }
+    if not left_out:  # not one layer's doing (e.g. fewer rows than a k-NN measure's k): all
+        left_out = dict.fromkeys([*names_a, *names_b], str(why))
     keep_a = [i for i, name in enumerate(names_a) if name not in left_out]
     keep_b = [j for j, name in enumerate(names_b) if name not in left_out]
     if not (keep_a and keep_b):

@@ -290,22 +290,28 @@ def _prepare(
 
 
 def check_k(k: int, n_samples: int, *, name: str = "k", what: str = "X") -> None:
-    """Raise ValueError unless ``1 <= k < n_samples`` (self is never a neighbour)."""
+    """Raise ValueError unless ``1 <= k < n_samples`` (self is never a neighbour).
+
+    ``k >= n_samples`` raises :class:`UndefinedMeasureError` (a ValueError): the rows are too
+    few for that k, so an analysis reports the layer as undefined instead of stopping.
+    """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"{name} must be an integer; got {k!r} of type {type(k).__name__}.")
     if not 1 <= k < n_samples:
-        raise ValueError(
+        error = ValueError if k < 1 else UndefinedMeasureError
+        raise error(
             f"{name} must satisfy 1 <= {name} < n_samples; got {name}={k} with n_samples="
             f"{n_samples} in {what} (a sample is not its own neighbour)."
         )
 
 
 def check_k_informative(k: int, n_samples: int, what: str) -> None:
-    """:func:`check_k`, and ValueError if ``k = n_samples - 1``: every other sample is then a
-    neighbour of every sample, so a neighbourhood comparison (``what``) is constant."""
+    """:func:`check_k`, and :class:`UndefinedMeasureError` if ``k = n_samples - 1``: every other
+    sample is then a neighbour of every sample, so a neighbourhood comparison (``what``) is
+    constant."""
     check_k(k, n_samples, what="X and Y")
     if k == n_samples - 1:
-        raise ValueError(
+        raise UndefinedMeasureError(
             f"{what} needs k <= n_samples - 2; got k={k} with n_samples={n_samples}: every other "
             "sample is then a neighbour of each sample, so the score is the same whatever the data."
         )

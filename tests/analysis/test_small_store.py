@@ -102,3 +102,31 @@ def test_one_progress_bar_over_analyses_and_layers(small_store, monkeypatch):
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: no bar
     analyze_store(small_store, measures=["cka-linear"], calibration=calibration, progress=True)
     assert sys.stderr.getvalue() == ""
+
+
+def test_fewer_rows_than_k_leave_the_k_nn_layers_undefined(tmp_path):
+    # 10 samples and the registry's k = 10: every layer of every k-NN analysis is undefined with
+    # a note naming k and n; the run goes on (here to linear CKA) instead of stopping
+    path = tmp_path / "ten.h5"
+    rng = np.random.default_rng(1)
+    with ActivationStore.create(path, [f"s{i}" for i in range(10)]) as store:
+        for ckpt in ("base", "tuned"):
+            store.add_checkpoint(ckpt, model=f"toy/{ckpt}", n_layers=1, hidden_size=6)
+            for modality in ("image", "text"):
+                store.create_view(ckpt, modality, "mean", layers=[0, 1], dim=6, dtype="float32")
+                store.write(ckpt, modality, "mean", np.arange(10), rng.normal(size=(2, 10, 6)))
+    table = analyze_store(
+        path,
+        measures=["mutual-knn", "cknna", "cka-linear"],
+        calibration=Calibration(n_permutations=2, n_resamples=2),
+    )
+    knn_rows = [r for r in table if r.measure in ("mutual-knn", "cknna")]
+    assert {r.analysis for r in knn_rows} >= {"cross-modal", "layer-map", "tuning-change"}
+    for row in knn_rows:
+        assert np.isnan(row.value)
+        assert "got k=10 with n_samples=10" in row.notes
+    assert np.isfinite(table.select(measure="cka-linear", statistic="value").column("value")).all()
+    with pytest.raises(metrics.UndefinedMeasureError, match="got k=10 with n_samples=10"):
+        metrics.mutual_knn(rng.normal(size=(10, 3)), rng.normal(size=(10, 3)))
+    with pytest.raises(metrics.UndefinedMeasureError, match="needs k <= n_samples - 2"):
+        metrics.mutual_knn(rng.normal(size=(11, 3)), rng.normal(size=(11, 3)))
