@@ -72,8 +72,8 @@ def on_device(measure: Measure, device: str | torch.device | None) -> Measure:
             "give its function a device= keyword or analyse without a device."
         )
     changes: dict[str, Any] = {"params": {**measure.params, "device": dev}}
-    if measure.matrix is not None:
-        changes["matrix"] = partial(measure.matrix, device=dev)
-    if measure.stream is not None:
-        changes["stream"] = partial(measure.stream, device=dev)
+    helpers: dict[str, Any] = {"matrix": measure.matrix, "stream": measure.stream}
+    for field, helper in helpers.items():  # both take device= (cka_matrix, StreamingLinearCKA)
+        if helper is not None:
+            changes[field] = partial(helper, device=dev)
     return replace(measure, **changes)

@@ -181,10 +181,8 @@ def resampled_values(
     m = resolve(measure)
     rows = np.asarray(rows, dtype=np.int64)
     if m.resampled is not None:
-        values = m.resampled(*views, **m.params)(rows)
-    else:
-        values = [m(*(take_rows(V, idx) for V in views)) for idx in rows]
-    return np.asarray(values, dtype=np.float64)
+        return np.asarray(m.resampled(*views, **m.params)(rows), dtype=np.float64)
+    return np.array([m(*(take_rows(V, idx) for V in views)) for idx in rows], dtype=np.float64)
 
 
 def bootstrap_ci(
