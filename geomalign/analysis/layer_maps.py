@@ -176,7 +176,7 @@ def layer_map(
 
         def stability() -> np.ndarray:
             halves = list(stats.resample_indices(rows.n, n_halves, scheme="half-sampling", rng=rng))
-            maps: Sequence[np.ndarray] | None = None
+            maps: np.ndarray | list[np.ndarray] | None = None
             if halves and _is_biased_linear_cka(resolved):  # gathered from full Gram matrices
                 maps = linear_cka_on_resamples(Xs, Ys, halves, device=device)
             if maps is None:

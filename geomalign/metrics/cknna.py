@@ -297,13 +297,17 @@ def resampled_cknna(
     def at(rows: np.ndarray) -> np.ndarray:
         out = []
         for r in np.asarray(rows, dtype=np.int64):
-            found = None if views is None else [half.within(r) for _, half in views]
-            if found is None or found[0] is None or found[1] is None:
+            found = (None, None) if views is None else tuple(half.within(r) for _, half in views)
+            fx, fy = found
+            if views is None or fx is None or fy is None:
                 out.append(cknna(take_rows(X, r), take_rows(Y, r), **options))  # type: ignore[arg-type]
                 continue
-            kx, ky = (
-                _from_neighbours(f, take_rows(V, r), k, metric, unbiased, distance_agnostic, device)
-                for (V, _), f in zip(views, found, strict=True)  # type: ignore[arg-type]
+            (VX, _), (VY, _) = views
+            kx = _from_neighbours(
+                fx, take_rows(VX, r), k, metric, unbiased, distance_agnostic, device
+            )
+            ky = _from_neighbours(
+                fy, take_rows(VY, r), k, metric, unbiased, distance_agnostic, device
             )
             out.append(_score(kx, ky, unbiased))
         return np.array(out, dtype=np.float64)
