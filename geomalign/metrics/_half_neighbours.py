@@ -36,7 +36,7 @@ class HalfSampleNeighbours:
         Checked representations (see :func:`~geomalign.metrics._neighbors.knn`).
     k : int
         Neighbours wanted within each subset.
-    metric, working_memory, device, name
+    metric, working_memory, device, name, neighbors
         As for :func:`~geomalign.metrics._neighbors.knn`.
     """
 
@@ -49,6 +49,7 @@ class HalfSampleNeighbours:
         working_memory: float | None,
         device: str | torch.device | None,
         name: str,
+        neighbors: str = "exact",
     ) -> None:
         self.k = k
         self.n = X.shape[0]
@@ -59,6 +60,7 @@ class HalfSampleNeighbours:
             working_memory=working_memory,
             device=device,
             name=name,
+            neighbors=neighbors,
         )
 
     def within(self, rows: np.ndarray) -> Neighbors | None:

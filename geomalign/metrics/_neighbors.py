@@ -31,10 +31,13 @@ from geomalign.metrics._arrays import (
     resolve_device,
 )
 from geomalign.metrics._errors import UndefinedMeasureError
+from geomalign.metrics._faiss_search import hnsw_candidates
 
 __all__ = ["Neighbors", "check_k", "check_k_informative", "knn", "neighbour_ranks"]
 
 METRICS = ("euclidean", "cosine", "inner_product")
+#: How neighbours are searched: exactly, or approximately through faiss.
+NEIGHBOR_SEARCHES = ("exact", "faiss-hnsw")
 # Blocks are kept small enough that the symmetric scheme skips most of the lower triangle
 # (with m blocks it computes (m + 1) / (2 m) of X X^T), but large enough for efficient products.
 _TARGET_BLOCKS = 8
@@ -325,8 +328,9 @@ def knn(
     working_memory: float | None = None,
     device: str | torch.device | None = None,
     name: str = "X",
+    neighbors: str = "exact",
 ) -> Neighbors:
-    """Exact k nearest neighbours of every row of ``X`` among the other rows.
+    """The k nearest neighbours of every row of ``X`` among the other rows (exact by default).
 
     Parameters
     ----------
@@ -346,6 +350,10 @@ def knn(
         Where to compute; default: the device of ``X`` if it is a tensor, else the CPU.
     name : str, default="X"
         What to call ``X`` in error messages.
+    neighbors : {"exact", "faiss-hnsw"}, default="exact"
+        Exact search, or approximate candidates from a faiss HNSW graph (the optional extra
+        ``faiss``; on the CPU), for N in the millions where the n^2 products of exact search
+        are too slow; the listed distances are exact either way.
 
     Returns
     -------
@@ -365,13 +373,30 @@ def knn(
     """
     n = X.shape[0]
     check_k(k, n)
+    if neighbors not in NEIGHBOR_SEARCHES:
+        raise ValueError(f"neighbors must be one of {NEIGHBOR_SEARCHES}; got {neighbors!r}.")
     Xt, Xc, scale, inv_norms, exponent = _prepare(X, metric, device, name)
+    if neighbors == "faiss-hnsw":
+        indices = hnsw_candidates(Xc, k, metric, inv_norms)
+        return listed_neighbours(Xt, indices, metric, inv_norms, exponent)
     limit = block_rows(n, 8, working_memory)
     rows = min(limit, max(_MIN_BLOCK_ROWS, math.ceil(n / _TARGET_BLOCKS)))
     group = _group_size(rows, k)  # whole groups in every block but the last
     rows = rows + (-rows) % group if rows + (-rows) % group <= limit else rows - rows % group
     indices = _select_candidates(Xc, k, metric, scale, rows)
     del Xc
+    return listed_neighbours(Xt, indices, metric, inv_norms, exponent)
+
+
+def listed_neighbours(
+    Xt: torch.Tensor,
+    indices: torch.Tensor,
+    metric: str,
+    inv_norms: torch.Tensor | None,
+    exponent: int,
+) -> Neighbors:
+    """The neighbours ``indices`` (n, k) of the rows of ``Xt`` (as :func:`_prepare` returns them)
+    with their distances recomputed from the rows, ascending, ties broken by index."""
     if metric == "inner_product":
         dist = _minus_inner_products(Xt, indices)
     else:

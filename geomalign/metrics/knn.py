@@ -1,8 +1,9 @@
 """Neighbourhood alignment: mutual k-NN and cycle k-NN (Huh et al. 2024); CKNNA is in cknna.py.
 
 Both compare the k nearest neighbours of each sample in two representations of the same
-samples. Neighbours are exact (:func:`geomalign.metrics._neighbors.knn`: blocked products, no
-N x N matrix, no full sort), so N = 100,000 fits in a few GiB.
+samples. Neighbours are exact by default (:func:`geomalign.metrics._neighbors.knn`: blocked
+products, no N x N matrix, no full sort), so N = 100,000 fits in a few GiB; ``neighbors=
+"faiss-hnsw"`` takes approximate ones from faiss for N in the millions (CKNNA stays exact).
 """
 
 from __future__ import annotations
@@ -56,9 +57,11 @@ def neighbours(
     working_memory: float | None,
     device: str | torch.device | None,
     name: str,
+    neighbors: str = "exact",
 ) -> Neighbors:
     X = clipped(X, clip_quantile, device)
-    return knn(X, k=k, metric=metric, working_memory=working_memory, device=device, name=name)
+    return knn(X, k=k, metric=metric, working_memory=working_memory, device=device, name=name,
+               neighbors=neighbors)  # fmt: skip
 
 
 def check_pair(X, Y, k: int, clip_quantile: float | None, what: str):
@@ -90,6 +93,7 @@ def mutual_knn(
     clip_quantile: float | None = None,
     working_memory: float | None = None,
     device: str | torch.device | None = None,
+    neighbors: str = "exact",
 ) -> float:
     r"""Mutual k-nearest-neighbour alignment of two representations of the same samples.
 
@@ -113,6 +117,10 @@ def mutual_knn(
         MiB for one block of products (default 1024).
     device : str or torch.device, optional
         Where to compute; default: the device of a tensor input, else the CPU.
+    neighbors : {"exact", "faiss-hnsw"}, default="exact"
+        Exact neighbours, or approximate ones from a faiss HNSW graph (the optional extra
+        ``faiss``; its recall against exact search is printed by
+        ``benchmarks/scale_bench.py``), for N in the millions.
 
     Returns
     -------
@@ -147,7 +155,7 @@ def mutual_knn(
     """
     X, Y = check_pair(X, Y, k, clip_quantile, "mutual k-NN")
     options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
-                   working_memory=working_memory, device=device)  # fmt: skip
+                   working_memory=working_memory, device=device, neighbors=neighbors)  # fmt: skip
     return _mutual_score(neighbours(X, name="X", **options), neighbours(Y, name="Y", **options))
 
 
@@ -172,6 +180,7 @@ def cycle_knn(
     clip_quantile: float | None = None,
     working_memory: float | None = None,
     device: str | torch.device | None = None,
+    neighbors: str = "exact",
 ) -> float:
     r"""Cycle k-NN: share of samples that a Y-neighbour step then an X-neighbour step returns to.
 
@@ -181,7 +190,7 @@ def cycle_knn(
 
     Parameters
     ----------
-    X, Y, k, metric, clip_quantile, working_memory, device
+    X, Y, k, metric, clip_quantile, working_memory, device, neighbors
         As in :func:`mutual_knn`.
 
     Returns
@@ -206,7 +215,7 @@ def cycle_knn(
     """
     X, Y = check_pair(X, Y, k, clip_quantile, "cycle k-NN")
     options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
-                   working_memory=working_memory, device=device)  # fmt: skip
+                   working_memory=working_memory, device=device, neighbors=neighbors)  # fmt: skip
     return _cycle_score(neighbours(X, name="X", **options), neighbours(Y, name="Y", **options))
 
 
@@ -231,10 +240,12 @@ def _shuffler(score, what: str):
         clip_quantile: float | None = None,
         working_memory: float | None = None,
         device: str | torch.device | None = None,
+        neighbors: str = "exact",
     ) -> Callable[[np.ndarray], float]:
         X, Y = check_pair(X, Y, k, clip_quantile, what)
         options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
-                       working_memory=working_memory, device=device)  # fmt: skip
+                       working_memory=working_memory, device=device,
+                       neighbors=neighbors)  # fmt: skip
         bx, by = neighbours(X, name="X", **options), neighbours(Y, name="Y", **options)
 
         def at(perm: np.ndarray) -> float:
@@ -264,16 +275,17 @@ def _resampler(score, what: str, fresh):
         clip_quantile: float | None = None,
         working_memory: float | None = None,
         device: str | torch.device | None = None,
+        neighbors: str = "exact",
     ) -> Callable[[np.ndarray], np.ndarray]:
         X, Y = check_pair(X, Y, k, clip_quantile, what)
         options = dict(k=k, metric=metric, working_memory=working_memory,
-                       device=device)  # fmt: skip
+                       device=device, neighbors=neighbors)  # fmt: skip
         if clip_quantile is not None:  # the clipping threshold depends on the rows kept
             views = None
         else:
             views = [HalfSampleNeighbours(V, name=nm, **options) for V, nm in ((X, "X"), (Y, "Y"))]
         params = {"k": k, "clip_quantile": clip_quantile, "working_memory": working_memory,
-                  "device": device, "metric": metric}  # fmt: skip
+                  "device": device, "metric": metric, "neighbors": neighbors}  # fmt: skip
 
         def at(rows: np.ndarray) -> np.ndarray:
             out = []
