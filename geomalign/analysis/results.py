@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 
 import numpy as np
 
@@ -104,11 +105,7 @@ class Estimate:
             prefix = f"{UNDEFINED_NOTE}: "
             parts = row.notes.split("; ")
             reason = next((p[len(prefix) :] for p in parts if p.startswith(prefix)), "")
-        return cls(
-            row.value, row.ci_low, row.ci_high, row.null_mean, row.null_std, row.p_value,
-            row.n_samples, row.notes, reason, row.seed_low, row.seed_high, row.n_seeds,
-            row.confidence, row.n_resamples,
-        )  # fmt: skip
+        return cls(**{name: getattr(row, name) for name in _ROW_COLUMNS}, undefined_reason=reason)
 
     def row(
         self,
@@ -141,21 +138,12 @@ class Estimate:
 
     def fields(self) -> dict[str, object]:
         """The row columns this estimate fills."""
-        return {
-            "value": self.value,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-            "null_mean": self.null_mean,
-            "null_std": self.null_std,
-            "p_value": self.p_value,
-            "n_samples": self.n_samples,
-            "notes": self.notes,
-            "seed_low": self.seed_low,
-            "seed_high": self.seed_high,
-            "n_seeds": self.n_seeds,
-            "confidence": self.confidence,
-            "n_resamples": self.n_resamples,
-        }
+        return {name: getattr(self, name) for name in _ROW_COLUMNS}
+
+
+#: The fields of an Estimate that are table columns (all but ``undefined_reason``, which a table
+#: keeps in the notes).
+_ROW_COLUMNS = tuple(f.name for f in dataclass_fields(Estimate) if f.name != "undefined_reason")
 
 
 def _groups(rows: Iterable[Result], *columns: str) -> dict[tuple, list[Result]]:
