@@ -39,12 +39,15 @@ def check_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
-def check_device(device: Any, name: str = "device") -> torch.device:
-    """``device`` as a torch.device; ValueError unless torch parses it and it is present here.
+def check_device(device: Any, name: str = "device") -> torch.device | None:
+    """``device`` as a torch.device that can hold tensors here, or None for None.
 
-    Checked before any model is loaded: an unknown device string, a CUDA index this machine
-    does not have, or CUDA/MPS without the hardware are refused by name.
+    Checked before any model loads or any computation starts: a string torch does not parse, a
+    CUDA index this machine does not have, CUDA/MPS without the hardware, or a device that
+    refuses a tensor are refused by ``name``.
     """
+    if device is None:
+        return None
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -61,6 +64,10 @@ def check_device(device: Any, name: str = "device") -> torch.device:
             )
     elif parsed.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"{name} 'mps' is not available on this machine.")
+    try:
+        torch.empty(1, device=parsed)
+    except (RuntimeError, AssertionError) as exc:
+        raise ValueError(f"{name} {str(parsed)!r} cannot hold tensors here ({exc}).") from None
     return parsed
 
 

@@ -55,3 +55,24 @@ def test_existing_results_are_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == f"geomalign analyze: error: {existing} exists; pass --overwrite to replace it.\n"
     assert existing.read_text() == "kept\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--small"],
+        ["finetune", "--window", "2-3"],
+        ["intervene", "curves", "--testbed", "small"],
+        ["toy", "build"],
+        ["toy", "eval"],
+    ],
+)
+def test_device_is_checked_before_the_command_runs(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # anything a command wrote would land here
+    out = ["--out", str(tmp_path / "out")] if argv[0] != "toy" else []
+    cache = ["--cache-dir", str(tmp_path / "cache")] if argv[0] == "toy" else []
+    assert main([*argv, *out, *cache, "--device", "cuda:7"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--device 'cuda:7' is not available: this machine has" in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -76,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Bad input (a ValueError, TypeError or OSError, such as a missing or malformed store) is
     reported on stderr in one line and gives exit code 1; ``-vv`` shows the traceback instead.
+    A ``--device`` option is checked here, before the command runs, for every command that has
+    one.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_command(argv))
@@ -86,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "device", None) is not None:  # before any model loads or data is read
+            from geomalign._validation import check_device
+
+            check_device(args.device, "--device")
         return int(args.func(args))
     except (ValueError, TypeError, OSError) as error:  # bad input: what and where, no traceback
         if args.verbose >= 2:

@@ -11,7 +11,6 @@ from geomalign import stats
 from geomalign.analysis import Calibration, ResultsTable, analyze_store
 from geomalign.cli import COMMANDS, refuse_existing
 from geomalign.cli._args import modality_view, names
-from geomalign.metrics import check_device
 from geomalign.store import ActivationStore
 
 
@@ -208,7 +207,6 @@ def run(args: argparse.Namespace) -> int:
         )
     results = args.out / "results.csv"
     refuse_existing(results, args.overwrite)
-    check_device(args.device, where="--device")
     if args.parquet:  # checked before the run, which may take hours
         if importlib.util.find_spec("pyarrow") is None:
             raise ValueError(

@@ -9,38 +9,10 @@ from typing import Any
 
 import torch
 
+from geomalign._validation import check_device
 from geomalign.metrics._registry import Measure, _Lazy
 
 __all__ = ["check_device", "on_device"]
-
-
-def check_device(
-    device: str | torch.device | None, *, where: str = "device"
-) -> torch.device | None:
-    """``device`` as a :class:`torch.device` that can hold tensors here, or None for None.
-
-    Raises ValueError naming ``where`` for a string torch does not parse, and for a CUDA (or
-    MPS) device that this machine does not have, before any work starts.
-    """
-    if device is None:
-        return None
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"{where}: {device!r} is not a torch device ({error}).") from None
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"{where}: {device!r} asks for CUDA, but no CUDA device is available.")
-        if dev.index is not None and dev.index >= count:
-            raise ValueError(
-                f"{where}: {device!r} asks for CUDA device {dev.index}; this machine has {count}."
-            )
-    try:
-        torch.empty(1, device=dev)
-    except (RuntimeError, AssertionError) as error:
-        raise ValueError(f"{where}: cannot place tensors on {device!r} ({error}).") from None
-    return dev
 
 
 def _takes_device(func: Any) -> bool:
