@@ -20,6 +20,7 @@ from geomalign.metrics._neighbors import as_tensor
 __all__ = [
     "cost_matrix",
     "emd_plan",
+    "entropic_terms",
     "gw_plan",
     "internal_distances",
     "sinkhorn_cost",
@@ -119,7 +120,7 @@ def sinkhorn_plan(
     return plan
 
 
-def _entropic_terms(
+def entropic_terms(
     M: np.ndarray, epsilon: float, max_iter: int | None, tol: float | None
 ) -> tuple[float, float]:
     """``(<P, M>, epsilon * KL(P | a b^T))`` at the Sinkhorn plan P."""
@@ -152,13 +153,13 @@ def sinkhorn_cost(
     eps = float(epsilon) if epsilon is not None else float(reg) * float(M.mean())  # type: ignore[arg-type]
     if eps == 0.0:  # reg relative to a zero mean cost: every point on every other
         return 0.0
-    transport, entropy = _entropic_terms(M, eps, max_iter, tol)
+    transport, entropy = entropic_terms(M, eps, max_iter, tol)
     if value == "transport":
         return transport
     if value == "entropic":
         return transport + entropy
-    own_x = sum(_entropic_terms(cost_matrix(X, X, p, device), eps, max_iter, tol))
-    own_y = sum(_entropic_terms(cost_matrix(Y, Y, p, device), eps, max_iter, tol))
+    own_x = sum(entropic_terms(cost_matrix(X, X, p, device), eps, max_iter, tol))
+    own_y = sum(entropic_terms(cost_matrix(Y, Y, p, device), eps, max_iter, tol))
     return max(transport + entropy - 0.5 * (own_x + own_y), 0.0)
 
 

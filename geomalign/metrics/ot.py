@@ -291,10 +291,16 @@ def resampled_ot_distance(
     ``rows`` of shape (n_resamples, m), checking the arguments once.
 
     Sinkhorn distances of all resamples are solved together
-    (:func:`~geomalign.metrics._sinkhorn_batch.sinkhorn_plans`: the iterations of the
+    (:func:`~geomalign.metrics._sinkhorn_batch.sinkhorn_stack`: the iterations of the
     one-problem solver, in stacks within 256 MiB) on cost matrices gathered from the full
     clouds' cost matrices, computed once: the same entries up to rounding (a resample's costs
-    are otherwise computed about its own mean). The other methods run one resample at a time.
+    are otherwise computed about its own mean). Each resample's problems start from the dual
+    potentials of the full sample's, gathered at its rows (a repeated row starts from the same
+    potential; POT's ``warmstart``), and stop at the same marginal-error threshold: the same
+    entropic problems solved to the same tolerance, from a closer start (a third to a half of
+    the iterations on clouds with structure), so the values differ from a cold start by about
+    that tolerance (within 1e-3 of the mean cost, ``tests/metrics/test_resampled.py``), not by
+    rounding. The other methods run one resample at a time.
     """
     X, Y, opts = _checked_distance_args(X, Y, **{**_DISTANCE_DEFAULTS, **options})
     dev = resolve_device(X, device)
@@ -306,32 +312,39 @@ def resampled_ot_distance(
     A, B, exponent = _common_scaled(X, Y, dev)
     p = opts["p"]
     pairs = {"xy": (A, B), "xx": (A, A), "yy": (B, B)}
-    full: dict[str, torch.Tensor] = {}
+    matrices: dict[str, torch.Tensor] = {}
 
     def cost(pair: str) -> torch.Tensor:  # computed when first needed
-        if pair not in full:
-            full[pair] = torch.from_numpy(cost_matrix(*pairs[pair], p, dev)).to(dev)
-        return full[pair]
+        if pair not in matrices:
+            matrices[pair] = torch.from_numpy(cost_matrix(*pairs[pair], p, dev)).to(dev)
+        return matrices[pair]
 
     eps = None if opts["epsilon"] is None else _scaled_epsilon(opts["epsilon"], exponent, p)
 
     def gathered(idx: torch.Tensor, pair: str) -> torch.Tensor:  # each resample's costs
         return cost(pair)[idx[:, :, None], idx[:, None, :]]
 
+    def solve(idx: torch.Tensor, warm: Any = None) -> tuple[np.ndarray, Any]:
+        epsilon = None if eps is None else torch.full((len(idx),), eps, dtype=torch.float64,
+                                                      device=dev)  # fmt: skip
+        return sinkhorn_cost_stack(partial(gathered, idx), reg=opts["reg"], epsilon=epsilon,
+                                   value=opts["sinkhorn"], max_iter=opts["max_iter"],
+                                   tol=opts["tol"], warm=warm)  # fmt: skip
+
+    full: dict[str, Any] = {}
+
+    def warm_at(idx: torch.Tensor) -> Callable[[str], tuple[torch.Tensor, torch.Tensor]]:
+        return lambda pair: (full[pair][0][0, idx], full[pair][1][0, idx])
+
     def at(rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
+        if not full:  # the full sample's potentials, where each resample starts from
+            full.update(solve(torch.arange(A.shape[0], device=dev)[None])[1])
         out = np.empty(len(rows))
         step = stack_budget(rows.shape[1], rows.shape[1])
         for start in range(0, len(rows), step):
             idx = torch.as_tensor(rows[start : start + step], device=dev)
-            epsilon = (
-                None
-                if eps is None
-                else torch.full((len(idx),), eps, dtype=torch.float64, device=dev)
-            )
-            costs = sinkhorn_cost_stack(partial(gathered, idx), reg=opts["reg"],
-                                        epsilon=epsilon, value=opts["sinkhorn"],
-                                        max_iter=opts["max_iter"], tol=opts["tol"])  # fmt: skip
+            costs, _ = solve(idx, warm_at(idx))
             out[start : start + len(idx)] = [math.ldexp(c ** (1.0 / p), exponent) for c in costs]
         return out
 
