@@ -104,6 +104,7 @@ def _curve_row(
         notes=notes,
         confidence=point.confidence,
         n_resamples=point.n_resamples,
+        n_null_draws=point.n_null_draws,
     )
 
 

@@ -221,7 +221,11 @@ def _evaluate(
             random_state=calibration.random_state,
         )
         point = replace(
-            point, null_mean=perm.null_mean, null_std=perm.null_std, p_value=perm.p_value
+            point,
+            null_mean=perm.null_mean,
+            null_std=perm.null_std,
+            p_value=perm.p_value,
+            n_null_draws=perm.n_permutations,
         )
         notes.append(f"permutation null K={perm.n_permutations} ({perm.alternative})")
         if nulls is not None:
@@ -329,7 +333,7 @@ def paired_difference(
     )
     return Estimate(
         value, low, high, p_value=p_value, notes="; ".join(notes),
-        confidence=float(calibration.confidence), n_resamples=len(boot),
+        confidence=float(calibration.confidence), n_resamples=len(boot), n_null_draws=len(boot),
     )  # fmt: skip
 
 

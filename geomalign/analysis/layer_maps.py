@@ -242,13 +242,14 @@ def layer_map(
             )
             continue
         k = row_of[i]
-        null_mean = null_std = p_value = None
+        null_mean = null_std = p_value = n_null_draws = None
         notes = f"best of {len(keep_b)} layers"
         if skipped_b:
             notes += f" (layers {skipped_b} undefined, left out)"
         if n_permutations:
             null_mean, null_std = float(null[:, k].mean()), float(null[:, k].std(ddof=1))
             p_value = stats.p_value(null[:, k], float(best[k]), alternative=alternative)
+            n_null_draws = n_permutations
             notes += (
                 f"; max-over-layers permutation null K={n_permutations} "
                 f"seed={calibration.random_state}"
@@ -265,6 +266,7 @@ def layer_map(
             null_mean=null_mean,
             null_std=null_std,
             p_value=p_value,
+            n_null_draws=n_null_draws,
             notes=join_notes(notes, *warned, rows.note),
             **common,
         )
@@ -278,6 +280,7 @@ def layer_map(
                     null_mean=None,
                     null_std=None,
                     p_value=None,
+                    n_null_draws=None,
                     value=float(same_best[k] / calibration.n_resamples),
                     notes=f"share of {calibration.n_resamples} half-samples (n={rows.n // 2}, "
                     f"seed={calibration.random_state}) whose best layer is the same",

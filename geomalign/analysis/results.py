@@ -74,7 +74,8 @@ class Estimate:
     ``seed_low``, ``seed_high`` and ``n_seeds`` are the between-seed spread of an estimate that
     stands for several checkpoints of one role (see :func:`~geomalign.analysis.seed_spread`).
     ``confidence`` and ``n_resamples`` are the level of ``[ci_low, ci_high]`` and the number of
-    resamples it came from.
+    resamples it came from; ``n_null_draws`` is the number of null draws (permutations, sign
+    flips or resamples) behind ``p_value``.
     """
 
     value: float
@@ -91,6 +92,7 @@ class Estimate:
     n_seeds: int | None = None
     confidence: float | None = None
     n_resamples: int | None = None
+    n_null_draws: int | None = None
 
     @property
     def defined(self) -> bool:
@@ -417,7 +419,8 @@ class LayerMap:
             table.append(Result(analysis="best-match", layer=m.layer, layer_b=m.layer_b, **fields))  # type: ignore[arg-type]
             if m.stability is not None:
                 fields.update(kind=None, null_mean=None, null_std=None, p_value=None,
-                              value=m.stability, notes=m.stability_notes)  # fmt: skip
+                              n_null_draws=None, value=m.stability,
+                              notes=m.stability_notes)  # fmt: skip
                 table.append(
                     Result(analysis="best-match", layer=m.layer, layer_b=m.layer_b,
                            statistic="stability", **fields)  # type: ignore[arg-type]

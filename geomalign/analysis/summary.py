@@ -85,12 +85,6 @@ def _cross_modal(table: ResultsTable) -> list[str]:
 _WORDS = {"holm": "Holm-adjusted p", "bh": "BH-adjusted p (FDR)", "none": "p (unadjusted)"}
 
 
-def _draws(row: Result) -> int | None:
-    """The null draws (permutations K or resamples B) behind ``row``'s p-value, from its notes."""
-    found = re.search(r"\b[KB]=(\d+)", row.notes)
-    return int(found.group(1)) if found else None
-
-
 def _family(rows: list[Result], alpha: float, correction: str, alternative: str) -> str:
     """Which layers of one curve are significant after ``correction``, and the p-value floor.
 
@@ -111,7 +105,7 @@ def _family(rows: list[Result], alpha: float, correction: str, alternative: str)
         if sig
         else f"; no layer with {word} <= {alpha}{over}"
     )
-    draws = _draws(tested[0])
+    draws = tested[0].n_null_draws
     if draws is None:
         return text
     floor = stats.p_value_floor(draws, alternative=alternative)

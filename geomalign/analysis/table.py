@@ -79,6 +79,9 @@ class Result:
         Level of the interval ``[ci_low, ci_high]`` (e.g. 0.95); None without an interval.
     n_resamples : int or None
         Number of resamples the interval was computed from.
+    n_null_draws : int or None
+        Number of null draws (permutations, sign flips or resamples) the ``p_value`` rests on,
+        which sets its floor ``1 / (n_null_draws + 1)``; None without a p-value.
     """
 
     analysis: str
@@ -104,17 +107,22 @@ class Result:
     n_seeds: int | None = None
     confidence: float | None = None
     n_resamples: int | None = None
+    n_null_draws: int | None = None
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Result))
-_INT_COLUMNS = frozenset({"layer", "layer_b", "n_samples", "n_seeds", "n_resamples"})
+_INT_COLUMNS = frozenset(
+    {"layer", "layer_b", "n_samples", "n_seeds", "n_resamples", "n_null_draws"}
+)
 _FLOAT_COLUMNS = frozenset(
     {"value", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "seed_low", "seed_high",
      "confidence"}
 )  # fmt: skip
 # Headers of tables written before the last columns existed (they load with those empty):
 # up to notes, then with the seed columns, then with the interval's level and resample count.
-_OLDER_HEADERS = (COLUMNS[: COLUMNS.index("notes") + 1], COLUMNS[: COLUMNS.index("n_seeds") + 1])
+_OLDER_HEADERS = tuple(
+    COLUMNS[: COLUMNS.index(last) + 1] for last in ("notes", "n_seeds", "n_resamples")
+)
 _OPTIONAL_STR_COLUMNS = frozenset({"checkpoint_b", "view_b", "kind"})
 
 
@@ -291,11 +299,14 @@ class ResultsTable:
 
     @classmethod
     def from_parquet(cls, path: str | os.PathLike[str]) -> ResultsTable:
-        """Load a table written by :meth:`to_parquet` (needs pyarrow, as that does)."""
+        """Load a table written by :meth:`to_parquet` (needs pyarrow, as that does).
+
+        Files written before the ``n_null_draws`` column load with None there.
+        """
         parquet = _pyarrow_parquet("from_parquet")
         path = Path(path)
         columns = parquet.read_schema(path).names
-        if tuple(columns) != COLUMNS:
+        if tuple(columns) not in (COLUMNS, _OLDER_HEADERS[-1]):
             raise ValueError(
                 f"{path}: expected a results table with the columns {list(COLUMNS)}; got {columns}."
             )
@@ -318,8 +329,8 @@ class ResultsTable:
     def from_csv(cls, path: str | os.PathLike[str]) -> ResultsTable:
         """Load a table written by :meth:`to_csv` (or any CSV with the same header).
 
-        Tables written before the seed columns or the ``confidence`` and ``n_resamples`` columns
-        load with None there.
+        Tables written before the seed columns, the ``confidence`` and ``n_resamples`` columns
+        or the ``n_null_draws`` column load with None there.
         """
         path = Path(path)
         with path.open(newline="", encoding="utf-8") as fh:

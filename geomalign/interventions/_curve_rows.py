@@ -93,9 +93,10 @@ class Curve:
         value = float(values.mean())
         boot = stats.cluster_means(values, self.grouping, self.resamples)
         low, high = stats.interval(value, boot, confidence=self.confidence)
-        p_value = None
+        p_value = n_null_draws = None
         if differences is not None:
             p_value = sign_flip_p_value(differences, self.grouping, self.n_permutations, self.rng)
+            n_null_draws = self.n_permutations
         return Estimate(
             value,
             ci_low=low,
@@ -106,6 +107,7 @@ class Curve:
             notes=notes,
             confidence=self.confidence,
             n_resamples=len(self.resamples),
+            n_null_draws=n_null_draws,
         )
 
     def importance(self) -> tuple[np.ndarray, np.ndarray]:
@@ -200,6 +202,7 @@ def effect_curve(
                 notes=f"{where}; value = score - ({how}), paired; {calibration}",
             ),
             p_value=score.p_value,
+            n_null_draws=score.n_null_draws,
         )
         first, last = (window.start + 1, window.stop) if len(window) else (None, None)
         windows.append(WindowEffect(first, last, score, effect))

@@ -177,6 +177,7 @@ def _row(
         null_mean=result.null_mean,
         p_value=result.p_value,
         n_samples=result.n_samples,
+        n_null_draws=result.n_permutations if result.p_value is not None else None,
         notes=(
             f"chance {result.chance:.4g} (majority class of {result.n_classes}); "
             f"{options['n_splits']}-fold stratified CV, C={options['C']}, "

@@ -41,6 +41,8 @@ class ProbeResult:
         (:func:`geomalign.stats.p_value`, ``alternative="greater"``).
     n_samples, n_classes : int
         Number of samples and of distinct labels.
+    n_permutations : int, default=0
+        Label permutations behind ``null_mean`` and ``p_value`` (0 without them).
     """
 
     accuracy: float
@@ -50,6 +52,7 @@ class ProbeResult:
     p_value: float | None
     n_samples: int
     n_classes: int
+    n_permutations: int = 0
 
 
 def _check_labels(y: object, n_samples: int, n_splits: int) -> np.ndarray:
@@ -156,6 +159,7 @@ def _probe(
         p_value=p_value,
         n_samples=int(Xs.shape[0]),
         n_classes=int(counts.size),
+        n_permutations=n_permutations,
     )
 
 

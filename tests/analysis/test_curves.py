@@ -33,6 +33,7 @@ def test_cross_modal_curve_finds_the_rotated_layer(planted_store):
     assert cka[2] == pytest.approx(1.0, abs=1e-6)
     assert np.all(np.delete(cka, 2) < 0.5)
     assert rows[2].p_value == pytest.approx(1 / 31)
+    assert all(r.n_null_draws == 30 for r in rows)  # the permutations behind each p-value
     assert rows[2].null_mean < 0.5
     assert rows[2].ci_low <= rows[2].value <= rows[2].ci_high + 1e-9
     assert all(
@@ -89,6 +90,7 @@ def test_tuning_change_is_significant_only_where_planted(planted_store):
     assert diff[4] > 0.5
     assert rows[3].p_value < 0.05
     assert rows[4].p_value < 0.05
+    assert all(r.n_null_draws == 40 for r in rows)  # the p-value rests on the resamples
     assert rows[3].ci_low > 0
     assert rows[2].ci_low <= 1e-6
     assert rows[2].ci_high >= -1e-6

@@ -36,6 +36,8 @@ def test_best_match_finds_planted_routes_with_max_null(planted_store):
     assert stability[2] == stability[1] == 1.0  # an exact rotation wins on every half-sample
     assert min(stability[layer] for layer in (0, 3, 4, 5)) < 1.0
     assert best[2].p_value == best[1].p_value == pytest.approx(1 / 31)
+    assert {r.n_null_draws for r in best.values()} == {30}
+    assert {r.n_null_draws for r in table.select(statistic="stability")} == {None}
     # The null of a maximum over 6 layers sits above a single cell's null, so layers without a
     # planted route are not called significant just because their best of 6 is picked.
     unplanted = [best[layer].p_value for layer in (0, 3, 4, 5)]

@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -120,3 +121,23 @@ def test_interval_level_and_resamples_round_trip_and_older_tables_load(tmp_path)
     old.write_text("\n".join(",".join(line.split(",")[:kept]) for line in lines) + "\n")
     (loaded,) = ResultsTable.from_csv(old)
     assert (loaded.ci_low, loaded.confidence, loaded.n_resamples) == (0.4, None, None)
+
+
+def test_null_draws_round_trip_and_tables_without_the_column_load(tmp_path):
+    row = Result("cross-modal", "cka-linear", "base", "image/mean", 1, 0.5, p_value=1 / 101,
+                 n_null_draws=100, ci_low=0.4, ci_high=0.6, confidence=0.95,
+                 n_resamples=50)  # fmt: skip
+    table = ResultsTable([row])
+    (back,) = ResultsTable.from_csv(table.to_csv(tmp_path / "new.csv"))
+    assert back == row
+    assert back.n_null_draws == 100
+    # a table written before the column existed: the header and cells end at n_resamples
+    old = tmp_path / "old.csv"
+    lines = table.to_csv(old).read_text().splitlines()
+    kept = COLUMNS.index("n_resamples") + 1
+    assert kept == len(COLUMNS) - 1
+    old.write_text("\n".join(",".join(line.split(",")[:kept]) for line in lines) + "\n")
+    (loaded,) = ResultsTable.from_csv(old)
+    assert (loaded.p_value, loaded.n_resamples, loaded.n_null_draws) == (1 / 101, 50, None)
+    with pytest.raises(TypeError, match=r"Result.n_null_draws must be an integer"):
+        ResultsTable([replace(row, n_null_draws=2.5)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from geomalign.analysis import Result, ResultsTable, summarize
@@ -24,6 +26,7 @@ def _curve(p_values, *, draws=100):
             p_value=p,
             n_samples=100,
             notes=f"95% CI: paired half-sampling B={draws} seed=0",
+            n_null_draws=draws,
         )
         for layer, p in enumerate(p_values)
     )
@@ -49,3 +52,11 @@ def test_floor_and_unreachable_level_are_said():
     assert "p at its floor 0.039 (= 2/(50+1)) at layers 0, 1" in text
     assert "no layer with Holm-adjusted p <= 0.05 over 5 layers" in text
     assert "use at least 199 for a single layer to reach it" in text
+
+
+def test_the_floor_is_read_from_the_draws_column_not_the_notes():
+    """The number of draws comes from ``n_null_draws``; notes saying otherwise are ignored."""
+    table = ResultsTable(replace(r, notes="B=5000") for r in _curve([2 / 51, 0.5], draws=50))
+    assert "p at its floor 0.039 (= 2/(50+1)) at layers 0" in summarize(table)
+    no_column = ResultsTable(replace(r, n_null_draws=None) for r in table)
+    assert "floor" not in summarize(no_column)

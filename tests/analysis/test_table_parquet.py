@@ -13,7 +13,7 @@ def _table() -> ResultsTable:
         [
             Result("cross-modal", "cka-linear", "base", "image/mean", 3, 0.8125, kind="similarity",
                    ci_low=0.75, ci_high=0.875, null_mean=0.1, null_std=0.02, p_value=1 / 101,
-                   n_samples=200, notes="subsampled n=200 of 9000 seed=0 — ü"),
+                   n_samples=200, notes="subsampled n=200 of 9000 seed=0 — ü", n_null_draws=100),
             Result("cross-modal", "cka-linear", "base", "image/mean", 0, math.nan,
                    kind="similarity", notes="undefined (NaN): all 200 rows of X are identical"),
             Result("layer-map", "mutual-knn", "tuned", "image/mean", 2, 1e-300,
@@ -34,6 +34,7 @@ def test_round_trip_keeps_missing_entries_apart_from_nan(tmp_path):
     assert math.isnan(back[2].ci_low)  # NaN stays NaN
     assert back[3].layer is None
     assert back[2].layer_b == 7
+    assert (back[0].n_null_draws, back[1].n_null_draws) == (100, None)
     assert back[0].notes.endswith("ü")
     assert ResultsTable.from_parquet(ResultsTable().to_parquet(tmp_path / "empty.parquet")) == (
         ResultsTable()
@@ -68,3 +69,15 @@ def test_without_pyarrow_the_error_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"to_parquet\(\) needs pyarrow.*geomalign\[parquet\]"):
         _table().to_parquet(tmp_path / "results.parquet")
     assert not (tmp_path / "results.parquet").exists()
+
+
+def test_a_parquet_file_written_before_the_null_draws_column_loads(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet
+
+    path = _table().to_parquet(tmp_path / "results.parquet")
+    older = tmp_path / "older.parquet"
+    pyarrow.parquet.write_table(pyarrow.parquet.read_table(path).drop(["n_null_draws"]), older)
+    back = ResultsTable.from_parquet(older)
+    assert [r.n_null_draws for r in back] == [None] * 4
+    assert [r.p_value for r in back] == [r.p_value for r in _table()]

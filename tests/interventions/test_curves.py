@@ -52,10 +52,11 @@ def test_cumulative_transplant_runs_from_base_to_tuned(tmp_path):
     effects = _rows(table, statistic="effect")
     for score, effect in zip(windows, effects, strict=True):
         assert effect.value == pytest.approx(score.value - score.null_mean)
-        assert (effect.layer, effect.layer_b, effect.p_value) == (
+        assert (effect.layer, effect.layer_b, effect.p_value, effect.n_null_draws) == (
             score.layer,
             score.layer_b,
             score.p_value,
+            FAST["n_permutations"],
         )
         assert effect.ci_low <= effect.value <= effect.ci_high
         assert effect.null_mean == 0.0

@@ -62,6 +62,7 @@ def test_probe_curves_find_the_planted_layers(planted_store):
     assert 1 / 3 <= chance.value < 0.5
     significant = table.select(analysis="probe", measure=colour, layer=1, statistic="value")
     assert np.all(significant.column("p_value") == pytest.approx(1 / 4))
+    assert np.all(significant.column("n_null_draws") == 3)
     assert "3-fold stratified CV" in significant[0].notes
 
 

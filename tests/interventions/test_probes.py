@@ -40,6 +40,7 @@ def test_permutation_p_value_is_small_for_a_real_label():
     X, y = _planted(n=200)
     result = probe_accuracy(X, y, n_permutations=19)
     assert result.p_value == pytest.approx(1 / 20)
+    assert result.n_permutations == 19
     assert result.null_mean < 0.5
 
 
