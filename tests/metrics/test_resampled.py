@@ -63,16 +63,20 @@ def test_half_sample_neighbours_are_the_subset_search():
     lists = HalfSampleNeighbours(X, k=5, metric="euclidean", working_memory=None, device=None,
                                  name="X")  # fmt: skip
     rows = np.sort(np.random.default_rng(0).choice(200, 100, replace=False))
-    found = lists.within(rows)
-    direct = knn(X[rows], k=5)
-    np.testing.assert_array_equal(found.indices, direct.indices)
-    np.testing.assert_array_equal(found.distances, direct.distances)
-    assert lists.within(np.array([0, 0, *range(1, 60)])) is None  # repeated rows: no shortcut
-    assert lists.within(rows[:5]) is None  # fewer rows than neighbours
+    other = np.sort(np.random.default_rng(1).choice(200, 100, replace=False))
+    repeated = np.array([0, 0, *range(1, 99)])  # repeated rows: no shortcut
+    found = lists.within_each(np.stack([rows, repeated, other]))
+    for subset, got in ((rows, found[0]), (other, found[2])):
+        direct = knn(X[subset], k=5)
+        np.testing.assert_array_equal(got.indices, direct.indices)
+        np.testing.assert_array_equal(got.distances, direct.distances)
+    assert found[1] is None
+    assert lists.within_each(rows[None, :5]) == [None]  # fewer rows than neighbours
 
 
 def _pot_stabilized(M, epsilon, warmstart=None):
-    """POT's sinkhorn_stabilized on ``M`` divided by its mean, as the one-problem solver."""
+    """POT's sinkhorn_stabilized on ``M`` divided by its mean, as the one-problem solver, its
+    marginal error checked after every iteration."""
     import ot
 
     n, m = M.shape
@@ -80,7 +84,7 @@ def _pot_stabilized(M, epsilon, warmstart=None):
     ws = None if warmstart is None else tuple(w / scale for w in warmstart)
     plan, log = ot.bregman.sinkhorn_stabilized(
         np.full(n, 1 / n), np.full(m, 1 / m), M / scale, epsilon / scale, numItermax=10_000,
-        stopThr=1e-4 / np.sqrt(m), warmstart=ws, log=True, warn=False,
+        stopThr=1e-4 / np.sqrt(m), warmstart=ws, log=True, warn=False, print_period=1,
     )  # fmt: skip
     kl = np.sum(plan[plan > 0] * np.log(plan[plan > 0] * n * m))
     return np.sum(plan * M) + epsilon * kl, [w * scale for w in log["warmstart"]]
@@ -105,10 +109,11 @@ def test_stacked_sinkhorn_iterates_are_pot_s(reg):
                          transport=True)  # fmt: skip
     for b, (cost, e) in enumerate(zip(M[:-1], eps[:-1], strict=True)):
         value, (f, g) = _pot_stabilized(cost, e)
-        transport, entropy = entropic_terms(cost, e, None, None)
         np.testing.assert_allclose(float(got.entropic[b]), value, rtol=1e-10)
-        np.testing.assert_allclose(float(got.transport[b]), transport, rtol=1e-10)
-        np.testing.assert_allclose(float(got.entropic[b]), transport + entropy, rtol=1e-10)
+        # the one-problem solver checks every 20th iteration: it stops within the tolerance
+        transport, entropy = entropic_terms(cost, e, None, None)
+        np.testing.assert_allclose(float(got.transport[b]), transport, rtol=1e-4)
+        np.testing.assert_allclose(float(got.entropic[b]), transport + entropy, rtol=1e-4)
         np.testing.assert_allclose(got.f[b].numpy(), f, rtol=1e-9, atol=1e-12 * cost.mean())
         np.testing.assert_allclose(got.g[b].numpy(), g, rtol=1e-9, atol=1e-12 * cost.mean())
     assert float(got.entropic[-1]) == 0.0
