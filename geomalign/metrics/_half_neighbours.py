@@ -63,24 +63,38 @@ class HalfSampleNeighbours:
             neighbors=neighbors,
         )
 
-    def within(self, rows: np.ndarray) -> Neighbors | None:
-        """The k-NN among ``X[rows]`` (indices into ``rows``), or None where the full lists
-        cannot tell (``rows`` not distinct and ascending, or a row's list holds fewer than k
-        of them)."""
+    def within_each(self, rows: np.ndarray) -> list[Neighbors | None]:
+        """For each row ``r`` of ``rows`` (n_resamples, m), the k-NN among ``X[r]`` (indices
+        into ``r``), or None where the full lists cannot tell (``r`` not distinct and
+        ascending, or a row's list holds fewer than k of them); all resamples read off the
+        lists at once (in chunks of about 2**21 list entries)."""
         rows = np.asarray(rows, dtype=np.int64)
-        if rows.size <= self.k or np.any(np.diff(rows) <= 0):
-            return None
-        local = np.full(self.n, -1, dtype=np.int64)
-        local[rows] = np.arange(rows.size)
-        listed = local[self.full.indices[rows]]  # (m, L): -1 outside the subset
+        found: list[Neighbors | None] = []
+        step = max(1, 2**21 // max(1, rows.shape[1] * self.full.indices.shape[1]))
+        for start in range(0, len(rows), step):
+            found += self._within_chunk(rows[start : start + step])
+        return found
+
+    def _within_chunk(self, rows: np.ndarray) -> list[Neighbors | None]:
+        R, m = rows.shape
+        out: list[Neighbors | None] = [None] * R
+        ok = np.all(np.diff(rows, axis=1) > 0, axis=1) if m > self.k else np.zeros(R, bool)
+        if not ok.any():
+            return out
+        rows = rows[ok]
+        local = np.full((len(rows), self.n), -1, dtype=np.int64)
+        np.put_along_axis(local, rows, np.arange(m)[None, :], axis=1)
+        # (r, m, L): each resample's rows' lists in its local numbering, -1 outside it
+        listed = np.take_along_axis(local[:, None, :], self.full.indices[rows], axis=2)
         member = listed >= 0
-        rank = np.cumsum(member, axis=1)
-        if np.any(rank[:, -1] < self.k):
-            return None
+        rank = np.cumsum(member, axis=2, dtype=np.int32)
+        long_enough = np.all(rank[:, :, -1] >= self.k, axis=1)
         keep = member & (rank <= self.k)
-        m = rows.size
-        return Neighbors(
-            indices=listed[keep].reshape(m, self.k),
-            distances=self.full.distances[rows][keep].reshape(m, self.k),
-            metric=self.full.metric,
-        )
+        for j, i in enumerate(np.flatnonzero(ok)):
+            if long_enough[j]:
+                out[i] = Neighbors(
+                    indices=listed[j][keep[j]].reshape(m, self.k),
+                    distances=self.full.distances[rows[j]][keep[j]].reshape(m, self.k),
+                    metric=self.full.metric,
+                )
+        return out

@@ -11,6 +11,7 @@ import torch
 from geomalign._validation import check_representations
 from geomalign.metrics._arrays import take_rows
 from geomalign.metrics._half_neighbours import HalfSampleNeighbours
+from geomalign.metrics._neighbors import Neighbors
 from geomalign.metrics.intrinsic import (
     _checked_options,
     from_distances,
@@ -57,8 +58,7 @@ def resampled_intrinsic_dimension(
                 name="X",
             )  # fmt: skip
 
-    def one(rows: np.ndarray) -> float:
-        found = None if lists is None else lists.within(rows)
+    def one(rows: np.ndarray, found: Neighbors | None) -> float:
         if found is not None:
             distances = found.distances
             tolerance = opts["duplicate_rtol"] * float(np.median(distances[:, 0]))
@@ -67,6 +67,8 @@ def resampled_intrinsic_dimension(
         return intrinsic_dimension(take_rows(X, rows), **params).dimension
 
     def at(rows: np.ndarray) -> np.ndarray:
-        return np.array([one(r) for r in np.asarray(rows, dtype=np.int64)], dtype=np.float64)
+        rows = np.asarray(rows, dtype=np.int64)
+        found = [None] * len(rows) if lists is None else lists.within_each(rows)
+        return np.array([one(r, f) for r, f in zip(rows, found, strict=True)], dtype=np.float64)
 
     return at

@@ -295,10 +295,11 @@ def resampled_cknna(
                  for V, name in ((X, "X"), (Y, "Y"))]  # fmt: skip
 
     def at(rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        none = [None] * len(rows)
+        found = (none, none) if views is None else [half.within_each(rows) for _, half in views]
         out = []
-        for r in np.asarray(rows, dtype=np.int64):
-            found = (None, None) if views is None else tuple(half.within(r) for _, half in views)
-            fx, fy = found
+        for r, fx, fy in zip(rows, *found, strict=True):
             if views is None or fx is None or fy is None:
                 out.append(cknna(take_rows(X, r), take_rows(Y, r), **options))  # type: ignore[arg-type]
                 continue

@@ -156,19 +156,23 @@ def mutual_knn(
     X, Y = check_pair(X, Y, k, clip_quantile, "mutual k-NN")
     options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
                    working_memory=working_memory, device=device, neighbors=neighbors)  # fmt: skip
-    return _mutual_score(neighbours(X, name="X", **options), neighbours(Y, name="Y", **options))
+    return _mutual_score(neighbours(X, name="X", **options).indices,
+                         neighbours(Y, name="Y", **options).indices)  # fmt: skip
 
 
-def _mutual_score(bx: Neighbors, by: Neighbors) -> float:
-    return float(overlap_counts(bx.indices, by.indices).mean() / bx.indices.shape[1])
+def _mutual_score(nx: np.ndarray, ny: np.ndarray) -> float:
+    """Mutual k-NN of the neighbour indices (n, k) of X and of Y."""
+    return float(overlap_counts(nx, ny).mean() / nx.shape[1])
 
 
 def overlap_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per row, how many entries of ``a[i]`` also appear in ``b[i]`` (rows hold distinct ints)."""
-    counts = np.zeros(a.shape[0], dtype=np.int64)
-    for j in range(b.shape[1]):  # k passes of an (n, k) comparison: O(n k^2), no n x n mask
-        counts += (a == b[:, j : j + 1]).any(axis=1)
-    return counts
+    """Per row, how many entries of ``a[i]`` also appear in ``b[i]`` (rows hold distinct ints).
+
+    Each row of both sorted together: a shared entry is a pair of equal neighbours (O(n k log
+    k), no n x n mask).
+    """
+    both = np.sort(np.concatenate([a, b], axis=1), axis=1)
+    return np.count_nonzero(both[:, 1:] == both[:, :-1], axis=1)
 
 
 def cycle_knn(
@@ -216,18 +220,21 @@ def cycle_knn(
     X, Y = check_pair(X, Y, k, clip_quantile, "cycle k-NN")
     options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
                    working_memory=working_memory, device=device, neighbors=neighbors)  # fmt: skip
-    return _cycle_score(neighbours(X, name="X", **options), neighbours(Y, name="Y", **options))
+    return _cycle_score(neighbours(X, name="X", **options).indices,
+                        neighbours(Y, name="Y", **options).indices)  # fmt: skip
 
 
-def _cycle_score(bx: Neighbors, by: Neighbors) -> float:
-    nx, ny = bx.indices, by.indices
+def _cycle_score(nx: np.ndarray, ny: np.ndarray) -> float:
+    """Cycle k-NN of the neighbour indices (n, k) of X and of Y."""
     back = nx[ny].reshape(len(nx), -1)  # (n, k*k): X-neighbours of each Y-neighbour
     return float((back == np.arange(len(nx))[:, None]).any(axis=1).mean())
 
 
-def _permuted(b: Neighbors, perm: np.ndarray, inverse: np.ndarray) -> Neighbors:
-    """Neighbours of ``Y[perm]`` from those of ``Y``: row i is old row perm[i]."""
-    return Neighbors(inverse[b.indices[perm]], b.distances[perm], b.metric)
+def _permuted(indices: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """Neighbour indices of ``Y[perm]`` from those of ``Y``: row i is old row perm[i]."""
+    inverse = np.empty_like(perm)
+    inverse[perm] = np.arange(len(perm))
+    return inverse[indices[perm]]
 
 
 def _shuffler(score, what: str):
@@ -246,11 +253,12 @@ def _shuffler(score, what: str):
         options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
                        working_memory=working_memory, device=device,
                        neighbors=neighbors)  # fmt: skip
-        bx, by = neighbours(X, name="X", **options), neighbours(Y, name="Y", **options)
+        nx = neighbours(X, name="X", **options).indices
+        ny = neighbours(Y, name="Y", **options).indices
 
         def at(perm: np.ndarray) -> float:
             perm = np.asarray(perm, dtype=np.int64)
-            return score(bx, _permuted(by, perm, np.argsort(perm)))
+            return score(nx, _permuted(ny, perm))
 
         return at
 
@@ -288,13 +296,15 @@ def _resampler(score, what: str, fresh):
                   "device": device, "metric": metric, "neighbors": neighbors}  # fmt: skip
 
         def at(rows: np.ndarray) -> np.ndarray:
+            rows = np.asarray(rows, dtype=np.int64)
+            none = [None] * len(rows)
+            found = (none, none) if views is None else [v.within_each(rows) for v in views]
             out = []
-            for r in np.asarray(rows, dtype=np.int64):
-                pair = None if views is None else [v.within(r) for v in views]
-                if pair is None or pair[0] is None or pair[1] is None:
+            for r, bx, by in zip(rows, *found, strict=True):
+                if bx is None or by is None:
                     out.append(fresh(take_rows(X, r), take_rows(Y, r), **params))
                 else:
-                    out.append(score(*pair))
+                    out.append(score(bx.indices, by.indices))
             return np.array(out, dtype=np.float64)
 
         return at
