@@ -152,6 +152,11 @@ class Rows:
         """Whether the analysis reads fewer rows than the store holds."""
         return self.ids is not None
 
+    @property
+    def subsample(self) -> int | None:
+        """The subsample's size (the ``n_subsample`` column), None when every row is read."""
+        return self.n if self.subsampled else None
+
     def read(self, view: View, layer: int) -> np.ndarray:
         """One layer of ``view`` on these rows, float32 of shape (n, dim)."""
         return self.store.read(view.checkpoint, view.modality, view.pooling, layer, ids=self.ids)

@@ -82,6 +82,7 @@ def _curve_row(
     b: tuple[str, str],
     n_samples: int,
     notes: str,
+    n_subsample: int | None,
 ) -> Result:
     """A curve's row at ``layer``; ``a`` and ``b`` are the (checkpoint, view) of the two sides."""
     return Result(
@@ -105,6 +106,9 @@ def _curve_row(
         confidence=point.confidence,
         n_resamples=point.n_resamples,
         n_null_draws=point.n_null_draws,
+        undefined_reason=point.undefined_reason,
+        max_t_p_value=point.max_t_p_value,
+        n_subsample=n_subsample,
     )
 
 
@@ -201,6 +205,7 @@ def compare_views(
                     b=(view_b.checkpoint, view_b.label),
                     n_samples=n_used,
                     notes=notes,
+                    n_subsample=rows.subsample,
                 )
             )
     for measure in resolved:
@@ -212,7 +217,7 @@ def compare_views(
 
 def _note_max_t(rows: list[Result], drawn: list[tuple[int, Estimate, np.ndarray]],
                 measure: Measure) -> None:  # fmt: skip
-    """Add each layer's max-T p-value over the curve's layers to its row's notes.
+    """Set each layer's max-T p-value over the curve's layers (``max_t_p_value``, and in notes).
 
     ``drawn`` holds (row index, estimate, permutation null) per layer, the nulls drawn with the
     same permutations (:func:`~geomalign.analysis.evaluation.evaluate`). Each layer's statistic
@@ -234,7 +239,9 @@ def _note_max_t(rows: list[Result], drawn: list[tuple[int, Estimate, np.ndarray]
     adjusted = stats.max_t_adjusted(observed, joint, alternative=alternative)
     for (i, _, _), p in zip(drawn, adjusted, strict=True):
         rows[i] = replace(
-            rows[i], notes=join_notes(rows[i].notes, f"max-T p={p:.4g} over {len(drawn)} layers")
+            rows[i],
+            notes=join_notes(rows[i].notes, f"max-T p={p:.4g} over {len(drawn)} layers"),
+            max_t_p_value=float(p),
         )
 
 
@@ -404,6 +411,7 @@ def tuning_change_curve(
                     a=(tuned, views[tuned, "x"].label),
                     b=(base, views[tuned, "y"].label),
                     n_samples=rows.n,
+                    n_subsample=rows.subsample,
                     notes=join_notes(
                         f"{measure.name}({tuned}) - {measure.name}({base})",
                         point.notes,

@@ -172,6 +172,8 @@ def id_profile(
                 notes=join_notes(point.notes, rows.note),
                 confidence=point.confidence,
                 n_resamples=point.n_resamples,
+                undefined_reason=point.undefined_reason,
+                n_subsample=rows.subsample,
             )
         )
     log_undefined(table, str(view))

@@ -200,7 +200,11 @@ def layer_map(
     row_of, column_of = {i: k for k, i in enumerate(keep_a)}, {j: k for k, j in enumerate(keep_b)}
 
     def undefined(*names: str) -> str:
-        return join_notes(*(f"{UNDEFINED_NOTE}: {left_out[n]}" for n in names if n in left_out))
+        """Why the views ``names`` are undefined (each reason once), or ``""``."""
+        return "; ".join(dict.fromkeys(left_out[n] for n in names if n in left_out))
+
+    def undefined_note(why: str) -> str:
+        return f"{UNDEFINED_NOTE}: {why}" if why else ""
 
     common: dict[str, Any] = dict(
         measure=resolved.name,
@@ -210,18 +214,26 @@ def layer_map(
         view_b=view_b.label,
         kind=resolved.kind,
         n_samples=rows.n,
+        n_subsample=rows.subsample,
     )
     table = ResultsTable()
     for i, la in enumerate(layers_a):
         for j, lb in enumerate(layers_b):
             defined = i in row_of and j in column_of
+            why = undefined(names_a[i], names_b[j])
+            notes = join_notes(
+                *(undefined_note(undefined(n)) for n in (names_a[i], names_b[j])),
+                *warned,
+                rows.note,
+            )
             table.append(
                 Result(
                     analysis="layer-map",
                     layer=la,
                     layer_b=lb,
                     value=observed[row_of[i], column_of[j]] if defined else np.nan,
-                    notes=join_notes(undefined(names_a[i], names_b[j]), *warned, rows.note),
+                    notes=notes,
+                    undefined_reason=why,
                     **common,
                 )
             )
@@ -229,14 +241,15 @@ def layer_map(
     matches = ResultsTable()
     for i, la in enumerate(layers_a):
         if i not in row_of:
-            why = undefined(names_a[i]) or f"{UNDEFINED_NOTE}: no layer of {view_b} is defined"
+            why = undefined(names_a[i]) or f"no layer of {view_b} is defined"
             matches.append(
                 Result(
                     analysis="best-match",
                     layer=la,
                     layer_b=None,
                     value=np.nan,
-                    notes=join_notes(why, rows.note),
+                    notes=join_notes(undefined_note(why), rows.note),
+                    undefined_reason=why,
                     **common,
                 )
             )

@@ -69,13 +69,16 @@ class Estimate:
     """One number with its calibration (``None`` where a calibration was not computed).
 
     ``value`` is NaN where the measure is undefined on the rows; ``undefined_reason`` then says
-    why, and ``notes`` start with ``"undefined (NaN): <reason>"`` (:data:`UNDEFINED_NOTE`), which
-    is how a table (e.g. one loaded from CSV) keeps it: :meth:`of` reads it back from there.
+    why (a column of the table too), and ``notes`` start with ``"undefined (NaN): <reason>"``
+    (:data:`UNDEFINED_NOTE`).
     ``seed_low``, ``seed_high`` and ``n_seeds`` are the between-seed spread of an estimate that
-    stands for several checkpoints of one role (see :func:`~geomalign.analysis.seed_spread`).
+    stands for several checkpoints of one role (see :func:`~geomalign.analysis.seed_spread`),
+    ``seed_checkpoints`` (and ``seed_checkpoints_b`` for a second role) those checkpoints.
     ``confidence`` and ``n_resamples`` are the level of ``[ci_low, ci_high]`` and the number of
     resamples it came from; ``n_null_draws`` is the number of null draws (permutations, sign
-    flips or resamples) behind ``p_value``.
+    flips or resamples) behind ``p_value``, and ``max_t_p_value`` that p-value adjusted over
+    the layers of a curve (max-T). ``n_subsample`` is the size of the seeded subsample of the
+    store's rows the estimate was computed on (None: every row).
     """
 
     value: float
@@ -93,6 +96,10 @@ class Estimate:
     confidence: float | None = None
     n_resamples: int | None = None
     n_null_draws: int | None = None
+    max_t_p_value: float | None = None
+    n_subsample: int | None = None
+    seed_checkpoints: str | None = None
+    seed_checkpoints_b: str | None = None
 
     @property
     def defined(self) -> bool:
@@ -101,13 +108,8 @@ class Estimate:
 
     @classmethod
     def of(cls, row: Result) -> Estimate:
-        """The estimate a table row holds (an undefined value with the reason its notes give)."""
-        reason = ""
-        if math.isnan(row.value):
-            prefix = f"{UNDEFINED_NOTE}: "
-            parts = row.notes.split("; ")
-            reason = next((p[len(prefix) :] for p in parts if p.startswith(prefix)), "")
-        return cls(**{name: getattr(row, name) for name in _ROW_COLUMNS}, undefined_reason=reason)
+        """The estimate a table row holds."""
+        return cls(**{name: getattr(row, name) for name in _ROW_COLUMNS})
 
     def row(
         self,
@@ -143,9 +145,8 @@ class Estimate:
         return {name: getattr(self, name) for name in _ROW_COLUMNS}
 
 
-#: The fields of an Estimate that are table columns (all but ``undefined_reason``, which a table
-#: keeps in the notes).
-_ROW_COLUMNS = tuple(f.name for f in dataclass_fields(Estimate) if f.name != "undefined_reason")
+#: The fields of an Estimate, each a table column of the same name.
+_ROW_COLUMNS = tuple(f.name for f in dataclass_fields(Estimate))
 
 
 def _groups(rows: Iterable[Result], *columns: str) -> dict[tuple, list[Result]]:
@@ -379,6 +380,10 @@ class LayerMap:
     n_samples : int or None
     best : tuple of BestMatch
         One per layer of ``layers_a`` (empty when the table had no best-match rows).
+    undefined_reasons : numpy.ndarray of str, same shape as ``values``, or None
+        Why each undefined cell is undefined (``""`` where defined); None: no cell has a reason.
+    n_subsample : int or None
+        Size of the seeded subsample of the store's rows the map was computed on (None: all).
     """
 
     measure: str
@@ -393,6 +398,8 @@ class LayerMap:
     notes: np.ndarray = field(repr=False)
     n_samples: int | None
     best: tuple[BestMatch, ...] = ()
+    undefined_reasons: np.ndarray | None = field(default=None, repr=False)
+    n_subsample: int | None = None
 
     def _common(self) -> dict[str, object]:
         return dict(
@@ -403,14 +410,18 @@ class LayerMap:
             view_b=self.view_b,
             kind=self.kind,
             n_samples=self.n_samples,
+            n_subsample=self.n_subsample,
         )
 
     def to_table(self) -> ResultsTable:
         """The ``"layer-map"`` cells (row-major), then the ``"best-match"`` rows."""
         common = self._common()
+        reasons = self.undefined_reasons
         table = ResultsTable(
             Result(analysis="layer-map", layer=la, layer_b=lb, value=float(self.values[i, j]),
-                   notes=str(self.notes[i, j]), **common)  # type: ignore[arg-type]
+                   notes=str(self.notes[i, j]),
+                   undefined_reason="" if reasons is None else str(reasons[i, j]),
+                   **common)  # type: ignore[arg-type]
             for i, la in enumerate(self.layers_a)
             for j, lb in enumerate(self.layers_b)
         )  # fmt: skip
@@ -438,9 +449,10 @@ class LayerMap:
             layers_b = tuple(dict.fromkeys(layer_number(r, "layer_b") for r in cells))
             values = np.full((len(layers_a), len(layers_b)), np.nan)
             notes = np.full(values.shape, "", dtype=object)
+            reasons = np.full(values.shape, "", dtype=object)
             for r in cells:
                 i, j = layers_a.index(r.layer), layers_b.index(r.layer_b)
-                values[i, j], notes[i, j] = r.value, r.notes
+                values[i, j], notes[i, j], reasons[i, j] = r.value, r.notes, r.undefined_reason
             best: dict[int, BestMatch] = {}
             stability = {}
             for r in matches.get(k, []):
@@ -454,6 +466,7 @@ class LayerMap:
             measure, checkpoint, view, checkpoint_b, view_b = k
             out.append(
                 cls(measure, cells[0].kind, checkpoint, view, checkpoint_b, view_b, layers_a,
-                    layers_b, values, notes, cells[0].n_samples, tuple(best.values()))
+                    layers_b, values, notes, cells[0].n_samples, tuple(best.values()),
+                    reasons if any(reasons.flat) else None, cells[0].n_subsample)
             )  # fmt: skip
         return out

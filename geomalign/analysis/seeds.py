@@ -29,7 +29,6 @@ __all__ = ["check_roles", "roles_of", "seed_conclusions", "seed_dependence", "se
 
 #: Analyses whose rows are aggregated over seeds (one value per layer).
 SPREAD_ANALYSES = ("cross-modal", "cross-checkpoint", "tuning-change", "id-profile")
-_SEEDS_NOTE = re.compile(r"\bseeds(_b)?=([^\s;]+)")
 
 
 def check_roles(
@@ -97,8 +96,9 @@ def seed_spread(table: ResultsTable, roles: Mapping[str, Sequence[str]]) -> Resu
       trained model is, to read beside the spread;
     - ``seed_low``, ``seed_high``, ``n_seeds``: the smallest and largest seed value and the
       number of seeds;
-    - ``notes``: ``seeds=<checkpoints>`` (and ``seeds_b=`` for the second role), which is how
-      :func:`roles_of` finds the roles again in a table loaded from CSV.
+    - ``seed_checkpoints`` (and ``seed_checkpoints_b`` for the second role): the checkpoints,
+      comma-separated, which is how :func:`roles_of` finds the roles again in a table loaded
+      from CSV; the notes say so too (``seeds=<checkpoints>``, ``seeds_b=``).
 
     Roles of one checkpoint are left as they are. p-values are not averaged: which layers are
     significant in which seed is read from the per-seed rows (:func:`seed_conclusions`).
@@ -143,9 +143,11 @@ def _spread_row(rows: list[Result], role: str, role_b: str | None) -> Result:
     if defined and all(r.ci_low is not None and r.ci_high is not None for r in defined):
         low = mean + float(np.mean([r.ci_low - r.value for r in defined]))  # type: ignore[operator]
         high = mean + float(np.mean([r.ci_high - r.value for r in defined]))  # type: ignore[operator]
-    notes = [f"seeds={','.join(r.checkpoint for r in rows)}"]
-    if role_b is not None:
-        notes.append(f"seeds_b={','.join(str(r.checkpoint_b) for r in rows)}")
+    members = ",".join(r.checkpoint for r in rows)
+    members_b = None if role_b is None else ",".join(str(r.checkpoint_b) for r in rows)
+    notes = [f"seeds={members}"]
+    if members_b is not None:
+        notes.append(f"seeds_b={members_b}")
     notes.append(
         "value = mean over seeds; CI = the seeds' mean resampling interval around it; "
         "seed_low/seed_high = smallest/largest seed value"
@@ -174,6 +176,8 @@ def _spread_row(rows: list[Result], role: str, role_b: str | None) -> Result:
         n_seeds=len(defined),
         confidence=None if low is None else defined[0].confidence,
         n_resamples=None if low is None else defined[0].n_resamples,
+        seed_checkpoints=members,
+        seed_checkpoints_b=members_b,
     )
 
 
@@ -181,11 +185,9 @@ def roles_of(table: ResultsTable) -> dict[str, tuple[str, ...]]:
     """The roles of a table with seed rows: role -> its checkpoints, in the order of the rows."""
     roles: dict[str, tuple[str, ...]] = {}
     for r in table:
-        if r.n_seeds is None:
-            continue
-        for second, members in _SEEDS_NOTE.findall(r.notes):
-            role = r.checkpoint_b if second else r.checkpoint
-            if role is not None:
+        for role, members in ((r.checkpoint, r.seed_checkpoints),
+                              (r.checkpoint_b, r.seed_checkpoints_b)):  # fmt: skip
+            if role is not None and members is not None:
                 roles.setdefault(role, tuple(members.split(",")))
     return roles
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable
 
 from geomalign import stats
@@ -68,10 +67,10 @@ def _cross_modal(table: ResultsTable) -> list[str]:
             ResultsTable(rows), "checkpoint", "view", "view_b"
         ).items():
             b = _best(curve, kind)
-            max_t = re.search(r"max-T p=(\S+) over (\d+) layers", b.notes)
+            family = sum(r.max_t_p_value is not None for r in curve)
             chosen = (
-                f", max-T p={max_t.group(1)} for the best of {max_t.group(2)} layers"
-                if max_t
+                f", max-T p={b.max_t_p_value:.4g} for the best of {family} layers"
+                if b.max_t_p_value is not None
                 else ""
             )
             parts.append(
@@ -283,7 +282,7 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "ho
     checkpoints = [c for c in table.unique("checkpoint") if c not in roles]
     layers = sorted({r.layer for r in table if r.layer is not None})
     n = max((r.n_samples for r in table if r.n_samples is not None), default=None)
-    notes = sorted({r.notes for r in table if "subsampled" in r.notes})
+    subsampled = any(r.n_subsample is not None for r in table)
     head = [
         f"checkpoints: {', '.join(map(str, checkpoints))}; layers {layers[0]}..{layers[-1]} "
         f"(0 = embedding output); up to {n} samples per point"
@@ -295,7 +294,7 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "ho
             "roles (mean over seeds; seeds paired by position): "
             + "; ".join(f"{role} = {', '.join(members)}" for role, members in roles.items())
         )
-    if notes:
+    if subsampled:
         head.append("some measures ran on a subsample (see the notes column)")
     sections = [
         (

@@ -82,6 +82,21 @@ class Result:
     n_null_draws : int or None
         Number of null draws (permutations, sign flips or resamples) the ``p_value`` rests on,
         which sets its floor ``1 / (n_null_draws + 1)``; None without a p-value.
+    undefined_reason : str
+        Why ``value`` is NaN where the measure is undefined on the rows read (e.g. ``"all 200
+        rows of X are identical"``); empty for a defined value. The notes then start with
+        ``"undefined (NaN): <reason>"`` too.
+    max_t_p_value : float or None
+        The row's p-value adjusted over the layers of its curve by the max-T rule
+        (:func:`geomalign.stats.max_t_adjusted`, from the joint permutation null of the layers);
+        None where the curve has no such joint null.
+    n_subsample : int or None
+        Size of the seeded subsample of the store's rows the row was computed on (for a value
+        streamed over every row: the subsample its interval and null were computed on); None
+        when every row was read. The notes name the subsample and its seed.
+    seed_checkpoints, seed_checkpoints_b : str or None
+        The checkpoints (comma-separated, in seed order) behind a row whose ``checkpoint`` (and
+        ``checkpoint_b``) is a role standing for several seeds; None for other rows.
     """
 
     analysis: str
@@ -108,22 +123,30 @@ class Result:
     confidence: float | None = None
     n_resamples: int | None = None
     n_null_draws: int | None = None
+    undefined_reason: str = ""
+    max_t_p_value: float | None = None
+    n_subsample: int | None = None
+    seed_checkpoints: str | None = None
+    seed_checkpoints_b: str | None = None
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Result))
 _INT_COLUMNS = frozenset(
-    {"layer", "layer_b", "n_samples", "n_seeds", "n_resamples", "n_null_draws"}
+    {"layer", "layer_b", "n_samples", "n_seeds", "n_resamples", "n_null_draws", "n_subsample"}
 )
 _FLOAT_COLUMNS = frozenset(
     {"value", "ci_low", "ci_high", "null_mean", "null_std", "p_value", "seed_low", "seed_high",
-     "confidence"}
+     "confidence", "max_t_p_value"}
 )  # fmt: skip
 # Headers of tables written before the last columns existed (they load with those empty):
 # up to notes, then with the seed columns, then with the interval's level and resample count.
 _OLDER_HEADERS = tuple(
-    COLUMNS[: COLUMNS.index(last) + 1] for last in ("notes", "n_seeds", "n_resamples")
+    COLUMNS[: COLUMNS.index(last) + 1]
+    for last in ("notes", "n_seeds", "n_resamples", "n_null_draws")
 )
-_OPTIONAL_STR_COLUMNS = frozenset({"checkpoint_b", "view_b", "kind"})
+_OPTIONAL_STR_COLUMNS = frozenset(
+    {"checkpoint_b", "view_b", "kind", "seed_checkpoints", "seed_checkpoints_b"}
+)
 
 
 def _format_cell(value: object) -> str:
@@ -301,12 +324,13 @@ class ResultsTable:
     def from_parquet(cls, path: str | os.PathLike[str]) -> ResultsTable:
         """Load a table written by :meth:`to_parquet` (needs pyarrow, as that does).
 
-        Files written before the ``n_null_draws`` column load with None there.
+        Files written before the ``n_null_draws`` column, or before the ``undefined_reason`` to
+        ``seed_checkpoints_b`` columns, load with None (an empty reason) there.
         """
         parquet = _pyarrow_parquet("from_parquet")
         path = Path(path)
         columns = parquet.read_schema(path).names
-        if tuple(columns) not in (COLUMNS, _OLDER_HEADERS[-1]):
+        if tuple(columns) not in (COLUMNS, *_OLDER_HEADERS[-2:]):
             raise ValueError(
                 f"{path}: expected a results table with the columns {list(COLUMNS)}; got {columns}."
             )
@@ -330,7 +354,8 @@ class ResultsTable:
         """Load a table written by :meth:`to_csv` (or any CSV with the same header).
 
         Tables written before the seed columns, the ``confidence`` and ``n_resamples`` columns
-        or the ``n_null_draws`` column load with None there.
+        or the ``n_null_draws`` column load with None there (and before the ``undefined_reason``
+        to ``seed_checkpoints_b`` columns, with an empty reason and None).
         """
         path = Path(path)
         with path.open(newline="", encoding="utf-8") as fh:

@@ -58,6 +58,7 @@ def test_cross_modal_curve_notes_the_max_t_p_value_over_its_layers(planted_store
     found = [re.search(r"max-T p=(\S+) over (\d+) layers", r.notes) for r in rows]
     assert all(f is not None and f.group(2) == str(len(LAYERS)) for f in found)
     adjusted = np.array([float(f.group(1)) for f in found])
+    assert np.array([r.max_t_p_value for r in rows]) == pytest.approx(adjusted, rel=1e-3)
     unadjusted = np.array([r.p_value for r in rows])
     # the null of the best of the layers is at least as extreme as each layer's own null
     assert np.all(adjusted >= unadjusted - 1e-12)
@@ -118,6 +119,14 @@ def test_streamed_linear_cka_is_exact_when_subsampling(planted_store):
     knn = table.select(measure="mutual-knn")[0]
     assert knn.n_samples == 60
     assert "subsampled n=60 of 160 seed=0" in knn.notes
+    assert cka.n_subsample == knn.n_subsample == 60  # the streamed value's CI and null: 60 too
+    from geomalign.analysis import summarize
+
+    assert "some measures ran on a subsample" in summarize(table)
+    whole = compare_views(planted_store, ("base", "image", "mean"), ("tuned", "image", "mean"),
+                          measures="mutual-knn", layers=[3])  # fmt: skip
+    assert whole[0].n_subsample is None
+    assert "some measures ran on a subsample" not in summarize(whole)
 
 
 def test_subsample_depends_on_the_seed(planted_store):

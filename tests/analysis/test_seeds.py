@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -86,6 +87,9 @@ def test_seed_columns_round_trip_and_reach_the_typed_curves(seeded_table, tmp_pa
     loaded = ResultsTable.from_csv(seeded_table.to_csv(tmp_path / "results.csv"))
     assert loaded == seeded_table
     assert roles_of(loaded) == {k: tuple(v) for k, v in ROLES.items()}
+    # the roles come from the seed_checkpoints columns, not from the notes
+    blank = ResultsTable(replace(r, notes="") for r in loaded)
+    assert roles_of(blank) == roles_of(loaded)
     curve = next(
         c for c in LayerCurve.from_table(loaded, analysis="cross-modal") if c.checkpoint == "tuned"
     )

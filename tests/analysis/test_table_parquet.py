@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from geomalign.analysis import Result, ResultsTable
+from geomalign.analysis import COLUMNS, Result, ResultsTable
 
 
 def _table() -> ResultsTable:
@@ -71,13 +71,18 @@ def test_without_pyarrow_the_error_names_the_extra(tmp_path, monkeypatch):
     assert not (tmp_path / "results.parquet").exists()
 
 
-def test_a_parquet_file_written_before_the_null_draws_column_loads(tmp_path):
+def test_a_parquet_file_written_before_the_last_columns_loads(tmp_path):
     pytest.importorskip("pyarrow")
     import pyarrow.parquet
 
     path = _table().to_parquet(tmp_path / "results.parquet")
     older = tmp_path / "older.parquet"
-    pyarrow.parquet.write_table(pyarrow.parquet.read_table(path).drop(["n_null_draws"]), older)
+    written = pyarrow.parquet.read_table(path)
+    last = list(COLUMNS[COLUMNS.index("n_null_draws") :])
+    pyarrow.parquet.write_table(written.drop(last), older)
     back = ResultsTable.from_parquet(older)
     assert [r.n_null_draws for r in back] == [None] * 4
+    assert [r.undefined_reason for r in back] == [""] * 4
+    pyarrow.parquet.write_table(written.drop(last[1:]), older)
+    assert [r.n_null_draws for r in ResultsTable.from_parquet(older)] == [100, None, None, None]
     assert [r.p_value for r in back] == [r.p_value for r in _table()]

@@ -97,16 +97,24 @@ def _place(row):
     return {name: getattr(row, name) for name in (*names, "view_b", "layer_b", "kind")}
 
 
-def test_undefined_reason_and_to_pandas(table):
+def test_undefined_reason_and_to_pandas(table, tmp_path):
     row = table[0]
     notes = "undefined (NaN): all 8 rows of X are identical; seed=0"
-    undefined = Estimate.of(replace(row, value=math.nan, notes=notes))
+    why = "all 8 rows of X are identical"
+    undefined = Estimate.of(replace(row, value=math.nan, notes=notes, undefined_reason=why))
     assert not undefined.defined
-    assert undefined.undefined_reason == "all 8 rows of X are identical"
+    assert undefined.undefined_reason == why
     assert Estimate.of(row).undefined_reason == ""
-    # the analyses fill the field; a table row keeps it in the notes only
-    measured = Estimate(math.nan, notes=notes, undefined_reason="all 8 rows of X are identical")
+    # the reason is read from its column, never from the notes
+    assert Estimate.of(replace(row, value=math.nan, notes=notes)).undefined_reason == ""
+    measured = Estimate(math.nan, notes=notes, undefined_reason=why)
     assert Estimate.of(measured.row(**_place(row))) == measured
+    assert (
+        ResultsTable.from_csv(
+            ResultsTable([measured.row(**_place(row))]).to_csv(tmp_path / "r.csv")
+        )[0].undefined_reason
+        == why
+    )
     pandas = pytest.importorskip("pandas")
     frame = table.to_pandas()
     assert isinstance(frame, pandas.DataFrame)

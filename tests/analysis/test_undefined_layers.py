@@ -7,6 +7,7 @@ import pytest
 
 from geomalign.analysis import (
     Calibration,
+    LayerMap,
     analyze_store,
     compare_views,
     detect_abstraction_phase,
@@ -115,6 +116,10 @@ def test_curves_give_nan_where_a_view_is_constant(last_token_store):
     assert np.isnan(cka[0].value)
     assert cka[0].p_value is None
     assert "undefined (NaN): all 40 rows of base:image/last layer 0 are identical" in cka[0].notes
+    assert cka[0].undefined_reason.startswith(
+        "all 40 rows of base:image/last layer 0 are identical"
+    )
+    assert cka[2].undefined_reason == ""
     assert np.isfinite(cka[2].value)
     # optimal transport to a point mass is defined: a number, as before
     assert all(np.isfinite(r.value) for r in table.select(measure="ot-sliced"))
@@ -138,8 +143,13 @@ def test_layer_map_skips_constant_layers(last_token_store):
     cells = table.select(analysis="layer-map")
     for r in cells:
         assert np.isnan(r.value) == (r.layer == 0 or r.layer_b == 0)
+        assert bool(r.undefined_reason) == (r.layer == 0 or r.layer_b == 0)
+        for why in filter(None, r.undefined_reason.split("; ")):  # one per undefined view
+            assert f"undefined (NaN): {why}" in r.notes
     best = {r.layer: r for r in table.select(analysis="best-match", statistic="value")}
     assert np.isnan(best[0].value)
+    assert "identical" in best[0].undefined_reason
+    assert LayerMap.from_table(table)[0].to_table() == table
     assert best[0].layer_b is None
     assert all(best[layer].layer_b != 0 and 0 < best[layer].p_value <= 1 for layer in LAYERS[1:])
 
