@@ -27,7 +27,7 @@ def write_results(
     out_dir: str | os.PathLike[str],
     *,
     formats: Sequence[str] = ("png",),
-    correction: str = "holm",
+    correction: str = "auto",
 ) -> WrittenResults:
     """Write ``results.csv``, ``summary.txt`` and ``figures/`` into ``out_dir``.
 
@@ -39,7 +39,7 @@ def write_results(
         Created if missing; files of the same names are replaced.
     formats : sequence of str, default=("png",)
         Figure formats (``png``, ``pdf``, ``svg``).
-    correction : {"holm", "bh", "none"}, default="holm"
+    correction : {"auto", "max-t", "holm", "bh", "none"}, default="auto"
         Correction across the layers of a curve in the summary (:func:`summarize`).
 
     Returns

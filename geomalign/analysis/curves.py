@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from geomalign import stats
 from geomalign._progress import ticking
 from geomalign.analysis._views import (
     Rows,
@@ -25,6 +24,7 @@ from geomalign.analysis.evaluation import (
     paired_difference,
     resolve_measures,
 )
+from geomalign.analysis.families import family_max_t, max_t_note
 from geomalign.analysis.results import Estimate
 from geomalign.analysis.table import Result, ResultsTable
 from geomalign.metrics import Measure
@@ -173,7 +173,7 @@ def compare_views(
     resolved = resolve_measures(measures, n_views=2, purpose=f"{analysis} curve")
     rows = Rows(store, calibration.max_samples, calibration.random_state)
     out: list[Result] = []
-    nulls: dict[str, list[tuple[int, Estimate, np.ndarray]]] = {m.name: [] for m in resolved}
+    nulls: dict[str, list[tuple[int, float, np.ndarray]]] = {m.name: [] for m in resolved}
     for layer in ticking(layers):
         X, Y = rows.read(view_a, layer), rows.read(view_b, layer)
         for measure in resolved:
@@ -181,7 +181,7 @@ def compare_views(
             drawn: list[np.ndarray] = []
             point = evaluate(measure, X, Y, calibration, names=names, nulls=drawn)
             if drawn:
-                nulls[measure.name].append((len(out), point, drawn[0]))
+                nulls[measure.name].append((len(out), point.value, drawn[0]))
             n_used, notes = rows.n, join_notes(point.notes, rows.note)
             if rows.subsampled and measure.stream is not None and np.isfinite(point.value):
                 acc = measure.stream()
@@ -209,38 +209,31 @@ def compare_views(
                 )
             )
     for measure in resolved:
-        _note_max_t(out, nulls[measure.name], measure)
+        alternative = "less" if measure.kind == "distance" else "greater"
+        _note_max_t(out, nulls[measure.name], alternative)
     table = ResultsTable(out)
     log_undefined(table, f"{view_a} vs {view_b}")
     return table
 
 
-def _note_max_t(rows: list[Result], drawn: list[tuple[int, Estimate, np.ndarray]],
-                measure: Measure) -> None:  # fmt: skip
+def _note_max_t(rows: list[Result], drawn: list[tuple[int, float, np.ndarray]],
+                alternative: str, *, standardise: bool = True) -> None:  # fmt: skip
     """Set each layer's max-T p-value over the curve's layers (``max_t_p_value``, and in notes).
 
-    ``drawn`` holds (row index, estimate, permutation null) per layer, the nulls drawn with the
-    same permutations (:func:`~geomalign.analysis.evaluation.evaluate`). Each layer's statistic
-    and null draws are standardised by its null's mean and standard deviation, and compared
-    with the null of the most extreme standardised statistic over the layers
-    (:func:`geomalign.stats.max_t_adjusted`): the family-wise p-value, and at the peak layer the
-    p-value adjusted for choosing the peak among the layers.
+    ``drawn`` holds (row index, statistic, null draws) per layer, the draws made with the same
+    permutations or half-samples at every layer (:func:`~geomalign.analysis.evaluation.evaluate`,
+    :func:`~geomalign.analysis.evaluation.paired_difference`), standardised by each layer's
+    draws or not (:func:`~geomalign.analysis.families.family_max_t`). The family-wise p-value,
+    and at the peak layer the p-value adjusted for choosing the peak among the layers.
     """
-    scales = [float(null.std()) for _, _, null in drawn]
-    if len(drawn) < 2 or min(scales) == 0 or len({null.size for _, _, null in drawn}) > 1:
+    adjusted = family_max_t([v for _, v, _ in drawn], [d for _, _, d in drawn],
+                            alternative=alternative, standardise=standardise)  # fmt: skip
+    if adjusted is None:
         return
-    observed = [
-        (e.value - null.mean()) / sd for (_, e, null), sd in zip(drawn, scales, strict=True)
-    ]
-    joint = np.stack(
-        [(null - null.mean()) / sd for (_, _, null), sd in zip(drawn, scales, strict=True)], axis=1
-    )
-    alternative = "less" if measure.kind == "distance" else "greater"
-    adjusted = stats.max_t_adjusted(observed, joint, alternative=alternative)
     for (i, _, _), p in zip(drawn, adjusted, strict=True):
         rows[i] = replace(
             rows[i],
-            notes=join_notes(rows[i].notes, f"max-T p={p:.4g} over {len(drawn)} layers"),
+            notes=join_notes(rows[i].notes, max_t_note(p, len(drawn))),
             max_t_p_value=float(p),
         )
 
@@ -376,7 +369,12 @@ def tuning_change_curve(
     -------
     ResultsTable
         Rows with ``analysis="tuning-change"``, ``checkpoint=tuned``, ``checkpoint_b=base``,
-        ``view``/``view_b`` = image/text view, ``p_value`` two-sided (difference = 0).
+        ``view``/``view_b`` = image/text view, ``p_value`` two-sided (difference = 0). With
+        two or more layers, each row's notes also give its max-T p-value over the curve's
+        layers (``max-T p=... over m layers``): the half-samples are the same rows at every
+        layer, and the largest absolute centred resampled difference over the layers is the
+        null of each layer's absolute difference (family-wise; no lower than
+        ``1 / (n_resamples + 1)`` whatever the number of layers).
     """
     calibration = calibration or Calibration()
     store = open_store(store)
@@ -390,19 +388,25 @@ def tuning_change_curve(
     layers = select_layers(store, list(views.values()), layers)
     resolved = resolve_measures(measures, n_views=2, purpose="tuning-change curve")
     rows = Rows(store, calibration.max_samples, calibration.random_state)
-    table = ResultsTable()
+    out: list[Result] = []
+    # each layer's centred half-sample differences, drawn from the same rows at every layer
+    drawn: dict[str, list[tuple[int, float, np.ndarray]]] = {m.name: [] for m in resolved}
     keys = ((tuned, "x"), (tuned, "y"), (base, "x"), (base, "y"))
     for layer in ticking(layers):
         data = {key: rows.read(view, layer) for key, view in views.items()}
         for measure in resolved:
+            differences: list[np.ndarray] = []
             point = paired_difference(
                 measure,
                 (data[tuned, "x"], data[tuned, "y"]),
                 (data[base, "x"], data[base, "y"]),
                 calibration,
                 names=tuple(f"{views[key]} layer {layer}" for key in keys),
+                draws=differences,
             )
-            table.append(
+            if differences:
+                drawn[measure.name].append((len(out), point.value, differences[0]))
+            out.append(
                 _curve_row(
                     "tuning-change",
                     measure,
@@ -419,5 +423,8 @@ def tuning_change_curve(
                     ),
                 )
             )
+    for measure in resolved:
+        _note_max_t(out, drawn[measure.name], "two-sided", standardise=False)
+    table = ResultsTable(out)
     log_undefined(table, f"{tuned} - {base}")
     return table

@@ -268,6 +268,7 @@ def paired_difference(
     calibration: Calibration,
     *,
     names: tuple[str, ...] = ("X1", "Y1", "X2", "Y2"),
+    draws: list[np.ndarray] | None = None,
 ) -> Estimate:
     """``m(*first) - m(*second)`` on the same samples, with a paired half-sampling CI and p-value.
 
@@ -285,6 +286,11 @@ def paired_difference(
     1))``. Where a term is undefined on the
     rows, the difference is NaN with a note, as in :func:`evaluate` (``names`` name the views);
     where it is undefined on a resample only, the CI and p-value are left out with a note.
+
+    The centred differences ``d* - mean(d*)`` (the p-value's null draws) are appended to
+    ``draws`` when given. The half-samples depend only on ``calibration.random_state`` and the
+    number of rows, so at every layer of a curve resample ``i`` holds the same rows: the draws
+    of its layers form a joint null (max-T).
     """
 
     def diff() -> float:
@@ -326,6 +332,8 @@ def paired_difference(
         return Estimate(value, notes="; ".join(notes))
     low, high = stats.interval(value, boot, confidence=float(calibration.confidence))
     p_value = stats.p_value(stats.centred_resamples(boot, value), 0.0, alternative="two-sided")
+    if draws is not None:
+        draws.append(boot - boot.mean())
     notes.insert(
         0,
         f"{calibration.confidence:.0%} CI: paired half-sampling "

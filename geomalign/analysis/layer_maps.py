@@ -29,6 +29,7 @@ from geomalign.analysis.evaluation import (
     resolve_measures,
     warnings_to_notes,
 )
+from geomalign.analysis.families import family_max_t, max_t_note
 from geomalign.analysis.results import LayerMap
 from geomalign.analysis.table import Result, ResultsTable
 from geomalign.metrics import Measure
@@ -98,6 +99,10 @@ def layer_map(
     kept (:func:`geomalign.stats.max_null`); ``p = (1 + #{null best at least as good as the
     observed best}) / (1 + n_permutations)`` (:func:`geomalign.stats.p_value`).
     Comparing the observed maximum with per-cell nulls instead would overstate significance.
+    The same permutations serve every ``view_a`` layer, so the best matches also get a max-T
+    p-value over the ``view_a`` layers (``max_t_p_value``, and in the notes; each
+    layer's best score standardised by its null, :mod:`geomalign.analysis.families`): the
+    family-wise p-value for calling several layers' best matches better than chance.
 
     That p-value says whether the best match beats chance, not whether it beats the runner-up.
     For the latter, each best match also gets a stability: the share of ``n_resamples``
@@ -197,6 +202,10 @@ def layer_map(
             resamples=True,
         )
     best = observed[np.arange(len(keep_a)), best_j]
+    # the same permutations at every view_a layer: their best scores' nulls are a joint null
+    max_t = (
+        family_max_t(list(best), list(null.T), alternative=alternative) if n_permutations else None
+    )
     row_of, column_of = {i: k for k, i in enumerate(keep_a)}, {j: k for k, j in enumerate(keep_b)}
 
     def undefined(*names: str) -> str:
@@ -267,6 +276,8 @@ def layer_map(
                 f"; max-over-layers permutation null K={n_permutations} "
                 f"seed={calibration.random_state}"
             )
+            if max_t is not None:
+                notes += f"; {max_t_note(float(max_t[k]), len(keep_a))}"
         elif calibration.n_permutations:
             notes += "; no permutation null: the measure ignores the pairing of rows"
         if calibration.n_resamples and same_best is None:
@@ -280,6 +291,7 @@ def layer_map(
             null_std=null_std,
             p_value=p_value,
             n_null_draws=n_null_draws,
+            max_t_p_value=None if max_t is None else float(max_t[k]),
             notes=join_notes(notes, *warned, rows.note),
             **common,
         )
@@ -294,6 +306,7 @@ def layer_map(
                     null_std=None,
                     p_value=None,
                     n_null_draws=None,
+                    max_t_p_value=None,
                     value=float(same_best[k] / calibration.n_resamples),
                     notes=f"share of {calibration.n_resamples} half-samples (n={rows.n // 2}, "
                     f"seed={calibration.random_state}) whose best layer is the same",

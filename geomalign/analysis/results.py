@@ -430,7 +430,7 @@ class LayerMap:
             table.append(Result(analysis="best-match", layer=m.layer, layer_b=m.layer_b, **fields))  # type: ignore[arg-type]
             if m.stability is not None:
                 fields.update(kind=None, null_mean=None, null_std=None, p_value=None,
-                              n_null_draws=None, value=m.stability,
+                              n_null_draws=None, max_t_p_value=None, value=m.stability,
                               notes=m.stability_notes)  # fmt: skip
                 table.append(
                     Result(analysis="best-match", layer=m.layer, layer_b=m.layer_b,

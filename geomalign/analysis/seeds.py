@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from geomalign import stats
+from geomalign.analysis import families
 from geomalign.analysis.table import Result, ResultsTable
 
 __all__ = ["check_roles", "roles_of", "seed_conclusions", "seed_dependence", "seed_spread"]
@@ -280,9 +280,7 @@ def _significant(
     found: dict[str, dict[int, float]] = {}  # seed -> significant layer -> signed value
     for ckpt, rows in seeds.items():
         tested = sorted((r for r in rows if r.p_value is not None), key=lambda r: r.layer or 0)
-        adjusted: list[float] = (
-            list(stats.adjust([r.p_value for r in tested], method=correction)) if tested else []
-        )
+        adjusted: list[float] = list(families.adjusted(tested, correction)[0]) if tested else []
         found[ckpt] = {
             int(r.layer): r.value  # type: ignore[arg-type]
             for r, p in zip(tested, adjusted, strict=True)
@@ -296,7 +294,7 @@ def _significant(
         if all(layer in f for f in found.values())
         and len({np.sign(f[layer]) for f in found.values()}) == 1
     ]
-    word = f"p <= {alpha} ({correction})"
+    word = f"p <= {alpha} ({_used(seeds, correction)})"
     text = (
         f"{head}: {word} at layers {', '.join(map(str, always))} in all {len(found)} seeds"
         if always
@@ -314,15 +312,23 @@ def _significant(
     return text
 
 
+def _used(seeds: Mapping[str, list[Result]], correction: str) -> str:
+    """The corrections ``correction`` resolved to in the seeds' curves, e.g. ``"max-t"``."""
+    used = {families.resolve(rows, correction) for rows in seeds.values()}
+    return "/".join(sorted(used, key=families.CORRECTIONS.index))
+
+
 def seed_conclusions(
-    table: ResultsTable, *, alpha: float = 0.05, correction: str = "holm"
+    table: ResultsTable, *, alpha: float = 0.05, correction: str = "auto"
 ) -> list[str]:
     """The conclusions of a table with seed rows, each marked as holding in every seed or not.
 
     Per role: the layer where each cross-modal curve peaks; per pair of roles: the layer and
     sign of the largest tuning change, and the layers where the change is significant after
-    ``correction`` across layers. The rule is the module's: a conclusion holds when every seed
-    gives it; otherwise the line says "seed-dependent" and gives each seed's value.
+    ``correction`` across layers (:data:`~geomalign.analysis.families.CORRECTIONS`;
+    ``"auto"``: max-T where the rows carry it, else Holm). The rule is the module's: a
+    conclusion holds when every seed gives it; otherwise the line says "seed-dependent" and
+    gives each seed's value.
 
     Returns
     -------

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Iterable
 
 from geomalign import stats
+from geomalign.analysis import families
 from geomalign.analysis.results import Estimate, IDProfile, LayerMap
 from geomalign.analysis.seeds import roles_of, seed_conclusions
 from geomalign.analysis.table import Result, ResultsTable, layer_number
@@ -81,7 +82,12 @@ def _cross_modal(table: ResultsTable) -> list[str]:
     return lines
 
 
-_WORDS = {"holm": "Holm-adjusted p", "bh": "BH-adjusted p (FDR)", "none": "p (unadjusted)"}
+_WORDS = {
+    "max-t": "max-T-adjusted p",
+    "holm": "Holm-adjusted p",
+    "bh": "BH-adjusted p (FDR)",
+    "none": "p (unadjusted)",
+}
 
 
 def _family(rows: list[Result], alpha: float, correction: str, alternative: str) -> str:
@@ -90,15 +96,16 @@ def _family(rows: list[Result], alpha: float, correction: str, alternative: str)
     ``"; <Holm-adjusted p> < alpha at layers ..."`` (or ``"no layer with ..."``), then, when
     some p-value sits at its floor ``1 / (draws + 1)`` (two-sided ``2 / (draws + 1)``), a
     remark saying so, and when the draws cannot give a corrected p-value below ``alpha`` at all,
-    how many would.
+    how many would: the smallest max-T p-value is ``1 / (draws + 1)``, Holm's and BH's ``m``
+    times a layer's floor over ``m`` layers.
     """
     tested = sorted((r for r in rows if r.p_value is not None), key=lambda r: r.layer or 0)
     if not tested:
         return ""
-    adjusted = stats.adjust([r.p_value for r in tested], method=correction)
-    word = _WORDS[correction]
+    adjusted, method = families.adjusted(tested, correction)
+    word = _WORDS[method]
     sig = [str(r.layer) for r, p in zip(tested, adjusted, strict=True) if p <= alpha]
-    over = f" over {len(tested)} layers" if correction != "none" else ""
+    over = f" over {len(tested)} layers" if method != "none" else ""
     text = (
         f"; {word} <= {alpha}{over} at layers {', '.join(sig)}"
         if sig
@@ -114,7 +121,10 @@ def _family(rows: list[Result], alpha: float, correction: str, alternative: str)
             f"; p at its floor {floor:.2g} (= {'2' if alternative == 'two-sided' else '1'}/"
             f"({draws}+1)) at layers {', '.join(at_floor)}: more draws may give smaller p"
         )
-    m = len(tested) if correction != "none" else 1
+    if method == "max-t":  # the most extreme of all layers against its own null: one-sided
+        m, floor, alternative = 1, stats.p_value_floor(draws), "greater"
+    else:
+        m = len(tested) if method != "none" else 1
     if m * floor > alpha:
         need = stats.draws_needed(m, alpha, alternative=alternative)
         text += (
@@ -160,13 +170,16 @@ def _cross_checkpoint(table: ResultsTable) -> list[str]:
 
 
 def _best_match(table: ResultsTable, alpha: float, correction: str) -> list[str]:
-    lines = []
+    lines, methods = [], set()
     maps = [m for m in LayerMap.from_table(table) if m.best]
     for m in maps:
         pairs = []
         best = [b for b in sorted(m.best, key=lambda b: b.layer) if b.estimate.defined]
-        tested = [b.estimate.p_value for b in best if b.estimate.p_value is not None]
-        adjusted = iter(stats.adjust(tested, method=correction) if tested else [])
+        tested = [b.estimate for b in best if b.estimate.p_value is not None]
+        if tested:
+            found, method = families.adjusted(tested, correction)
+            methods.add(method)
+        adjusted = iter(found if tested else [])
         for match in best:
             p_value = match.estimate.p_value
             mark = "" if p_value is None else ("*" if next(adjusted) <= alpha else " (n.s.)")
@@ -177,9 +190,10 @@ def _best_match(table: ResultsTable, alpha: float, correction: str) -> list[str]
                 f"  {m.checkpoint}, {m.measure}: {m.view} layer -> best {m.view_b} layer: "
                 + ", ".join(pairs)
             )
-    if lines and any(b.estimate.p_value is not None for m in maps for b in m.best):
+    if lines and methods:
+        used = " or ".join(_WORDS[m] for m in sorted(methods, key=families.CORRECTIONS.index))
         lines.append(
-            f"  (* = better than chance: max-over-layers permutation {_WORDS[correction]} <= "
+            f"  (* = better than chance: max-over-layers permutation {used} <= "
             f"{alpha} over the layers of each map)"
         )
     if any(b.stability is not None for m in maps for b in m.best):
@@ -244,7 +258,7 @@ def _undefined(table: ResultsTable) -> list[str]:
     return lines
 
 
-def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "holm") -> str:
+def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "auto") -> str:
     """A few lines per analysis present in ``table``, for a reader in a hurry.
 
     Parameters
@@ -253,11 +267,15 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "ho
         Rows from :func:`geomalign.analysis.analyze_store` or the single analyses.
     alpha : float, default=0.05
         Significance level quoted for p-values.
-    correction : {"holm", "bh", "none"}, default="holm"
+    correction : {"auto", "max-t", "holm", "bh", "none"}, default="auto"
         Correction across the layers of each curve (and each map's best matches) before a
-        layer is called significant: Holm's family-wise error control, Benjamini-Hochberg's
-        false-discovery-rate control, or none (:func:`geomalign.stats.adjust`). A p-value at
-        its floor ``1 / (draws + 1)`` is pointed out, and so are draws too few for any layer to
+        layer is called significant (:mod:`geomalign.analysis.families`): max-T from the joint
+        draws behind the p-values (family-wise), Holm's family-wise control, Benjamini-Hochberg's
+        false-discovery-rate control, or none. ``"auto"`` is max-T for a family whose rows carry
+        max-T p-values (the analyses draw every layer alike), else Holm: a family-wise method
+        either way, and max-T's smallest p-value is ``1 / (draws + 1)`` whatever the number of
+        layers, where Holm needs ``m`` times more draws over ``m`` layers. A p-value at its
+        floor ``1 / (draws + 1)`` is pointed out, and so are draws too few for any layer to
         reach ``alpha`` after the correction.
 
     A table with several checkpoints per role (``analyze_store(..., roles=...)``) opens with
@@ -272,10 +290,7 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "ho
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1); got {alpha}.")
-    if correction not in stats.CORRECTIONS:
-        raise ValueError(
-            f"correction must be one of {list(stats.CORRECTIONS)}; got {correction!r}."
-        )
+    families.check_correction(correction)
     if not len(table):
         raise ValueError("summarize: the results table is empty.")
     roles = roles_of(table)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from geomalign import stats
-from geomalign.analysis import Calibration, ResultsTable, analyze_store
+from geomalign.analysis import Calibration, ResultsTable, analyze_store, families
 from geomalign.cli import COMMANDS, refuse_existing
 from geomalign.cli._args import modality_view, names
 from geomalign.store import ActivationStore
@@ -49,14 +49,15 @@ def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N|auto",
         help="permutations of the permutation null (0: no p-values; default auto: enough for "
         f"one layer to pass --correction at p <= {ALPHA} over the store's layers, at least "
-        "100; 659 for 33 layers)",
+        "100: 100 for max-t and auto, 659 for holm or bh over 33 layers)",
     )
     group.add_argument(
         "--correction",
-        choices=stats.CORRECTIONS,
-        default="holm",
-        help="correction across the layers of a curve in summary.txt: holm (family-wise, "
-        "default), bh (false discovery rate) or none",
+        choices=families.CORRECTIONS,
+        default="auto",
+        help="correction across the layers of a curve in summary.txt: max-t (family-wise, from "
+        "the joint draws of the layers), holm (family-wise), bh (false discovery rate), none, "
+        "or auto (default: max-t where the layers were drawn jointly, else holm)",
     )
     group.add_argument(
         "--resamples",
@@ -83,11 +84,12 @@ def permutations_for(args: argparse.Namespace, n_layers: int) -> int:
     """``--permutations``, with ``auto`` resolved for curves of ``n_layers`` layers.
 
     ``auto`` is :func:`geomalign.stats.draws_needed` for the correction over ``n_layers``
-    tests at :data:`ALPHA` (one-sided, as permutation p-values are), and at least 100.
+    tests at :data:`ALPHA` (one-sided, as permutation p-values are), and at least 100; max-T
+    (``max-t``, ``auto``) needs the draws of one test whatever the number of layers.
     """
     if args.permutations != "auto":
         return int(args.permutations)
-    tests = n_layers if args.correction != "none" else 1
+    tests = n_layers if args.correction in ("holm", "bh") else 1
     return max(100, stats.draws_needed(tests, ALPHA))
 
 
@@ -95,21 +97,25 @@ def resamples_warning(table: ResultsTable, n_resamples: int, correction: str) ->
     """A one-line warning when no tuning-change layer can pass ``correction`` at :data:`ALPHA`.
 
     Tuning-change p-values are two-sided, from ``n_resamples`` half-samples: the smallest is
-    ``2 / (n_resamples + 1)``, and after a correction over L layers L times that. Empty when
-    some layer can pass, or the table has no tuning-change p-value.
+    ``2 / (n_resamples + 1)``, and after Holm or BH over L layers L times that; max-T's is
+    ``1 / (n_resamples + 1)`` whatever L. Empty when some layer can pass, or the table has no
+    tuning-change p-value.
     """
-    layers = {r.layer for r in table.select(analysis="tuning-change") if r.p_value is not None}
-    tests = len(layers) if correction != "none" else 1
-    if not layers or n_resamples < 1:
+    rows = [r for r in table.select(analysis="tuning-change") if r.p_value is not None]
+    if not rows or n_resamples < 1:
         return ""
-    floor = tests * stats.p_value_floor(n_resamples, alternative="two-sided")
+    method = families.resolve(rows, correction)
+    layers = {r.layer for r in rows}
+    tests = len(layers) if method in ("holm", "bh") else 1
+    alternative = "greater" if method == "max-t" else "two-sided"
+    floor = tests * stats.p_value_floor(n_resamples, alternative=alternative)
     if floor <= ALPHA:
         return ""
-    need = stats.draws_needed(tests, ALPHA, alternative="two-sided")
+    need = stats.draws_needed(tests, ALPHA, alternative=alternative)
     return (
-        f"warning: with --resamples {n_resamples} the smallest {correction}-adjusted "
-        f"tuning-change p over {tests} layers is {min(1.0, floor):.2g} > {ALPHA}: no layer can "
-        f"be called significant; use --resamples {need} or more (time grows in proportion)"
+        f"warning: with --resamples {n_resamples} the smallest {method}-adjusted "
+        f"tuning-change p over {len(layers)} layers is {min(1.0, floor):.2g} > {ALPHA}: no layer "
+        f"can be called significant; use --resamples {need} or more (time grows in proportion)"
     )
 
 

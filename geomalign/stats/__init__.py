@@ -9,7 +9,8 @@ One rule for each thing, used by every module that reports a confidence interval
   best of several statistics, e.g. the best-matching layer);
 - p-values: :func:`p_value`, add-one with a stated alternative;
 - intervals: :func:`interval`, the percentile interval of the resamples centred on the estimate;
-- multiple comparisons: :func:`holm`, :func:`benjamini_hochberg`, :func:`max_t_adjusted`, and
+- multiple comparisons: :func:`holm`, :func:`benjamini_hochberg`, :func:`max_t_adjusted` (and
+  :func:`standardised_max_t` for statistics on different scales), and
   :func:`adjust` (one of :data:`CORRECTIONS` by name); the resolution of add-one p-values,
   :func:`p_value_floor` and :func:`draws_needed`;
 - for registered measures: :func:`permutation_test`, :func:`bootstrap_ci` and
@@ -32,6 +33,7 @@ from geomalign.stats._multiple import (
     holm,
     max_t_adjusted,
     p_value_floor,
+    standardised_max_t,
 )
 from geomalign.stats._resampling import (
     RESAMPLINGS,
@@ -75,4 +77,5 @@ __all__ = [
     "resample_size",
     "resampled_values",
     "sign_flip_null",
+    "standardised_max_t",
 ]

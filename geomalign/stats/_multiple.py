@@ -14,6 +14,7 @@ __all__ = [
     "holm",
     "max_t_adjusted",
     "p_value_floor",
+    "standardised_max_t",
 ]
 
 
@@ -131,6 +132,52 @@ def max_t_adjusted(observed: object, null: object, *, alternative: str) -> np.nd
         )
     extreme = max_null(null, alternative=alternative, axis=1)
     return np.array([p_value(extreme, t, alternative=alternative) for t in observed])
+
+
+def standardised_max_t(observed: object, draws: object, *, alternative: str) -> np.ndarray:
+    """Max-T adjusted p-values of statistics on different scales, from their joint null draws.
+
+    Each statistic and its column of draws are standardised by the draws' mean and standard
+    deviation (so that no layer dominates the maximum by its scale alone), then compared with
+    the null of the most extreme standardised statistic (:func:`max_t_adjusted`).
+
+    Parameters
+    ----------
+    observed : array-like of shape (m,)
+    draws : array-like of shape (n_draws, m)
+        Joint draws of the m statistics under the null: one permutation (or one resample,
+        centred on the null value) applied to every statistic alike.
+    alternative : {"greater", "less", "two-sided"}
+        ``"two-sided"`` compares absolute standardised statistics.
+
+    Returns
+    -------
+    numpy.ndarray of shape (m,)
+        Family-wise adjusted p-values, each at least ``1 / (n_draws + 1)`` whatever ``m``.
+
+    Examples
+    --------
+    >>> draws = np.array([[1.0, -10.0], [-1.0, 10.0], [0.0, 0.0]])
+    >>> standardised_max_t([2.0, 5.0], draws, alternative="two-sided").tolist()
+    [0.25, 0.75]
+    """
+    observed = np.asarray(observed, dtype=np.float64)
+    draws = np.asarray(draws, dtype=np.float64)
+    if draws.ndim != 2 or observed.shape != draws.shape[1:]:
+        raise ValueError(
+            "draws must have shape (n_draws, m) for m observed statistics; got observed.shape="
+            f"{observed.shape}, draws.shape={draws.shape}."
+        )
+    centre, scale = draws.mean(axis=0), draws.std(axis=0)
+    if not (scale > 0).all():
+        raise ValueError(
+            f"every statistic's draws need some spread; statistics {np.flatnonzero(scale <= 0)} "
+            "have none."
+        )
+    z, null = (observed - centre) / scale, (draws - centre) / scale
+    if alternative == "two-sided":
+        z, null, alternative = np.abs(z), np.abs(null), "greater"
+    return max_t_adjusted(z, null, alternative=alternative)
 
 
 #: The corrections :func:`adjust` applies across a family of p-values.

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from geomalign import stats
+from geomalign.analysis import families
 from geomalign.analysis.table import Result, ResultsTable
 from geomalign.tuning.selection import curve_from_table, select_window
 
@@ -112,8 +112,12 @@ def located_by_similarity(
 
 
 def _significant(rows: list[Result], alpha: float, correction: str) -> list[bool]:
-    p_values = [1.0 if r.p_value is None or math.isnan(r.p_value) else r.p_value for r in rows]
-    return [bool(p <= alpha) for p in stats.adjust(p_values, method=correction)]
+    """Per row, whether its p-value after ``correction`` over ``rows`` is <= ``alpha``
+    (:func:`geomalign.analysis.families.adjusted`; rows without a p-value are not)."""
+    tested = [i for i, r in enumerate(rows) if r.p_value is not None and not math.isnan(r.p_value)]
+    adjusted = families.adjusted([rows[i] for i in tested], correction)[0] if tested else []
+    called = dict(zip(tested, adjusted, strict=True))
+    return [i in called and bool(called[i] <= alpha) for i in range(len(rows))]
 
 
 def located_by_change(

@@ -25,9 +25,12 @@ def test_analyze_then_plot(planted_store, tmp_path, capsys):
     assert main(argv) == 0
     captured = capsys.readouterr()
     printed = captured.out
-    # 5 resamples give two-sided p-values of at least 2/6, too large for Holm over 6 layers
-    assert "warning: with --resamples 5 the smallest holm-adjusted tuning-change p" in captured.err
-    assert "use --resamples 239 or more" in captured.err
+    # max-T (the default here: the layers share their half-samples) cannot go below 1/6
+    assert (
+        "warning: with --resamples 5 the smallest max-t-adjusted tuning-change p over 6 layers "
+        "is 0.17 > 0.05" in captured.err
+    )
+    assert "use --resamples 19 or more" in captured.err
     assert "Cross-modal alignment" in printed
     assert "Intrinsic dimension" in printed
     table = ResultsTable.from_csv(out / "results.csv")
@@ -46,6 +49,11 @@ def test_analyze_then_plot(planted_store, tmp_path, capsys):
     assert main([*argv, "--overwrite", "--base", "tuned", "--correction", "bh"]) == 0
     assert ResultsTable.from_csv(out / "results.csv")[0].checkpoint == "tuned"
     assert "BH-adjusted p (FDR)" in (out / "summary.txt").read_text()
+    # 5 resamples give two-sided p-values of at least 2/6, too large for Holm over 6 layers
+    assert main([*argv, "--overwrite", "--correction", "holm"]) == 0
+    assert "the smallest holm-adjusted tuning-change p over 6 layers is 1 > 0.05" in (
+        capsys.readouterr().err
+    )
 
     assert main(["plot", str(out), "--formats", "svg", "--out", str(tmp_path / "svg")]) == 0
     assert (tmp_path / "svg" / "id-profile_id-twonn_image-mean.svg").exists()
@@ -82,9 +90,11 @@ def test_automatic_permutations_can_pass_the_correction():
     add_calibration_arguments(parser)
     args = parser.parse_args([])
     assert args.permutations == "auto"
-    assert args.correction == "holm"
-    assert permutations_for(args, 33) == 659  # Holm's smallest p, 33 / 660, is <= 0.05
-    assert permutations_for(args, 6) == 119
-    assert permutations_for(args, 2) == 100
+    assert args.correction == "auto"
+    assert permutations_for(args, 33) == 100  # max-T's smallest p is 1 / 101 over any layers
+    holm = parser.parse_args(["--correction", "holm"])
+    assert permutations_for(holm, 33) == 659  # Holm's smallest p, 33 / 660, is <= 0.05
+    assert permutations_for(holm, 6) == 119
+    assert permutations_for(holm, 2) == 100
     assert permutations_for(parser.parse_args(["--correction", "none"]), 33) == 100
     assert permutations_for(parser.parse_args(["--permutations", "40"]), 33) == 40
