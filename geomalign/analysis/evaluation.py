@@ -177,6 +177,7 @@ def evaluate(
     *,
     names: tuple[str, ...] = ("X", "Y"),
     nulls: list[np.ndarray] | None = None,
+    resamples: list[np.ndarray] | None = None,
 ) -> Estimate:
     """The measure on (X, Y) (or X alone), with the null and CI the calibration asks for.
 
@@ -188,11 +189,13 @@ def evaluate(
     :data:`UNDEFINED_NOTE`, say why (``names`` name the views there); where it is undefined on
     a resample only, the CI is left out with a note. The permutation null is appended to
     ``nulls`` when given: with the same calibration, draw ``i`` permutes the rows alike at every
-    layer of a curve, so that the nulls of its layers form a joint null (max-T).
+    layer of a curve, so that the nulls of its layers form a joint null (max-T). Likewise the
+    resampled values behind the CI are appended to ``resamples`` when given: resample ``i``
+    holds the same rows at every layer.
     """
     notes: list[str] = []
     with warnings_to_notes(notes):
-        point = _evaluate(measure, X, Y, calibration, notes, names, nulls)
+        point = _evaluate(measure, X, Y, calibration, notes, names, nulls, resamples)
     return replace(point, notes="; ".join(notes))
 
 
@@ -204,6 +207,7 @@ def _evaluate(
     notes: list[str],
     names: tuple[str, ...],
     nulls: list[np.ndarray] | None,
+    resamples: list[np.ndarray] | None,
 ) -> Estimate:
     views = (X,) if Y is None else (X, Y)
     names = names[: len(views)]
@@ -256,6 +260,8 @@ def _evaluate(
                 n_resamples=boot.n_resamples,
             )
             notes.append(f"{boot.confidence:.0%} CI: {boot.resampling} B={boot.n_resamples}")
+            if resamples is not None:
+                resamples.append(boot.resamples)
     if notes:
         notes.append(f"seed={calibration.random_state}")
     return point

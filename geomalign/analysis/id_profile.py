@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 from scipy.signal import find_peaks, peak_widths
 
+from geomalign import stats
 from geomalign._progress import ticking
 from geomalign.analysis._views import (
     Rows,
@@ -116,6 +117,44 @@ def detect_abstraction_phase(
     )
 
 
+def phase_p_values(values: np.ndarray, resamples: np.ndarray) -> np.ndarray:
+    """Per interior layer, the p-value that the profile there rises above both its end layers.
+
+    Parameters
+    ----------
+    values : numpy.ndarray of shape (n_layers,)
+        The profile (no NaN), in layer order.
+    resamples : numpy.ndarray of shape (n_draws, n_layers)
+        Joint resamples of the profile: draw ``k`` of every layer from the same rows.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_layers,)
+        NaN at the two ends. At interior layer ``p`` the rises ``d_p - d_first`` and
+        ``d_p - d_last`` are standardised by their resampled spread, ``t_p`` is the smaller of
+        the two, and ``p = (1 + #{M* >= t_p}) / (n_draws + 1)`` where ``M*`` is, per draw, the
+        largest centred standardised rise over every interior layer and both ends (max-T). A
+        layer is called a peak only when both of its rises pass, so the call is an
+        intersection-union test at each layer, and the maximum over layers and ends controls
+        the chance of calling any layer of a flat or monotone profile a peak at ``alpha``.
+    """
+    d = np.asarray(values, dtype=np.float64)
+    R = np.asarray(resamples, dtype=np.float64)
+    out = np.full(d.size, np.nan)
+    if d.size < 3 or R.ndim != 2 or R.shape[1] != d.size or R.shape[0] < 2:
+        return out
+    rises = np.concatenate([d[1:-1] - d[0], d[1:-1] - d[-1]])
+    draws = np.concatenate([R[:, 1:-1] - R[:, :1], R[:, 1:-1] - R[:, -1:]], axis=1)
+    scale = draws.std(axis=0)
+    if not (scale > 0).all():
+        return out
+    z = rises / scale
+    extreme = stats.max_null((draws - draws.mean(axis=0)) / scale, alternative="greater", axis=1)
+    smaller = np.minimum(z[: d.size - 2], z[d.size - 2 :])
+    out[1:-1] = [stats.p_value(extreme, t, alternative="greater") for t in smaller]
+    return out
+
+
 def id_profile(
     store: StoreLike,
     view: View | tuple[str, str, str],
@@ -145,7 +184,11 @@ def id_profile(
         ``analysis="id-profile"`` rows, one per layer, with ``kind="dimension"``. A layer whose
         dimension is undefined (all rows identical, e.g. layer 0 of a ``last``-token view, or
         fewer distinct rows than the estimator's neighbours) has value NaN and a note saying
-        why, and is logged; other errors propagate.
+        why, and is logged; other errors propagate. With resamples, the ``p_value`` of each
+        interior layer is the phase test's (:func:`phase_p_values`, on the joint resamples of
+        the layers with a defined dimension): whether the ID there rises above both end layers,
+        adjusted for the choice among the layers; :func:`abstraction_phase` calls a peak clear
+        when its p-value is at most 0.05.
     """
     calibration = calibration or Calibration()
     store = open_store(store)
@@ -153,11 +196,17 @@ def id_profile(
     layers = select_layers(store, [view], layers)
     (resolved,) = resolve_measures(measure, n_views=1, purpose="intrinsic-dimension profile")
     rows = Rows(store, calibration.max_samples, calibration.random_state)
-    table = ResultsTable()
+    out: list[Result] = []
+    drawn: dict[int, np.ndarray] = {}  # row index -> the layer's resampled dimensions
     for layer in ticking(layers):
         names = (f"{view} layer {layer}",)
-        point = evaluate(resolved, rows.read(view, layer), None, calibration, names=names)
-        table.append(
+        resampled: list[np.ndarray] = []
+        point = evaluate(
+            resolved, rows.read(view, layer), None, calibration, names=names, resamples=resampled
+        )
+        if resampled and np.isfinite(point.value):
+            drawn[len(out)] = resampled[0]
+        out.append(
             Result(
                 analysis="id-profile",
                 measure=resolved.name,
@@ -176,8 +225,30 @@ def id_profile(
                 n_subsample=rows.subsample,
             )
         )
+    table = ResultsTable(_with_phase_test(out, drawn))
     log_undefined(table, str(view))
     return table
+
+
+def _with_phase_test(rows: list[Result], drawn: dict[int, np.ndarray]) -> list[Result]:
+    """``rows`` with the phase test's p-value on each interior layer (see :func:`id_profile`);
+    unchanged unless every layer with a defined dimension has its resamples."""
+    defined = [i for i, r in enumerate(rows) if np.isfinite(r.value)]
+    if len(defined) < 3 or set(defined) != set(drawn):
+        return rows
+    order = sorted(defined, key=lambda i: rows[i].layer or 0)
+    p = phase_p_values(
+        np.array([rows[i].value for i in order]), np.stack([drawn[i] for i in order], axis=1)
+    )
+    out = list(rows)
+    note = (
+        f"p = phase test: ID above both end layers {rows[order[0]].layer} and "
+        f"{rows[order[-1]].layer}, max-T over {len(order) - 2} interior layers"
+    )
+    for i, value in zip(order, p, strict=True):
+        if np.isfinite(value):
+            out[i] = replace(rows[i], p_value=float(value), notes=join_notes(rows[i].notes, note))
+    return out
 
 
 def abstraction_phase(profiles: ResultsTable, *, min_prominence: float = 0.0) -> ResultsTable:
@@ -198,9 +269,11 @@ def abstraction_phase(profiles: ResultsTable, *, min_prominence: float = 0.0) ->
         ``statistic`` one of ``peak_layer``, ``peak_value``, ``prominence``, ``onset``, ``end``,
         ``width`` (``layer`` = the peak layer), or a single ``statistic="peak_layer"`` row with
         value NaN and a note when the profile has no interior peak. Layers whose ID is NaN
-        (undefined) are left out, and the notes list them. When the profile carries
-        CIs and the peak's prominence is smaller than the half-width of the CI at the peak, the
-        notes say the peak may be noise.
+        (undefined) are left out, and the notes list them. A peak is clear when the phase
+        test's p-value at the peak layer (the ``p_value`` :func:`id_profile` gives interior
+        layers) is at most 0.05, else the notes say it may be noise; in tables without that
+        p-value, when the CI at the peak lies above the CI at its base layer
+        (:attr:`~geomalign.analysis.IDProfile.may_be_noise`).
     """
     curves = LayerCurve.from_table(profiles, analysis="id-profile")
     if not curves:
@@ -229,8 +302,14 @@ def detect_phase(profile: LayerCurve, *, min_prominence: float = 0.0) -> IDProfi
     if phase is None:
         return IDProfile(profile, None, f"no interior peak over layers {layers}; {rule}")
     found = IDProfile(profile, phase)
-    if found.may_be_noise:
-        peak, base = profile.at(phase.peak_layer), profile.at(found.base_layer or 0)
+    peak = profile.at(phase.peak_layer)
+    if peak.p_value is not None:
+        rule += (
+            f"; phase test p={peak.p_value:.3g} (ID at the peak above both end layers, max-T "
+            f"over the interior layers){': may be noise' if found.may_be_noise else ''}"
+        )
+    elif found.may_be_noise:
+        base = profile.at(found.base_layer or 0)
         rule += (
             f"; may be noise: the CI at the peak (from {peak.ci_low:.3g}) overlaps the CI at "
             f"its base, layer {found.base_layer} (to {base.ci_high:.3g})"

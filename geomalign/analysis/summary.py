@@ -224,10 +224,13 @@ def _id(table: ResultsTable) -> list[str]:
             noisy = found.may_be_noise
             if not noisy:
                 peaks[ckpt] = phase.peak_layer
+            p_value = found.profile.at(phase.peak_layer).p_value
+            test = "" if p_value is None else f", phase test p={p_value:.2g}"
+            why = "" if p_value is not None else ", CI overlaps its base's"
             parts.append(
                 f"{ckpt}: peak at layer {phase.peak_layer} (ID {_num(phase.peak_value)},"
-                f" prominence {_num(phase.prominence)}"
-                + (", CI overlaps its base's: may be noise" if noisy else "")
+                f" prominence {_num(phase.prominence)}{test}"
+                + (f"{why}: may be noise" if noisy else "")
                 + f"), phase layers {phase.onset:.1f}–{phase.end:.1f}"
             )
         if not parts:

@@ -59,7 +59,7 @@ def test_detect_rejects_bad_profiles():
 
 
 def test_id_profile_recovers_planted_dimensions_and_peaks(planted_store):
-    cal = Calibration(n_resamples=10)
+    cal = Calibration(n_resamples=39)  # the phase test's p-value cannot go below 1 / 40
     profiles = ResultsTable()
     for ckpt in ("base", "tuned"):
         profiles.extend(
@@ -141,3 +141,44 @@ def test_phase_within_the_ci_is_flagged():
     table = profile(3.0)
     table.extend(noisy)
     assert "CI overlaps its base's: may be noise" in summarize(table)
+
+
+def _phase_calls(profile, n_studies, rng, n=100, n_draws=99):
+    """How often the phase test calls the detected peak of ``profile`` clear, when each layer's
+    estimate is a mean of n noisy rows (independent layers) with joint half-sample draws."""
+    from geomalign.analysis.id_profile import phase_p_values
+
+    calls = 0
+    for _ in range(n_studies):
+        rows = np.asarray(profile) + rng.standard_normal((n, len(profile)))
+        halves = [rng.choice(n, n // 2, replace=False) for _ in range(n_draws)]
+        draws = np.stack([rows[h].mean(axis=0) for h in halves])
+        values = rows.mean(axis=0)
+        phase = detect_abstraction_phase(np.arange(len(profile)), values)
+        if phase is not None:
+            calls += phase_p_values(values, draws)[phase.peak_layer] <= 0.05
+    return calls / n_studies
+
+
+def test_phase_test_holds_its_level_on_33_layers_and_finds_a_hump():
+    rng = np.random.default_rng(0)
+    flat = _phase_calls(np.zeros(33), 150, rng)
+    rising = _phase_calls(np.linspace(0, 1, 33), 150, rng)
+    # 150 studies: 0.05 + 3 binomial errors; the old CI rule's expected rate here was 20%
+    assert flat <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 150)
+    assert rising <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 150)
+    # a peak 0.6 above both ends: 4.2 standard errors of a difference of two layers at n = 100
+    hump = 0.6 * (1 - np.abs(np.linspace(-1, 1, 33)))
+    assert _phase_calls(hump, 30, rng) >= 0.9
+
+
+def test_phase_p_values_floor_and_ends():
+    from geomalign.analysis.id_profile import phase_p_values
+
+    rng = np.random.default_rng(1)
+    draws = 0.1 * rng.standard_normal((19, 5))
+    p = phase_p_values(np.array([1.0, 2.0, 9.0, 2.0, 1.0]), draws)
+    assert np.isnan(p[[0, -1]]).all()  # the ends are never a peak
+    assert p[2] == pytest.approx(1 / 20)
+    # rising above one end only (a monotone profile) is no peak
+    assert np.nanmin(phase_p_values(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), draws)) == 1.0
