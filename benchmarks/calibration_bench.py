@@ -6,7 +6,9 @@ Each setting repeats one analysis on data drawn from a population whose truth is
 - the false-positive rate at alpha = 0.05 where the null holds (target [0.035, 0.065]);
 - the coverage of the 95% intervals of the population value (target [0.93, 0.97]);
 - the family-wise error over the layers of a null curve, unadjusted and with Holm / BH;
-- how often a flat or monotone ID profile is called an abstraction phase;
+- the family-wise error over the layers of a null tuning-change curve (Holm, max-T);
+- how often a flat or monotone ID profile is called an abstraction phase (at most 0.05), and
+  how often a planted peak is;
 - power against effect size and n (written as ``power.png`` with ``--out``).
 
 A rate outside its target is marked ``MISS``; the regime column says where the number holds.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import multiprocessing
 import time
 from pathlib import Path
@@ -37,10 +40,12 @@ from geomalign.simulation import (
     id_profile_study,
     probe_study,
     run_studies,
+    tuning_change_family_study,
     tuning_change_study,
 )
 
 FPR_TARGET, COVERAGE_TARGET = (0.035, 0.065), (0.93, 0.97)
+PHASE_TARGET = (0.0, 0.05)  # phase calls on profiles without a phase: at most alpha
 WIDTH = {"n_latent": 3, "n_features_x": 8, "n_features_y": 8}
 
 
@@ -86,16 +91,30 @@ def _settings() -> list[tuple[str, str, object, dict[str, tuple[float, float] | 
     add("curve of 8 layers", "all layers null, n=60", study,
         any_unadjusted=None, any_holm=FPR_TARGET, any_bh=FPR_TARGET,
         any_max_t=FPR_TARGET)  # fmt: skip
+    base8 = LayeredViews.planted([0.5] * 8, random_state=11, **WIDTH)
+    tuned8 = LayeredViews.planted([0.5] * 8, random_state=12, **WIDTH)
+    study = tuning_change_family_study(base8, tuned8, 60)
+    add("tuning-change curve of 8 layers", "no change (CKA 0.5 both), n=60", study,
+        any_unadjusted=None, any_holm=FPR_TARGET, any_max_t=FPR_TARGET)  # fmt: skip
     study = curve_family_study(planted, 60)
     add("curve of 8 layers", "3 of 8 layers planted (0.3, 0.5, 0.3), n=60", study,
         any_holm=(0.0, 0.065), any_max_t=(0.0, 0.065), any_bh=None, missed_holm=None,
         missed_max_t=None)  # fmt: skip
-    for dims, what in (([3] * 5, "flat: 5 layers of a 3-torus"),
-                       ([3] * 10, "flat: 10 layers of a 3-torus"),
-                       ([2, 3, 4, 5, 6], "monotone: tori of dimension 2..6"),
-                       ([2, 4, 8, 4, 2], "planted peak: dimensions 2, 4, 8, 4, 2")):  # fmt: skip
+    steps = [2 + (5 * i) // 33 for i in range(33)]  # 2, ..., 6 in steps of about 7 layers
+    hump = [2 + min(i, 32 - i) * 6 // 16 for i in range(33)]  # 2 up to 8 at layer 16, down to 2
+    no_phase = {"clear_phase": PHASE_TARGET}
+    for dims, what, targets in (
+        ([3] * 5, "flat: 5 layers of a 3-torus", no_phase),
+        ([3] * 10, "flat: 10 layers of a 3-torus", no_phase),
+        ([3] * 33, "flat: 33 layers of a 3-torus", no_phase),
+        ([2, 3, 4, 5, 6], "monotone: tori of dimension 2..6", no_phase),
+        (steps, "monotone: 33 layers, tori of dimension 2..6 in steps", no_phase),
+        ([3, 3, 4, 3, 3], "small planted peak: dimensions 3, 3, 4, 3, 3", {"clear_phase": None}),
+        ([2, 4, 8, 4, 2], "planted peak: dimensions 2, 4, 8, 4, 2", {"clear_phase": None}),
+        (hump, "planted peak: 33 layers, dimensions 2 up to 8 and down", {"clear_phase": None}),
+    ):
         study = id_profile_study(dims, 300)
-        add("ID profile twonn", f"{what}, n=300", study, phase=None, clear_phase=None,
+        add("ID profile twonn", f"{what}, n=300", study, phase=None, **targets,
             covered=COVERAGE_TARGET)  # fmt: skip
     for groups, size in ((10, 4), (40, 4)):
         study = effect_study(groups, size)
@@ -149,11 +168,22 @@ def _power_figure(rows: list[tuple[int, float, Rate]], out: Path) -> None:
     fig.savefig(out / "power.png", dpi=120)
 
 
-def _calibration_figure(results: list[tuple], out: Path) -> None:
+def _table_rates(rows: list[list]) -> list[tuple[str, str, dict[str, Rate], dict]]:
+    """``(analysis, setting, rates, targets)`` per setting of ``table.csv`` rows."""
+    settings: dict[tuple[str, str], tuple[dict[str, Rate], dict]] = {}
+    for analysis, setting, outcome, rate, _, n, target, *_ in rows:
+        rates, targets = settings.setdefault((analysis, setting), ({}, {}))
+        rates[outcome] = Rate(round(float(rate) * int(n)), int(n))
+        targets[outcome] = None if target == "-" else tuple(json.loads(target))
+    return [(a, s, rates, targets) for (a, s), (rates, targets) in settings.items()]
+
+
+def _calibration_figure(rows: list[list], out: Path) -> None:
     """Nominal against observed coverage of every interval checked at several levels, and the
     false-positive rate of every test under its null, with their Monte-Carlo errors."""
     from matplotlib.figure import Figure
 
+    results = _table_rates(rows)
     fig = Figure(figsize=(11, 4.8))
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
     nominal = sorted((*LEVELS, 0.95))
@@ -190,6 +220,18 @@ def _calibration_figure(results: list[tuple], out: Path) -> None:
     fig.savefig(out / "calibration.png", dpi=120)
 
 
+def _chosen(name: str, only: list[str]) -> bool:
+    return not only or any(part in name for part in only)
+
+
+def _kept_rows(out: Path, rerun: set[tuple[str, str]]) -> list[list]:
+    """The rows of ``out/table.csv`` whose setting is not run again (none if there is no table)."""
+    if not (out / "table.csv").exists():
+        return []
+    with open(out / "table.csv", newline="") as f:
+        return [row for row in list(csv.reader(f))[1:] if tuple(row[:2]) not in rerun]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=500, help="studies per setting")
@@ -197,14 +239,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=None, help="folder for table.csv, calibration.png, power.png"
     )
-    parser.add_argument("--only", default="", help="run only settings whose analysis has this")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only the settings whose 'analysis: setting' contains this (repeatable); with"
+        " --out, the other settings' rows of an existing table.csv are kept",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="settings run in parallel processes")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
     settings = _settings()
-    chosen = [i for i, (analysis, *_) in enumerate(settings) if args.only in analysis]
+    chosen = [i for i, (a, s, *_) in enumerate(settings) if _chosen(f"{a}: {s}", args.only)]
+    order = {(a, s): i for i, (a, s, *_) in enumerate(settings)}
+    kept = _kept_rows(args.out, {settings[i][:2] for i in chosen}) if args.out else []
     header = ["analysis", "setting", "outcome", "rate", "mc_error", "n_studies", "target",
               "mark", "cpu_seconds"]  # fmt: skip
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
@@ -213,10 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         power = pool.map_async(_power_rate, power_tasks if not args.only else [])
         print(" ".join(header), flush=True)
         records: dict[int, list[list]] = {}
-        results = {}
         for i, rates, seconds in done:
             analysis, setting, _, targets = settings[i]
-            results[i] = (analysis, setting, rates, targets)
             records[i] = []
             for outcome, target in targets.items():
                 rate = rates[outcome]
@@ -226,20 +274,23 @@ def main(argv: list[str] | None = None) -> int:
                                    f"{seconds:.1f}"])  # fmt: skip
                 print(" | ".join(map(str, records[i][-1])), flush=True)
             if args.out is not None:  # rewritten as settings finish, in the settings' order
+                rows = sorted([*kept, *(r for j in records for r in records[j])],
+                              key=lambda r: order.get((r[0], r[1]), len(order)))  # fmt: skip
                 with open(args.out / "table.csv", "w", newline="") as f:
                     writer = csv.writer(f)
                     writer.writerow(header)
-                    writer.writerows(row for j in sorted(records) for row in records[j])
+                    writer.writerows(rows)
         power_rates = power.get()
     if not args.only:
         print("\npower of the cross-modal cka-linear test (alpha = 0.05)")
-        rows = [(n, cka, rate) for (n, cka, _), rate in zip(power_tasks, power_rates, strict=True)]
-        for n, cka, rate in rows:
+        points = [(n, cka, r) for (n, cka, _), r in zip(power_tasks, power_rates, strict=True)]
+        for n, cka, rate in points:
             print(f"  n={n:3d} population CKA {cka:.2f}: {rate}")
         if args.out is not None:
-            _power_figure(rows, args.out)
+            _power_figure(points, args.out)
     if args.out is not None:
-        _calibration_figure([results[i] for i in sorted(results)], args.out)
+        with open(args.out / "table.csv", newline="") as f:
+            _calibration_figure(list(csv.reader(f))[1:], args.out)
     return 0
 
 

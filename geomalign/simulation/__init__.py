@@ -19,6 +19,7 @@ from geomalign.simulation.studies import (
     id_profile_study,
     probe_study,
     run_studies,
+    tuning_change_family_study,
     tuning_change_study,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "probe_study",
     "run_studies",
     "torus",
+    "tuning_change_family_study",
     "tuning_change_study",
 ]

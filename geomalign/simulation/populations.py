@@ -159,11 +159,18 @@ class LayeredViews:
         return np.array([layer.linear_cka for layer in self.layers])
 
     def sample(
-        self, n_samples: int, rng: np.random.Generator
+        self,
+        n_samples: int,
+        rng: np.random.Generator,
+        *,
+        latent: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per-layer lists ``(Xs, Ys)`` for ``n_samples`` samples sharing their factors."""
+        """Per-layer lists ``(Xs, Ys)`` for ``n_samples`` samples sharing their factors;
+        ``latent = (Z, W)`` reuses given factors (n, k), e.g. for a second checkpoint that sees
+        the same samples."""
         k = self.layers[0].A.shape[0]
-        latent = (rng.standard_normal((n_samples, k)), rng.standard_normal((n_samples, k)))
+        if latent is None:
+            latent = (rng.standard_normal((n_samples, k)), rng.standard_normal((n_samples, k)))
         pairs = [layer.sample(n_samples, rng, latent=latent) for layer in self.layers]
         return [x for x, _ in pairs], [y for _, y in pairs]
 

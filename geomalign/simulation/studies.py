@@ -36,6 +36,7 @@ __all__ = [
     "id_profile_study",
     "probe_study",
     "run_studies",
+    "tuning_change_family_study",
     "tuning_change_study",
 ]
 
@@ -330,6 +331,54 @@ def curve_family_study(
         out.update({f"any_{name}": bool(c[null].any()) for name, c in called.items()})
         for name in ("holm", "max_t"):
             out[f"missed_{name}"] = bool((~called[name][~null]).any()) if (~null).any() else None
+        return out
+
+    return study
+
+
+def tuning_change_family_study(
+    base: LayeredViews,
+    tuned: LayeredViews,
+    n_samples: int,
+    *,
+    measure: str = "cka-linear",
+    n_resamples: int = 99,
+    alpha: float = 0.05,
+    directory: str | Path | None = None,
+) -> Study:
+    """Every layer of one tuning-change curve, with and without a correction across its layers.
+
+    Both checkpoints' layers read the same latent factors of each sample (the same inputs
+    enter both models, and every layer of a model reads them). The views are written to a
+    store and :func:`~geomalign.analysis.tuning_change_curve` runs on it, so the max-T p-values
+    are the ones the curve notes (the same half-samples at every layer). Outcomes, as in
+    :func:`curve_family_study`: ``any_unadjusted``, ``any_holm``, ``any_max_t`` (some layer
+    without a change called changed: the family-wise error when no layer changed) and
+    ``missed_holm`` / ``missed_max_t`` (a changed layer not called changed).
+    """
+    from geomalign.analysis import families, tuning_change_curve
+
+    changed = np.abs(tuned.profile - base.profile) > 1e-9
+    k = base.layers[0].A.shape[0]
+
+    def study(rng: np.random.Generator) -> dict[str, bool | None]:
+        latent = (rng.standard_normal((n_samples, k)), rng.standard_normal((n_samples, k)))
+        (bx, by), (tx, ty) = (role.sample(n_samples, rng, latent=latent) for role in (base, tuned))
+        with tempfile.TemporaryDirectory(dir=directory) as tmp:
+            path = Path(tmp) / "views.h5"
+            views = {("base", "image"): bx, ("base", "text"): by, ("tuned", "image"): tx,
+                     ("tuned", "text"): ty}  # fmt: skip
+            _write_store(path, views)
+            calibration = Calibration(n_resamples=n_resamples, random_state=_seed(rng))
+            rows = list(tuning_change_curve(path, base="base", tuned="tuned", measures=measure,
+                                            calibration=calibration))  # fmt: skip
+        p = np.array([r.p_value for r in rows], dtype=np.float64)
+        out: dict[str, bool | None] = {"any_unadjusted": bool((p[~changed] <= alpha).any())}
+        for name in ("holm", "max-t"):
+            called = families.adjusted(rows, name)[0] <= alpha
+            key = name.replace("-", "_")
+            out[f"any_{key}"] = bool(called[~changed].any())
+            out[f"missed_{key}"] = bool((~called[changed]).any()) if changed.any() else None
         return out
 
     return study

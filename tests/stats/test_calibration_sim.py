@@ -17,6 +17,7 @@ from geomalign.simulation import (
     id_profile_study,
     run_studies,
     torus,
+    tuning_change_family_study,
 )
 
 WIDTH = {"n_latent": 3, "n_features_x": 8, "n_features_y": 8}
@@ -86,6 +87,17 @@ def test_holm_controls_the_family_wise_error_of_a_null_curve():
     assert rates["any_unadjusted"].value > 0.12
 
 
+def test_max_t_controls_the_family_wise_error_of_a_null_tuning_change_curve():
+    base = LayeredViews.planted([0.5] * 4, random_state=11, **WIDTH)
+    tuned = LayeredViews.planted([0.5] * 4, random_state=12, **WIDTH)
+    study = tuning_change_family_study(base, tuned, 40, n_resamples=39)
+    rates = run_studies(study, 100, random_state=4)
+    assert rates["any_max_t"].value <= rates["any_max_t"].band(0.05)[1]
+    # Holm over 4 layers of 39 two-sided resamples cannot go below 4 * 2 / 40 = 0.2
+    assert rates["any_holm"].value == 0.0
+    assert rates["any_unadjusted"].value > 0.1
+
+
 def test_best_match_max_over_layers_null_holds_its_level():
     layers = LayeredViews.planted([0.0] * 3, random_state=4, **WIDTH)
     rate = run_studies(best_match_study(layers, 40, n_permutations=19), 50, random_state=5)
@@ -101,8 +113,8 @@ def test_effect_curve_sign_flip_and_cluster_interval():
 def test_phase_calls_on_flat_and_peaked_profiles():
     flat = run_studies(id_profile_study([3] * 5, 200, n_resamples=19), 16, random_state=7)
     peaked = run_studies(id_profile_study([2, 4, 8, 4, 2], 200, n_resamples=19), 6, random_state=8)
-    # a flat profile has an interior local maximum by chance most of the time; the noise note
-    # (the peak's CI overlapping its base's) is what keeps it from being called a clear phase
+    # a flat profile has an interior local maximum by chance most of the time; the phase test
+    # (the peak above both ends, max-T over the layers) keeps it from being called clear
     assert flat["phase"].value > 0.5
     assert flat["clear_phase"].value <= 1 / 16
     assert peaked["clear_phase"].value == 1.0
