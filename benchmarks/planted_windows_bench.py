@@ -13,8 +13,10 @@ and each analysis's reading (:mod:`geomalign.testbed.recovery`) is scored:
   change from layer 0 on, "input", is the right answer for the image-side analyses).
 
 The table gives the counts k/n over seeds per variant and analysis; ``--out`` also writes
-``table.csv`` and ``located.csv`` (every seed's located window). Run on the small testbed:
-``python benchmarks/planted_windows_bench.py --seeds 0 1 2 --out planted/`` (about 15 CPU-minutes).
+``table.csv``, ``located.csv`` (every seed's located window) and ``recovery.png`` (the table as
+a figure). Run on the small testbed:
+``python benchmarks/planted_windows_bench.py --seeds 0 1 2 --out planted/`` (about 15 CPU-minutes);
+``--replot planted/`` redraws ``recovery.png`` from a ``located.csv`` without running anything.
 """
 
 from __future__ import annotations
@@ -56,7 +58,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=60, help="held-out images scored")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("planted-windows"))
+    parser.add_argument(
+        "--replot", type=Path, default=None, help="redraw DIR/recovery.png from DIR/located.csv"
+    )
     args = parser.parse_args()
+    if args.replot is not None:
+        with open(args.replot / "located.csv", newline="") as fh:
+            _figure(list(csv.DictReader(fh)), args.replot)
+        return
     torch.set_num_threads(1)
     start, cpu = time.perf_counter(), time.process_time()
     hits: dict[tuple[str, str], list[bool]] = {}
@@ -108,6 +117,44 @@ def main() -> None:
         writer = csv.writer(fh)
         writer.writerow(["seed", "variant", "planted_blocks", "analysis", "located", "verdict"])
         writer.writerows(rows)
+    with open(args.out / "located.csv", newline="") as fh:
+        _figure(list(csv.DictReader(fh)), args.out)
+
+
+def _figure(located: list[dict[str, str]], out: Path) -> None:
+    """``recovery.png``: per analysis and variant, the share of seeds recovered (the null
+    variant: false alarms), with the counts k/n in each cell."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    kinds = list(dict.fromkeys(r["variant"] for r in located))
+    analyses = list(dict.fromkeys(r["analysis"] for r in located))
+    counts = np.zeros((len(analyses), len(kinds), 2), dtype=int)
+    for r in located:
+        cell = counts[analyses.index(r["analysis"]), kinds.index(r["variant"])]
+        cell += [r["verdict"] == "True", 1]
+    rate = counts[..., 0] / np.maximum(counts[..., 1], 1)
+    good = np.where([k == "null" for k in kinds], 1 - rate, rate)  # green = the right answer
+    fig = Figure(figsize=(1.6 * len(kinds) + 3, 0.5 * len(analyses) + 1.4))
+    ax = fig.subplots()
+    ax.imshow(good, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto", alpha=0.55)
+    for (i, j), _ in np.ndenumerate(good):
+        ax.text(j, i, f"{counts[i, j, 0]}/{counts[i, j, 1]}", ha="center", va="center")
+    planted = {r["variant"]: r["planted_blocks"] for r in located}
+    ax.set_xticks(
+        range(len(kinds)),
+        [f"{k}\nfalse alarms" if k == "null" else f"{k}\nblocks {planted[k][1:-1]}" for k in kinds],
+        fontsize=8,
+    )
+    ax.set_yticks(range(len(analyses)), analyses, fontsize=8)
+    seeds = len({r["seed"] for r in located})
+    ax.set_title(
+        f"planted-window recovery over {seeds} seeds (window: IoU >= 0.5; full: a change "
+        "found; null: a block window reported)",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    fig.savefig(out / "recovery.png", dpi=120)
 
 
 def _planted(kind: str, n_blocks: int, width: int) -> str:
