@@ -247,7 +247,12 @@ def _with_phase_test(rows: list[Result], drawn: dict[int, np.ndarray]) -> list[R
     )
     for i, value in zip(order, p, strict=True):
         if np.isfinite(value):
-            out[i] = replace(rows[i], p_value=float(value), notes=join_notes(rows[i].notes, note))
+            out[i] = replace(
+                rows[i],
+                p_value=float(value),
+                n_null_draws=len(drawn[i]),
+                notes=join_notes(rows[i].notes, note),
+            )
     return out
 
 
