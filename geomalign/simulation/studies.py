@@ -366,8 +366,10 @@ def tuning_change_family_study(
         (bx, by), (tx, ty) = (role.sample(n_samples, rng, latent=latent) for role in (base, tuned))
         with tempfile.TemporaryDirectory(dir=directory) as tmp:
             path = Path(tmp) / "views.h5"
-            views = {("base", "image"): bx, ("base", "text"): by, ("tuned", "image"): tx,
-                     ("tuned", "text"): ty}  # fmt: skip
+            views: dict[tuple[str, str], Sequence[np.ndarray]] = {
+                ("base", "image"): bx, ("base", "text"): by, ("tuned", "image"): tx,
+                ("tuned", "text"): ty,
+            }  # fmt: skip
             _write_store(path, views)
             calibration = Calibration(n_resamples=n_resamples, random_state=_seed(rng))
             rows = list(tuning_change_curve(path, base="base", tuned="tuned", measures=measure,

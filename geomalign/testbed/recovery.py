@@ -115,7 +115,9 @@ def _significant(rows: list[Result], alpha: float, correction: str) -> list[bool
     """Per row, whether its p-value after ``correction`` over ``rows`` is <= ``alpha``
     (:func:`geomalign.analysis.families.adjusted`; rows without a p-value are not)."""
     tested = [i for i, r in enumerate(rows) if r.p_value is not None and not math.isnan(r.p_value)]
-    adjusted = families.adjusted([rows[i] for i in tested], correction)[0] if tested else []
+    adjusted: list[float] = (
+        list(families.adjusted([rows[i] for i in tested], correction)[0]) if tested else []
+    )
     called = dict(zip(tested, adjusted, strict=True))
     return [i in called and bool(called[i] <= alpha) for i in range(len(rows))]
 
