@@ -21,21 +21,6 @@ if TYPE_CHECKING:
     from geomalign.interventions.prompted import PromptedTask
 
 
-def sign_flip_p_value(
-    differences: np.ndarray, grouping: stats.Grouping, n_permutations: int, rng: np.random.Generator
-) -> float:
-    """Two-sided p-value that paired item differences are symmetric around zero.
-
-    Whole groups are flipped together (:func:`geomalign.stats.sign_flip_null`); the statistic is
-    the sum (equivalently the mean) of the differences, and the p-value is
-    :func:`geomalign.stats.p_value` with ``alternative="two-sided"``; 1 when every difference
-    is zero.
-    """
-    group_sums = grouping.sums(differences)
-    null = stats.sign_flip_null(group_sums, n_permutations, rng)
-    return stats.p_value(null, float(group_sums.sum()), alternative="two-sided")
-
-
 @dataclass(frozen=True)
 class CurveCalibration:
     """The bootstrap and test options of a curve (checked on construction)."""
@@ -95,7 +80,9 @@ class Curve:
         low, high = stats.interval(value, boot, confidence=self.confidence)
         p_value = n_null_draws = None
         if differences is not None:
-            p_value = sign_flip_p_value(differences, self.grouping, self.n_permutations, self.rng)
+            p_value = stats.sign_flip_p_value(
+                differences, self.grouping, self.n_permutations, self.rng
+            )
             n_null_draws = self.n_permutations
         return Estimate(
             value,

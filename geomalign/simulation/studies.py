@@ -404,10 +404,9 @@ def effect_study(
     of every effect-curve row: the cluster-bootstrap interval of the mean
     (:func:`geomalign.stats.cluster_means`, :func:`geomalign.stats.interval`) and the paired
     sign-flip p-value over groups
-    (:func:`geomalign.interventions._curve_rows.sign_flip_p_value`); the interval is also
+    (:func:`geomalign.stats.sign_flip_p_value`); the interval is also
     checked at :data:`LEVELS`.
     """
-    from geomalign.interventions._curve_rows import sign_flip_p_value
 
     labels = np.repeat(np.arange(n_groups), group_size)
     grouping = stats.Grouping.from_labels(labels)
@@ -418,7 +417,7 @@ def effect_study(
         resamples = stats.cluster_bootstrap(n_groups, n_resamples, rng)
         boot = stats.cluster_means(differences, grouping, resamples)
         low, high = stats.interval(float(differences.mean()), boot, confidence=0.95)
-        p = sign_flip_p_value(differences, grouping, n_permutations, rng)
+        p = stats.sign_flip_p_value(differences, grouping, n_permutations, rng)
         return {
             "rejected": p <= alpha,
             "covered": low <= effect <= high,

@@ -6,9 +6,11 @@ One rule for each thing, used by every module that reports a confidence interval
   repeated row distorts) and :func:`cluster_bootstrap` / :func:`cluster_means` (whole groups of
   items, e.g. all questions about one image);
 - nulls: :func:`permutation_null`, :func:`sign_flip_null` and :func:`max_null` (the null of the
-  best of several statistics, e.g. the best-matching layer);
+  best of several statistics, e.g. the best-matching layer); :func:`sign_flip_p_value`, the
+  paired test of item differences with whole groups flipped together;
 - p-values: :func:`p_value`, add-one with a stated alternative;
-- intervals: :func:`interval`, the percentile interval of the resamples centred on the estimate;
+- intervals: :func:`interval`, the percentile interval of the resamples centred on the estimate,
+  and :func:`mean_interval`, the t-interval of a mean over independent replicates (seeds);
 - multiple comparisons: :func:`holm`, :func:`benjamini_hochberg`, :func:`max_t_adjusted` (and
   :func:`standardised_max_t` for statistics on different scales), and
   :func:`adjust` (one of :data:`CORRECTIONS` by name); the resolution of add-one p-values,
@@ -17,7 +19,7 @@ One rule for each thing, used by every module that reports a confidence interval
   :func:`resampled_values` (a measure on many resamples at once).
 """
 
-from geomalign.stats._intervals import centred_resamples, interval
+from geomalign.stats._intervals import centred_resamples, interval, mean_interval
 from geomalign.stats._measures import (
     BootstrapResult,
     PermutationResult,
@@ -49,6 +51,7 @@ from geomalign.stats._tests import (
     p_value,
     permutation_null,
     sign_flip_null,
+    sign_flip_p_value,
 )
 
 __all__ = [
@@ -69,6 +72,7 @@ __all__ = [
     "interval",
     "max_null",
     "max_t_adjusted",
+    "mean_interval",
     "p_value",
     "p_value_floor",
     "permutation_null",
@@ -77,5 +81,6 @@ __all__ = [
     "resample_size",
     "resampled_values",
     "sign_flip_null",
+    "sign_flip_p_value",
     "standardised_max_t",
 ]

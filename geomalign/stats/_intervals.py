@@ -1,10 +1,12 @@
-"""The one confidence-interval rule: the percentile interval of centred resamples."""
+"""Confidence intervals: the percentile interval of centred resamples (one rule for every
+resampled statistic), and the t-interval of a mean over independent replicates (seeds)."""
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.stats
 
-__all__ = ["centred_resamples", "check_confidence", "interval"]
+__all__ = ["centred_resamples", "check_confidence", "interval", "mean_interval"]
 
 
 def check_confidence(confidence: object) -> float:
@@ -79,3 +81,38 @@ def interval(value: float, resamples: np.ndarray, *, confidence: float) -> tuple
     centred = centred_resamples(resamples, value)
     low, high = np.quantile(centred, [tail, 1 - tail], method="weibull")
     return float(low), float(high)
+
+
+def mean_interval(values: object, *, confidence: float) -> tuple[float, float]:
+    """Student-t confidence interval of the mean of independent replicates.
+
+    The rule for a mean over a few independent runs, such as one score per training seed, where
+    there is nothing to resample within a run: ``mean -+ t_{(1 + confidence) / 2, n - 1} s /
+    sqrt(n)`` with ``s`` the standard deviation (``ddof=1``) of the ``n`` values. One value gives
+    the point itself (no spread to estimate).
+
+    Parameters
+    ----------
+    values : array-like of shape (n_replicates,)
+        One value per replicate.
+    confidence : float
+        Coverage, in (0, 1).
+
+    Returns
+    -------
+    (low, high) : tuple of float
+
+    Examples
+    --------
+    >>> low, high = mean_interval([1.0, 2.0, 3.0], confidence=0.95)
+    >>> round(low, 4), round(high, 4)
+    (-0.4841, 4.4841)
+    """
+    check_confidence(confidence)
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(np.mean(values))
+    if values.size < 2:
+        return mean, mean
+    t = scipy.stats.t.ppf(0.5 + confidence / 2, values.size - 1)
+    half = float(t * scipy.stats.sem(values))
+    return mean - half, mean + half

@@ -7,12 +7,15 @@ from typing import Literal
 
 import numpy as np
 
+from geomalign.stats._resampling import Grouping
+
 __all__ = [
     "ALTERNATIVES",
     "max_null",
     "p_value",
     "permutation_null",
     "sign_flip_null",
+    "sign_flip_p_value",
 ]
 
 #: The alternatives :func:`p_value` accepts.
@@ -125,6 +128,26 @@ def sign_flip_null(
     group_sums = np.asarray(group_sums, dtype=np.float64)
     signs = rng.choice(np.array([-1.0, 1.0]), size=(n_permutations, group_sums.shape[-1]))
     return signs @ group_sums
+
+
+def sign_flip_p_value(
+    differences: np.ndarray, grouping: Grouping, n_permutations: int, rng: np.random.Generator
+) -> float:
+    """Two-sided p-value that paired item differences are symmetric around zero.
+
+    Whole groups are flipped together (:func:`sign_flip_null` of ``grouping.sums(differences)``);
+    the statistic is the sum (equivalently the mean) of the differences, and the p-value is
+    :func:`p_value` with ``alternative="two-sided"``; 1 when every difference is zero.
+
+    Examples
+    --------
+    >>> singles = Grouping.from_labels([str(i) for i in range(40)])
+    >>> sign_flip_p_value(np.ones(40), singles, 99, np.random.default_rng(0))
+    0.02
+    """
+    group_sums = grouping.sums(differences)
+    null = sign_flip_null(group_sums, n_permutations, rng)
+    return p_value(null, float(group_sums.sum()), alternative="two-sided")
 
 
 def max_null(null: np.ndarray, *, alternative: str, axis: int = -1) -> np.ndarray:

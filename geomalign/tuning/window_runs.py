@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
 
+from geomalign import stats
 from geomalign.analysis.table import Result, ResultsTable
 from geomalign.tuning.instruct_data import Conversation
 from geomalign.tuning.instruct_encoding import InstructionDataset
@@ -147,10 +147,10 @@ class RunComparison:
                     blocks=_describe(first.blocks),
                     n_seeds=len(runs),
                     score=float(score.mean()),
-                    score_ci=_interval(score, confidence),
+                    score_ci=stats.mean_interval(score, confidence=confidence),
                     before=float(np.mean([r.before.get(metric, np.nan) for _, r in runs])),
                     wall_time=float(wall.mean()),
-                    wall_time_ci=_interval(wall, confidence),
+                    wall_time_ci=stats.mean_interval(wall, confidence=confidence),
                     cpu_time=float(np.mean([r.costs.cpu_time for _, r in runs])),
                     tokens_per_second=float(np.mean([r.tokens_per_second for _, r in runs])),
                     peak_memory=float(np.mean([r.costs.peak_memory for _, r in runs])),
@@ -346,15 +346,6 @@ def compare_runs(
                 save_model(result.model, processor, folder / "final")
             runs.append((kind, seed, result))
     return RunComparison(tuple(runs), os.fspath(model_path), n_blocks)
-
-
-def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Student-t interval of the mean; the point itself for one value."""
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return mean, mean
-    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * stats.sem(values)
-    return mean - float(half), mean + float(half)
 
 
 def _describe(blocks: Sequence[int]) -> str:

@@ -8,9 +8,9 @@ import pytest
 from geomalign.analysis import EffectCurve
 from geomalign.analysis.table import ResultsTable
 from geomalign.interventions import transplant_curve, visual_token_curve
-from geomalign.interventions._curve_rows import Curve, CurveCalibration, sign_flip_p_value
+from geomalign.interventions._curve_rows import Curve, CurveCalibration
 from geomalign.interventions.scoring import score_items
-from geomalign.stats import Grouping, cluster_bootstrap, cluster_means
+from geomalign.stats import Grouping, cluster_bootstrap, cluster_means, sign_flip_p_value
 
 from .conftest import N_LAYERS, make_items, tiny_llava
 

@@ -164,3 +164,20 @@ def test_adjust_and_the_p_value_floor():
         need = stats.draws_needed(m, 0.05, alternative=alternative)
         assert m * stats.p_value_floor(need, alternative=alternative) <= 0.05
         assert m * stats.p_value_floor(need - 1, alternative=alternative) > 0.05
+
+
+def test_mean_interval_is_the_student_t_interval_of_the_mean():
+    import scipy.stats
+
+    from geomalign.stats import mean_interval
+
+    values = np.array([0.41, 0.38, 0.47, 0.44])
+    expected = scipy.stats.t.interval(
+        0.9, len(values) - 1, loc=values.mean(), scale=scipy.stats.sem(values)
+    )
+    assert mean_interval(values, confidence=0.9) == pytest.approx(expected, rel=1e-12)
+    low, high = mean_interval(values, confidence=0.99)
+    assert low < expected[0] < expected[1] < high  # wider at a higher level
+    assert mean_interval([0.5], confidence=0.95) == (0.5, 0.5)  # no spread from one seed
+    with pytest.raises(ValueError, match=r"confidence must be a float in \(0, 1\)"):
+        mean_interval(values, confidence=95)
