@@ -1,6 +1,6 @@
 """Find the parts of a Hugging Face (vision-)language model, and check windows of decoder blocks.
 
-Nothing here is specific to one architecture: the decoder layers come from ``get_decoder()`` where
+Nothing here is specific to one architecture: the decoder blocks come from ``get_decoder()`` where
 transformers exposes it (falling back to the usual attribute paths), the projector from its
 attribute names in the LLaVA family (``multi_modal_projector``) and its relatives.
 """
@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-# Attribute paths tried, in order, when ``get_decoder()`` does not lead to the decoder layers.
-_LAYER_PATHS = (
+# Attribute paths tried, in order, when ``get_decoder()`` does not lead to the decoder blocks.
+_BLOCK_PATHS = (
     "language_model.layers",
     "model.language_model.layers",
     "model.layers",
@@ -65,7 +65,7 @@ def projector_module(model: nn.Module) -> nn.Module:
 
 
 def decoder_model(model: nn.Module) -> nn.Module:
-    """Return the text decoder module that owns the decoder layers (e.g. ``LlamaModel``).
+    """Return the text decoder module that owns the decoder blocks (e.g. ``LlamaModel``).
 
     Parameters
     ----------
@@ -87,18 +87,18 @@ def decoder_model(model: nn.Module) -> nn.Module:
         decoder = get_decoder()
         if isinstance(getattr(decoder, "layers", None), nn.ModuleList):
             return decoder
-    for path in _LAYER_PATHS:
+    for path in _BLOCK_PATHS:
         layers = _get_path(model, path)
         if isinstance(layers, nn.ModuleList):
             owner = _get_path(model, path.rpartition(".")[0]) if "." in path else model
             return owner  # type: ignore[return-value]
     raise TypeError(
-        f"could not find the decoder layers of {type(model).__name__}: get_decoder() gave no "
-        f"module with a `layers` ModuleList and none of {list(_LAYER_PATHS)} exists."
+        f"could not find the decoder blocks of {type(model).__name__}: get_decoder() gave no "
+        f"module with a `layers` ModuleList and none of {list(_BLOCK_PATHS)} exists."
     )
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
+def decoder_blocks(model: nn.Module) -> nn.ModuleList:
     """Return the decoder blocks of ``model`` in execution order (block ``i`` is ``layers[i]``)."""
     return decoder_model(model).layers  # type: ignore[return-value]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
-from geomalign._model_parts import decoder_layers, model_device, model_dtype
+from geomalign._model_parts import decoder_blocks, model_device, model_dtype
 from geomalign.extract._base import (
     Adapter,
     EncodedBatch,
@@ -131,7 +131,7 @@ class HFAdapter(Adapter):
         if "use_cache" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
             inputs["use_cache"] = False
         try:
-            blocks = decoder_layers(self.model)
+            blocks = decoder_blocks(self.model)
         except TypeError:
             blocks = None
         if blocks is None or len(blocks) != self.n_layers - 1:

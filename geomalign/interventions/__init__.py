@@ -24,7 +24,7 @@
 - :mod:`~geomalign.interventions.plotting`: figures of effect and probe curves.
 """
 
-from geomalign._model_parts import decoder_layers
+from geomalign._model_parts import decoder_blocks
 from geomalign.interventions.answers import (
     exact_match,
     normalize_answer,
@@ -76,7 +76,7 @@ __all__ = [
     "block_windows",
     "caption_task",
     "cider_d",
-    "decoder_layers",
+    "decoder_blocks",
     "exact_match",
     "held_out_benchmarks",
     "held_out_tasks",

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from geomalign._model_parts import decoder_layers
+from geomalign._model_parts import decoder_blocks
 from geomalign._progress import progress_bar
 from geomalign.analysis.effect_curves import EffectCurve
 from geomalign.interventions._curve_rows import Curve, CurveCalibration, effect_curve
@@ -238,7 +238,7 @@ def visual_token_curve(
             f"intervention must be one of {list(INTERVENTIONS)}; got {intervention!r}."
         )
     calibration = CurveCalibration(n_resamples, n_permutations, confidence, random_state)
-    n_blocks = len(decoder_layers(model))
+    n_blocks = len(decoder_blocks(model))
     if intervention == "skip":
         windows = block_windows(n_blocks)
 

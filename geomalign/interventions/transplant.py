@@ -33,7 +33,7 @@ from torch import nn
 
 from geomalign._model_parts import (
     check_window,
-    decoder_layers,
+    decoder_blocks,
     decoder_model,
     input_embeddings,
     output_embeddings,
@@ -110,7 +110,7 @@ def _prefix_of(model: nn.Module, target: nn.Module) -> str:
 def _part_names(model: nn.Module) -> dict[str, str]:
     """Map each state-dict key of ``model`` to its part: "block:<i>", "input" or "output"."""
     decoder = decoder_model(model)
-    layers_prefix = _prefix_of(model, decoder_layers(model)) + "."
+    blocks_prefix = _prefix_of(model, decoder_blocks(model)) + "."
     output_prefixes = []
     head = output_embeddings(model)
     if head is not None:
@@ -125,8 +125,8 @@ def _part_names(model: nn.Module) -> dict[str, str]:
     state = model.state_dict(keep_vars=True)
     parts: dict[str, str] = {}
     for key in state:
-        if key.startswith(layers_prefix):
-            parts[key] = "block:" + key[len(layers_prefix) :].split(".", 1)[0]
+        if key.startswith(blocks_prefix):
+            parts[key] = "block:" + key[len(blocks_prefix) :].split(".", 1)[0]
         elif any(key.startswith(prefix) for prefix in output_prefixes):
             parts[key] = "output"
         else:
@@ -202,7 +202,7 @@ class LayerTransplant:
                 "base and tuned must have the same state-dict keys; tuned lacks "
                 f"{missing[:5]} and has extra {extra[:5]}."
             )
-        self.n_blocks = len(decoder_layers(base))
+        self.n_blocks = len(decoder_blocks(base))
         self._base: dict[str, torch.Tensor] = {}
         self._tuned: dict[str, torch.Tensor] = {}
         self._keys: dict[str, list[str]] = {}

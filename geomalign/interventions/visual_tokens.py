@@ -27,7 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from geomalign._model_parts import check_window, decoder_layers
+from geomalign._model_parts import check_window, decoder_blocks
 from geomalign.interventions._model import attention_module, image_token_id
 
 __all__ = ["ablate_visual_tokens", "knockout_visual_attention", "skip_visual_tokens"]
@@ -93,11 +93,11 @@ def _hooked(
 ) -> Iterator[None]:
     """Register the image-position tracker and the hooks ``register`` adds; always remove them."""
     positions = _ImagePositions(image_token_id(model, token_id))
-    layers = decoder_layers(model)
+    decoder = decoder_blocks(model)
     with ExitStack() as stack:
         handle = model.register_forward_pre_hook(positions.capture, with_kwargs=True)
         stack.callback(handle.remove)
-        register(positions, layers, stack)
+        register(positions, decoder, stack)
         yield
 
 
@@ -127,11 +127,11 @@ def skip_visual_tokens(
     >>> with skip_visual_tokens(model, 4):  # doctest: +SKIP
     ...     logits = model(**batch).logits
     """
-    n_blocks = len(decoder_layers(model))
+    n_blocks = len(decoder_blocks(model))
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n_blocks:
         raise ValueError(f"k must be an int in [0, {n_blocks}] (the model's blocks); got {k!r}.")
 
-    def register(positions: _ImagePositions, layers: nn.ModuleList, stack: ExitStack) -> None:
+    def register(positions: _ImagePositions, decoder: nn.ModuleList, stack: ExitStack) -> None:
         for index in range(k):
             where = f"decoder block {index}"
 
@@ -142,7 +142,7 @@ def skip_visual_tokens(
                 kept = torch.where(mask, hidden_in, hidden_out)
                 return (kept, *output[1:]) if isinstance(output, tuple) else kept
 
-            handle = layers[index].register_forward_hook(hook, with_kwargs=True)
+            handle = decoder[index].register_forward_hook(hook, with_kwargs=True)
             stack.callback(handle.remove)
 
     with _hooked(model, image_token_id, register):
@@ -179,9 +179,9 @@ def ablate_visual_tokens(
     """
     if fill not in ("mean", "zero"):
         raise ValueError(f"fill must be 'mean' or 'zero'; got {fill!r}.")
-    chosen = check_window(blocks, len(decoder_layers(model)))
+    chosen = check_window(blocks, len(decoder_blocks(model)))
 
-    def register(positions: _ImagePositions, stack_layers: nn.ModuleList, stack: ExitStack) -> None:
+    def register(positions: _ImagePositions, decoder: nn.ModuleList, stack: ExitStack) -> None:
         for index in chosen:
             where = f"decoder block {index}"
 
@@ -198,7 +198,7 @@ def ablate_visual_tokens(
                     replaced = torch.where(mask, mean, hidden)
                 return _with_hidden(args, kwargs, replaced)
 
-            handle = stack_layers[index].register_forward_pre_hook(hook, with_kwargs=True)
+            handle = decoder[index].register_forward_pre_hook(hook, with_kwargs=True)
             stack.callback(handle.remove)
 
     with _hooked(model, image_token_id, register):
@@ -264,11 +264,11 @@ def knockout_visual_attention(
     image_token_id : int, optional
         Id of the image placeholder token; default: from the model config.
     """
-    all_blocks = decoder_layers(model)
+    all_blocks = decoder_blocks(model)
     chosen = check_window(blocks, len(all_blocks))
     attention = {index: attention_module(all_blocks[index], index) for index in chosen}
 
-    def register(positions: _ImagePositions, stack_layers: nn.ModuleList, stack: ExitStack) -> None:
+    def register(positions: _ImagePositions, decoder: nn.ModuleList, stack: ExitStack) -> None:
         for index, module in attention.items():
             where = f"attention of decoder block {index}"
 

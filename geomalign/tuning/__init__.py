@@ -1,4 +1,4 @@
-"""Layer-selective fine-tuning: choose a window of decoder layers from the measurements, train it.
+"""Layer-selective fine-tuning: choose a window of decoder blocks from the measurements, train it.
 
 - :mod:`~geomalign.tuning.selection`: a contiguous window of layers from a per-layer curve (ID
   profile peak +- a width, the abstraction phase itself, or a threshold run of an alignment

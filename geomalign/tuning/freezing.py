@@ -17,7 +17,7 @@ from torch import nn
 from geomalign._model_parts import (
     PROJECTOR_PATHS,
     check_window,
-    decoder_layers,
+    decoder_blocks,
     decoder_model,
     find_module,
     input_embeddings,
@@ -134,13 +134,13 @@ def set_trainable(
     >>> report.blocks  # doctest: +SKIP
     (2, 3, 4)
     """
-    layers = decoder_layers(model)
+    decoder = decoder_blocks(model)
     chosen = (
-        list(range(len(layers)))
+        list(range(len(decoder)))
         if isinstance(blocks, str) and blocks == "all"
-        else check_window(blocks, len(layers), name="blocks")
+        else check_window(blocks, len(decoder), name="blocks")
     )
-    parts: list[nn.Module] = [layers[i] for i in chosen]
+    parts: list[nn.Module] = [decoder[i] for i in chosen]
     if projector:
         parts.append(projector_module(model))
     if embeddings:
@@ -179,8 +179,8 @@ def _owners(model: nn.Module) -> dict[int, tuple[str, int | None]]:
         for param in module.parameters():
             owners.setdefault(id(param), (part, block))
 
-    for index, layer in enumerate(decoder_layers(model)):
-        claim(layer, "blocks", index)
+    for index, block in enumerate(decoder_blocks(model)):
+        claim(block, "blocks", index)
     claim(find_module(model, PROJECTOR_PATHS), "projector")
     claim(find_module(model, _VISION_PATHS), "vision")
     claim(input_embeddings(model), "embeddings")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from geomalign._model_parts import check_window, decoder_layers, projector_module
+from geomalign._model_parts import check_window, decoder_blocks, projector_module
 
 __all__ = ["lora_window"]
 
@@ -72,8 +72,8 @@ def lora_window(
         import peft
     except ImportError as error:
         raise ImportError(_MISSING_PEFT) from error
-    layers = decoder_layers(model)
-    chosen = check_window(blocks, len(layers), name="blocks")
+    decoder = decoder_blocks(model)
+    chosen = check_window(blocks, len(decoder), name="blocks")
     if not chosen:
         raise ValueError("blocks is empty: LoRA needs at least one decoder block to adapt.")
     for value, name in ((rank, "rank"), (alpha, "alpha")):
@@ -81,7 +81,7 @@ def lora_window(
             raise ValueError(f"{name} must be a positive number; got {value!r}.")
     if isinstance(rank, float) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"rank must be an int and dropout in [0, 1); got {rank!r}, {dropout!r}.")
-    first = layers[chosen[0]]
+    first = decoder[chosen[0]]
     linear_names = [name for name, module in first.named_modules() if isinstance(module, nn.Linear)]
     if target_modules is None:
         targets = linear_names
@@ -99,7 +99,7 @@ def lora_window(
             )
     if not targets:
         raise ValueError(f"decoder block {chosen[0]} has no nn.Linear layer to adapt.")
-    layers_path = next(name for name, module in model.named_modules() if module is layers)
+    blocks_path = next(name for name, module in model.named_modules() if module is decoder)
     modules_to_save = None
     if projector:
         module = projector_module(model)
@@ -110,7 +110,7 @@ def lora_window(
         lora_dropout=float(dropout),
         target_modules=targets,
         layers_to_transform=chosen,
-        layers_pattern=re.escape(layers_path),
+        layers_pattern=re.escape(blocks_path),
         modules_to_save=modules_to_save,
     )
     devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})

@@ -1,4 +1,4 @@
-"""Choose a window of decoder layers to fine-tune from a per-layer curve.
+"""Choose a window of decoder blocks to fine-tune from a per-layer curve.
 
 A curve is one number per layer: an intrinsic-dimension profile (the abstraction phase is its
 peak), an image-text alignment curve, or any other per-layer measurement. Layers follow the store's

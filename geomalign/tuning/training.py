@@ -82,7 +82,7 @@ def train_model(
     Works for any Hugging Face causal language model, with images (LLaVA-like models taking
     ``pixel_values``) or without. Only the response tokens of ``examples`` are scored; every
     parameter with ``requires_grad=True`` is trained and no other, so freezing decides what a run
-    tunes (projector only, a window of decoder layers, everything).
+    tunes (projector only, a window of decoder blocks, everything).
 
     Parameters
     ----------

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from geomalign._model_parts import check_window, decoder_layers
+from geomalign._model_parts import check_window, decoder_blocks
 from geomalign.tuning.freezing import TrainableParameters, set_trainable, trainable_parameters
 from geomalign.tuning.lora import lora_window
 
@@ -143,11 +143,12 @@ def prepare_window(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    layers = decoder_layers(model)
+    decoder = decoder_blocks(model)
     every = isinstance(blocks, str) and blocks == "all"
     if isinstance(blocks, str) and not every:
         raise ValueError(f"blocks must be 'all' or block indices; got {blocks!r}")
-    chosen = list(range(len(layers))) if every else check_window(blocks, len(layers), name="blocks")
+    n_blocks = len(decoder)
+    chosen = list(range(n_blocks)) if every else check_window(blocks, n_blocks, name="blocks")
     if not chosen:
         raise ValueError("blocks is empty: nothing would train")
     if method == "lora":
@@ -167,7 +168,7 @@ def prepare_window(
     prepared = PreparedModel(model, trainable, tuple(chosen), None)
     below = {part for part in ("vision", "projector", "embeddings") if _trains(trainable, part)}
     if stop_gradient and not below and chosen[0] > 0:
-        prepared._handle = layers[chosen[0]].register_forward_pre_hook(
+        prepared._handle = decoder[chosen[0]].register_forward_pre_hook(
             _detach_hidden_state, with_kwargs=True
         )
         prepared.stop_below = chosen[0]
