@@ -421,8 +421,10 @@ def cka_matrix(
 
     Notes
     -----
-    The Gram form is used when ``n_samples`` is smaller than every layer's width; it then holds
-    one float64 n x n matrix per layer.
+    The Gram form is used when it needs fewer multiply-adds (``n^2`` per width of each layer
+    for its Gram matrix, then ``n^2`` per pair, against ``n d_x d_y`` per pair: up to n of a
+    few thousand rows at width 128 for a 33 x 33 map) and its float64 n x n matrices, one per
+    layer, fit in 1 GiB.
 
     Examples
     --------
@@ -448,7 +450,8 @@ def cka_matrix(
     dev = resolve_device(first, device)
     dtype = common_dtype(*every)
     n = first.shape[0]
-    gram = n < min(L.shape[1] for L in every)
+    widths = [[L.shape[1] for L in layers] for layers in checked.values()]
+    gram = _gram_form_pays(n, widths[0], widths[-1], symmetric)
 
     def view(L: np.ndarray | torch.Tensor) -> _FeatureView | _GramView:
         t, _ = unit_scaled(as_tensor(L, dev, dtype))
@@ -467,6 +470,25 @@ def cka_matrix(
             names = (f"Xs[{i}]", f"Xs[{j}]" if symmetric else f"Ys[{j}]")
             out[i, j] = cka_ratio(h, u.self_h, v.self_h, names)
     return out
+
+
+# The Gram form holds one float64 n x n matrix per layer: at most this many bytes in all.
+_GRAM_BYTES = 2**30
+
+
+def _gram_form_pays(n: int, widths_x: list[int], widths_y: list[int], symmetric: bool) -> bool:
+    """Whether the layer pairs of :func:`cka_matrix` cost fewer multiply-adds in the Gram form
+    (within :data:`_GRAM_BYTES`) than in the feature form."""
+    views = widths_x if symmetric else widths_x + widths_y
+    if 8 * n * n * len(views) > _GRAM_BYTES:
+        return False
+    if symmetric:
+        pairs = [(a, b) for i, a in enumerate(widths_x) for b in widths_x[i + 1 :]]
+    else:
+        pairs = [(a, b) for a in widths_x for b in widths_y]
+    gram = n * n * (sum(views) + len(pairs))
+    feature = n * (sum(d * d for d in views) + sum(a * b for a, b in pairs))
+    return gram < feature
 
 
 def _layer_name(flat_index: int, n_xs: int) -> str:

@@ -240,3 +240,15 @@ def test_cka_matrix_bad_inputs():
     bad[2, 1] = np.nan
     with pytest.raises(ValueError, match=r"rows \[2\] of Xs\[1\]"):
         cka_matrix([np.eye(4), bad])
+
+
+def test_cka_matrix_takes_the_gram_form_where_it_needs_fewer_products():
+    from geomalign.metrics.cka import _gram_form_pays
+
+    widths = [128] * 33
+    assert _gram_form_pays(400, widths, widths, symmetric=False)  # n above the width
+    assert _gram_form_pays(1000, widths, widths, symmetric=True)
+    assert not _gram_form_pays(3000, widths, widths, symmetric=True)  # more products
+    assert not _gram_form_pays(1500, widths, widths, symmetric=False)  # 66 n x n: > 1 GiB
+    assert not _gram_form_pays(300, [40, 40, 60], [50, 40], symmetric=False)
+    assert _gram_form_pays(30, [40, 40, 60], [50, 40], symmetric=False)
