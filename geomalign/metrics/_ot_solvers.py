@@ -33,6 +33,22 @@ NORMALISATIONS = ("mean", "max", "none")
 
 # Sinkhorn stops when the L2 norm of its marginal violation is below this fraction of |b|_2.
 _SINKHORN_RTOL = 1e-4
+
+
+def absorption_threshold(n: int, m: int) -> float:
+    """Scaling above which the log-stabilised Sinkhorn absorbs it into its potentials: POT's
+    1e3 times the problem size.
+
+    POT resets the scalings to ``1/n, 1/m`` after absorbing them, so at a solution ``v`` is about
+    ``n``: with POT's fixed 1e3, problems of more than 1,000 rows absorb at every iteration (an
+    exponential of the whole cost matrix each time), and each marginal check, which follows an
+    absorption, sees the reset scalings and a plan of mass ``1/(n m)``: the iterations never stop
+    (at n = 1,100: still at a marginal error of 0.03 after 600 iterations, against 20 iterations
+    with this threshold). Absorbing less often leaves the iterates unchanged but for rounding.
+    """
+    return 1e3 * max(n, m)
+
+
 # Relative and absolute change of the Gromov-Wasserstein loss that stops its solver.
 _GW_TOL = 1e-9
 
@@ -94,8 +110,8 @@ def sinkhorn_plan(
     """Entropic plan for cost ``M`` with regularisation ``epsilon`` (uniform weights).
 
     POT's log-stabilised iterations run on ``M`` and ``epsilon`` divided by the mean cost (the
-    same plan); they stop when the L2 norm of the marginal violation is below ``tol``
-    (default: 1e-4 of ``|b|_2``).
+    same plan), absorbing scalings above :func:`absorption_threshold`; they stop when the L2
+    norm of the marginal violation is below ``tol`` (default: 1e-4 of ``|b|_2``).
     """
     import ot
 
@@ -108,7 +124,7 @@ def sinkhorn_plan(
     tol = _SINKHORN_RTOL / np.sqrt(m) if tol is None else tol
     plan, log = ot.sinkhorn(
         a, b, M / scale, epsilon / scale, method="sinkhorn_stabilized", numItermax=limit,
-        stopThr=tol, log=True, warn=False,
+        stopThr=tol, tau=absorption_threshold(n, m), log=True, warn=False,
     )  # fmt: skip
     error = float(log["err"][-1]) if len(log["err"]) else float("inf")
     if not error < tol:

@@ -5,7 +5,8 @@ iterations on small matrices, where POT's solver spends its time in per-call ove
 iterations here are those of POT's ``sinkhorn_stabilized`` (the solver of
 :func:`~geomalign.metrics._ot_solvers.sinkhorn_plan`) run on every problem of the stack together
 in torch: the same scaling updates, the same absorption of large scalings into the log-domain
-potentials (per problem, when its scaling exceeds ``1e3``) and the same stopping rule (the L2
+potentials (per problem, when its scaling exceeds the threshold given to POT,
+:func:`~geomalign.metrics._ot_solvers.absorption_threshold`) and the same stopping rule (the L2
 norm of the marginal violation below the tolerance), each problem stopping on its own.
 
 Three things differ from POT's defaults, none of them the problem or the threshold:
@@ -34,12 +35,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from geomalign.metrics._ot_solvers import _SINKHORN_RTOL, entropic_terms
+from geomalign.metrics._ot_solvers import _SINKHORN_RTOL, absorption_threshold, entropic_terms
 
 __all__ = ["StackSolution", "sinkhorn_cost_stack", "sinkhorn_stack", "stack_budget"]
 
-# POT's sinkhorn_stabilized: absorption threshold.
-_TAU = 1e3
 # Bytes of float64 temporaries per problem entry (gathered and scaled costs, kernel and its
 # transpose, products).
 _BYTES_PER_ENTRY = 8 * 6
@@ -138,6 +137,7 @@ def sinkhorn_stack(
     B, n, m = M.shape
     limit = 10_000 if max_iter is None else max_iter
     tol = _SINKHORN_RTOL / math.sqrt(m) if tol is None else tol
+    tau = absorption_threshold(n, m)
     entropic = M.new_zeros(B)  # a zero cost: every point on every other, the product plan
     cost = M.new_zeros(B) if transport else None
     f, g = M.new_zeros((B, n)), M.new_zeros((B, m))
@@ -160,7 +160,7 @@ def sinkhorn_stack(
             break
         v = b / uK
         u = a / _times(v, KT)
-        big = torch.maximum(u.amax(dim=1), v.amax(dim=1)) > _TAU  # scalings are positive
+        big = torch.maximum(u.amax(dim=1), v.amax(dim=1)) > tau  # scalings are positive
         if bool(big.any()):
             w = torch.nonzero(big).flatten()
             alpha[w] += reg[w, None] * torch.log(u[w])

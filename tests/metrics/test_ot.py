@@ -12,7 +12,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geomalign.metrics.ot import gromov_wasserstein, ot_distance, ot_matching_accuracy
+from geomalign.metrics.ot import (
+    gromov_wasserstein,
+    ot_distance,
+    ot_matching_accuracy,
+    resampled_ot_distance,
+)
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -164,3 +169,14 @@ def test_bad_arrays_raise():
         gromov_wasserstein(np.ones((10, 3)), X)
     with pytest.raises(ValueError, match=r"method must be one of \('emd', 'sinkhorn', 'gromov"):
         ot_matching_accuracy(X, X, method="sliced")
+
+
+def test_sinkhorn_converges_on_more_than_a_thousand_rows():
+    # POT's fixed absorption threshold (1e3) absorbed at every iteration above 1,000 rows, and
+    # each marginal check then saw the reset scalings: the iterations never stopped
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(1100, 8)), rng.normal(size=(1100, 8)) + 0.5
+    value = ot_distance(X, Y, method="sinkhorn", max_iter=200)  # it took 20 iterations
+    stacked = resampled_ot_distance(X, Y, method="sinkhorn", max_iter=200)(np.arange(1100)[None])
+    assert stacked[0] == pytest.approx(value, rel=1e-4)
+    assert 0.0 < value < ot_distance(X, Y, method="emd")

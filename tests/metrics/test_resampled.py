@@ -85,6 +85,7 @@ def _pot_stabilized(M, epsilon, warmstart=None):
     plan, log = ot.bregman.sinkhorn_stabilized(
         np.full(n, 1 / n), np.full(m, 1 / m), M / scale, epsilon / scale, numItermax=10_000,
         stopThr=1e-4 / np.sqrt(m), warmstart=ws, log=True, warn=False, print_period=1,
+        tau=1e3 * max(n, m),
     )  # fmt: skip
     kl = np.sum(plan[plan > 0] * np.log(plan[plan > 0] * n * m))
     return np.sum(plan * M) + epsilon * kl, [w * scale for w in log["warmstart"]]
