@@ -7,6 +7,7 @@ import inspect
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from transformers import PreTrainedModel
@@ -20,6 +21,29 @@ from geomalign.extract._base import (
     resolve_dtype,
     to_device,
 )
+
+
+class Pretrained(Protocol):
+    """What loads from the hub or a folder: a transformers Auto class (model or processor)."""
+
+    def from_pretrained(
+        self, model_id: str | os.PathLike[str], /, *args: Any, **kwargs: Any
+    ) -> Any: ...
+
+
+def load_pretrained(
+    model_class: Pretrained,
+    companion_class: Pretrained,
+    model_id: str | os.PathLike[str],
+    *,
+    revision: str | None,
+    dtype: str | torch.dtype,
+    device: str | torch.device | None,
+) -> tuple[PreTrainedModel, Any]:
+    """A model (on ``device``; CUDA when present for None) and its tokenizer or processor."""
+    model = model_class.from_pretrained(model_id, revision=revision, dtype=resolve_dtype(dtype))
+    companion = companion_class.from_pretrained(model_id, revision=revision)
+    return model.to(resolve_device(device)), companion
 
 
 def source_name(model_id: str | os.PathLike) -> str:
@@ -61,32 +85,6 @@ class HFAdapter(Adapter):
         self.revision = revision
         self._config = model.config.get_text_config()
 
-    @classmethod
-    def _load(
-        cls,
-        model_class: type,
-        companion_class: type,
-        model_id: str | os.PathLike,
-        *,
-        revision: str | None,
-        dtype: str | torch.dtype,
-        device: str | torch.device | None,
-        **options: str,
-    ) -> HFAdapter:
-        """Load the model and its tokenizer or processor from the hub or a local folder.
-
-        ``device`` defaults to CUDA when present; ``options`` go to the constructor.
-        """
-        model = model_class.from_pretrained(model_id, revision=revision, dtype=resolve_dtype(dtype))
-        companion = companion_class.from_pretrained(model_id, revision=revision)
-        return cls(
-            model.to(resolve_device(device)),
-            companion,
-            name=source_name(model_id),
-            revision=revision,
-            **options,
-        )
-
     @property
     def n_layers(self) -> int:
         return int(self._config.num_hidden_layers) + 1
@@ -126,7 +124,9 @@ class HFAdapter(Adapter):
         requested ones are picked.
         """
         trunk = self.model.base_model
-        inputs = to_device(batch.inputs, self.device, model_dtype(self.model))
+        inputs: dict[str, object] = {
+            **to_device(batch.inputs, self.device, model_dtype(self.model))
+        }
         params = inspect.signature(trunk.forward).parameters
         if "use_cache" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
             inputs["use_cache"] = False
@@ -153,7 +153,7 @@ class HFAdapter(Adapter):
         return [recorder.states[layer] for layer in layers]
 
     def _forward_all_states(
-        self, trunk: torch.nn.Module, inputs: dict[str, torch.Tensor], layers: list[int]
+        self, trunk: torch.nn.Module, inputs: dict[str, object], layers: list[int]
     ) -> list[torch.Tensor]:
         states = trunk(**inputs, output_hidden_states=True).hidden_states
         if states is None or len(states) != self.n_layers:
@@ -179,7 +179,7 @@ class _BlockRecorder:
     exist only inside the ``with`` block.
     """
 
-    def __init__(self, blocks: Sequence[torch.nn.Module], layers: Sequence[int]) -> None:
+    def __init__(self, blocks: torch.nn.ModuleList, layers: Sequence[int]) -> None:
         first: dict[int, int] = {}
         for index, block in enumerate(blocks):
             earlier = first.setdefault(id(block), index)

@@ -26,6 +26,7 @@ from transformers import (
     CLIPVisionModel,
     LlavaConfig,
     LlavaForConditionalGeneration,
+    PretrainedConfig,
     PreTrainedModel,
 )
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
@@ -101,7 +102,7 @@ def assemble_llava(
     transformers.LlavaForConditionalGeneration
         In eval mode, with the language model's dtype and device.
     """
-    text = config.text_config
+    text, vision = _part_config(config, "text_config"), _part_config(config, "vision_config")
     for field in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
         have, want = getattr(language_model.config, field), getattr(text, field)
         if have != want:
@@ -109,10 +110,10 @@ def assemble_llava(
                 f"language_model.config.{field} is {have} but the LLaVA config's text_config "
                 f"has {want}; the LLM does not match the reference architecture."
             )
-    if vision_tower.config.hidden_size != config.vision_config.hidden_size:
+    if vision_tower.config.hidden_size != vision.hidden_size:
         raise ValueError(
             f"vision_tower hidden size {vision_tower.config.hidden_size} differs from the LLaVA "
-            f"config's vision_config.hidden_size {config.vision_config.hidden_size}."
+            f"config's vision_config.hidden_size {vision.hidden_size}."
         )
     _grow_vocabulary(language_model, text.vocab_size)
     config = copy.deepcopy(config)
@@ -127,7 +128,8 @@ def assemble_llava(
     model.model.vision_tower = vision_tower
     model.model.language_model = language_model.base_model
     model.lm_head = language_model.get_output_embeddings()
-    model.to(device=device, dtype=dtype)
+    # transformers types PreTrainedModel.to through a wrapper that mypy reads as unbound
+    model.to(device=device, dtype=dtype)  # type: ignore[call-arg]
     left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:
         raise ValueError(f"assembled LLaVA model has unset tensors: {left[:5]}.")
@@ -184,7 +186,7 @@ def load_llava_stage1(
     vision = CLIPVisionModel.from_pretrained(vision_tower, dtype=torch_dtype)
     model = assemble_llava(llm, vision, _projector_state(projector, projector_file), config)
     return VLMAdapter(
-        model.to(resolve_device(device)),
+        model.to(resolve_device(device)),  # type: ignore[arg-type]  # as in assemble_llava
         processor,
         image_template=image_template,
         text_template=text_template,
@@ -211,9 +213,20 @@ def _projector_state(source: str | os.PathLike, filename: str) -> dict[str, torc
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _part_config(config: LlavaConfig, part: str) -> PretrainedConfig:
+    """``config.text_config`` or ``config.vision_config``, checked to be a config object."""
+    sub = getattr(config, part)
+    if not isinstance(sub, PretrainedConfig):
+        raise ValueError(f"the LLaVA config's {part} is a {type(sub).__name__}, not a config.")
+    return sub
+
+
 def _grow_vocabulary(model: PreTrainedModel, size: int) -> None:
     """Grow the input and output embeddings to ``size`` rows; new rows are the old rows' mean."""
-    old = model.get_input_embeddings().weight.shape[0]
+    embeddings = model.get_input_embeddings().weight
+    if not isinstance(embeddings, torch.Tensor):
+        raise TypeError(f"{type(model).__name__}'s input embeddings have no weight tensor.")
+    old = embeddings.shape[0]
     if size < old:
         raise ValueError(
             f"the LLaVA config's vocabulary ({size}) is smaller than the LLM's ({old})."

@@ -16,7 +16,7 @@ from transformers import (
 )
 
 from geomalign.extract._base import EncodedBatch, check_template, fill_template
-from geomalign.extract._hf import HFAdapter
+from geomalign.extract._hf import HFAdapter, load_pretrained, source_name
 
 __all__ = ["TextAdapter", "context_length", "encode_captions"]
 
@@ -214,14 +214,16 @@ class TextAdapter(HFAdapter):
         """
         config = AutoConfig.from_pretrained(model_id, revision=revision)
         causal = any(a.endswith(_CAUSAL_SUFFIXES) for a in config.architectures or ())
-        return cls._load(
+        model, tokenizer = load_pretrained(
             AutoModelForCausalLM if causal else AutoModel,
             AutoTokenizer,
             model_id,
             revision=revision,
             dtype=dtype,
             device=device,
-            template=template,
+        )
+        return cls(
+            model, tokenizer, template=template, name=source_name(model_id), revision=revision
         )
 
     def _template_record(self) -> str:

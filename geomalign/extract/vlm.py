@@ -11,7 +11,7 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
 from geomalign.extract._base import EncodedBatch, check_template, fill_template
-from geomalign.extract._hf import HFAdapter
+from geomalign.extract._hf import HFAdapter, load_pretrained, source_name
 from geomalign.extract.text import (
     context_length,
     encode_captions,
@@ -101,6 +101,7 @@ class VLMAdapter(HFAdapter):
                 f"joint_template must hold {{image}} before {{caption}}; got {joint_template!r}."
             )
         self.joint_template = joint_template
+        self._image_token: str = image_token
         self._image_token_id = int(processor.tokenizer.convert_tokens_to_ids(image_token))
         self.max_length = context_length(model, processor.tokenizer)
 
@@ -118,13 +119,19 @@ class VLMAdapter(HFAdapter):
     ) -> VLMAdapter:
         """Load a model (``AutoModelForImageTextToText``) and its processor from the hub or a
         local folder; ``device`` defaults to CUDA when present."""
-        return cls._load(
+        model, processor = load_pretrained(
             AutoModelForImageTextToText,
             AutoProcessor,
             model_id,
             revision=revision,
             dtype=dtype,
             device=device,
+        )
+        return cls(
+            model,
+            processor,
+            name=source_name(model_id),
+            revision=revision,
             image_template=image_template,
             text_template=text_template,
             joint_template=joint_template,
@@ -160,7 +167,7 @@ class VLMAdapter(HFAdapter):
         for image in images:
             if not isinstance(image, Image.Image):
                 raise TypeError(f"image view needs PIL images; got {type(image).__name__}.")
-        prompt, _ = fill_template(self.image_template, "{image}", self.processor.image_token)
+        prompt, _ = fill_template(self.image_template, "{image}", self._image_token)
         encoded = self.processor(
             images=images,
             text=[prompt] * len(images),
@@ -174,26 +181,28 @@ class VLMAdapter(HFAdapter):
 
     def _encode_joint(self, items: Sequence[object]) -> EncodedBatch:
         """Image + caption prompts; the region's parts are the image and the caption tokens."""
-        pairs = list(items)
-        for item in pairs:
+        images: list[Image.Image] = []
+        captions: list[str] = []
+        for item in items:
             if not (
                 isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Image.Image)
             ):
                 raise TypeError(f"joint view needs (PIL image, caption) pairs; got {item!r:.80}.")
-        images = [image for image, _ in pairs]
-        captions = [str(caption) for _, caption in pairs]
-        token = self.processor.image_token
+            images.append(item[0])
+            captions.append(str(item[1]))
+        token = self._image_token
         template = self.joint_template.replace("{image}", token)
         texts = precut(captions, self.max_length)
         inputs, n_image = self._process(images, template, texts)
         limit = self.max_length
-        lengths = inputs["attention_mask"].sum(1).tolist()
-        over = [i for i, n in enumerate(lengths) if limit is not None and n > limit]
-        for i in over:
-            expanded = template.replace(token, token * int(n_image[i]))
-            texts[i] = fit_caption(self.processor.tokenizer, expanded, texts[i], int(limit))
-        if over:
-            inputs, n_image = self._process(images, template, texts)
+        if limit is not None:
+            lengths = inputs["attention_mask"].sum(1).tolist()
+            over = [i for i, n in enumerate(lengths) if n > limit]
+            for i in over:
+                expanded = template.replace(token, token * int(n_image[i]))
+                texts[i] = fit_caption(self.processor.tokenizer, expanded, texts[i], limit)
+            if over:
+                inputs, n_image = self._process(images, template, texts)
         offsets = inputs.pop("offset_mapping")
         start, stop = offsets[..., 0], offsets[..., 1]
         # the processor repeats the image token before tokenising: the caption moves right

@@ -106,7 +106,8 @@ def lora_window(
         modules_to_save = [next(n for n, m in model.named_modules() if m is module)]
     config = peft.LoraConfig(
         r=int(rank),
-        lora_alpha=float(alpha),
+        # peft annotates lora_alpha as int, but only divides by it (alpha / r): floats work
+        lora_alpha=float(alpha),  # type: ignore[arg-type]
         lora_dropout=float(dropout),
         target_modules=targets,
         layers_to_transform=chosen,
