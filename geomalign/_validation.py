@@ -6,7 +6,7 @@ Each public function validates its arrays once, through :func:`check_representat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -131,6 +131,24 @@ def _check_torch(X: torch.Tensor, name: str, min_samples: int, context: str | No
     return X
 
 
+@overload
+def check_representations(
+    X: Any,
+    *,
+    name: str = ...,
+    min_samples: int = ...,
+    allow_torch: Literal[False],
+    context: str | None = ...,
+) -> np.ndarray: ...
+@overload
+def check_representations(
+    X: Any,
+    *,
+    name: str = ...,
+    min_samples: int = ...,
+    allow_torch: bool = ...,
+    context: str | None = ...,
+) -> np.ndarray | torch.Tensor: ...
 def check_representations(
     X: Any,
     *,

@@ -66,6 +66,7 @@ class StreamingLinearCKA:
         self._n_blocks = 0
         self._sums: dict[str, torch.Tensor] = {}
         self._exponents: dict[str, int] = {}
+        self._on: torch.device  # the device of the sums, set by the first block
 
     def update(
         self, X_block: np.ndarray | torch.Tensor, Y_block: np.ndarray | torch.Tensor
@@ -90,16 +91,16 @@ class StreamingLinearCKA:
                     f"had ({p}, {q}); every X_block/Y_block must keep the same widths."
                 )
         else:
-            self.device = resolve_device(X, self.device)
+            self.device = self._on = resolve_device(X, self.device)
             for key, M in (("x", X), ("y", Y)):
-                t = as_tensor(M, self.device)
+                t = as_tensor(M, self._on)
                 # every block is divided by the power of two that suits the first one
                 self._exponents[key] = safe_exponent(t)
                 t = divide_by_power_of_two(t, self._exponents[key])
                 self._sums[f"shift_{key}"] = column_sums(t) / t.shape[0]
         dtype = common_dtype(X, Y)
-        Xt = divide_by_power_of_two(as_tensor(X, self.device, dtype), self._exponents["x"])
-        Yt = divide_by_power_of_two(as_tensor(Y, self.device, dtype), self._exponents["y"])
+        Xt = divide_by_power_of_two(as_tensor(X, self._on, dtype), self._exponents["x"])
+        Yt = divide_by_power_of_two(as_tensor(Y, self._on, dtype), self._exponents["y"])
         sx, sy = self._sums["shift_x"], self._sums["shift_y"]
         parts = {
             "uu": centred_product(Xt, sx, Xt, sx),

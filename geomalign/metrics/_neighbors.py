@@ -77,12 +77,12 @@ def _row_sq_norms(X: torch.Tensor) -> torch.Tensor:
     chunk = max(1, _RECOMPUTE_BYTES // (X.shape[1] * X.element_size()))
     if X.device.type == "cpu":
         Xn = X.numpy()
-        out = np.empty(X.shape[0], dtype=np.float64)
+        sums = np.empty(X.shape[0], dtype=np.float64)
         for start in range(0, X.shape[0], chunk):
-            out[start : start + chunk] = np.square(Xn[start : start + chunk]).sum(
+            sums[start : start + chunk] = np.square(Xn[start : start + chunk]).sum(
                 axis=1, dtype=np.float64
             )
-        return torch.from_numpy(out)
+        return torch.from_numpy(sums)
     out = torch.empty(X.shape[0], dtype=torch.float64, device=X.device)
     for start in range(0, X.shape[0], 64 * chunk):
         block = X[start : start + 64 * chunk]
@@ -216,16 +216,16 @@ def _exact_distances(
     d = X.shape[1]
     chunk = max(1, _RECOMPUTE_BYTES // (k * d * X.element_size()))
     if X.device.type == "cpu":
-        Xn, idx, out_np = X.numpy(), indices.numpy(), np.empty((n, k), dtype=np.float64)
+        Xn, idx_np, out_np = X.numpy(), indices.numpy(), np.empty((n, k), dtype=np.float64)
         inv = None if inv_norms is None else inv_norms.numpy()
         workers = max(1, min(torch.get_num_threads(), n // chunk))
         edges = np.linspace(0, n, workers + 1).astype(int)
         if workers == 1:  # no pool: starting a thread costs more than small inputs take
-            _exact_rows_numpy(Xn, idx, inv, out_np, (0, n), chunk)
+            _exact_rows_numpy(Xn, idx_np, inv, out_np, (0, n), chunk)
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 jobs = [
-                    pool.submit(_exact_rows_numpy, Xn, idx, inv, out_np, (lo, hi), chunk)
+                    pool.submit(_exact_rows_numpy, Xn, idx_np, inv, out_np, (lo, hi), chunk)
                     for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)
                 ]
                 for job in jobs:

@@ -199,8 +199,8 @@ def sliced(
     else:
         theta = projections
     Xt, Yt = as_tensor(X, device, torch.float64), as_tensor(Y, device, torch.float64)
-    projections = as_tensor(np.asarray(theta, dtype=np.float64), device)
-    return float(ot.sliced_wasserstein_distance(Xt, Yt, p=p, projections=projections))
+    directions = as_tensor(np.asarray(theta, dtype=np.float64), device)
+    return float(ot.sliced_wasserstein_distance(Xt, Yt, p=p, projections=directions))
 
 
 def internal_distances(

@@ -434,7 +434,9 @@ def cka_matrix(
     """
     _check_options("linear", debiased, 1.0, None, "pairs")
     symmetric = Ys is None
-    groups = {"Xs": Xs} if symmetric else {"Xs": Xs, "Ys": Ys}
+    groups: dict[str, Sequence[np.ndarray | torch.Tensor]] = (
+        {"Xs": Xs} if Ys is None else {"Xs": Xs, "Ys": Ys}
+    )
     checked: dict[str, list[np.ndarray | torch.Tensor]] = {}
     for group, layers in groups.items():
         if isinstance(layers, (np.ndarray, torch.Tensor)) or len(layers) == 0:

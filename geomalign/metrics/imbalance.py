@@ -139,9 +139,8 @@ def information_imbalances(
     True
     """
     X, Y = _checked(X, Y, k)
-    options = {"metric": metric, "working_memory": working_memory, "device": device}
-    nx = knn(X, k=k, name="X", **options).indices
-    ny = knn(Y, k=k, name="Y", **options).indices
+    nx = knn(X, k=k, name="X", metric=metric, working_memory=working_memory, device=device).indices
+    ny = knn(Y, k=k, name="Y", metric=metric, working_memory=working_memory, device=device).indices
     return InformationImbalances(
         _imbalance(nx, Y, ("X", "Y"), metric, working_memory, device),
         _imbalance(ny, X, ("Y", "X"), metric, working_memory, device),

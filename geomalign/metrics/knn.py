@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -37,6 +38,20 @@ def _clip_outliers(X: torch.Tensor, q: float) -> torch.Tensor:
         total += (below + frac * (above - below)).sum()
     t = float(total) / n
     return X.clamp(-t, t)
+
+
+class _SearchOptions(TypedDict):
+    """The options of one neighbour search (:func:`neighbours` without ``clip_quantile``)."""
+
+    k: int
+    metric: str
+    working_memory: float | None
+    device: str | torch.device | None
+    neighbors: str
+
+
+class _KnnOptions(_SearchOptions):
+    clip_quantile: float | None
 
 
 def clipped(
@@ -154,8 +169,9 @@ def mutual_knn(
     1.0
     """
     X, Y = check_pair(X, Y, k, clip_quantile, "mutual k-NN")
-    options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
-                   working_memory=working_memory, device=device, neighbors=neighbors)  # fmt: skip
+    options: _KnnOptions = {"k": k, "metric": metric, "clip_quantile": clip_quantile,
+                            "working_memory": working_memory, "device": device,
+                            "neighbors": neighbors}  # fmt: skip
     return _mutual_score(neighbours(X, name="X", **options).indices,
                          neighbours(Y, name="Y", **options).indices)  # fmt: skip
 
@@ -218,8 +234,9 @@ def cycle_knn(
     True
     """
     X, Y = check_pair(X, Y, k, clip_quantile, "cycle k-NN")
-    options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
-                   working_memory=working_memory, device=device, neighbors=neighbors)  # fmt: skip
+    options: _KnnOptions = {"k": k, "metric": metric, "clip_quantile": clip_quantile,
+                            "working_memory": working_memory, "device": device,
+                            "neighbors": neighbors}  # fmt: skip
     return _cycle_score(neighbours(X, name="X", **options).indices,
                         neighbours(Y, name="Y", **options).indices)  # fmt: skip
 
@@ -250,9 +267,9 @@ def _shuffler(score, what: str):
         neighbors: str = "exact",
     ) -> Callable[[np.ndarray], float]:
         X, Y = check_pair(X, Y, k, clip_quantile, what)
-        options = dict(k=k, metric=metric, clip_quantile=clip_quantile,
-                       working_memory=working_memory, device=device,
-                       neighbors=neighbors)  # fmt: skip
+        options: _KnnOptions = {"k": k, "metric": metric, "clip_quantile": clip_quantile,
+                                "working_memory": working_memory, "device": device,
+                                "neighbors": neighbors}  # fmt: skip
         nx = neighbours(X, name="X", **options).indices
         ny = neighbours(Y, name="Y", **options).indices
 
@@ -286,8 +303,8 @@ def _resampler(score, what: str, fresh):
         neighbors: str = "exact",
     ) -> Callable[[np.ndarray], np.ndarray]:
         X, Y = check_pair(X, Y, k, clip_quantile, what)
-        options = dict(k=k, metric=metric, working_memory=working_memory,
-                       device=device, neighbors=neighbors)  # fmt: skip
+        options: _SearchOptions = {"k": k, "metric": metric, "working_memory": working_memory,
+                                   "device": device, "neighbors": neighbors}  # fmt: skip
         if clip_quantile is not None:  # the clipping threshold depends on the rows kept
             views = None
         else:
