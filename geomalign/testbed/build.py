@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -226,12 +227,12 @@ def _build(config: TestbedConfig, out: Path, device: torch.device, progress: boo
         "eos": tokenizer.eos_token_id,
     }
     text_config = llama_config(config, len(tokenizer), special)
-    common = {"batch_size": config.batch_size, "progress": progress}
+    common: _TrainingOptions = {"batch_size": config.batch_size, "progress": progress}
     metrics: dict[str, dict[str, float]] = {}
     timing: dict[str, float] = {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        llm = LlamaForCausalLM(text_config).to(device)
+        llm = LlamaForCausalLM(text_config).to(device)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to as unbound
         result = train_model(
             llm,
             data.text,
@@ -246,7 +247,7 @@ def _build(config: TestbedConfig, out: Path, device: torch.device, progress: boo
         metrics["llm"], timing["llm"] = result.metrics, result.wall_time
 
         torch.manual_seed(config.seed)
-        vision = CLIPVisionModel(clip_vision_config(config)).to(device)
+        vision = CLIPVisionModel(clip_vision_config(config)).to(device)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to as unbound
         result = pretrain_vision(
             vision,
             *data.vision_train,
@@ -261,7 +262,7 @@ def _build(config: TestbedConfig, out: Path, device: torch.device, progress: boo
         torch.manual_seed(config.seed)
         vlm = LlavaForConditionalGeneration(
             llava_config(config, text_config, tokenizer.image_token_id)
-        ).to(device)
+        ).to(device)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to as unbound
         vlm.model.vision_tower.load_state_dict(vision.state_dict())
         vlm.model.language_model.load_state_dict(llm.model.state_dict())
         vlm.lm_head.load_state_dict(llm.lm_head.state_dict())
@@ -307,8 +308,15 @@ def _build(config: TestbedConfig, out: Path, device: torch.device, progress: boo
     (out / _MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
+class _TrainingOptions(TypedDict):
+    """The options every training stage of the build shares."""
+
+    batch_size: int
+    progress: bool
+
+
 def _save(
-    model: torch.nn.Module,
+    model: transformers.PreTrainedModel,
     processor: LlavaProcessor | transformers.PreTrainedTokenizerBase,
     folder: Path,
     result: TrainingResult,

@@ -148,7 +148,7 @@ def evaluate_checkpoint(
     config = AutoConfig.from_pretrained(folder)
     vision = getattr(config, "vision_config", None) is not None
     loader = AutoModelForImageTextToText if vision else AutoModelForCausalLM
-    model = loader.from_pretrained(folder).to(device).eval()
+    model = loader.from_pretrained(folder).to(device).eval()  # type: ignore[arg-type]  # as .to
     vocabulary = model.get_output_embeddings().weight.shape[0]
     expected = int(data.qa_eval.input_ids.max()) + 1
     if vocabulary < expected:

@@ -118,7 +118,8 @@ def tune_planted(
     if (folder / _DONE).is_file():
         return folder
     root.mkdir(parents=True, exist_ok=True)
-    model = LlavaForConditionalGeneration.from_pretrained(testbed.base).to(device)
+    # transformers types PreTrainedModel.to as unbound
+    model = LlavaForConditionalGeneration.from_pretrained(testbed.base).to(device)  # type: ignore[arg-type]
     if kind == "full":
         set_trainable(model, blocks="all", projector=True, embeddings=True, head=True)
     else:

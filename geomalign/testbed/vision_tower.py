@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -11,11 +12,14 @@ from torch import nn
 from geomalign._validation import check_positive_int
 from geomalign.tuning.training import TrainingResult, optimise
 
+if TYPE_CHECKING:
+    from transformers import CLIPVisionModel
+
 __all__ = ["pretrain_vision"]
 
 
 def pretrain_vision(
-    vision_model: nn.Module,
+    vision_model: CLIPVisionModel,
     pixel_values: torch.Tensor,
     facts: torch.Tensor,
     *,
@@ -61,7 +65,13 @@ def pretrain_vision(
         )
     device = next(vision_model.parameters()).device
     generator = torch.Generator().manual_seed(random_state)
-    n_tokens = (vision_model.config.image_size // vision_model.config.patch_size) ** 2
+    image_size, patch_size = vision_model.config.image_size, vision_model.config.patch_size
+    if not (isinstance(image_size, int) and isinstance(patch_size, int)):
+        raise TypeError(
+            f"the vision tower needs int image_size and patch_size (square images and patches); "
+            f"got {image_size!r} and {patch_size!r}."
+        )
+    n_tokens = (image_size // patch_size) ** 2
     head = nn.Linear(n_tokens * vision_model.config.hidden_size, facts.shape[1]).to(device)
     with torch.no_grad():
         bound = 1.0 / math.sqrt(head.in_features)
