@@ -349,7 +349,7 @@ class IDProfile:
             if rows and math.isfinite(stats.get("peak_layer", math.nan)):
                 phase = AbstractionPhase(
                     peak_layer=int(stats["peak_layer"]),
-                    **{s: float(stats[s]) for s in _PHASE_STATISTICS[1:]},  # type: ignore[arg-type]
+                    **{s: float(stats[s]) for s in _PHASE_STATISTICS[1:]},
                 )
             notes = rows[0].notes if rows else ""
             out.append(cls(curve, phase, notes, detected=bool(rows)))

@@ -282,7 +282,7 @@ def _significant(
         tested = sorted((r for r in rows if r.p_value is not None), key=lambda r: r.layer or 0)
         adjusted: list[float] = list(families.adjusted(tested, correction)[0]) if tested else []
         found[ckpt] = {
-            int(r.layer): r.value  # type: ignore[arg-type]
+            int(r.layer): r.value
             for r, p in zip(tested, adjusted, strict=True)
             if p <= alpha and r.layer is not None
         }

@@ -117,7 +117,7 @@ def _numbers(layers: Sequence[int] | None, n_layers: int, where: str) -> list[in
 
 def _float32(part: object) -> np.ndarray:
     if hasattr(part, "detach"):  # a torch tensor (bfloat16 has no NumPy dtype)
-        return part.detach().float().numpy()  # type: ignore[attr-defined]
+        return part.detach().float().numpy()
     array = np.asarray(part)
     if array.dtype.kind != "f":
         raise ValueError(f"activations must be floating point; got dtype {array.dtype}.")

@@ -233,7 +233,7 @@ def finetune(
     meter = CostMeter(args.device)
     optimizer_time = [0.0, 0.0]  # total, start of the current step
 
-    class Measure(TrainerCallback):  # type: ignore[misc]
+    class Measure(TrainerCallback):
         """Runs the meter from the start to the end of training; times the optimizer steps."""
 
         def on_train_begin(self, *_: Any, **__: Any) -> None:
@@ -318,7 +318,7 @@ def _describe(blocks: Sequence[int]) -> str:
 def _CountingTrainer(**kwargs: Any) -> Any:
     from transformers import PreTrainedModel, Trainer
 
-    class CountingTrainer(Trainer):  # type: ignore[misc]
+    class CountingTrainer(Trainer):
         """A ``Trainer`` that counts the tokens of its training batches and resumes LLaVA."""
 
         tokens = 0
