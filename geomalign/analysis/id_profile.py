@@ -189,6 +189,15 @@ def id_profile(
         the layers with a defined dimension): whether the ID there rises above both end layers,
         adjusted for the choice among the layers; :func:`abstraction_phase` calls a peak clear
         when its p-value is at most 0.05.
+
+    Notes
+    -----
+    Calibration (docs/calibration.md, 500 simulated studies per setting, TwoNN at n = 300): the
+    phase test called a flat profile (5, 10, 33 layers) or a monotone one (5, 33 layers) a phase
+    in at most 0.2% of studies, and found a peak of dimensions 2, 4, 8, 4, 2 in every study. The
+    neighbour-based dimensions' half-sample intervals are conservative: 95% intervals held the
+    torus's true dimension in 98-99% of studies (a half-sample changes every point's nearest
+    neighbours).
     """
     calibration = calibration or Calibration()
     store = open_store(store)
