@@ -85,30 +85,17 @@ def _curve_row(
     n_subsample: int | None,
 ) -> Result:
     """A curve's row at ``layer``; ``a`` and ``b`` are the (checkpoint, view) of the two sides."""
-    return Result(
+    row = replace(point, n_samples=n_samples, notes=notes, n_subsample=n_subsample)
+    return row.row(
         analysis=analysis,
         measure=measure.name,
         checkpoint=a[0],
         view=a[1],
         layer=layer,
-        value=point.value,
         checkpoint_b=b[0],
         view_b=b[1],
         layer_b=layer,
         kind=measure.kind,
-        ci_low=point.ci_low,
-        ci_high=point.ci_high,
-        null_mean=point.null_mean,
-        null_std=point.null_std,
-        p_value=point.p_value,
-        n_samples=n_samples,
-        notes=notes,
-        confidence=point.confidence,
-        n_resamples=point.n_resamples,
-        n_null_draws=point.n_null_draws,
-        undefined_reason=point.undefined_reason,
-        max_t_p_value=point.max_t_p_value,
-        n_subsample=n_subsample,
     )
 
 
