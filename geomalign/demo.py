@@ -89,7 +89,8 @@ def run_demo(
        abstraction phases, with permutation nulls and bootstrap CIs, per seed, and the mean
        and range over seeds per role.
     5. ``results.csv``, ``figures/`` and ``summary.txt`` in ``out_dir``; the summary's
-       conclusions say whether they hold in every seed or are seed-dependent.
+       conclusions (:func:`~geomalign.analysis.seed_conclusions`) say whether they hold in
+       every seed or are seed-dependent, and the readings of each model follow them.
 
     Parameters
     ----------

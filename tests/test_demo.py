@@ -7,7 +7,7 @@ import pytest
 from _tiny_models import TINY_TESTBED
 
 from geomalign import demo
-from geomalign.analysis import ResultsTable
+from geomalign.analysis import ResultsTable, seed_conclusions
 from geomalign.cli import main
 from geomalign.demo import DEMO_MEASURES
 
@@ -88,7 +88,7 @@ def test_summary_comparison_tolerates_rounding_only():
 def test_small_demo_summary_is_the_same_under_one_and_two_threads(tmp_path):
     """Another thread count stands in for another CPU: testbeds built, extracted and analysed
     with 1 and with 2 threads give the same conclusions, seed by seed and across seeds."""
-    summaries = [
+    runs = [
         demo.run_demo(
             tmp_path / f"demo{threads}",
             small=True,
@@ -97,8 +97,12 @@ def test_small_demo_summary_is_the_same_under_one_and_two_threads(tmp_path):
             cache_dir=tmp_path / f"cache{threads}",
             num_threads=threads,
             progress=False,
-        ).summary
+        )
         for threads in (1, 2)
     ]
+    summaries = [run.summary for run in runs]
     assert "Across seeds" in summaries[0]
+    claims = [[(c.subject, c.claim) for c in seed_conclusions(r.results)] for r in runs]
+    assert claims[0]
+    assert claims[0] == claims[1]
     assert _same_summary(*summaries), "\n".join(summaries)

@@ -31,7 +31,7 @@ from geomalign.analysis.results import (
     LayerMap,
 )
 from geomalign.analysis.run import analyze_store
-from geomalign.analysis.seeds import roles_of, seed_conclusions, seed_spread
+from geomalign.analysis.seeds import Conclusion, roles_of, seed_conclusions, seed_spread
 from geomalign.analysis.summary import summarize
 from geomalign.analysis.table import COLUMNS, Result, ResultsTable
 
@@ -40,6 +40,7 @@ __all__ = [
     "AbstractionPhase",
     "BestMatch",
     "Calibration",
+    "Conclusion",
     "EffectCurve",
     "Estimate",
     "IDProfile",

@@ -10,8 +10,22 @@ says which readings of a table hold in every seed.
 
 The agreement rule, the same for every conclusion: a conclusion holds across seeds when every
 seed gives it (the same peak layer; the same layer and sign of the largest tuning change; a
-layer significant after the correction across layers, with the same sign, in every seed).
-Otherwise it is printed as *seed-dependent* with each seed's value.
+clear ID phase at the same layer, or none in any seed; a layer significant after the correction
+across layers, with the same sign, in every seed). Otherwise it is printed as *seed-dependent*
+with each seed's value.
+
+A significant change must also be clear of the spread between seeds: the ``1 - alpha`` Student-t
+interval of the seeds' mean change at that layer (:func:`geomalign.stats.mean_interval`, the
+seeds taken as independent training runs) must exclude 0. Each seed's test asks whether *that*
+trained model changed; a conclusion that is to hold on another machine, or for another seed,
+is a claim about models trained so, and three models that all changed, in directions that
+scatter around zero, do not support it. (If the seeds' changes scatter around zero with a
+spread far above their resampling error, all three are significant with one sign in a quarter
+of the layers; the interval keeps that to ``alpha`` per layer.) The interval is per layer, not
+corrected across layers: with three seeds no correction across seven layers can pass (Holm
+needs ``t > 11.6`` on 2 degrees of freedom), and the family-wise error of the whole rule is
+bounded by each seed's correction when no model changed at all. Layers significant in every
+seed but not clear of the spread are named as such among the seed-dependent ones.
 """
 
 from __future__ import annotations
@@ -19,13 +33,23 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from geomalign import stats
 from geomalign.analysis import families
+from geomalign.analysis.results import IDProfile
 from geomalign.analysis.table import Result, ResultsTable
 
-__all__ = ["check_roles", "roles_of", "seed_conclusions", "seed_dependence", "seed_spread"]
+__all__ = [
+    "Conclusion",
+    "check_roles",
+    "roles_of",
+    "seed_conclusions",
+    "seed_dependence",
+    "seed_spread",
+]
 
 #: Analyses whose rows are aggregated over seeds (one value per layer).
 SPREAD_ANALYSES = ("cross-modal", "cross-checkpoint", "tuning-change", "id-profile")
@@ -229,54 +253,113 @@ def _best(rows: Iterable[Result], kind: str | None) -> Result:
     return max(rows, key=lambda r: r.value)
 
 
-def _peaks(table: ResultsTable, roles: Mapping[str, Sequence[str]]) -> list[str]:
-    lines = []
+@dataclass(frozen=True)
+class Conclusion:
+    """One conclusion of a table with seed rows: what it is about, whether every seed gives it.
+
+    Attributes
+    ----------
+    subject : str
+        What the conclusion is about, e.g. ``"tuned − base, cka-linear [similarity]"``.
+    claim : str
+        What was found, without numbers that vary between equally valid models, e.g.
+        ``"peak at layer 6 in all 3 seeds"`` or ``"peak layer seed-dependent"``: two runs
+        agree on a conclusion when their claims are equal.
+    holds : bool
+        Whether every seed gives it.
+    values : str
+        The seeds' values behind the claim.
+    reading : str
+        A finer reading printed under the conclusion (the standing of each significant layer),
+        or empty.
+    """
+
+    subject: str
+    claim: str
+    holds: bool
+    values: str = ""
+    reading: str = ""
+
+    def lines(self) -> list[str]:
+        """The conclusion as printed in a summary: one line, and the reading indented below."""
+        head = f"  {self.subject}: {self.claim}" + (f" ({self.values})" if self.values else "")
+        return [head, f"    {self.reading}"] if self.reading else [head]
+
+
+def _peaks(table: ResultsTable, roles: Mapping[str, Sequence[str]]) -> list[Conclusion]:
+    out = []
     for (role, _, measure, kind, view, view_b), seeds in _per_seed(
         table, "cross-modal", roles
     ).items():
         word = "lowest distance" if kind == "distance" else "peak"
         best = {ckpt: _best(rows, kind) for ckpt, rows in seeds.items()}
         layers = {b.layer for b in best.values()}
-        head = f"  {role}, {measure} ({view} vs {view_b}): {word}"
+        subject = f"{role}, {measure} ({view} vs {view_b})"
         if len(layers) == 1:
             values = [b.value for b in best.values()]
-            lines.append(
-                f"{head} at layer {layers.pop()} in all {len(best)} seeds "
-                f"({min(values):.3g} to {max(values):.3g})"
-            )
+            claim = f"{word} at layer {layers.pop()} in all {len(best)} seeds"
+            out.append(Conclusion(subject, claim, True, f"{min(values):.3g} to {max(values):.3g}"))
         else:
-            shown = ", ".join(f"{c} layer {b.layer} ({b.value:.3g})" for c, b in best.items())
-            lines.append(f"{head} layer seed-dependent: {shown}")
-    return lines
+            shown = ", ".join(f"{c} layer {b.layer}: {b.value:.3g}" for c, b in best.items())
+            out.append(Conclusion(subject, f"{word} layer seed-dependent", False, shown))
+    return out
+
+
+def _phases(table: ResultsTable, roles: Mapping[str, Sequence[str]]) -> list[Conclusion]:
+    """Per role, view and ID measure: a clear abstraction phase at one layer in every seed."""
+    role_of = _role_of(roles)
+    clear: dict[tuple[str, str, str | None], dict[str, int | None]] = {}
+    for found in IDProfile.from_table(table):
+        ckpt = found.profile.checkpoint
+        if ckpt not in role_of or len(roles[role_of[ckpt]]) < 2:
+            continue
+        key = (role_of[ckpt], found.profile.measure, found.profile.view)
+        peak = None if found.phase is None or found.may_be_noise else found.phase.peak_layer
+        clear.setdefault(key, {})[ckpt] = peak
+    out = []
+    for (role, measure, view), peaks in clear.items():
+        subject, layers = f"{role}, {measure} ({view})", set(peaks.values())
+        if len(layers) == 1 and None not in layers:
+            claim = f"clear ID phase peaking at layer {layers.pop()} in all {len(peaks)} seeds"
+            out.append(Conclusion(subject, claim, True))
+        else:
+            shown = ", ".join(
+                f"{c} {'none' if layer is None else f'at layer {layer}'}"
+                for c, layer in peaks.items()
+            )
+            out.append(
+                Conclusion(subject, "no clear ID phase at one layer in every seed", False, shown)
+            )
+    return out
 
 
 def _changes(
     table: ResultsTable, roles: Mapping[str, Sequence[str]], alpha: float, correction: str
-) -> list[str]:
-    lines = []
+) -> list[Conclusion]:
+    out = []
     for (role, role_b, measure, kind, _, _), seeds in _per_seed(
         table, "tuning-change", roles
     ).items():
-        head = f"  {role} − {role_b}, {measure} [{kind}]"
+        subject = f"{role} − {role_b}, {measure} [{kind}]"
         big = {ckpt: max(rows, key=lambda r: abs(r.value)) for ckpt, rows in seeds.items()}
         where = {(b.layer, np.sign(b.value)) for b in big.values()}
         if len(where) == 1:
             values = [b.value for b in big.values()]
-            lines.append(
-                f"{head}: largest change at layer {next(iter(where))[0]} in all {len(big)} "
-                f"seeds ({min(values):+.3g} to {max(values):+.3g})"
+            claim = f"largest change at layer {next(iter(where))[0]} in all {len(big)} seeds"
+            out.append(
+                Conclusion(subject, claim, True, f"{min(values):+.3g} to {max(values):+.3g}")
             )
         else:
-            shown = ", ".join(f"{c} layer {b.layer} ({b.value:+.3g})" for c, b in big.items())
-            lines.append(f"{head}: largest change seed-dependent: {shown}")
-        lines.append(_significant(head, seeds, alpha, correction))
-    return lines
+            shown = ", ".join(f"{c} layer {b.layer}: {b.value:+.3g}" for c, b in big.items())
+            out.append(Conclusion(subject, "largest change seed-dependent", False, shown))
+        out.append(_significant(subject, seeds, alpha, correction))
+    return out
 
 
 def _significant(
-    head: str, seeds: Mapping[str, list[Result]], alpha: float, correction: str
-) -> str:
-    """Layers whose change is significant (after ``correction``) with one sign in every seed."""
+    subject: str, seeds: Mapping[str, list[Result]], alpha: float, correction: str
+) -> Conclusion:
+    """Whether every seed's change is significant somewhere, with each layer's standing."""
     found: dict[str, dict[int, float]] = {}  # seed -> significant layer -> signed value
     for ckpt, rows in seeds.items():
         tested = sorted((r for r in rows if r.p_value is not None), key=lambda r: r.layer or 0)
@@ -286,29 +369,50 @@ def _significant(
             for r, p in zip(tested, adjusted, strict=True)
             if p <= alpha and r.layer is not None
         }
+    test = f"p <= {alpha}, {_used(seeds, correction)} over layers"
     layers = sorted(set().union(*(set(f) for f in found.values())))
-    value = {(c, r.layer): r.value for c, rows in seeds.items() for r in rows}
-    always = [
-        layer
-        for layer in layers
-        if all(layer in f for f in found.values())
-        and len({np.sign(f[layer]) for f in found.values()}) == 1
-    ]
-    word = f"p <= {alpha} ({_used(seeds, correction)})"
-    text = (
-        f"{head}: {word} at layers {', '.join(map(str, always))} in all {len(found)} seeds"
-        if always
-        else f"{head}: no layer with {word} in all {len(found)} seeds"
+    reading = _layer_standing(seeds, found, layers, alpha) if layers else ""
+    if all(found.values()):
+        claim = f"significant change in all {len(found)} seeds"
+        return Conclusion(subject, claim, True, test, reading)
+    where = "; ".join(
+        f"{c} at layers {', '.join(map(str, sorted(f)))}" for c, f in found.items() if f
     )
-    sometimes = [layer for layer in layers if layer not in always]
-    if sometimes:
-        parts = []
-        for layer in sometimes:
-            shown = ", ".join(
-                f"{c} {value[c, layer]:+.3g}{'*' if layer in f else ''}" for c, f in found.items()
-            )
-            parts.append(f"layer {layer} ({shown})")
-        text += "; seed-dependent (* = significant in that seed): " + "; ".join(parts)
+    return Conclusion(
+        subject, "significant change not in every seed", False, f"{where or 'in none'}; {test}",
+        reading,
+    )  # fmt: skip
+
+
+def _layer_standing(
+    seeds: Mapping[str, list[Result]],
+    found: Mapping[str, Mapping[int, float]],
+    layers: Sequence[int],
+    alpha: float,
+) -> str:
+    """Each significant layer: in every seed, one sign, clear of the spread between seeds?"""
+    value = {(c, r.layer): r.value for c, rows in seeds.items() for r in rows}
+    level = f"{1 - alpha:.0%}"
+    clear, other = [], []
+    for layer in layers:
+        values = [value[c, layer] for c in seeds]
+        low, high = stats.mean_interval(values, confidence=1 - alpha)
+        every = all(layer in f for f in found.values()) and len(set(np.sign(values))) == 1
+        if every and (low > 0 or high < 0):
+            clear.append(f"layer {layer} ({np.mean(values):+.3g}, [{low:+.3g}, {high:+.3g}])")
+            continue
+        shown = ", ".join(
+            f"{c} {value[c, layer]:+.3g}{'*' if layer in f else ''}" for c, f in found.items()
+        )
+        if every:
+            shown += f"; {level} over seeds [{low:+.3g}, {high:+.3g}] holds 0"
+        other.append(f"layer {layer} ({shown})")
+    text = (
+        "layers significant in every seed, one sign, clear of the spread between seeds (mean "
+        f"change, {level} t-interval over seeds): {'; '.join(clear) or 'none'}"
+    )
+    if other:
+        text += "; seed-dependent (* = significant in that seed): " + "; ".join(other)
     return text
 
 
@@ -320,22 +424,31 @@ def _used(seeds: Mapping[str, list[Result]], correction: str) -> str:
 
 def seed_conclusions(
     table: ResultsTable, *, alpha: float = 0.05, correction: str = "auto"
-) -> list[str]:
+) -> list[Conclusion]:
     """The conclusions of a table with seed rows, each marked as holding in every seed or not.
 
-    Per role: the layer where each cross-modal curve peaks; per pair of roles: the layer and
-    sign of the largest tuning change, and the layers where the change is significant after
-    ``correction`` across layers (:data:`~geomalign.analysis.families.CORRECTIONS`;
-    ``"auto"``: max-T where the rows carry it, else Holm). The rule is the module's: a
-    conclusion holds when every seed gives it; otherwise the line says "seed-dependent" and
-    gives each seed's value.
+    Per role: the layer where each cross-modal curve peaks, and whether each ID profile has a
+    clear abstraction phase (:attr:`~geomalign.analysis.IDProfile.may_be_noise`) at one layer
+    in every seed; per pair of roles: the layer and sign of the largest tuning change, and
+    whether every seed's change is significant after ``correction`` across layers
+    (:data:`~geomalign.analysis.families.CORRECTIONS`; ``"auto"``: max-T where the rows carry
+    it, else Holm), with the standing of each significant layer as a reading (in every seed
+    with one sign and clear of the spread between seeds, or seed-dependent). The rule is the
+    module's: a conclusion holds when every seed gives it; otherwise it says so and gives each
+    seed's value.
 
     Returns
     -------
-    list of str
-        Indented lines; empty when the table has no roles of several seeds.
+    list of Conclusion
+        Empty when the table has no roles of several seeds. ``Conclusion.lines()`` gives the
+        summary's text; two tables reach the same conclusions when their ``(subject, claim)``
+        pairs are equal.
     """
     roles = roles_of(table)
     if not roles:
         return []
-    return [*_peaks(table, roles), *_changes(table, roles, alpha, correction)]
+    return [
+        *_peaks(table, roles),
+        *_phases(table, roles),
+        *_changes(table, roles, alpha, correction),
+    ]

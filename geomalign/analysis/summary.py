@@ -261,6 +261,13 @@ def _undefined(table: ResultsTable) -> list[str]:
     return lines
 
 
+#: Where the conclusions across seeds end and the readings of single models begin.
+_PER_MODEL = (
+    "Below: each trained model on its own, and the means over seeds. These are readings, not "
+    "conclusions: another seed, or another machine's rounding, trains other models."
+)
+
+
 def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "auto") -> str:
     """A few lines per analysis present in ``table``, for a reader in a hurry.
 
@@ -317,7 +324,11 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "au
     sections = [
         (
             "Across seeds (a conclusion holds when every seed gives it, else seed-dependent):",
-            seed_conclusions(table, alpha=alpha, correction=correction),
+            [
+                line
+                for found in seed_conclusions(table, alpha=alpha, correction=correction)
+                for line in found.lines()
+            ],
         ),
         ("Cross-modal alignment (image vs caption, same samples):", _cross_modal(table)),
         ("What tuning changed in cross-modal alignment:", _tuning_change(table, alpha, correction)),
@@ -330,4 +341,6 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "au
     for title, lines in sections:
         if lines:
             out.extend(["", title, *lines])
+        if lines and title.startswith("Across seeds"):
+            out.extend(["", _PER_MODEL])
     return "\n".join(out) + "\n"

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from geomalign import stats
 from geomalign.analysis import (
     Calibration,
     LayerCurve,
@@ -155,16 +156,67 @@ def test_conclusions_hold_only_where_every_seed_agrees():
         changes=[[0.3, 0.01, -0.1], [0.4, 0.03, 0.2], [0.35, 0.02, 0.1]],
         p_values=[small, tiny, small],
     )
-    lines = seed_conclusions(table)
-    assert any("peak at layer 1 in all 3 seeds (0.7 to 0.9)" in line for line in lines)
-    change = next(line for line in lines if "largest change" in line)
-    assert "largest change at layer 0 in all 3 seeds (+0.3 to +0.4)" in change
-    significant = next(line for line in lines if "p <= 0.05" in line)
-    # layer 0 and 1: significant, one sign, in every seed (Holm over 3 layers: 0.003 <= 0.05);
+    found = seed_conclusions(table)
+    claims = [(c.subject, c.claim, c.holds) for c in found]
+    peak = ("tuned, cka-linear (image/mean vs text/mean)", "peak at layer 1 in all 3 seeds", True)
+    assert peak in claims
+    change = "tuned − base, cka-linear [similarity]"
+    assert (change, "largest change at layer 0 in all 3 seeds", True) in claims
+    assert (change, "significant change in all 3 seeds", True) in claims
+    significant = next(c for c in found if c.claim.startswith("significant"))
+    assert significant.values == "p <= 0.05, holm over layers"
+    # layer 0: significant (Holm over 3 layers), one sign, in every seed, and the seeds'
+    # changes (0.3, 0.4, 0.35) are clear of their spread: 0.35 -+ 4.30 * 0.05 / sqrt(3);
+    # layer 1 (0.01, 0.03, 0.02) is not: 0.02 -+ 4.30 * 0.01 / sqrt(3) reaches below 0;
     # layer 2 only in tuned-s1, whose change there has another sign than in tuned-s0
-    assert "p <= 0.05 (holm) at layers 0, 1 in all 3 seeds" in significant
-    assert "seed-dependent" in significant
-    assert "layer 2 (tuned-s0 -0.1, tuned-s1 +0.2*, tuned-s2 +0.1)" in significant
+    assert significant.reading.startswith(
+        "layers significant in every seed, one sign, clear of the spread between seeds "
+        "(mean change, 95% t-interval over seeds): layer 0 (+0.35, [+0.226, +0.474]); "
+        "seed-dependent (* = significant in that seed): layer 1 (tuned-s0 +0.01*, tuned-s1 +0.03*, "
+        "tuned-s2 +0.02*; 95% over seeds [-0.00484, +0.0448] holds 0); "
+    )
+    assert significant.reading.endswith("; layer 2 (tuned-s0 -0.1, tuned-s1 +0.2*, tuned-s2 +0.1)")
+    text = summarize(table)
+    assert f"  {change}: significant change in all 3 seeds (p <= 0.05, holm over layers)\n" in text
+    assert f"\n    {significant.reading}\n" in text
+
+
+def test_a_layer_significant_in_every_seed_must_be_clear_of_their_spread():
+    """Three trained models that all changed, in directions scattered around 0, do not make a
+    change that another seed (or another machine) would reproduce."""
+    table = _seeded(
+        tuned_curves=[[0.2, 0.9], [0.3, 0.8], [0.3, 0.7]],
+        changes=[[-0.07, 0.3], [-0.14, 0.31], [-0.26, 0.29]],
+        p_values=[[0.001, 0.001]] * 3,
+    )
+    (significant,) = (c for c in seed_conclusions(table) if c.claim.startswith("significant"))
+    assert significant.holds
+    # layer 0: every seed significant with one sign, but the t-interval over the three seeds
+    # (mean -0.157, s = 0.096) is -0.157 -+ 4.30 * 0.096 / sqrt(3), across 0
+    assert (
+        "clear of the spread between seeds (mean change, 95% t-interval over seeds): layer 1 ("
+        in (significant.reading)
+    )
+    assert "layer 0 (tuned-s0 -0.07*, tuned-s1 -0.14*, tuned-s2 -0.26*; 95% over seeds [" in (
+        significant.reading
+    )
+    assert significant.reading.endswith("] holds 0)")
+
+
+def test_seeds_scattered_around_zero_agree_in_a_quarter_of_layers_and_pass_in_alpha():
+    """The rate the module notes quote: for changes drawn around 0 with a spread far above their
+    resampling error, all three seeds share a sign in 1/4 of the layers; the t-interval over
+    seeds excludes 0 in alpha of them."""
+    changes = np.random.default_rng(0).normal(size=(4000, 3))
+    same_sign = np.mean(np.abs(np.sign(changes).sum(axis=1)) == 3)
+    clear = np.mean(
+        [
+            not low <= 0 <= high
+            for low, high in (stats.mean_interval(c, confidence=0.95) for c in changes)
+        ]
+    )
+    assert same_sign == pytest.approx(0.25, abs=0.02)
+    assert clear == pytest.approx(0.05, abs=0.01)
 
 
 def test_disagreeing_seeds_are_reported_with_their_values():
@@ -175,12 +227,13 @@ def test_disagreeing_seeds_are_reported_with_their_values():
     )
     text = summarize(table)
     assert (
-        "peak layer seed-dependent: tuned-s0 layer 0 (0.9), tuned-s1 layer 1 (0.8), "
-        "tuned-s2 layer 2 (0.75)"
+        "peak layer seed-dependent (tuned-s0 layer 0: 0.9, tuned-s1 layer 1: 0.8, "
+        "tuned-s2 layer 2: 0.75)"
     ) in text
-    assert "largest change seed-dependent: tuned-s0 layer 0 (+0.3), tuned-s1 layer 0 (-0.4)" in text
-    assert "no layer with p <= 0.05 (holm) in all 3 seeds" in text
+    assert "largest change seed-dependent (tuned-s0 layer 0: +0.3, tuned-s1 layer 0: -0.4" in text
+    assert "significant change not in every seed (in none; p <= 0.05, holm over layers)" in text
     assert "seeds 0.5 to 0.8, n=3" in text  # the role row's spread, beside its CI
+    assert "Below: each trained model on its own" in text
 
 
 def test_seed_dependence_of_a_signed_number():
