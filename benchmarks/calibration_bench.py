@@ -93,7 +93,7 @@ def _settings() -> list[tuple[str, str, object, dict[str, tuple[float, float] | 
         any_max_t=FPR_TARGET)  # fmt: skip
     base8 = LayeredViews.planted([0.5] * 8, random_state=11, **WIDTH)
     tuned8 = LayeredViews.planted([0.5] * 8, random_state=12, **WIDTH)
-    for n in (60, 160):  # Holm cannot pass here: 8 x 2 / (99 + 1) > 0.05
+    for n in (20, 40, 60, 160):  # Holm cannot pass here: 8 x 2 / (99 + 1) > 0.05
         study = tuning_change_family_study(base8, tuned8, n)
         add("tuning-change curve of 8 layers", f"no change (CKA 0.5 both), n={n}", study,
             any_unadjusted=None, any_holm=None, any_max_t=FPR_TARGET)  # fmt: skip
