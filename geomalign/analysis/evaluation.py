@@ -16,6 +16,7 @@ from geomalign import metrics, stats
 from geomalign.analysis.results import UNDEFINED_NOTE, Estimate
 from geomalign.analysis.table import ResultsTable
 from geomalign.metrics import Measure
+from geomalign.stats._resampling import drawn_resamples
 
 __all__ = ["Calibration", "evaluate", "paired_difference", "resolve_measures"]
 
@@ -313,14 +314,11 @@ def paired_difference(
     with warnings_to_notes(notes):
         value, why = attempt(diff, views, names)
         if value is not None and calibration.n_resamples:
-            n = first[0].shape[0]
-            rng = np.random.default_rng(calibration.random_state)
-            halves = np.stack(
-                list(
-                    stats.resample_indices(
-                        n, calibration.n_resamples, scheme="half-sampling", rng=rng
-                    )
-                )
+            halves = drawn_resamples(
+                first[0].shape[0],
+                calibration.n_resamples,
+                scheme="half-sampling",
+                random_state=calibration.random_state,
             )
             boot, why = attempt(
                 lambda: resampled_diffs(halves),

@@ -66,35 +66,59 @@ class HalfSampleNeighbours:
     def within_each(self, rows: np.ndarray) -> list[Neighbors | None]:
         """For each row ``r`` of ``rows`` (n_resamples, m), the k-NN among ``X[r]`` (indices
         into ``r``), or None where the full lists cannot tell (``r`` not distinct and
-        ascending, or a row's list holds fewer than k of them); all resamples read off the
-        lists at once (in chunks of about 2**21 list entries)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        found: list[Neighbors | None] = []
-        step = max(1, 2**21 // max(1, rows.shape[1] * self.full.indices.shape[1]))
-        for start in range(0, len(rows), step):
-            found += self._within_chunk(rows[start : start + step])
-        return found
-
-    def _within_chunk(self, rows: np.ndarray) -> list[Neighbors | None]:
-        R, m = rows.shape
-        out: list[Neighbors | None] = [None] * R
-        ok = np.all(np.diff(rows, axis=1) > 0, axis=1) if m > self.k else np.zeros(R, bool)
-        if not ok.any():
-            return out
-        rows = rows[ok]
-        local = np.full((len(rows), self.n), -1, dtype=np.int64)
-        np.put_along_axis(local, rows, np.arange(m)[None, :], axis=1)
-        # (r, m, L): each resample's rows' lists in its local numbering, -1 outside it
-        listed = np.take_along_axis(local[:, None, :], self.full.indices[rows], axis=2)
-        member = listed >= 0
-        rank = np.cumsum(member, axis=2, dtype=np.int32)
-        long_enough = np.all(rank[:, :, -1] >= self.k, axis=1)
-        keep = member & (rank <= self.k)
-        for j, i in enumerate(np.flatnonzero(ok)):
-            if long_enough[j]:
-                out[i] = Neighbors(
-                    indices=listed[j][keep[j]].reshape(m, self.k),
-                    distances=self.full.distances[rows[j]][keep[j]].reshape(m, self.k),
-                    metric=self.full.metric,
-                )
+        ascending, or a row's list holds fewer than k of them); see :meth:`within_all`."""
+        found, indices, distances = self.within_all(rows)
+        out: list[Neighbors | None] = [None] * len(found)
+        for j, i in enumerate(np.flatnonzero(found)):
+            out[i] = Neighbors(indices=indices[j], distances=distances[j], metric=self.full.metric)
         return out
+
+    def within_all(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The k-NN within every resample ``rows[i]`` (rows of shape (n_resamples, m)) that the
+        full lists can tell, read off them all at once (in chunks of about 2**21 list entries).
+
+        Returns ``found``, bool (n_resamples,): whether the lists tell resample ``i`` (its rows
+        distinct and ascending, and every row's list holding k of them); and the ``indices``
+        (into ``rows[i]``) and ``distances`` of the found resamples' neighbours, each of shape
+        (found.sum(), m, k), in the order of the found resamples.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        R, m = rows.shape
+        found = np.zeros(R, dtype=bool)
+        indices, distances = [], []
+        step = max(1, 2**21 // max(1, m * self.full.indices.shape[1]))
+        for start in range(0, R, step):
+            ok, idx, dist = self._within_chunk(rows[start : start + step])
+            found[start : start + len(ok)] = ok
+            indices.append(idx)
+            distances.append(dist)
+        if not indices:
+            empty = np.zeros((0, m, self.k))
+            return found, empty.astype(np.int64), empty
+        return found, np.concatenate(indices), np.concatenate(distances)
+
+    def _within_chunk(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        R, m = rows.shape
+        ok = np.all(np.diff(rows, axis=1) > 0, axis=1) if m > self.k else np.zeros(R, bool)
+        if ok.any():
+            kept = rows[ok]
+            local = np.full((len(kept), self.n), -1, dtype=np.int64)
+            np.put_along_axis(local, kept, np.arange(m)[None, :], axis=1)
+            # (r, m, L): each resample's rows' lists in its local numbering, -1 outside it
+            listed = np.take_along_axis(local[:, None, :], self.full.indices[kept], axis=2)
+            member = listed >= 0
+            rank = np.cumsum(member, axis=2, dtype=np.int32)
+            long_enough = np.all(rank[:, :, -1] >= self.k, axis=1)
+            ok[ok] = long_enough
+            kept, listed = kept[long_enough], listed[long_enough]
+            keep = member[long_enough] & (rank[long_enough] <= self.k)
+        else:
+            kept = np.zeros((0, m), dtype=np.int64)
+            listed = np.zeros((0, m, self.full.indices.shape[1]), dtype=np.int64)
+            keep = np.zeros(listed.shape, dtype=bool)
+        shape = (len(kept), m, self.k)
+        return (
+            ok,
+            listed[keep].reshape(shape),
+            self.full.distances[kept][keep].reshape(shape),
+        )

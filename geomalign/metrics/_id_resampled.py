@@ -49,14 +49,18 @@ def resampled_intrinsic_dimension(
     )
     X = check_representations(X)
     params = {"method": method, "working_memory": working_memory, "device": device, **options}
-    lists = None
-    if method != "pr":
-        k, _ = neighbour_rank(method, opts)
-        if X.shape[0] > k + 1:
-            lists = HalfSampleNeighbours(
-                X, k=k, metric="euclidean", working_memory=working_memory, device=device,
-                name="X",
-            )  # fmt: skip
+    k = None if method == "pr" else neighbour_rank(method, opts)[0]
+    searched: list[HalfSampleNeighbours] = []
+
+    def lists(m: int) -> HalfSampleNeighbours | None:
+        """The full lists, searched once when resamples of ``m`` rows can be read off them."""
+        if k is None or X.shape[0] <= k + 1 or m <= k:
+            return None
+        if not searched:
+            searched.append(HalfSampleNeighbours(X, k=k, metric="euclidean",
+                                                 working_memory=working_memory, device=device,
+                                                 name="X"))  # fmt: skip
+        return searched[0]
 
     def one(rows: np.ndarray, found: Neighbors | None) -> float:
         if found is not None:
@@ -68,7 +72,8 @@ def resampled_intrinsic_dimension(
 
     def at(rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
-        found = [None] * len(rows) if lists is None else lists.within_each(rows)
+        half = lists(rows.shape[1])
+        found = [None] * len(rows) if half is None else half.within_each(rows)
         return np.array([one(r, f) for r, f in zip(rows, found, strict=True)], dtype=np.float64)
 
     return at

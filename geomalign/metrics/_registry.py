@@ -80,9 +80,11 @@ class Measure:
         Whether the measure uses the pairing of rows (False for distances between the two
         clouds as distributions, e.g. optimal transport costs, which a shuffle leaves unchanged).
     shuffled : callable, optional
-        ``shuffled(X, Y, **params)`` returns a function of a permutation ``perm`` giving
-        ``func(X, Y[perm], **params)`` while reusing the work that does not depend on the
-        pairing (self-products, neighbour lists); used by the permutation test.
+        ``shuffled(X, Y, **params)`` returns a function of an int array ``perms`` of shape
+        (n_permutations, n_samples) giving ``[func(X, Y[perm], **params) for perm in perms]``
+        (an array of floats) while reusing the work that does not depend on the pairing
+        (self-products, neighbour lists) and evaluating the permutations together where it
+        can; used by the permutation test.
     resampled : callable, optional
         ``resampled(*arrays, **params)`` returns a function of an int array ``rows`` of shape
         (n_resamples, m) giving ``[func(*(A[r] for A in arrays), **params) for r in rows]``
@@ -116,7 +118,7 @@ class Measure:
     _: KW_ONLY
     resampling: str = "bootstrap"
     paired: bool = True
-    shuffled: Callable[..., Callable[[np.ndarray], float]] | None = None
+    shuffled: Callable[..., Callable[[np.ndarray], np.ndarray]] | None = None
     resampled: Callable[..., Callable[[np.ndarray], np.ndarray]] | None = None
     stream: Callable[[], Any] | None = None
     matrix: Callable[[list[Any], list[Any]], np.ndarray] | None = None

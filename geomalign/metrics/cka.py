@@ -185,6 +185,11 @@ def use_gram_form(n: int, p: int, q: int) -> bool:
 
 def cka_ratio(h_xy: float, h_xx: float, h_yy: float, names: tuple[str, str]) -> float:
     """CKA from (possibly debiased) HSIC values; raise where the self-terms are not positive."""
+    return float(h_xy / cka_norm(h_xx, h_yy, names))
+
+
+def cka_norm(h_xx: float, h_yy: float, names: tuple[str, str]) -> float:
+    """``sqrt(h_xx * h_yy)``, CKA's denominator; raise where the self-terms are not positive."""
     for h, name in ((h_xx, names[0]), (h_yy, names[1])):
         if not h > 0.0:
             raise UndefinedMeasureError(
@@ -192,7 +197,7 @@ def cka_ratio(h_xy: float, h_xx: float, h_yy: float, names: tuple[str, str]) -> 
                 f"{name} has (almost) no variance across samples, or too few samples for the "
                 "debiased estimator."
             )
-    return float(h_xy / math.sqrt(h_xx * h_yy))
+    return math.sqrt(h_xx * h_yy)
 
 
 def _positive(value: float, name: str) -> None:
@@ -367,26 +372,55 @@ def shuffled(
     sigma: float | None = None,
     median: str = "pairs",
     device: str | torch.device | None = None,
-) -> Callable[[np.ndarray], float]:
-    """Return ``perm -> cka(X, Y[perm], ...)``, reusing both views' self-terms.
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Return ``perms -> [cka(X, Y[perm], ...) for perm in perms]``, reusing both views'
+    self-terms.
 
-    Each call then costs one cross term: n^2 operations in the Gram form, one X^T Y product in
+    Each permutation then costs one cross term: n^2 operations in the Gram form (all
+    permutations' permuted Gram matrices gathered and reduced together), one X^T Y product in
     the feature form.
     """
     u, v = _views(X, Y, kernel, debiased, sigma_factor, sigma, median, device)
-    dev = u.K.device if isinstance(u, _GramView) else u.X.device
+    norm = cka_norm(u.self_h, v.self_h, ("X", "Y"))
 
-    def at(perm: np.ndarray) -> float:
-        idx = torch.as_tensor(np.asarray(perm, dtype=np.int64), device=dev)
-        if isinstance(v, _GramView):
-            moved = _GramView(v.K[idx][:, idx], None if v.k1 is None else v.k1[idx], v.self_h)
-            h = _gram_h(u, moved)  # type: ignore[arg-type]
+    def at(perms: np.ndarray) -> np.ndarray:
+        perms = np.asarray(perms, dtype=np.int64)
+        if isinstance(u, _GramView) and isinstance(v, _GramView):
+            h = _permuted_gram_h(u, v, perms)
         else:
-            moved_f = _FeatureView(v.X[idx], v.mean, None if v.r is None else v.r[idx], v.self_h)
-            h = _feature_h(u, moved_f)  # type: ignore[arg-type]
-        return cka_ratio(h, u.self_h, v.self_h, ("X", "Y"))
+            dev = u.X.device  # type: ignore[union-attr]
+            h = np.empty(len(perms))
+            for i, perm in enumerate(perms):
+                idx = torch.as_tensor(perm, device=dev)
+                r = None if v.r is None else v.r[idx]  # type: ignore[union-attr]
+                moved = _FeatureView(v.X[idx], v.mean, r, v.self_h)  # type: ignore[union-attr]
+                h[i] = _feature_h(u, moved)  # type: ignore[arg-type]
+        return h / norm
 
     return at
+
+
+# float64 bytes of permuted Gram entries gathered at once
+_PERMUTED_BYTES = 64 * 2**20
+
+
+def _permuted_gram_h(u: _GramView, v: _GramView, perms: np.ndarray) -> np.ndarray:
+    """``_gram_h(u, v permuted)`` for each row of ``perms`` (S, n): the entries ``K[p][:, p]``
+    of all permutations gathered in chunks and reduced against ``u``'s in one product."""
+    n = u.K.shape[0]
+    flat_u = u.K.reshape(-1)
+    out = np.empty(len(perms))
+    step = max(1, _PERMUTED_BYTES // (8 * n * n))
+    for start in range(0, len(perms), step):
+        idx = torch.as_tensor(perms[start : start + step], device=u.K.device)
+        moved = v.K[idx[:, :, None], idx[:, None, :]].reshape(len(idx), -1)
+        h = moved @ flat_u
+        if u.k1 is not None and v.k1 is not None:
+            k1 = v.k1[idx]
+            h += float(u.k1.sum()) * k1.sum(dim=1) / ((n - 1) * (n - 2))
+            h -= 2.0 / (n - 2) * (k1 @ u.k1)
+        out[start : start + len(idx)] = h.cpu().numpy()
+    return out
 
 
 def cka_matrix(

@@ -254,16 +254,19 @@ def shuffled_cknna(
     clip_quantile: float | None = None,
     working_memory: float | None = None,
     device: str | torch.device | None = None,
-) -> Callable[[np.ndarray], float]:
-    """Return ``perm -> cknna(X, Y[perm], ...)``; the masked kernels are found once and
-    re-indexed for each permutation (O(n k log(n k)) per call instead of a new search)."""
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Return ``perms -> [cknna(X, Y[perm], ...) for perm in perms]``; the masked kernels are
+    found once and re-indexed for each permutation (O(n k log(n k)) per permutation instead of
+    a new search)."""
     kx, ky = _kernels(X, Y, k=k, metric=metric, unbiased=unbiased,
                       distance_agnostic=distance_agnostic, clip_quantile=clip_quantile,
                       working_memory=working_memory, device=device)  # fmt: skip
 
-    def at(perm: np.ndarray) -> float:
-        perm = np.asarray(perm, dtype=np.int64)
-        return _score(kx, ky.permuted(perm, np.argsort(perm)), unbiased)
+    def at(perms: np.ndarray) -> np.ndarray:
+        perms = np.asarray(perms, dtype=np.int64)
+        return np.array(
+            [_score(kx, ky.permuted(perm, np.argsort(perm)), unbiased) for perm in perms]
+        )
 
     return at
 

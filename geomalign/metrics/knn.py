@@ -172,23 +172,25 @@ def mutual_knn(
     options: _KnnOptions = {"k": k, "metric": metric, "clip_quantile": clip_quantile,
                             "working_memory": working_memory, "device": device,
                             "neighbors": neighbors}  # fmt: skip
-    return _mutual_score(neighbours(X, name="X", **options).indices,
-                         neighbours(Y, name="Y", **options).indices)  # fmt: skip
+    return float(_mutual_score(neighbours(X, name="X", **options).indices,
+                               neighbours(Y, name="Y", **options).indices))  # fmt: skip
 
 
-def _mutual_score(nx: np.ndarray, ny: np.ndarray) -> float:
-    """Mutual k-NN of the neighbour indices (n, k) of X and of Y."""
-    return float(overlap_counts(nx, ny).mean() / nx.shape[1])
+def _mutual_score(nx: np.ndarray, ny: np.ndarray) -> np.ndarray:
+    """Mutual k-NN of the neighbour indices (..., n, k) of X and of Y, shape (...)."""
+    return overlap_counts(nx, ny).mean(axis=-1) / nx.shape[-1]
 
 
 def overlap_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per row, how many entries of ``a[i]`` also appear in ``b[i]`` (rows hold distinct ints).
+    """Per row, how many entries of ``a[..., i, :]`` also appear in ``b[..., i, :]`` (rows hold
+    distinct ints; leading dimensions broadcast).
 
     Each row of both sorted together: a shared entry is a pair of equal neighbours (O(n k log
     k), no n x n mask).
     """
-    both = np.sort(np.concatenate([a, b], axis=1), axis=1)
-    return np.count_nonzero(both[:, 1:] == both[:, :-1], axis=1)
+    a, b = np.broadcast_arrays(a, b)
+    both = np.sort(np.concatenate([a, b], axis=-1), axis=-1)
+    return np.count_nonzero(both[..., 1:] == both[..., :-1], axis=-1)
 
 
 def cycle_knn(
@@ -237,21 +239,45 @@ def cycle_knn(
     options: _KnnOptions = {"k": k, "metric": metric, "clip_quantile": clip_quantile,
                             "working_memory": working_memory, "device": device,
                             "neighbors": neighbors}  # fmt: skip
-    return _cycle_score(neighbours(X, name="X", **options).indices,
-                        neighbours(Y, name="Y", **options).indices)  # fmt: skip
+    return float(_cycle_score(neighbours(X, name="X", **options).indices,
+                              neighbours(Y, name="Y", **options).indices))  # fmt: skip
 
 
-def _cycle_score(nx: np.ndarray, ny: np.ndarray) -> float:
-    """Cycle k-NN of the neighbour indices (n, k) of X and of Y."""
-    back = nx[ny].reshape(len(nx), -1)  # (n, k*k): X-neighbours of each Y-neighbour
-    return float((back == np.arange(len(nx))[:, None]).any(axis=1).mean())
+def _cycle_score(nx: np.ndarray, ny: np.ndarray) -> np.ndarray:
+    """Cycle k-NN of the neighbour indices (..., n, k) of X and of Y (leading dimensions
+    broadcast), shape (...)."""
+    nx, ny = np.broadcast_arrays(nx, ny)
+    *lead, n, k = nx.shape
+    flat_x, flat_y = nx.reshape(-1, n, k), ny.reshape(-1, n, k)
+    # (S, n, k*k): the X-neighbours of each Y-neighbour
+    back = flat_x[np.arange(len(flat_x))[:, None, None], flat_y].reshape(len(flat_x), n, -1)
+    return (back == np.arange(n)[:, None]).any(axis=-1).mean(axis=-1).reshape(lead)
 
 
-def _permuted(indices: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    """Neighbour indices of ``Y[perm]`` from those of ``Y``: row i is old row perm[i]."""
-    inverse = np.empty_like(perm)
-    inverse[perm] = np.arange(len(perm))
-    return inverse[indices[perm]]
+def _permuted(indices: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """Neighbour indices (S, n, k) of each ``Y[perm]`` (``perms`` of shape (S, n)) from those
+    (n, k) of ``Y``: row i of a permuted view is old row perm[i]."""
+    S, n = perms.shape
+    inverse = np.empty_like(perms)
+    np.put_along_axis(inverse, perms, np.arange(n)[None, :], axis=1)
+    moved = indices[perms].reshape(S, -1)
+    return np.take_along_axis(inverse, moved, axis=1).reshape(S, n, indices.shape[1])
+
+
+# Neighbour entries scored per chunk of permutations or resamples.
+_CHUNK_ENTRIES = 2**21
+
+
+def _scores(score, nx: np.ndarray, ny: np.ndarray) -> np.ndarray:
+    """``score`` of the neighbour indices ``nx`` ((n, k), or (S, n, k)) and each of the stacked
+    ``ny`` (S, n, k), in chunks of about :data:`_CHUNK_ENTRIES` products (S,)."""
+    S, n, k = ny.shape
+    out = np.empty(S)
+    step = max(1, _CHUNK_ENTRIES // (n * k * k))
+    for start in range(0, S, step):
+        x = nx if nx.ndim == 2 else nx[start : start + step]
+        out[start : start + step] = score(x, ny[start : start + step])
+    return out
 
 
 def _shuffler(score, what: str):
@@ -265,7 +291,7 @@ def _shuffler(score, what: str):
         working_memory: float | None = None,
         device: str | torch.device | None = None,
         neighbors: str = "exact",
-    ) -> Callable[[np.ndarray], float]:
+    ) -> Callable[[np.ndarray], np.ndarray]:
         X, Y = check_pair(X, Y, k, clip_quantile, what)
         options: _KnnOptions = {"k": k, "metric": metric, "clip_quantile": clip_quantile,
                                 "working_memory": working_memory, "device": device,
@@ -273,15 +299,21 @@ def _shuffler(score, what: str):
         nx = neighbours(X, name="X", **options).indices
         ny = neighbours(Y, name="Y", **options).indices
 
-        def at(perm: np.ndarray) -> float:
-            perm = np.asarray(perm, dtype=np.int64)
-            return score(nx, _permuted(ny, perm))
+        def at(perms: np.ndarray) -> np.ndarray:
+            perms = np.asarray(perms, dtype=np.int64)
+            out = np.empty(len(perms))
+            step = max(1, _CHUNK_ENTRIES // ny.size)
+            for start in range(0, len(perms), step):
+                chunk = perms[start : start + step]
+                out[start : start + len(chunk)] = _scores(score, nx, _permuted(ny, chunk))
+            return out
 
         return at
 
     shuffled.__doc__ = (
-        f"Return ``perm -> {what}(X, Y[perm], ...)``; the neighbour lists are found once and "
-        "re-indexed for each permutation (O(n k) per call instead of a new search)."
+        f"Return ``perms -> [{what}(X, Y[perm], ...) for perm in perms]``; the neighbour lists "
+        "are found once and re-indexed for all permutations at once (O(n k) per permutation "
+        "instead of a new search)."
     )
     return shuffled
 
@@ -314,15 +346,15 @@ def _resampler(score, what: str, fresh):
 
         def at(rows: np.ndarray) -> np.ndarray:
             rows = np.asarray(rows, dtype=np.int64)
-            none = [None] * len(rows)
-            found = (none, none) if views is None else [v.within_each(rows) for v in views]
-            out = []
-            for r, bx, by in zip(rows, *found, strict=True):
-                if bx is None or by is None:
-                    out.append(fresh(take_rows(X, r), take_rows(Y, r), **params))
-                else:
-                    out.append(score(bx.indices, by.indices))
-            return np.array(out, dtype=np.float64)
+            out = np.empty(len(rows))
+            both = np.zeros(len(rows), dtype=bool)
+            if views is not None:
+                (fx, ix, _), (fy, iy, _) = (v.within_all(rows) for v in views)
+                both = fx & fy  # ix, iy: the resamples each view found, in order
+                out[both] = _scores(score, ix[both[fx]], iy[both[fy]])
+            for i in np.flatnonzero(~both):
+                out[i] = fresh(take_rows(X, rows[i]), take_rows(Y, rows[i]), **params)
+            return out
 
         return at
 

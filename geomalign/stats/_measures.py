@@ -11,8 +11,8 @@ from geomalign._validation import check_int, check_paired, check_representations
 from geomalign.metrics import Measure, resolve
 from geomalign.metrics._arrays import take_rows
 from geomalign.stats._intervals import check_confidence, interval
-from geomalign.stats._resampling import resample_indices, resample_size
-from geomalign.stats._tests import p_value, permutation_null
+from geomalign.stats._resampling import drawn_permutations, drawn_resamples, resample_size
+from geomalign.stats._tests import p_value
 
 __all__ = [
     "BootstrapResult",
@@ -145,18 +145,15 @@ def permutation_test(
     X = check_representations(X, name="X")
     Y = check_representations(Y, name="Y")
     check_paired(X, Y)
-    rng = np.random.default_rng(random_state)
     n = X.shape[0]
+    perms = drawn_permutations(n, n_permutations, random_state=random_state)
     if m.shuffled is not None:
         at = m.shuffled(X, Y, **m.params)
-        value = at(np.arange(n))
+        value = at(np.arange(n)[None, :])[0]
+        null = np.asarray(at(perms), dtype=np.float64)
     else:
         value = m(X, Y)
-
-        def at(perm: np.ndarray) -> float:
-            return m(X, take_rows(Y, perm))
-
-    null = permutation_null(at, n, n_permutations, rng)
+        null = np.array([m(X, take_rows(Y, perm)) for perm in perms], dtype=np.float64)
     alternative = "less" if m.kind == "distance" else "greater"
     return PermutationResult(
         value=float(value),
@@ -274,10 +271,9 @@ def bootstrap_ci(
     views = tuple(check_representations(V, name=nm) for V, nm in zip(given, names, strict=False))
     if len(views) == 2:
         check_paired(*views)
-    rng = np.random.default_rng(random_state)
     n = views[0].shape[0]
     value = m(*views)
-    rows = np.stack(list(resample_indices(n, n_resamples, scheme=m.resampling, rng=rng)))
+    rows = drawn_resamples(n, n_resamples, scheme=m.resampling, random_state=random_state)
     values = resampled_values(m, views, rows)
     low, high = interval(value, values, confidence=confidence)
     return BootstrapResult(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -75,6 +76,72 @@ def resample_indices(
             yield np.sort(rng.choice(n, size=size, replace=False))
         else:
             yield rng.integers(0, n, n)
+
+
+def drawn_resamples(
+    n: int, n_resamples: int, *, scheme: str, random_state: int | np.random.Generator | None
+) -> np.ndarray:
+    """The resamples of :func:`resample_indices` drawn from ``default_rng(random_state)``,
+    stacked: an int array (n_resamples, resample_size(n, scheme)).
+
+    The draws of an int seed are made once per ``(n, n_resamples, scheme, seed)`` (up to
+    :data:`_KEPT_ENTRIES` indices) and copied out: every layer of a curve resamples the same
+    rows, so they are drawn once per curve.
+    """
+    seed = _seed(random_state, n * n_resamples)
+    if seed is None:
+        return _resamples(n, n_resamples, scheme, np.random.default_rng(random_state))
+    return _drawn_resamples(n, n_resamples, scheme, seed).copy()
+
+
+def drawn_permutations(
+    n: int, n_permutations: int, *, random_state: int | np.random.Generator | None
+) -> np.ndarray:
+    """``n_permutations`` permutations of ``range(n)`` drawn one by one as
+    ``default_rng(random_state).permutation(n)``, stacked: an int array (n_permutations, n).
+
+    As :func:`drawn_resamples`, the draws of an int seed are made once and copied out.
+    """
+    seed = _seed(random_state, n * n_permutations)
+    if seed is None:
+        return _permutations(n, n_permutations, np.random.default_rng(random_state))
+    return _drawn_permutations(n, n_permutations, seed).copy()
+
+
+# Draws of an int seed are kept up to this many indices (32 MiB) per setting.
+_KEPT_ENTRIES = 2**22
+
+
+def _seed(random_state: object, entries: int) -> int | None:
+    """An int seed as an int when its draws of ``entries`` indices are kept, else None."""
+    if entries > _KEPT_ENTRIES or isinstance(random_state, bool):
+        return None
+    return int(random_state) if isinstance(random_state, (int, np.integer)) else None
+
+
+def _resamples(n: int, n_resamples: int, scheme: str, rng: np.random.Generator) -> np.ndarray:
+    out = np.empty((n_resamples, resample_size(n, scheme)), dtype=np.int64)
+    for i, rows in enumerate(resample_indices(n, n_resamples, scheme=scheme, rng=rng)):
+        out[i] = rows
+    return out
+
+
+def _permutations(n: int, n_permutations: int, rng: np.random.Generator) -> np.ndarray:
+    out = np.empty((n_permutations, n), dtype=np.int64)
+    for i in range(n_permutations):
+        out[i] = rng.permutation(n)
+    return out
+
+
+# A few (n, draws, seed) settings are in use at a time: the curves of one analysis share them.
+@lru_cache(maxsize=8)
+def _drawn_resamples(n: int, n_resamples: int, scheme: str, seed: int) -> np.ndarray:
+    return _resamples(n, n_resamples, scheme, np.random.default_rng(seed))
+
+
+@lru_cache(maxsize=8)
+def _drawn_permutations(n: int, n_permutations: int, seed: int) -> np.ndarray:
+    return _permutations(n, n_permutations, np.random.default_rng(seed))
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,10 @@ def test_half_sample_neighbours_are_the_subset_search():
         np.testing.assert_array_equal(got.distances, direct.distances)
     assert found[1] is None
     assert lists.within_each(rows[None, :5]) == [None]  # fewer rows than neighbours
+    told, indices, distances = lists.within_all(np.stack([rows, repeated, other]))
+    np.testing.assert_array_equal(told, [True, False, True])
+    np.testing.assert_array_equal(indices, [found[0].indices, found[2].indices])
+    np.testing.assert_array_equal(distances, [found[0].distances, found[2].distances])
 
 
 def _pot_stabilized(M, epsilon, warmstart=None):

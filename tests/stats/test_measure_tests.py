@@ -1,9 +1,15 @@
+import importlib
+
 import numpy as np
 import pytest
 import torch
 
 from geomalign.metrics import Measure, get
-from geomalign.stats import bootstrap_ci, permutation_test
+from geomalign.stats import bootstrap_ci, permutation_test, resample_indices
+from geomalign.stats._resampling import drawn_permutations, drawn_resamples
+
+cka_module = importlib.import_module("geomalign.metrics.cka")
+knn_module = importlib.import_module("geomalign.metrics.knn")
 
 UNPAIRED = Measure("mean-gap", "distance", 2, lambda X, Y: float(abs(X.mean() - Y.mean())),
                    "difference of the grand means", paired=False)  # fmt: skip
@@ -27,6 +33,42 @@ def test_fast_null_equals_recomputing_the_measure(name):
     slow = permutation_test(slow_measure, X, Y, n_permutations=5, random_state=3)
     assert fast.value == pytest.approx(slow.value, rel=1e-9, abs=1e-12)
     np.testing.assert_allclose(fast.null, slow.null, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["cka-linear", "cka-linear-debiased", "mutual-knn", "cycle-knn"])
+def test_permutations_evaluated_together_in_chunks_equal_one_at_a_time(name, monkeypatch):
+    # 30 rows of width 48: linear CKA in the Gram form, whose permuted Gram entries are gathered
+    # for all permutations at once; small chunks split the permutations into several gathers
+    X, Y = _views(4, n=30)
+    X, Y = np.hstack([X] * 8), np.hstack([Y] * 6)
+    m = get(name)
+    perms = np.stack([np.random.default_rng(i).permutation(30) for i in range(7)])
+    at = m.shuffled(X, Y, **m.params)
+    together = at(perms)
+    monkeypatch.setattr(cka_module, "_PERMUTED_BYTES", 8 * 30 * 30 * 2)
+    monkeypatch.setattr(knn_module, "_CHUNK_ENTRIES", 30 * 10 * 10 * 3)
+    chunked = m.shuffled(X, Y, **m.params)(perms)
+    one_by_one = [m(X, Y[perm]) for perm in perms]
+    np.testing.assert_allclose(together, one_by_one, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(chunked, one_by_one, rtol=1e-12, atol=1e-14)
+    assert at(np.arange(30)[None, :])[0] == pytest.approx(m(X, Y), rel=1e-12)
+
+
+def test_seeded_draws_are_the_generator_s_and_are_not_shared_by_reference():
+    perms = drawn_permutations(25, 6, random_state=5)
+    rng = np.random.default_rng(5)
+    np.testing.assert_array_equal(perms, [rng.permutation(25) for _ in range(6)])
+    halves = drawn_resamples(25, 6, scheme="half-sampling", random_state=5)
+    rng = np.random.default_rng(5)
+    expected = list(resample_indices(25, 6, scheme="half-sampling", rng=rng))
+    np.testing.assert_array_equal(halves, expected)
+    halves[:] = 0  # a caller's copy: the next draw of the same seed is unchanged
+    np.testing.assert_array_equal(
+        drawn_resamples(25, 6, scheme="half-sampling", random_state=5), expected
+    )
+    rng = np.random.default_rng(5)  # a generator is drawn from, and advanced
+    np.testing.assert_array_equal(drawn_permutations(25, 2, random_state=rng), perms[:2])
+    np.testing.assert_array_equal(rng.permutation(25), perms[2])
 
 
 def test_aligned_views_are_significant_and_null_is_near_chance():
