@@ -32,6 +32,7 @@ from geomalign.metrics._arrays import (
 )
 from geomalign.metrics._errors import UndefinedMeasureError
 from geomalign.metrics._faiss_search import hnsw_candidates
+from geomalign.metrics._search_memo import SearchMemo
 
 __all__ = ["Neighbors", "check_k", "check_k_informative", "knn", "neighbour_ranks"]
 
@@ -44,6 +45,10 @@ _TARGET_BLOCKS = 8
 _MIN_BLOCK_ROWS = 512
 # Bytes of the gathered rows handled at once when recomputing distances (cache sized).
 _RECOMPUTE_BYTES = 2 * 2**20
+# The latest searches, by the rows' contents and the search settings: an analysis searches the
+# neighbours of one layer for its value, its permutation null and its resamples, and again in
+# every analysis that reads that layer.
+_searches = SearchMemo(max_bytes=256 * 2**20)
 
 
 @dataclass(frozen=True)
@@ -375,17 +380,22 @@ def knn(
     check_k(k, n)
     if neighbors not in NEIGHBOR_SEARCHES:
         raise ValueError(f"neighbors must be one of {NEIGHBOR_SEARCHES}; got {neighbors!r}.")
+    settings = (k, metric, working_memory, str(device), neighbors, torch.get_num_threads())
+    key = _searches.key(X, settings)
+    found = _searches.get(key)
+    if found is not None:
+        return found
     Xt, Xc, scale, inv_norms, exponent = _prepare(X, metric, device, name)
     if neighbors == "faiss-hnsw":
         indices = hnsw_candidates(Xc, k, metric, inv_norms)
-        return listed_neighbours(Xt, indices, metric, inv_norms, exponent)
-    limit = block_rows(n, 8, working_memory)
-    rows = min(limit, max(_MIN_BLOCK_ROWS, math.ceil(n / _TARGET_BLOCKS)))
-    group = _group_size(rows, k)  # whole groups in every block but the last
-    rows = rows + (-rows) % group if rows + (-rows) % group <= limit else rows - rows % group
-    indices = _select_candidates(Xc, k, metric, scale, rows)
+    else:
+        limit = block_rows(n, 8, working_memory)
+        rows = min(limit, max(_MIN_BLOCK_ROWS, math.ceil(n / _TARGET_BLOCKS)))
+        group = _group_size(rows, k)  # whole groups in every block but the last
+        rows = rows + (-rows) % group if rows + (-rows) % group <= limit else rows - rows % group
+        indices = _select_candidates(Xc, k, metric, scale, rows)
     del Xc
-    return listed_neighbours(Xt, indices, metric, inv_norms, exponent)
+    return _searches.put(key, listed_neighbours(Xt, indices, metric, inv_norms, exponent))
 
 
 def listed_neighbours(

@@ -3,6 +3,7 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
+from geomalign.metrics import _neighbors
 from geomalign.metrics._neighbors import _column_smallest, knn
 
 
@@ -149,3 +150,24 @@ def test_zero_row_with_cosine():
     X[2] = 0
     with pytest.raises(ValueError, match=r"all-zero rows; X has 1 of them \(rows \[2\]\)"):
         knn(X, k=2, metric="cosine")
+
+
+def test_repeated_searches_are_found_by_the_rows_contents(monkeypatch):
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((80, 6)).astype(np.float32)
+    first = knn(X, k=5)
+    searched, select = [], _neighbors._select_candidates
+    monkeypatch.setattr(
+        _neighbors, "_select_candidates", lambda *a: searched.append(1) or select(*a)
+    )
+    again = knn(X.copy(), k=5)  # the same rows in another array: not searched again
+    np.testing.assert_array_equal(again.indices, first.indices)
+    np.testing.assert_array_equal(again.distances, first.distances)
+    assert not searched
+    again.indices[:] = 0  # a caller's lists are its own
+    np.testing.assert_array_equal(knn(X, k=5).indices, first.indices)
+    knn(X, k=6)  # other settings, other rows: searched
+    X[3, 0] += 1.0
+    changed = knn(X, k=5)
+    assert len(searched) == 2
+    _assert_matches_brute(changed, X, 5, "euclidean")
