@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +121,36 @@ def join_notes(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
+class _SharedReads:
+    """Layers read so far in a block of analyses, while they fit in ``max_bytes``."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.kept: dict[tuple[object, ...], np.ndarray] = {}
+        self.bytes = 0
+
+
+_shared: ContextVar[_SharedReads | None] = ContextVar("geomalign_shared_reads", default=None)
+
+
+@contextmanager
+def shared_reads(max_bytes: int = 256 * 2**20) -> Iterator[None]:
+    """Within the block, a layer that another analysis has read (the same store, view, layer and
+    rows) is copied from that read instead of read again from the file.
+
+    The analyses of one store read each layer several times (cross-modal, cross-checkpoint and
+    tuning-change curves, layer maps, ID profiles). Layers are kept in the order first read
+    while they fit in ``max_bytes``; the analyses sweep the layers in order, so keeping the first
+    ones serves every sweep, where dropping the least recent would serve none once the layers
+    outgrow the budget. The store must not change within the block.
+    """
+    token = _shared.set(_SharedReads(max_bytes))
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+
+
 class Rows:
     """The sample rows an analysis reads: every row, or a subsample fixed by a seed.
 
@@ -139,12 +171,14 @@ class Rows:
             self.ids: list[str] | None = None
             self.n = self.n_total
             self.note = ""
+            self._drawn: tuple[int, int] | None = None
         else:
             rng = np.random.default_rng(random_state)
             idx = np.sort(rng.choice(self.n_total, size=max_samples, replace=False))
             ids = store.sample_ids
             self.ids = [ids[i] for i in idx]
             self.n = max_samples
+            self._drawn = (max_samples, random_state)
             self.note = f"subsampled n={max_samples} of {self.n_total} seed={random_state}"
 
     @property
@@ -158,5 +192,14 @@ class Rows:
         return self.n if self.subsampled else None
 
     def read(self, view: View, layer: int) -> np.ndarray:
-        """One layer of ``view`` on these rows, float32 of shape (n, dim)."""
-        return self.store.read(view.checkpoint, view.modality, view.pooling, layer, ids=self.ids)
+        """One layer of ``view`` on these rows, float32 of shape (n, dim) (a copy of an earlier
+        read of the same rows within :func:`shared_reads`)."""
+        shared = _shared.get()
+        key = (str(self.store.path), view, layer, self._drawn)
+        if shared is not None and key in shared.kept:
+            return shared.kept[key].copy()
+        out = self.store.read(view.checkpoint, view.modality, view.pooling, layer, ids=self.ids)
+        if shared is not None and shared.bytes + out.nbytes <= shared.max_bytes:
+            shared.kept[key] = out.copy()
+            shared.bytes += out.nbytes
+        return out

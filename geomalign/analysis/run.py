@@ -13,7 +13,7 @@ import torch
 from geomalign import metrics
 from geomalign._progress import progress_bar, reporting_to
 from geomalign.analysis._threads import kernel_threads
-from geomalign.analysis._views import StoreLike, View, open_store
+from geomalign.analysis._views import StoreLike, View, open_store, shared_reads
 from geomalign.analysis.curves import (
     cross_checkpoint_curve,
     cross_modal_curve,
@@ -227,7 +227,12 @@ def analyze_store(
     width = max(store.view_info(*view).dim for view in store.views())
     total = sum(units for _, units, _ in tasks)
     bar = progress_bar(total=total, progress=progress, desc="analyze", unit="layer")
-    with bar, reporting_to(bar), kernel_threads(min(n_read, store.n_samples), width):
+    with (
+        bar,
+        reporting_to(bar),
+        kernel_threads(min(n_read, store.n_samples), width),
+        shared_reads(),
+    ):
         for name, units, task in tasks:
             bar.set_postfix_str(name)
             logger.info("analysis: %s", name)
