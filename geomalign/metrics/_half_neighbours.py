@@ -99,26 +99,25 @@ class HalfSampleNeighbours:
 
     def _within_chunk(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         R, m = rows.shape
+        L = self.full.indices.shape[1]
         ok = np.all(np.diff(rows, axis=1) > 0, axis=1) if m > self.k else np.zeros(R, bool)
-        if ok.any():
-            kept = rows[ok]
-            local = np.full((len(kept), self.n), -1, dtype=np.int64)
-            np.put_along_axis(local, kept, np.arange(m)[None, :], axis=1)
-            # (r, m, L): each resample's rows' lists in its local numbering, -1 outside it
-            listed = np.take_along_axis(local[:, None, :], self.full.indices[kept], axis=2)
-            member = listed >= 0
-            rank = np.cumsum(member, axis=2, dtype=np.int32)
-            long_enough = np.all(rank[:, :, -1] >= self.k, axis=1)
-            ok[ok] = long_enough
-            kept, listed = kept[long_enough], listed[long_enough]
-            keep = member[long_enough] & (rank[long_enough] <= self.k)
-        else:
-            kept = np.zeros((0, m), dtype=np.int64)
-            listed = np.zeros((0, m, self.full.indices.shape[1]), dtype=np.int64)
-            keep = np.zeros(listed.shape, dtype=bool)
-        shape = (len(kept), m, self.k)
+        kept = rows[ok]
+        # (r, m, L): each resample's rows' lists in its local numbering, -1 outside it
+        local = np.full((len(kept), self.n), -1, dtype=np.int64)
+        np.put_along_axis(local, kept, np.arange(m)[None, :], axis=1)
+        offsets = (np.arange(len(kept)) * self.n)[:, None, None]
+        listed = np.take(local, self.full.indices[kept] + offsets)
+        member = listed >= 0
+        rank = np.cumsum(member, axis=2, dtype=np.int32)
+        long_enough = np.all(rank[:, :, -1] >= self.k, axis=1)
+        ok[ok] = long_enough
+        # the first k members of each list, resample by resample and row by row
+        keep = member & (rank <= self.k) & long_enough[:, None, None]
+        where = np.flatnonzero(keep)
+        listed_rows = kept.reshape(-1)[where // L]  # the full sample's row of each entry
+        shape = (int(long_enough.sum()), m, self.k)
         return (
             ok,
-            listed[keep].reshape(shape),
-            self.full.distances[kept][keep].reshape(shape),
+            listed.reshape(-1)[where].reshape(shape),
+            self.full.distances.reshape(-1)[listed_rows * L + where % L].reshape(shape),
         )
