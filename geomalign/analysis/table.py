@@ -193,12 +193,14 @@ def _coerce(row: Result) -> Result:
         if name in _INT_COLUMNS:
             if isinstance(value, (bool, np.bool_)) or int(value) != value:
                 raise TypeError(f"Result.{name} must be an integer or None; got {value!r}.")
-            changes[name] = int(value)
+            if type(value) is not int:
+                changes[name] = int(value)
         elif name in _FLOAT_COLUMNS:
-            changes[name] = float(value)
+            if type(value) is not float:
+                changes[name] = float(value)
         elif not isinstance(value, str):
             raise TypeError(f"Result.{name} must be a str; got {type(value).__name__} {value!r}.")
-    return replace(row, **changes)
+    return replace(row, **changes) if changes else row
 
 
 class ResultsTable:
@@ -230,6 +232,9 @@ class ResultsTable:
 
     def extend(self, rows: Iterable[Result]) -> None:
         """Add several rows in order."""
+        if isinstance(rows, ResultsTable):  # converted already
+            self._rows.extend(rows._rows)
+            return
         for row in rows:
             self.append(row)
 
