@@ -11,7 +11,7 @@ features are formed in one multiplication instead (``|X_i^T P Y_j|_F^2 = <K_i, P
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -57,20 +57,40 @@ def linear_cka_on_resamples(
     if not _gram_form(Xc, Yc):
         return None
     K, L = torch.stack([x @ x.T for x in Xc]), torch.stack([y @ y.T for y in Yc])
-    out = np.empty((len(resamples), len(Xc), len(Yc)))
-    for b, rows in enumerate(resamples):
-        idx = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=K.device)
-        Kb, Lb = (_recentred(G[:, idx][:, :, idx]) for G in (K, L))
-        norms = Kb.norm(dim=1)[:, None] * Lb.norm(dim=1)[None, :]
-        out[b] = (Kb @ Lb.T / norms).cpu().numpy()
+    rows = np.asarray(resamples, dtype=np.int64).reshape(len(resamples), -1)
+    out = np.empty((len(rows), len(Xc), len(Yc)))
+    for start, idx in _chunks(rows, len(Xc) + len(Yc), K.device):
+        Kb, Lb = (_recentred(_gathered(G, idx)) for G in (K, L))
+        norms = Kb.norm(dim=2)[:, :, None] * Lb.norm(dim=2)[:, None, :]
+        out[start : start + len(idx)] = (Kb @ Lb.transpose(1, 2) / norms).cpu().numpy()
     return out
 
 
+# float64 bytes of gathered Gram entries held at once
+_GATHER_BYTES = 64 * 2**20
+
+
+def _chunks(
+    rows: np.ndarray, n_grams: int, device: torch.device
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(start, rows[start:stop])`` on ``device``, so that gathering ``n_grams`` Gram matrices
+    for the chunk's rows stays within :data:`_GATHER_BYTES`."""
+    step = max(1, _GATHER_BYTES // (8 * n_grams * rows.shape[1] ** 2))
+    for start in range(0, len(rows), step):
+        yield start, torch.as_tensor(rows[start : start + step], device=device)
+
+
+def _gathered(G: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``G[:, r][:, :, r]`` of stacked Gram matrices (S, n, n) for each row ``r`` of ``idx``
+    (B, m): shape (B, S, m, m)."""
+    return G[:, idx[:, :, None], idx[:, None, :]].transpose(0, 1)
+
+
 def _recentred(G: torch.Tensor) -> torch.Tensor:
-    """Stacked Gram matrices (S, m, m) double-centred, flattened to (S, m * m)."""
-    G = G - G.mean(dim=1, keepdim=True)
-    G -= G.mean(dim=2, keepdim=True)
-    return G.reshape(G.shape[0], -1)
+    """Stacked Gram matrices (B, S, m, m) double-centred, flattened to (B, S, m * m)."""
+    G = G - G.mean(dim=2, keepdim=True)
+    G -= G.mean(dim=3, keepdim=True)
+    return G.reshape(*G.shape[:2], -1)
 
 
 def linear_cka_under_permutations(
@@ -94,10 +114,10 @@ def linear_cka_under_permutations(
         K = torch.stack([x @ x.T for x in Xc]).reshape(len(Xc), n * n)
         L = torch.stack([y @ y.T for y in Yc])
         norms = K.norm(dim=1)[:, None] * L.reshape(len(Yc), -1).norm(dim=1)[None, :]
-        for p, perm in enumerate(perms):
-            idx = torch.as_tensor(np.asarray(perm, dtype=np.int64), device=L.device)
-            moved = L[:, idx][:, :, idx].reshape(len(Yc), n * n)
-            out[p] = (K @ moved.T / norms).cpu().numpy()
+        order = np.asarray(perms, dtype=np.int64).reshape(len(perms), n)
+        for start, idx in _chunks(order, len(Yc), L.device):
+            moved = _gathered(L, idx).reshape(len(idx), len(Yc), n * n)
+            out[start : start + len(idx)] = (K @ moved.transpose(1, 2) / norms).cpu().numpy()
         return out
     # feature form: one product of the stacked centred features per permutation
     A, B = torch.cat(Xc, dim=1), torch.cat(Yc, dim=1)

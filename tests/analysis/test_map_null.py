@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from geomalign.analysis import Calibration, layer_map
+from geomalign.analysis import _map_null as map_null_module
 from geomalign.analysis import layer_maps as layer_maps_module
 from geomalign.analysis._map_null import linear_cka_on_resamples, linear_cka_under_permutations
 from geomalign.metrics import cka_matrix
@@ -75,3 +76,16 @@ def test_layer_map_stability_unchanged(planted_store, monkeypatch):
         (r.layer, r.layer_b, r.statistic, r.value) for r in slow
     ]
     assert any(r.statistic == "stability" for r in fast)
+
+
+def test_permutations_and_resamples_gathered_in_chunks_equal_one_gather(monkeypatch):
+    rng = np.random.default_rng(2)
+    Xs = [rng.normal(size=(30, w)) for w in (40, 50)]
+    Ys = [X @ rng.normal(size=(X.shape[1], 45)) + rng.normal(size=(30, 45)) for X in Xs]
+    perms = [rng.permutation(30) for _ in range(5)]
+    halves = [np.sort(rng.choice(30, 15, replace=False)) for _ in range(5)]
+    whole = linear_cka_under_permutations(Xs, Ys, perms), linear_cka_on_resamples(Xs, Ys, halves)
+    monkeypatch.setattr(map_null_module, "_GATHER_BYTES", 8 * 4 * 30 * 30 * 2)  # 2 at a time
+    chunked = linear_cka_under_permutations(Xs, Ys, perms), linear_cka_on_resamples(Xs, Ys, halves)
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
