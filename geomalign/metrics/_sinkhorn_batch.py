@@ -1,15 +1,14 @@
 """Sinkhorn over a stack of cost matrices at once: the resamples of one entropic OT distance.
 
-A bootstrap of the Sinkhorn divergence solves three problems per resample, each of a few hundred
-iterations on small matrices, where POT's solver spends its time in per-call overhead. The
-iterations here are those of POT's ``sinkhorn_stabilized`` (the solver of
+A bootstrap of the Sinkhorn divergence solves three problems per resample. The iterations here
+are those of POT's ``sinkhorn_stabilized`` (the solver of
 :func:`~geomalign.metrics._ot_solvers.sinkhorn_plan`) run on every problem of the stack together
 in torch: the same scaling updates, the same absorption of large scalings into the log-domain
 potentials (per problem, when its scaling exceeds the threshold given to POT,
 :func:`~geomalign.metrics._ot_solvers.absorption_threshold`) and the same stopping rule (the L2
 norm of the marginal violation below the tolerance), each problem stopping on its own.
 
-Three things differ from POT's defaults, none of them the problem or the threshold:
+Four things differ from POT's defaults, none of them the problem, the tolerance or the threshold:
 
 - the marginal error is checked after every iteration (POT's ``print_period=1``; POT checks
   every 20th by default), where it costs nothing: the product ``u^T K`` it needs is the next
@@ -20,33 +19,86 @@ Three things differ from POT's defaults, none of them the problem or the thresho
   + sum_j c_j g_j + eps log(nm) |P|`` at the plan's marginals ``r, c`` (an identity for any plan
   ``diag(u) K diag(v)``), so that no plan is formed;
 - a problem may start from given potentials (POT's ``warmstart``), e.g. a resample's from the
-  full sample's solution gathered at its rows.
+  full sample's solution gathered at its rows, and then its kernel may be kept in float32
+  (``kernel=torch.float32``): the products ``u^T K`` read half the memory, with relative errors
+  near 1e-7, three orders of magnitude below the stopping tolerance (a kernel warm-started near
+  its solution holds ``n m`` times the plan's entries, so no row underflows);
+- a problem may be given on its distinct rows with their multiplicities (``counts``): a bootstrap
+  resample repeats about a third of its rows, and repeated rows of the uniform problem have
+  equal costs, potentials and scalings at every iteration, so the iterates are those of the
+  problem on the distinct rows with weights ``count / n`` (POT's resets ``1/n`` of a scaling
+  become ``count / n``), and its marginal error that of the full problem, ``sqrt(sum_j (c_j -
+  w_j)^2 / count_j)``: the same problem on 40% of the entries.
 
 From the same start the iterates are those of POT's ``sinkhorn_stabilized(...,
-print_period=1)`` to rounding (``tests/metrics/test_resampled.py``).
+print_period=1)`` to rounding (``tests/metrics/test_resampled.py``). Large tensors are kept in a
+:class:`Workspace` and reused from stack to stack: a fresh tensor of a few hundred MiB costs more
+in page faults than an exponential over it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from geomalign.metrics._ot_solvers import _SINKHORN_RTOL, absorption_threshold, entropic_terms
+from geomalign.metrics._ot_solvers import _SINKHORN_RTOL, ABSORPTION_PER_ROW, entropic_terms
 
-__all__ = ["StackSolution", "sinkhorn_cost_stack", "sinkhorn_stack", "stack_budget"]
+__all__ = [
+    "StackSolution",
+    "Workspace",
+    "gathered_costs",
+    "sinkhorn_cost_stack",
+    "sinkhorn_stack",
+    "stack_budget",
+]
 
-# Bytes of float64 temporaries per problem entry (gathered and scaled costs, kernel and its
-# transpose, products).
-_BYTES_PER_ENTRY = 8 * 6
+# Bytes per entry of each problem: gathered costs, kernel and its transpose (float64 at most),
+# and the gather's int64 index (shared by a resample's problems, counted for each).
+_BYTES_PER_ENTRY = 8 * 4
+
+# Entries of the float64 exponents computed at once for a float32 kernel.
+_CHUNK = 2**22
 
 
-def stack_budget(n: int, m: int, working_memory: float = 256.0) -> int:
-    """Problems of ``n x m`` costs solved together within ``working_memory`` MiB (>= 1)."""
-    return max(1, int(working_memory * 2**20) // (n * m * _BYTES_PER_ENTRY))
+def stack_budget(n: int, m: int, problems: int = 1, working_memory: float = 256.0) -> int:
+    """Resamples of ``problems`` problems of ``n x m`` costs each solved together within
+    ``working_memory`` MiB (>= 1)."""
+    return max(1, int(working_memory * 2**20) // (problems * n * m * _BYTES_PER_ENTRY))
+
+
+class Workspace:
+    """Large tensors reused by name and dtype: ``get`` returns a view of the named buffer, grown
+    when a larger shape is asked for (its contents are not kept)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+    def get(
+        self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        size = math.prod(shape)
+        buffer = self._buffers.get((name, dtype))
+        if buffer is None or buffer.numel() < size:
+            buffer = torch.empty(size, dtype=dtype, device=device)
+            self._buffers[name, dtype] = buffer
+        return buffer[:size].view(shape)
+
+
+def gathered_costs(matrices: torch.Tensor, idx: torch.Tensor, work: Workspace) -> torch.Tensor:
+    """The costs ``matrices[p][idx[s]][:, idx[s]]`` of each matrix p (P, N, N) in turn at each
+    row set s (S, m), as (P S, m, m) in ``work``'s buffer ``"costs"``. Sorted rows read each
+    row of the matrices in order (two to three times faster than random rows)."""
+    P, N = matrices.shape[:2]
+    S, m = idx.shape
+    at = work.get("at", (S, m, m), torch.int64, idx.device)
+    torch.add((idx * N)[:, :, None], idx[:, None, :], out=at)
+    out = work.get("costs", (P, S, m, m), matrices.dtype, matrices.device)
+    for p in range(P):
+        torch.gather(matrices[p].view(-1), 0, at.view(-1), out=out[p].view(-1))
+    return out.view(P * S, m, m)
 
 
 @dataclass(frozen=True)
@@ -65,12 +117,22 @@ class StackSolution:
 
 
 def _kernel(
-    M: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, reg: torch.Tensor
-) -> torch.Tensor:
-    """``exp(-(M - alpha_i - beta_j) / reg)`` per problem (POT's ``get_K``)."""
-    K = M - alpha[:, :, None]
-    K.sub_(beta[:, None, :]).div_(-reg[:, None, None])
-    return K.exp_()
+    M: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, eps: torch.Tensor,
+    out: torch.Tensor, work: Workspace,
+) -> torch.Tensor:  # fmt: skip
+    """``exp((alpha_i + beta_j - M_ij) / eps)`` per problem into ``out`` (POT's ``get_K``, in
+    cost units); the exponent in float64 (by chunks of problems in ``work`` for a float32
+    ``out``)."""
+    B, n, m = M.shape
+    step = B if out.dtype == M.dtype else max(1, _CHUNK // (n * m))
+    for start in range(0, B, step):
+        at = slice(start, start + step)
+        k = len(range(B)[at])
+        exponent = out[at] if step == B else work.get("exponent", (k, n, m), M.dtype, M.device)
+        torch.add(alpha[at, :, None], beta[at, None, :], out=exponent)
+        exponent.sub_(M[at]).div_(eps[at, None, None])
+        torch.exp(exponent, out=out[at])
+    return out
 
 
 def _times(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
@@ -79,41 +141,65 @@ def _times(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return torch.matmul(u[:, None, :], K)[:, 0]
 
 
+def _weighted_means(M: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Mean entry of each problem's full cost matrix, its rows and columns repeated."""
+    return (_times(rows, M) * cols).sum(dim=1) / (rows.sum(dim=1) * cols.sum(dim=1))
+
+
+@dataclass
+class _Live:
+    """The problems still iterating, slot by slot (``idx``: their place in the stack). The
+    scalings and marginals are in the kernel's dtype, the potentials in float64."""
+
+    idx: torch.Tensor
+    eps: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    rows: torch.Tensor
+    cols: torch.Tensor
+    tol2: torch.Tensor  # squared tolerance
+    tau_rows: torch.Tensor  # absorption thresholds of the scalings
+    tau_cols: torch.Tensor
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    u: torch.Tensor
+    v: torch.Tensor
+    uK: torch.Tensor
+    err2: torch.Tensor
+    live: torch.Tensor
+
+    def keep(self, keep: torch.Tensor) -> _Live:
+        return _Live(*(getattr(self, name)[keep] for name in self.__dataclass_fields__))
+
+
 def _start(
-    Ms: torch.Tensor, reg: torch.Tensor, scale: torch.Tensor, warm: tuple[torch.Tensor, ...] | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Initial log potentials ``alpha, beta`` (scaled units): zero, or the given potentials
-    (cost units) shifted by ``reg log n`` and ``reg log m`` so that the scalings start at their
-    fixed point ``1/n, 1/m`` of a solved problem (non-finite potentials start at zero)."""
-    _, n, m = Ms.shape
-    if warm is None:
-        return Ms.new_zeros(Ms.shape[:2]), Ms.new_zeros((Ms.shape[0], m))
-    starts = []
-    for potential, size in zip(warm, (n, m), strict=True):
-        start = potential / scale[:, None] + reg[:, None] * math.log(size)
-        starts.append(torch.where(torch.isfinite(start), start, torch.zeros_like(start)))
-    return starts[0], starts[1]
-
-
-def _values(
-    Ms: torch.Tensor, KT: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
-    u: torch.Tensor, v: torch.Tensor, col: torch.Tensor, reg: torch.Tensor, scale: torch.Tensor,
-    d: torch.Tensor, *, transport: bool,
-) -> tuple[torch.Tensor, ...]:  # fmt: skip
-    """The entropic cost, the dual potentials ``f, g`` and, if asked, ``<P, C>`` of problems
-    ``d`` of the stack, in cost units: ``sum_i r_i f_i + sum_j c_j g_j + eps log(nm) |P|`` at
-    the plan's row and column sums ``r, c`` (``col``). The products run over the whole stack
-    (cheaper than gathering the problems' matrices)."""
-    n, m = Ms.shape[1:]
-    vKT = _times(v, KT)[d]
-    vCKT = _times(v, KT * Ms.transpose(1, 2))[d] if transport else None  # sum_j K_ij C_ij v_j
-    u, v, reg, scale = u[d], v[d], reg[d], scale[d]
-    F = alpha[d] + reg[:, None] * torch.log(u)
-    G = beta[d] + reg[:, None] * torch.log(v)
-    row = u * vKT
-    dual = (row * F).sum(dim=1) + (col[d] * G).sum(dim=1) + reg * math.log(n * m) * row.sum(dim=1)
-    out = (dual * scale, F * scale[:, None], G * scale[:, None])
-    return out if vCKT is None else (*out, (u * vCKT).sum(dim=1) * scale)
+    M: torch.Tensor, epsilon: torch.Tensor, tol: float | None,
+    warm: tuple[torch.Tensor, ...] | None, counts: tuple[torch.Tensor, torch.Tensor] | None,
+    dtype: torch.dtype,
+) -> _Live:  # fmt: skip
+    """The problems of nonzero costs at their start: zero potentials or ``warm``'s shifted by
+    ``eps log n``, ``eps log m`` (so that the scalings start at ``1/n, 1/m``, the fixed point of
+    a solved problem; non-finite potentials start at zero)."""
+    B, n, m = M.shape
+    rows, cols = (M.new_ones((B, n)), M.new_ones((B, m))) if counts is None else counts
+    n_rows, n_cols = rows.sum(dim=1), cols.sum(dim=1)  # of the repeated problems
+    idx = torch.nonzero(_weighted_means(M, rows, cols) != 0.0).flatten()
+    rows, cols, n_rows, n_cols, eps = rows[idx], cols[idx], n_rows[idx], n_cols[idx], epsilon[idx]
+    tau = ABSORPTION_PER_ROW * torch.maximum(n_rows, n_cols)  # absorption_threshold's
+    tol2 = _SINKHORN_RTOL**2 / n_cols if tol is None else torch.full_like(n_cols, tol**2)
+    potentials = [M.new_zeros((len(idx), n)), M.new_zeros((len(idx), m))]
+    if warm is not None:
+        for i, size in enumerate((n_rows, n_cols)):
+            start = warm[i][idx] + (eps * size.log())[:, None]
+            potentials[i] = torch.where(torch.isfinite(start), start, torch.zeros_like(start))
+    a, b = (rows / n_rows[:, None]).to(dtype), (cols / n_cols[:, None]).to(dtype)
+    return _Live(
+        idx=idx, eps=eps, a=a, b=b, rows=rows.to(dtype), cols=cols.to(dtype), tol2=tol2.to(dtype),
+        tau_rows=(tau[:, None] * rows).to(dtype), tau_cols=(tau[:, None] * cols).to(dtype),
+        alpha=potentials[0], beta=potentials[1], u=a.clone(), v=b.clone(), uK=b,
+        err2=torch.ones_like(tol2, dtype=dtype),
+        live=torch.ones(len(idx), dtype=torch.bool, device=M.device),
+    )  # fmt: skip
 
 
 def sinkhorn_stack(
@@ -124,82 +210,74 @@ def sinkhorn_stack(
     tol: float | None = None,
     warm: tuple[torch.Tensor, torch.Tensor] | None = None,
     transport: bool = False,
+    counts: tuple[torch.Tensor, torch.Tensor] | None = None,
+    kernel: torch.dtype = torch.float64,
+    work: Workspace | None = None,
 ) -> StackSolution:
-    """Entropic problems for costs ``M`` (B, n, m, float64) with regularisations ``epsilon``
-    (B,), uniform weights: problem b is ``sinkhorn_plan(M[b], epsilon[b])``'s.
+    """Entropic problems for costs ``M`` (B, n, m, float64; not modified) with regularisations
+    ``epsilon`` (B,), uniform weights: problem b is ``sinkhorn_plan(M[b], epsilon[b])``'s.
 
-    Each problem runs on its cost divided by its mean (as the one-problem solver), from zero
-    potentials or from ``warm = (f, g)`` (B, n), (B, m) in cost units; ``transport=True`` also
-    returns ``<P, C>`` (one more pass over the costs). A problem that meets a NaN is solved
-    again by the one-problem solver (which then raises); a problem still above the tolerance
-    at ``max_iter`` raises RuntimeError.
+    Each problem starts from zero potentials or from ``warm = (f, g)`` (B, n), (B, m) in cost
+    units; ``counts = (row_counts, col_counts)`` (B, n), (B, m), if given, repeat each row and
+    column that many times (the problem is that of the repeated matrix; ``f, g`` are returned
+    per distinct row). ``kernel`` is the dtype of the kernel, its products and the scalings
+    (float32 only for warm-started problems). ``transport=True`` also returns ``<P, C>`` (one
+    more pass over the costs). A problem that meets a NaN is solved again by the one-problem
+    solver (which then raises); a problem still above the tolerance at ``max_iter`` raises
+    RuntimeError.
     """
     B, n, m = M.shape
+    work = Workspace() if work is None else work
     limit = 10_000 if max_iter is None else max_iter
-    tol = _SINKHORN_RTOL / math.sqrt(m) if tol is None else tol
-    tau = absorption_threshold(n, m)
     entropic = M.new_zeros(B)  # a zero cost: every point on every other, the product plan
     cost = M.new_zeros(B) if transport else None
     f, g = M.new_zeros((B, n)), M.new_zeros((B, m))
-    scale = M.mean(dim=(1, 2))
-    idx = torch.nonzero(scale != 0.0).flatten()
-    scale = scale[idx]
-    Ms = (M if len(idx) == B else M[idx]) / scale[:, None, None]
-    reg = epsilon[idx] / scale
-    alpha, beta = _start(Ms, reg, scale, None if warm is None else (warm[0][idx], warm[1][idx]))
-    a, b = 1.0 / n, torch.full((m,), 1.0 / m, dtype=M.dtype, device=M.device)
-    u, v = torch.full_like(alpha, 1.0 / n), torch.full_like(beta, 1.0 / m)
-    K = _kernel(Ms, alpha, beta, reg)
-    KT = K.transpose(1, 2).contiguous()
+    s = _start(M, epsilon, tol, warm, counts, kernel)
+    K = work.get("K", (len(s.idx), n, m), kernel, M.device)
+    _kernel(M if len(s.idx) == B else M[s.idx], s.alpha, s.beta, s.eps, K, work)
+    KT = work.get("KT", (len(s.idx), m, n), kernel, M.device)
+    KT.copy_(K.transpose(1, 2))
     retry: list[int] = []
-    err = torch.ones(len(idx), dtype=M.dtype, device=M.device)
-    uK = _times(u, K)
-    live = torch.ones(len(idx), dtype=torch.bool, device=M.device)  # not yet stopped
+    s.uK = _times(s.u, K)
     for _ in range(limit):
-        if not len(idx):
+        if not len(s.idx):
             break
-        v = b / uK
-        u = a / _times(v, KT)
-        big = torch.maximum(u.amax(dim=1), v.amax(dim=1)) > tau  # scalings are positive
-        if bool(big.any()):
-            w = torch.nonzero(big).flatten()
-            alpha[w] += reg[w, None] * torch.log(u[w])
-            beta[w] += reg[w, None] * torch.log(v[w])
-            u[w], v[w] = 1.0 / n, 1.0 / m
-            K[w] = _kernel(Ms[w], alpha[w], beta[w], reg[w])
-            KT[w] = K[w].transpose(1, 2)
-        uK = _times(u, K)  # the next update's product, and the plan's column sums over v
-        col = v * uK
-        err = torch.linalg.vector_norm(col - b, dim=1)
-        done = (err <= tol) & live
-        bad = torch.isnan(err) & live  # a NaN scaling reaches the marginal error
-        stop = done | bad
+        s.v = s.b / s.uK
+        s.u = s.a / _times(s.v, KT)  # the plan's row sums are now a
+        if bool((s.u > s.tau_rows).any()) or bool((s.v > s.tau_cols).any()):
+            _absorb(M, s, K, KT, work)
+        s.uK = _times(s.u, K)  # the next update's product, and the plan's column sums over v
+        col = s.v * s.uK
+        s.err2 = ((col - s.b).square_() / s.cols).sum(dim=1)
+        stop = ((s.err2 <= s.tol2) | torch.isnan(s.err2)) & s.live  # NaN: a NaN scaling
         if not bool(stop.any()):
             continue
+        done = stop & ~torch.isnan(s.err2)
         if bool(done.any()):
             d = torch.nonzero(done).flatten()
-            values = _values(Ms, KT, alpha, beta, u, v, col, reg, scale, d,
-                             transport=cost is not None)  # fmt: skip
-            solved = idx[done]
-            entropic[solved], f[solved], g[solved] = values[:3]
+            solved = s.idx[d]
+            entropic[solved], f[solved], g[solved] = _values(s, col, d)
             if cost is not None:
-                cost[solved] = values[3]
-        retry += idx[bad].tolist()
-        live &= ~stop
-        if 2 * int(live.sum()) <= len(live):  # drop the stopped problems (a copy of the rest)
-            idx, Ms, reg, scale, alpha, beta, u, v, K, KT, err, uK, live = (
-                t[live] for t in (idx, Ms, reg, scale, alpha, beta, u, v, K, KT, err, uK, live)
-            )
-    idx, err = idx[live], err[live]
-    if len(idx):
-        worst = float(err.max())
+                Kd = K[d].to(M.dtype).mul_(M[solved])
+                cost[solved] = (_times(s.u[d].to(M.dtype), Kd) * s.v[d]).sum(dim=1)
+        retry += s.idx[stop & ~done].tolist()
+        s.live &= ~stop
+        if 2 * int(s.live.sum()) <= len(s.live):  # drop the stopped problems
+            keep = torch.nonzero(s.live).flatten()
+            s = s.keep(keep)
+            K, KT = _compact(K, keep), _compact(KT, keep)
+    if len(s.idx[s.live]):
         raise RuntimeError(
             f"Sinkhorn did not converge in max_iter={limit} iterations (marginal error "
-            f"{worst:.2e} > {tol:.2e}) on {len(idx)} of {B} resamples. Raise max_iter or the "
-            "regularisation."
+            f"{float(s.err2[s.live].max().sqrt()):.2e} > {float(s.tol2.min().sqrt()):.2e}) on "
+            f"{len(s.idx[s.live])} of {B} resamples. Raise max_iter or the regularisation."
         )
-    for i in retry:  # NaN: the one-problem solver reports it
-        terms = entropic_terms(M[i].cpu().numpy(), float(epsilon[i]), max_iter, tol)
+    rows, cols = (None, None) if counts is None else counts
+    for i in retry:  # NaN: the one-problem solver (on the repeated matrix) reports it
+        full = M[i]
+        if rows is not None and cols is not None:
+            full = full.repeat_interleave(rows[i].long(), 0).repeat_interleave(cols[i].long(), 1)
+        terms = entropic_terms(full.cpu().numpy(), float(epsilon[i]), max_iter, tol)
         entropic[i] = sum(terms)
         if cost is not None:
             cost[i] = terms[0]
@@ -207,41 +285,77 @@ def sinkhorn_stack(
     return StackSolution(cost, entropic, f, g)
 
 
-Potentials = dict[str, tuple[torch.Tensor, torch.Tensor]]
+def _absorb(M: torch.Tensor, s: _Live, K: torch.Tensor, KT: torch.Tensor, work: Workspace) -> None:
+    """Move the scalings of problems with one above the threshold into their potentials and
+    rebuild their kernels (POT's absorption; the scalings restart at ``1/n, 1/m``)."""
+    big = (s.u > s.tau_rows).any(dim=1) | (s.v > s.tau_cols).any(dim=1)
+    w = torch.nonzero(big).flatten()
+    s.alpha[w] += s.eps[w, None] * torch.log(s.u[w] / s.rows[w])
+    s.beta[w] += s.eps[w, None] * torch.log(s.v[w] / s.cols[w])
+    s.u[w], s.v[w] = s.a[w], s.b[w]
+    for j in w.tolist():
+        _kernel(M[s.idx[j]][None], s.alpha[j, None], s.beta[j, None], s.eps[j, None],
+                K[j, None], work)  # fmt: skip
+        KT[j].copy_(K[j].T)
+
+
+def _compact(buffer: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The slots ``keep`` (ascending) of ``buffer`` moved to its front, in place."""
+    buffer[: len(keep)] = buffer[keep]
+    return buffer[: len(keep)]
+
+
+def _values(
+    s: _Live, col: torch.Tensor, d: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The entropic cost and the dual potentials ``f, g`` (of the repeated problem) of the
+    problems in slots ``d``, in cost units: ``sum_i r_i f_i + sum_j c_j g_j + eps log(nm) |P|``
+    at the plan's row sums ``r = a`` (after the update of ``u``) and column sums ``c``
+    (``col``)."""
+    eps = s.eps[d]
+    F = s.alpha[d] + eps[:, None] * torch.log(s.u[d] / s.rows[d])
+    G = s.beta[d] + eps[:, None] * torch.log(s.v[d] / s.cols[d])
+    row, col = s.a[d].to(F.dtype), col[d].to(F.dtype)
+    size = s.rows[d].sum(dim=1).to(F.dtype) * s.cols[d].sum(dim=1).to(F.dtype)
+    dual = (row * F).sum(dim=1) + (col * G).sum(dim=1) + eps * size.log() * row.sum(dim=1)
+    return dual, F, G
 
 
 def sinkhorn_cost_stack(
-    costs: Callable[[tuple[str, ...]], torch.Tensor],
+    stack: torch.Tensor,
     *,
     reg: float,
     epsilon: torch.Tensor | None,
     value: str,
     max_iter: int | None,
     tol: float | None,
-    warm: Callable[[str], tuple[torch.Tensor, torch.Tensor]] | None = None,
-) -> tuple[np.ndarray, Potentials]:
+    warm: tuple[torch.Tensor, torch.Tensor] | None = None,
+    counts: torch.Tensor | None = None,
+    work: Workspace | None = None,
+) -> tuple[np.ndarray, StackSolution]:
     """:func:`~geomalign.metrics._ot_solvers.sinkhorn_cost` of a stack of S problems, and the
-    dual potentials of each problem solved, by pair.
+    solution of each problem solved.
 
-    ``costs(pairs)`` is the stack (len(pairs) S, n, m) of the cost matrices of each pair in
-    turn: ``"xy"``, X to Y, and for the divergence ``"xx"`` and ``"yy"``, each cloud with
-    itself. ``epsilon`` (S,) holds absolute regularisations, or None for ``reg`` times each
-    problem's mean X-to-Y cost. ``warm(pair)``, if given, returns the potentials (S, n),
-    (S, m) that pair's problems start from.
+    ``stack`` (P S, n, n) holds the cost matrices of each pair in turn: ``"xy"``, X to Y, and for
+    the divergence (P = 3) ``"xx"`` and ``"yy"``, each cloud with itself. ``epsilon`` (S,) holds
+    absolute regularisations, or None for ``reg`` times each problem's mean X-to-Y cost.
+    ``warm``, if given, holds the potentials (P S, n) that the problems start from (their kernels
+    then in float32); ``counts`` (S, n) the multiplicities of the rows, if not all 1.
     """
-    pairs = ("xy", "xx", "yy") if value == "divergence" else ("xy",)
-    stack = costs(pairs)
-    S = stack.shape[0] // len(pairs)
+    P = 3 if value == "divergence" else 1
+    S = stack.shape[0] // P
+    rows = None if counts is None else counts.repeat(P, 1)
+    if rows is None:
+        means = stack[:S].mean(dim=(1, 2))
+    else:
+        means = _weighted_means(stack[:S], rows[:S], rows[:S])
     # reg relative to a zero mean cost: every point on every other, all three costs 0
-    eps = reg * stack[:S].mean(dim=(1, 2)) if epsilon is None else epsilon
-    start = None
-    if warm is not None:
-        given = [warm(pair) for pair in pairs]
-        start = (torch.cat([f for f, _ in given]), torch.cat([g for _, g in given]))
-    solution = sinkhorn_stack(stack, eps.repeat(len(pairs)), max_iter=max_iter, tol=tol,
-                              warm=start, transport=value == "transport")  # fmt: skip
-    f, g = solution.f.chunk(len(pairs)), solution.g.chunk(len(pairs))
-    potentials = {pair: (f[i], g[i]) for i, pair in enumerate(pairs)}
+    eps = reg * means if epsilon is None else epsilon
+    solution = sinkhorn_stack(
+        stack, eps.repeat(P), max_iter=max_iter, tol=tol, warm=warm,
+        transport=value == "transport", counts=None if rows is None else (rows, rows),
+        kernel=torch.float64 if warm is None else torch.float32, work=work,
+    )  # fmt: skip
     if value == "transport":
         assert solution.transport is not None
         total = solution.transport
@@ -250,4 +364,4 @@ def sinkhorn_cost_stack(
     else:
         xy, xx, yy = solution.entropic.chunk(3)
         total = (xy - 0.5 * (xx + yy)).clamp_(min=0.0)
-    return total.cpu().numpy(), potentials
+    return total.cpu().numpy(), solution
