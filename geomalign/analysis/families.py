@@ -77,13 +77,17 @@ def family_max_t(
     on absolute values for ``"two-sided"``): dividing the observed statistic by a spread
     estimated from the same data gives it heavier tails than the draws (a t-statistic against
     a normal null), which raised the family-wise error of 8 null tuning-change layers
-    (``benchmarks/calibration_bench.py``). None for fewer than 2 rows, draws of unequal numbers,
-    or a row whose draws have no spread.
+    (``benchmarks/calibration_bench.py``). Unstandardised, a row whose draws have no spread
+    takes part as it is: the layers of a tuning-change curve below a tuned window hold the same
+    representations in both checkpoints, every resampled difference there is 0, and such a row
+    adds nothing to the maximum (its own max-T p-value is 1 when its difference is 0). None for
+    fewer than 2 rows, draws of unequal numbers, or (``standardise``) a row whose draws have no
+    spread.
     """
     if len(observed) < 2 or len({d.size for d in draws}) > 1:
         return None
     joint = np.stack([np.asarray(d, dtype=np.float64) for d in draws], axis=1)
-    if not (joint.std(axis=0) > 0).all():
+    if standardise and not (joint.std(axis=0) > 0).all():
         return None
     if standardise:
         return stats.standardised_max_t(observed, joint, alternative=alternative)

@@ -100,6 +100,49 @@ def test_tuning_change_max_t_reads_the_shared_half_samples(tmp_path):
     assert all(_max_t(r) >= 1 / 50 for r in rows)
 
 
+def test_tuning_change_max_t_over_layers_a_window_left_unchanged(tmp_path):
+    # a tuning that changed only blocks 2-3: layers 0-2 of both checkpoints are the same arrays,
+    # so every resampled difference there is 0; max-T still applies to the curve, the unchanged
+    # layers are never called changed and add nothing to the maximum over the layers
+    rng = np.random.default_rng(1)
+    n, z = 60, rng.standard_normal((60, 3))
+    data = {(c, m): [] for c in ("base", "tuned") for m in ("image", "text")}
+    for layer in range(5):
+        for modality in ("image", "text"):
+            base = np.hstack([0.3 * z, np.zeros((n, 3))]) + rng.standard_normal((n, 6))
+            tuned = base if layer < 3 else base + np.hstack([2.0 * z, np.zeros((n, 3))])
+            data["base", modality].append(base)
+            data["tuned", modality].append(tuned)
+    path = tmp_path / "window.h5"
+    with ActivationStore.create(path, [f"s{i}" for i in range(n)]) as store:
+        for ckpt in ("base", "tuned"):
+            store.add_checkpoint(ckpt, model="m")
+            for modality in ("image", "text"):
+                store.create_view(ckpt, modality, "mean", layers=list(range(5)), dim=6)
+                store.write(ckpt, modality, "mean", np.arange(n), np.stack(data[ckpt, modality]))
+    calibration = Calibration(n_resamples=49, random_state=0)
+    rows = sorted(
+        tuning_change_curve(path, base="base", tuned="tuned", measures="cka-linear",
+                            calibration=calibration),
+        key=lambda r: r.layer,
+    )  # fmt: skip
+    assert [r.value for r in rows[:3]] == [0.0, 0.0, 0.0]
+    assert all(r.max_t_p_value is not None for r in rows)
+    assert [r.max_t_p_value for r in rows[:3]] == [1.0, 1.0, 1.0]
+    assert families.adjusted(rows, "auto")[1] == "max-t"
+    assert all(r.max_t_p_value == pytest.approx(1 / 50) for r in rows[3:])  # changed: the floor
+    # standardised (a permutation null), a row without spread cannot be scaled: no max-T
+    zeros, spread = np.zeros(49), rng.standard_normal(49)
+    assert families.family_max_t([0.0, 1.0], [zeros, spread], alternative="two-sided") is None
+    unscaled = families.family_max_t(
+        [0.0, 1.0], [zeros, spread], alternative="two-sided", standardise=False
+    )
+    expected = stats.max_t_adjusted([1.0], np.abs(spread)[:, None], alternative="greater")
+    assert unscaled is not None
+    assert unscaled[0] == 1.0
+    assert unscaled[1] == pytest.approx(expected[0])
+
+
 def test_best_matches_note_their_max_t_over_the_map(tmp_path):
     path = _store(tmp_path / "s.h5")
     table = layer_map(
