@@ -12,10 +12,14 @@ and each analysis's reading (:mod:`geomalign.testbed.recovery`) is scored:
 - a *false alarm* is a block window reported for the null variant (its projector changed, so a
   change from layer 0 on, "input", is the right answer for the image-side analyses).
 
-The table gives the counts k/n over seeds per variant and analysis; ``--out`` also writes
-``table.csv``, ``located.csv`` (every seed's located window) and ``recovery.png`` (the table as
-a figure). Run on the small testbed:
-``python benchmarks/planted_windows_bench.py --seeds 0 1 2 --out planted/`` (about 15 CPU-minutes);
+Significance across a curve's layers or a transplant's windows uses the summary's default
+correction (``"auto"``: max-T over the tuning-change curve's shared half-samples, Holm over the
+transplant windows). The table gives the counts k/n over seeds per variant and analysis;
+``--out`` also writes ``table.csv``, ``located.csv`` (every seed's located window),
+``recovery.png`` (the table as a figure) and ``seed<N>/results.csv`` (every row the readings
+were made from, to read them again under another rule). Run on the small testbed:
+``python benchmarks/planted_windows_bench.py --seeds 0 1 2 3 4 --out planted/`` (about 5
+CPU-minutes, testbeds and variants built once and cached);
 ``--replot planted/`` redraws ``recovery.png`` from a ``located.csv`` without running anything.
 """
 
@@ -84,6 +88,7 @@ def main() -> None:
             n_resamples=args.resamples,
             max_images=args.images,
         )
+        study.table.to_csv(args.out / f"seed{seed}" / "results.csv")
         for kind in PLANTED_KINDS:
             for analysis in ANALYSES:
                 located = study.located[kind][analysis]

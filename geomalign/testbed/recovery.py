@@ -9,11 +9,13 @@ which no block produces: projector or embeddings changed), or nothing. The readi
   by blocks ``[a, b]`` reaches every later layer, so only its onset is informative: the window is
   the ``width`` blocks from the block producing the first changed layer;
 - **tuning-change curve** (change of cross-modal alignment per layer): the same onset rule, a
-  layer changed when its p-value after ``correction`` across the curve's layers is <= ``alpha``;
+  layer changed when its p-value after ``correction`` across the curve's layers is <= ``alpha``
+  (``"auto"``, the summary's default: max-T over the curve's shared half-samples);
 - **cumulative transplant curve** (tuned blocks ``[0, s)`` in the base): the score moves only
   across the blocks that differ, so the window is the ``width`` consecutive blocks with the
   largest summed absolute increments ``|e(s + 1) - e(s)|``, reported when some window's effect is
-  significant after ``correction``;
+  significant after ``correction`` (``"auto"`` is Holm there: the windows' sign-flip tests are
+  not drawn jointly);
 - **window selection** (:func:`geomalign.tuning.select_window`, ``rule="peak"`` on the tuned
   model's ID profile, as ``geomalign finetune --window auto`` uses it): the window it selects.
 
@@ -131,7 +133,7 @@ def located_by_change(
     width: int,
     n_blocks: int,
     alpha: float = 0.05,
-    correction: str = "holm",
+    correction: str = "auto",
 ) -> Located:
     """Onset of the significant layers of the ``"tuning-change"`` curve ``tuned - base``."""
     rows = _curve(
@@ -147,7 +149,7 @@ def located_by_transplant(
     n_blocks: int,
     analysis: str = "transplant-cumulative",
     alpha: float = 0.05,
-    correction: str = "holm",
+    correction: str = "auto",
 ) -> Located:
     """The window of largest summed increments of a cumulative transplant curve's effect."""
     rows = [r for r in table.select(analysis=analysis, statistic="effect") if r.layer_b is not None]
