@@ -245,6 +245,7 @@ def _evaluate(
                 n_resamples=calibration.n_resamples,
                 confidence=float(calibration.confidence),
                 random_state=calibration.random_state,
+                value=value,
             ),
             views,
             names,

@@ -190,6 +190,7 @@ def bootstrap_ci(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     random_state: int | np.random.Generator | None = None,
+    value: float | None = None,
 ) -> BootstrapResult:
     r"""Confidence interval of a measure by resampling the samples (rows).
 
@@ -205,6 +206,9 @@ def bootstrap_ci(
         Coverage of the interval, in (0, 1).
     random_state : int, numpy.random.Generator or None
         Seed or generator for the resamples.
+    value : float, optional
+        The measure on the full sample, when the caller has computed it (the interval is
+        centred on it); computed here when None.
 
     Returns
     -------
@@ -272,7 +276,7 @@ def bootstrap_ci(
     if len(views) == 2:
         check_paired(*views)
     n = views[0].shape[0]
-    value = m(*views)
+    value = m(*views) if value is None else float(value)
     rows = drawn_resamples(n, n_resamples, scheme=m.resampling, random_state=random_state)
     values = resampled_values(m, views, rows)
     low, high = interval(value, values, confidence=confidence)
