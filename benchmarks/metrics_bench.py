@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from geomalign.metrics import _neighbors, cka, mutual_knn
-from geomalign.metrics.cka import _feature_h, _feature_view
+from geomalign.metrics._cka_terms import _feature_h, _feature_view
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

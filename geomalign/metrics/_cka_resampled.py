@@ -1,4 +1,4 @@
-"""CKA on many resamples of the same rows at once (the bootstrap and half-sampling intervals)."""
+"""CKA on many resamples or permutations of the same rows at once (intervals and nulls)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,21 @@ import torch
 
 from geomalign._validation import check_paired, check_representations
 from geomalign.metrics._arrays import as_tensor, resolve_device, take_rows, unit_scaled
-from geomalign.metrics.cka import (
-    _check_options,
+from geomalign.metrics._cka_terms import (
     _feature_h,
     _feature_view,
+    _FeatureView,
+    _GramView,
     _linear_gram,
     check_cka_samples,
-    cka,
+    cka_norm,
     cka_ratio,
     common_dtype,
     use_gram_form,
 )
+from geomalign.metrics.cka import _check_options, _views, cka
 
-__all__ = ["resampled_cka"]
+__all__ = ["resampled_cka", "shuffled_cka"]
 
 
 # float64 bytes per gathered Gram entry of one resample (both views' Grams and a product)
@@ -116,3 +118,64 @@ def _feature_cka(A: torch.Tensor, B: torch.Tensor, debiased: bool) -> float:
     """Linear CKA of checked, scaled rows in the feature form."""
     u, v = _feature_view(A, debiased), _feature_view(B, debiased)
     return cka_ratio(_feature_h(u, v), u.self_h, v.self_h, ("X", "Y"))
+
+
+def shuffled_cka(
+    X: np.ndarray | torch.Tensor,
+    Y: np.ndarray | torch.Tensor,
+    *,
+    kernel: str = "linear",
+    debiased: bool = False,
+    sigma_factor: float = 1.0,
+    sigma: float | None = None,
+    median: str = "pairs",
+    device: str | torch.device | None = None,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Return ``perms -> [cka(X, Y[perm], ...) for perm in perms]``, reusing both views'
+    self-terms.
+
+    Each permutation then costs one cross term: n^2 operations in the Gram form (all
+    permutations' permuted Gram matrices gathered and reduced together), one X^T Y product in
+    the feature form.
+    """
+    u, v = _views(X, Y, kernel, debiased, sigma_factor, sigma, median, device)
+    norm = cka_norm(u.self_h, v.self_h, ("X", "Y"))
+
+    def at(perms: np.ndarray) -> np.ndarray:
+        perms = np.asarray(perms, dtype=np.int64)
+        if isinstance(u, _GramView) and isinstance(v, _GramView):
+            h = _permuted_gram_h(u, v, perms)
+        else:
+            dev = u.X.device  # type: ignore[union-attr]
+            h = np.empty(len(perms))
+            for i, perm in enumerate(perms):
+                idx = torch.as_tensor(perm, device=dev)
+                r = None if v.r is None else v.r[idx]  # type: ignore[union-attr]
+                moved = _FeatureView(v.X[idx], v.mean, r, v.self_h)  # type: ignore[union-attr]
+                h[i] = _feature_h(u, moved)  # type: ignore[arg-type]
+        return h / norm
+
+    return at
+
+
+# float64 bytes of permuted Gram entries gathered at once
+_PERMUTED_BYTES = 64 * 2**20
+
+
+def _permuted_gram_h(u: _GramView, v: _GramView, perms: np.ndarray) -> np.ndarray:
+    """``_gram_h(u, v permuted)`` for each row of ``perms`` (S, n): the entries ``K[p][:, p]``
+    of all permutations gathered in chunks and reduced against ``u``'s in one product."""
+    n = u.K.shape[0]
+    flat_u = u.K.reshape(-1)
+    out = np.empty(len(perms))
+    step = max(1, _PERMUTED_BYTES // (8 * n * n))
+    for start in range(0, len(perms), step):
+        idx = torch.as_tensor(perms[start : start + step], device=u.K.device)
+        moved = v.K[idx[:, :, None], idx[:, None, :]].reshape(len(idx), -1)
+        h = moved @ flat_u
+        if u.k1 is not None and v.k1 is not None:
+            k1 = v.k1[idx]
+            h += float(u.k1.sum()) * k1.sum(dim=1) / ((n - 1) * (n - 2))
+            h -= 2.0 / (n - 2) * (k1 @ u.k1)
+        out[start : start + len(idx)] = h.cpu().numpy()
+    return out

@@ -13,7 +13,12 @@ from geomalign.metrics._arrays import (
     resolve_device,
     safe_exponent,
 )
-from geomalign.metrics.cka import centred_product, check_cka_samples, cka_ratio, common_dtype
+from geomalign.metrics._cka_terms import (
+    centred_product,
+    check_cka_samples,
+    cka_ratio,
+    common_dtype,
+)
 
 __all__ = ["StreamingLinearCKA"]
 

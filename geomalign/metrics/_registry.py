@@ -166,10 +166,9 @@ class Measure:
 def _entries() -> dict[str, Measure]:
     from functools import partial
 
-    from geomalign.metrics._cka_resampled import resampled_cka
+    from geomalign.metrics._cka_resampled import resampled_cka, shuffled_cka
     from geomalign.metrics._cka_stream import StreamingLinearCKA
     from geomalign.metrics.cka import cka, cka_matrix
-    from geomalign.metrics.cka import shuffled as cka_shuffled
     from geomalign.metrics.cknna import cknna, resampled_cknna, shuffled_cknna
     from geomalign.metrics.correlation import distance_correlation, svcca
     from geomalign.metrics.gap import modality_gap, modality_gap_distance
@@ -187,19 +186,19 @@ def _entries() -> dict[str, Measure]:
     entries = [
         Measure("cka-linear", "similarity", 2, cka, "Linear CKA (Kornblith et al. 2019).",
                 {"kernel": "linear", "debiased": False}, resampling="half-sampling",
-                shuffled=cka_shuffled, resampled=resampled_cka,
+                shuffled=shuffled_cka, resampled=resampled_cka,
                 stream=partial(StreamingLinearCKA, debiased=False),
                 matrix=partial(cka_matrix, debiased=False)),
         Measure("cka-linear-debiased", "similarity", 2, cka,
                 "Linear CKA with unbiased HSIC (Song et al. 2012); near 0 for unrelated views.",
                 {"kernel": "linear", "debiased": True}, resampling="half-sampling",
-                shuffled=cka_shuffled, resampled=resampled_cka,
+                shuffled=shuffled_cka, resampled=resampled_cka,
                 stream=partial(StreamingLinearCKA, debiased=True),
                 matrix=partial(cka_matrix, debiased=True)),
         Measure("cka-rbf", "similarity", 2, cka,
                 "RBF-kernel CKA, bandwidth = median pairwise distance.",
                 {"kernel": "rbf", "debiased": False, "sigma_factor": 1.0},
-                resampling="half-sampling", shuffled=cka_shuffled, resampled=resampled_cka),
+                resampling="half-sampling", shuffled=shuffled_cka, resampled=resampled_cka),
         Measure("mutual-knn", "similarity", 2, mutual_knn,
                 "Mean share of common k nearest neighbours (Huh et al. 2024), cosine, k=10.",
                 {"k": 10, "metric": "cosine"}, resampling="half-sampling",

@@ -1,203 +1,39 @@
 """Centered kernel alignment (CKA): linear, debiased and RBF, for one pair or a layer x layer map.
 
 Products are taken in the input precision (float32 for float32/float16/bfloat16 inputs) over row
-blocks, and every block's product, every reduction and every norm is accumulated in float64.
+blocks, and every block's product, every reduction and every norm is accumulated in float64 (the
+terms are in :mod:`geomalign.metrics._cka_terms`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from geomalign._validation import check_paired, check_representations
-from geomalign.metrics._arrays import as_tensor, column_sums, resolve_device, unit_scaled
-from geomalign.metrics._errors import UndefinedMeasureError, check_min_samples
+from geomalign.metrics._arrays import as_tensor, resolve_device, unit_scaled
+from geomalign.metrics._cka_terms import (
+    _feature_h,
+    _feature_view,
+    _FeatureView,
+    _gram_h,
+    _gram_view,
+    _GramView,
+    _linear_gram,
+    _rbf_gram,
+    check_cka_samples,
+    cka_ratio,
+    common_dtype,
+    use_gram_form,
+)
 
-__all__ = ["cka", "cka_matrix", "shuffled"]
+__all__ = ["cka", "cka_matrix"]
 
 KERNELS = ("linear", "rbf")
 MEDIANS = ("pairs", "all")
-# Rows per float32 product before its result is added to a float64 accumulator.
-ACCUMULATION_ROWS = 16384
-
-
-def centred_product(
-    A: torch.Tensor, mean_a: torch.Tensor, B: torch.Tensor, mean_b: torch.Tensor
-) -> torch.Tensor:
-    """Return ``(A - mean_a)^T (B - mean_b)`` in float64, accumulated over row blocks.
-
-    The centred blocks and the block product go into buffers allocated once: fresh blocks of
-    this size would cost a page fault per 4 KiB each time.
-    """
-    out = torch.zeros((A.shape[1], B.shape[1]), dtype=torch.float64, device=A.device)
-    ma, mb = mean_a.to(A.dtype), mean_b.to(B.dtype)
-    rows = min(ACCUMULATION_ROWS, A.shape[0])
-    buf_a = torch.empty((rows, A.shape[1]), dtype=A.dtype, device=A.device)
-    buf_b = buf_a if B is A else torch.empty((rows, B.shape[1]), dtype=B.dtype, device=B.device)
-    product = torch.empty((A.shape[1], B.shape[1]), dtype=A.dtype, device=A.device)
-    for start in range(0, A.shape[0], rows):
-        size = min(rows, A.shape[0] - start)
-        a = torch.sub(A[start : start + size], ma, out=buf_a[:size])
-        b = a if B is A else torch.sub(B[start : start + size], mb, out=buf_b[:size])
-        out.add_(torch.mm(a.T, b, out=product))  # accumulated in float64
-    return out
-
-
-def _sq(M: torch.Tensor) -> float:
-    """Squared Frobenius norm in float64 (never ``Tensor.norm`` on float32, see DESIGN.md)."""
-    flat = M.reshape(-1).to(torch.float64)
-    return float(torch.dot(flat, flat))
-
-
-def _debias_terms(n: int) -> tuple[float, float]:
-    return n / (n - 2), 1.0 / ((n - 1) * (n - 2))
-
-
-@dataclass
-class _FeatureView:
-    """One view in the feature-space form: its data, mean and HSIC pieces."""
-
-    X: torch.Tensor
-    mean: torch.Tensor
-    r: torch.Tensor | None  # squared norms of centred rows (debiased only)
-    self_h: float
-
-
-@dataclass
-class _GramView:
-    """One view in the Gram form: its centred (biased) or zero-diagonal (debiased) Gram matrix."""
-
-    K: torch.Tensor
-    k1: torch.Tensor | None  # row sums (debiased only)
-    self_h: float
-
-
-def _feature_view(X: torch.Tensor, debiased: bool) -> _FeatureView:
-    n = X.shape[0]
-    mean = column_sums(X) / n
-    self_h = _sq(centred_product(X, mean, X, mean))
-    r = None
-    if debiased:
-        r = torch.empty(n, dtype=torch.float64, device=X.device)
-        m = mean.to(X.dtype)
-        for start in range(0, n, ACCUMULATION_ROWS):
-            block = X[start : start + ACCUMULATION_ROWS] - m
-            r[start : start + ACCUMULATION_ROWS] = block.square().sum(dim=1, dtype=torch.float64)
-        a, b = _debias_terms(n)
-        self_h += -a * float(r @ r) + b * float(r.sum()) ** 2
-    return _FeatureView(X, mean, r, self_h)
-
-
-def _feature_h(u: _FeatureView, v: _FeatureView) -> float:
-    h = _sq(centred_product(u.X, u.mean, v.X, v.mean))
-    if u.r is not None and v.r is not None:
-        a, b = _debias_terms(u.X.shape[0])
-        h += -a * float(u.r @ v.r) + b * float(u.r.sum()) * float(v.r.sum())
-    return h
-
-
-def _gram_view(K: torch.Tensor, debiased: bool) -> _GramView:
-    """Wrap a float64 Gram matrix (modified in place)."""
-    n = K.shape[0]
-    if debiased:
-        K.fill_diagonal_(0.0)
-        k1 = K.sum(dim=1)
-        total = float(k1.sum())
-        self_h = _sq(K) + total**2 / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * float(k1 @ k1)
-        return _GramView(K, k1, self_h)
-    K -= K.mean(dim=0, keepdim=True)
-    K -= K.mean(dim=1, keepdim=True)
-    return _GramView(K, None, _sq(K))
-
-
-def _gram_h(u: _GramView, v: _GramView) -> float:
-    h = float(torch.dot(u.K.reshape(-1), v.K.reshape(-1)))
-    if u.k1 is not None and v.k1 is not None:
-        n = u.K.shape[0]
-        h += float(u.k1.sum()) * float(v.k1.sum()) / ((n - 1) * (n - 2))
-        h -= 2.0 / (n - 2) * float(u.k1 @ v.k1)
-    return h
-
-
-def _linear_gram(X: torch.Tensor) -> torch.Tensor:
-    Xc = X - (column_sums(X) / X.shape[0]).to(X.dtype)
-    return (Xc @ Xc.T).to(torch.float64)
-
-
-def _median_sq_distance(D2: torch.Tensor, median: str) -> float:
-    """Median squared distance: over distinct pairs (lower middle), or over all n^2 entries.
-
-    ``"all"`` includes the zero diagonal and averages the two middle entries of an even count,
-    as ``np.median`` of the full matrix in Kornblith et al.'s code.
-    """
-    if median == "pairs":
-        iu = torch.triu_indices(D2.shape[0], D2.shape[0], offset=1, device=D2.device)
-        return float(torch.median(D2[iu[0], iu[1]]))
-    flat = D2.reshape(-1)
-    half = flat.numel() // 2
-    upper = float(torch.kthvalue(flat, half + 1).values)
-    if flat.numel() % 2:
-        return upper
-    return 0.5 * (float(torch.kthvalue(flat, half).values) + upper)
-
-
-def _rbf_gram(
-    X: torch.Tensor, exponent: int, sigma: float | None, sigma_factor: float, median: str, name: str
-) -> torch.Tensor:
-    """RBF Gram matrix (float64) of rows scaled by ``2**-exponent`` (see ``unit_scaled``)."""
-    Xc = X - (column_sums(X) / X.shape[0]).to(X.dtype)
-    r = Xc.square().sum(dim=1, dtype=torch.float64)
-    D2 = (Xc @ Xc.T).to(torch.float64).mul_(-2.0).add_(r).add_(r[:, None]).clamp_(min=0.0)
-    D2.fill_diagonal_(0.0)
-    if sigma is not None:  # the same bandwidth in the units of the scaled rows
-        scaled_sigma = math.ldexp(sigma, -exponent)
-        two_sigma2 = 2.0 * scaled_sigma * scaled_sigma
-    else:
-        median_d2 = _median_sq_distance(D2, median)
-        if median_d2 == 0.0:
-            raise UndefinedMeasureError(
-                f"the RBF bandwidth is a multiple of the median pairwise distance, which is 0 "
-                f"for {name} (more than half of its row pairs are duplicates)."
-            )
-        two_sigma2 = 2.0 * sigma_factor**2 * median_d2
-    if not two_sigma2 > 0.0:  # a sigma far below the rows' scale underflows when squared
-        raise ValueError(
-            f"sigma={sigma!r} is too small for the scale of {name} (largest |x| about "
-            f"2**{exponent}): every off-diagonal kernel entry is 0."
-        )
-    return D2.mul_(-1.0 / two_sigma2).exp_()
-
-
-def common_dtype(*arrays: np.ndarray | torch.Tensor) -> torch.dtype:
-    """float64 if any checked input is float64, else float32: the precision of the products."""
-    wide = any(a.dtype in (np.float64, torch.float64) for a in arrays)
-    return torch.float64 if wide else torch.float32
-
-
-def use_gram_form(n: int, p: int, q: int) -> bool:
-    """True when the Gram form (cost n^2 (p + q)) is cheaper than the feature form."""
-    return n * (p + q) < p * p + q * q + p * q
-
-
-def cka_ratio(h_xy: float, h_xx: float, h_yy: float, names: tuple[str, str]) -> float:
-    """CKA from (possibly debiased) HSIC values; raise where the self-terms are not positive."""
-    return float(h_xy / cka_norm(h_xx, h_yy, names))
-
-
-def cka_norm(h_xx: float, h_yy: float, names: tuple[str, str]) -> float:
-    """``sqrt(h_xx * h_yy)``, CKA's denominator; raise where the self-terms are not positive."""
-    for h, name in ((h_xx, names[0]), (h_yy, names[1])):
-        if not h > 0.0:
-            raise UndefinedMeasureError(
-                f"CKA is undefined: the HSIC of {name} with itself is {h:.3g} (expected > 0). "
-                f"{name} has (almost) no variance across samples, or too few samples for the "
-                "debiased estimator."
-            )
-    return math.sqrt(h_xx * h_yy)
 
 
 def _positive(value: float, name: str) -> None:
@@ -224,17 +60,6 @@ def _check_options(
                 "sigma is an absolute bandwidth: sigma_factor and median set the median-based "
                 f"one; got sigma={sigma!r} with sigma_factor={sigma_factor!r}, median={median!r}."
             )
-
-
-def check_cka_samples(n: int, debiased: bool) -> None:
-    """UndefinedMeasureError below the smallest n at which (debiased) CKA depends on the data."""
-    if debiased:
-        check_min_samples(n, 4, "debiased CKA", "the unbiased HSIC estimator divides by n (n - 3)")
-    else:
-        check_min_samples(
-            n, 3, "CKA", "the centred kernel matrices of any two views of 2 samples are "
-            "proportional, so CKA would be 1 whatever the data"
-        )  # fmt: skip
 
 
 def cka(
@@ -360,67 +185,6 @@ def _views(
     if use_gram_form(n, p, q):
         return _gram_view(_linear_gram(Xt), debiased), _gram_view(_linear_gram(Yt), debiased)
     return _feature_view(Xt, debiased), _feature_view(Yt, debiased)
-
-
-def shuffled(
-    X: np.ndarray | torch.Tensor,
-    Y: np.ndarray | torch.Tensor,
-    *,
-    kernel: str = "linear",
-    debiased: bool = False,
-    sigma_factor: float = 1.0,
-    sigma: float | None = None,
-    median: str = "pairs",
-    device: str | torch.device | None = None,
-) -> Callable[[np.ndarray], np.ndarray]:
-    """Return ``perms -> [cka(X, Y[perm], ...) for perm in perms]``, reusing both views'
-    self-terms.
-
-    Each permutation then costs one cross term: n^2 operations in the Gram form (all
-    permutations' permuted Gram matrices gathered and reduced together), one X^T Y product in
-    the feature form.
-    """
-    u, v = _views(X, Y, kernel, debiased, sigma_factor, sigma, median, device)
-    norm = cka_norm(u.self_h, v.self_h, ("X", "Y"))
-
-    def at(perms: np.ndarray) -> np.ndarray:
-        perms = np.asarray(perms, dtype=np.int64)
-        if isinstance(u, _GramView) and isinstance(v, _GramView):
-            h = _permuted_gram_h(u, v, perms)
-        else:
-            dev = u.X.device  # type: ignore[union-attr]
-            h = np.empty(len(perms))
-            for i, perm in enumerate(perms):
-                idx = torch.as_tensor(perm, device=dev)
-                r = None if v.r is None else v.r[idx]  # type: ignore[union-attr]
-                moved = _FeatureView(v.X[idx], v.mean, r, v.self_h)  # type: ignore[union-attr]
-                h[i] = _feature_h(u, moved)  # type: ignore[arg-type]
-        return h / norm
-
-    return at
-
-
-# float64 bytes of permuted Gram entries gathered at once
-_PERMUTED_BYTES = 64 * 2**20
-
-
-def _permuted_gram_h(u: _GramView, v: _GramView, perms: np.ndarray) -> np.ndarray:
-    """``_gram_h(u, v permuted)`` for each row of ``perms`` (S, n): the entries ``K[p][:, p]``
-    of all permutations gathered in chunks and reduced against ``u``'s in one product."""
-    n = u.K.shape[0]
-    flat_u = u.K.reshape(-1)
-    out = np.empty(len(perms))
-    step = max(1, _PERMUTED_BYTES // (8 * n * n))
-    for start in range(0, len(perms), step):
-        idx = torch.as_tensor(perms[start : start + step], device=u.K.device)
-        moved = v.K[idx[:, :, None], idx[:, None, :]].reshape(len(idx), -1)
-        h = moved @ flat_u
-        if u.k1 is not None and v.k1 is not None:
-            k1 = v.k1[idx]
-            h += float(u.k1.sum()) * k1.sum(dim=1) / ((n - 1) * (n - 2))
-            h -= 2.0 / (n - 2) * (k1 @ u.k1)
-        out[start : start + len(idx)] = h.cpu().numpy()
-    return out
 
 
 def cka_matrix(

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from geomalign.metrics._arrays import as_tensor, resolve_device, take_rows
+from geomalign.metrics._cka_terms import cka_ratio
 from geomalign.metrics._half_neighbours import HalfSampleNeighbours
 from geomalign.metrics._neighbors import Neighbors
-from geomalign.metrics.cka import cka_ratio
 from geomalign.metrics.knn import check_pair, clipped, neighbours
 
 __all__ = ["cknna", "resampled_cknna", "shuffled_cknna"]

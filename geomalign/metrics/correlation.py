@@ -16,8 +16,8 @@ from geomalign.metrics._arrays import (
     resolve_device,
     unit_scaled,
 )
+from geomalign.metrics._cka_terms import centred_product, common_dtype
 from geomalign.metrics._errors import UndefinedMeasureError, check_min_samples
-from geomalign.metrics.cka import centred_product, common_dtype
 
 __all__ = ["distance_correlation", "svcca"]
 

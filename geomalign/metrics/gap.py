@@ -7,8 +7,8 @@ import torch
 
 from geomalign._validation import check_paired, check_representations
 from geomalign.metrics._arrays import as_tensor, resolve_device, unit_scaled
+from geomalign.metrics._cka_terms import common_dtype
 from geomalign.metrics._errors import UndefinedMeasureError
-from geomalign.metrics.cka import common_dtype
 
 __all__ = ["modality_gap", "modality_gap_distance"]
 

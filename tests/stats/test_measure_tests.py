@@ -8,7 +8,7 @@ from geomalign.metrics import Measure, get
 from geomalign.stats import bootstrap_ci, permutation_test, resample_indices
 from geomalign.stats._resampling import drawn_permutations, drawn_resamples
 
-cka_module = importlib.import_module("geomalign.metrics.cka")
+cka_module = importlib.import_module("geomalign.metrics._cka_resampled")
 knn_module = importlib.import_module("geomalign.metrics.knn")
 
 UNPAIRED = Measure("mean-gap", "distance", 2, lambda X, Y: float(abs(X.mean() - Y.mean())),
