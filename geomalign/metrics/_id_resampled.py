@@ -11,13 +11,9 @@ import torch
 from geomalign._validation import check_representations
 from geomalign.metrics._arrays import take_rows
 from geomalign.metrics._half_neighbours import HalfSampleNeighbours
+from geomalign.metrics._id_inputs import checked_options, neighbour_rank
 from geomalign.metrics._neighbors import Neighbors
-from geomalign.metrics.intrinsic import (
-    _checked_options,
-    from_distances,
-    intrinsic_dimension,
-    neighbour_rank,
-)
+from geomalign.metrics.intrinsic import from_distances, intrinsic_dimension
 
 __all__ = ["resampled_intrinsic_dimension"]
 
@@ -39,7 +35,7 @@ def resampled_intrinsic_dimension(
     searches again) or that is too small for the method is estimated afresh, as are resamples
     that repeat rows and the participation ratio.
     """
-    opts = _checked_options(
+    opts = checked_options(
         method,
         options.get("fit"),
         options.get("discard_fraction"),
