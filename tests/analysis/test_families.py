@@ -8,8 +8,6 @@ import pytest
 from geomalign import stats
 from geomalign.analysis import (
     Calibration,
-    Result,
-    ResultsTable,
     families,
     layer_map,
     summarize,
@@ -18,6 +16,8 @@ from geomalign.analysis import (
 from geomalign.analysis.evaluation import paired_difference
 from geomalign.metrics import get
 from geomalign.store import ActivationStore
+
+from .tables import change_rows
 
 
 def _max_t(row) -> float:
@@ -157,40 +157,19 @@ def test_best_matches_note_their_max_t_over_the_map(tmp_path):
     assert p[2] == pytest.approx(1 / 40)  # the aligned layer
 
 
-def _curve(p_values, *, draws, max_t=None):
-    return ResultsTable(
-        Result(
-            analysis="tuning-change",
-            measure="cka-linear",
-            checkpoint="tuned",
-            view="image/mean",
-            layer=layer,
-            value=0.1 * layer,
-            checkpoint_b="base",
-            view_b="text/mean",
-            kind="similarity",
-            p_value=p,
-            n_null_draws=draws,
-            max_t_p_value=None if max_t is None else max_t[layer],
-            notes=f"95% CI: paired half-sampling B={draws} seed=0",
-        )
-        for layer, p in enumerate(p_values)
-    )
-
-
 def test_summary_uses_max_t_where_the_layers_were_drawn_jointly():
     floor = 2 / 51
     p = [0.5, 0.5, floor, 0.5, 0.5, 0.5, 0.5]
     max_t = [1.0, 1.0, 1 / 51, 1.0, 1.0, 0.9, 1.0]
-    text = summarize(_curve(p, draws=50, max_t=max_t))  # 50 resamples, as the demo draws
+    text = summarize(change_rows(p, draws=50, max_t=max_t))  # 50 resamples, as the demo draws
     assert "max-T-adjusted p <= 0.05 over 7 layers at layers 2" in text
     assert "use at least" not in text  # max-T's floor 1/51 is below 0.05 over any layers
-    holm = summarize(_curve(p, draws=50, max_t=max_t), correction="holm")
+    holm = summarize(change_rows(p, draws=50, max_t=max_t), correction="holm")
     assert "no layer with Holm-adjusted p <= 0.05 over 7 layers" in holm
     assert "use at least 279 for a single layer to reach it" in holm
     # without the joint draws, auto falls back to Holm; max-t asked for says why it cannot
-    assert "Holm-adjusted p" in summarize(_curve(p, draws=50))
+    assert "Holm-adjusted p" in summarize(change_rows(p, draws=50))
     with pytest.raises(ValueError, match="no max-T p-value"):
-        summarize(_curve(p, draws=50), correction="max-t")
-    few = summarize(_curve(p, draws=10, max_t=[1.0] * 7))
+        summarize(change_rows(p, draws=50), correction="max-t")
+    few = summarize(change_rows(p, draws=10, max_t=[1.0] * 7))
     assert "smallest possible max-T-adjusted p is 0.091 > 0.05: use at least 19" in few

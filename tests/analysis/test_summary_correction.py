@@ -6,34 +6,13 @@ from dataclasses import replace
 
 import pytest
 
-from geomalign.analysis import Result, ResultsTable, summarize
+from geomalign.analysis import ResultsTable, summarize
 
-
-def _curve(p_values, *, draws=100):
-    return ResultsTable(
-        Result(
-            analysis="tuning-change",
-            measure="cka-linear",
-            checkpoint="tuned",
-            view="image/mean",
-            layer=layer,
-            value=0.1 * layer,
-            checkpoint_b="base",
-            view_b="text/mean",
-            kind="similarity",
-            ci_low=0.0,
-            ci_high=1.0,
-            p_value=p,
-            n_samples=100,
-            notes=f"95% CI: paired half-sampling B={draws} seed=0",
-            n_null_draws=draws,
-        )
-        for layer, p in enumerate(p_values)
-    )
+from .tables import change_rows
 
 
 def test_layers_are_called_significant_after_holm_by_default():
-    table = _curve([0.001, 0.02, 0.03, 0.5], draws=2000)
+    table = change_rows([0.001, 0.02, 0.03, 0.5], draws=2000)
     text = summarize(table)
     assert "Holm-adjusted p <= 0.05 over 4 layers at layers 0" in text
     assert "layers 0, 1" not in text
@@ -48,7 +27,7 @@ def test_layers_are_called_significant_after_holm_by_default():
 
 def test_floor_and_unreachable_level_are_said():
     floor = 2 / 51
-    text = summarize(_curve([floor, floor, 0.5, 0.9, 0.9], draws=50))
+    text = summarize(change_rows([floor, floor, 0.5, 0.9, 0.9], draws=50))
     assert "p at its floor 0.039 (= 2/(50+1)) at layers 0, 1" in text
     assert "no layer with Holm-adjusted p <= 0.05 over 5 layers" in text
     assert "use at least 199 for a single layer to reach it" in text
@@ -56,7 +35,7 @@ def test_floor_and_unreachable_level_are_said():
 
 def test_the_floor_is_read_from_the_draws_column_not_the_notes():
     """The number of draws comes from ``n_null_draws``; notes saying otherwise are ignored."""
-    table = ResultsTable(replace(r, notes="B=5000") for r in _curve([2 / 51, 0.5], draws=50))
+    table = ResultsTable(replace(r, notes="B=5000") for r in change_rows([2 / 51, 0.5], draws=50))
     assert "p at its floor 0.039 (= 2/(50+1)) at layers 0" in summarize(table)
     no_column = ResultsTable(replace(r, n_null_draws=None) for r in table)
     assert "floor" not in summarize(no_column)
