@@ -268,6 +268,16 @@ _PER_MODEL = (
 )
 
 
+def _across_seeds(table: ResultsTable, alpha: float, correction: str) -> list[str]:
+    """The conclusions across seeds, then the line that opens the per-model readings."""
+    lines = [
+        line
+        for found in seed_conclusions(table, alpha=alpha, correction=correction)
+        for line in found.lines()
+    ]
+    return [*lines, "", _PER_MODEL] if lines else []
+
+
 def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "auto") -> str:
     """A few lines per analysis present in ``table``, for a reader in a hurry.
 
@@ -324,11 +334,7 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "au
     sections = [
         (
             "Across seeds (a conclusion holds when every seed gives it, else seed-dependent):",
-            [
-                line
-                for found in seed_conclusions(table, alpha=alpha, correction=correction)
-                for line in found.lines()
-            ],
+            _across_seeds(table, alpha, correction),
         ),
         ("Cross-modal alignment (image vs caption, same samples):", _cross_modal(table)),
         ("What tuning changed in cross-modal alignment:", _tuning_change(table, alpha, correction)),
@@ -341,6 +347,4 @@ def summarize(table: ResultsTable, *, alpha: float = 0.05, correction: str = "au
     for title, lines in sections:
         if lines:
             out.extend(["", title, *lines])
-        if lines and title.startswith("Across seeds"):
-            out.extend(["", _PER_MODEL])
     return "\n".join(out) + "\n"
