@@ -8,6 +8,7 @@ measure, and the ``geomalign analyze`` defaults for nulls and resamples (100 eac
 helper or layer-map matrix is timed (the outermost only), and so are the layer-map null and
 half-sample maps of linear CKA; "kernels" is the time inside them and "ratio" is end-to-end over
 that: what the analysis adds around its kernels (reading rows, resampling, notes, the table).
+Under each row, the kernels' CPU seconds by measure and helper (value, shuffled, resampled).
 
 Wall and CPU (``time.process_time``) seconds are both printed: on shared cores the wall time of
 small inputs is dominated by waiting. Targets (issue "Analysis at the speed of its kernels"):
@@ -42,9 +43,15 @@ class KernelClock:
     def __init__(self) -> None:
         self.wall = self.cpu = 0.0
         self.calls = 0
+        self.by_kernel: dict[str, float] = {}
         self._depth = 0
 
-    def wrap(self, func: Callable[..., Any]) -> Callable[..., Any]:
+    def reset(self) -> None:
+        self.wall = self.cpu = 0.0
+        self.calls = 0
+        self.by_kernel = {}
+
+    def wrap(self, func: Callable[..., Any], key: str) -> Callable[..., Any]:
         @functools.wraps(func)
         def timed(*args: Any, **kwargs: Any) -> Any:
             if self._depth:
@@ -55,33 +62,44 @@ class KernelClock:
                 return func(*args, **kwargs)
             finally:
                 self.wall += time.perf_counter() - wall
-                self.cpu += time.process_time() - cpu
+                spent = time.process_time() - cpu
+                self.cpu += spent
+                self.by_kernel[key] = self.by_kernel.get(key, 0.0) + spent
                 self.calls += 1
                 self._depth -= 1
 
         return timed
 
-    def wrap_factory(self, factory: Callable[..., Callable[..., Any]]) -> Callable[..., Any]:
+    def wrap_factory(
+        self, factory: Callable[..., Callable[..., Any]], key: str
+    ) -> Callable[..., Any]:
         """Time a helper that returns a function (``shuffled``, ``resampled``) and the function
         it returns."""
-        return self.wrap(lambda *a, **k: self.wrap(factory(*a, **k)))
+        return self.wrap(lambda *a, **k: self.wrap(factory(*a, **k), key), key)
 
 
 def instrument(clock: KernelClock) -> None:
     """Route every registered measure (and the CKA layer map) through ``clock``."""
     registry = _registry._registry()
     for name, m in list(registry.items()):
-        changes: dict[str, Any] = {"func": clock.wrap(m.func)}
+        changes: dict[str, Any] = {"func": clock.wrap(m.func, f"{name} value")}
         for field in ("shuffled", "resampled", "matrix"):
             helper = getattr(m, field, None)
             if helper is not None:
+                key = f"{name} {field}"
                 changes[field] = (
-                    clock.wrap(helper) if field == "matrix" else clock.wrap_factory(helper)
+                    clock.wrap(helper, key)
+                    if field == "matrix"
+                    else clock.wrap_factory(helper, key)
                 )
         registry[name] = dataclasses.replace(m, **changes)
-    metrics.cka_matrix = clock.wrap(metrics.cka_matrix)  # type: ignore[attr-defined]
-    layer_maps.linear_cka_under_permutations = clock.wrap(layer_maps.linear_cka_under_permutations)
-    layer_maps.linear_cka_on_resamples = clock.wrap(layer_maps.linear_cka_on_resamples)
+    metrics.cka_matrix = clock.wrap(metrics.cka_matrix, "layer map")  # type: ignore[attr-defined]
+    layer_maps.linear_cka_under_permutations = clock.wrap(
+        layer_maps.linear_cka_under_permutations, "layer map null"
+    )
+    layer_maps.linear_cka_on_resamples = clock.wrap(
+        layer_maps.linear_cka_on_resamples, "layer map resamples"
+    )
 
 
 def write_store(path: Path, n: int, n_layers: int, dim: int) -> None:
@@ -133,8 +151,7 @@ def main() -> None:
         for n in (int(s) for s in args.sizes.split(",")):
             path = Path(tmp) / f"n{n}.h5"
             write_store(path, n, args.layers, args.dim)
-            clock.wall = clock.cpu = 0.0
-            clock.calls = 0
+            clock.reset()
             wall, cpu = time.perf_counter(), time.process_time()
             table = analyze_store(path, measures=args.measures.split(","), calibration=calibration)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -142,6 +159,12 @@ def main() -> None:
             print(
                 f"{n:>7} {wall:>9.2f} {cpu:>9.2f} {clock.wall:>12.2f} {clock.cpu:>11.2f} "
                 f"{wall / clock.wall:>11.2f} {cpu / clock.cpu:>10.2f} {clock.calls:>8}"
+            )
+            shares = sorted(clock.by_kernel.items(), key=lambda item: -item[1])
+            print(
+                "        kernel cpu s: "
+                + ", ".join(f"{key} {spent:.1f}" for key, spent in shares if spent >= 0.05),
+                flush=True,
             )
             path.unlink()
 
