@@ -38,7 +38,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from geomalign.metrics import StreamingLinearCKA, _neighbors, intrinsic_dimension
+from geomalign.metrics import StreamingLinearCKA, _exact_search, intrinsic_dimension
 from geomalign.metrics._neighbors import knn
 from geomalign.store import ActivationStore
 
@@ -82,7 +82,7 @@ def _limit_query_blocks(blocks: int) -> None:
     """Stop exact searches after ``blocks`` query blocks (memory measurements: the block buffer
     is allocated before the first block and the first block is the widest, so the peak is
     reached there; the caller checks that it does not grow with the count)."""
-    product = _neighbors._block_scores
+    product = _exact_search.block_scores
     calls = [0]
 
     def counted(*args: Any, **kwargs: Any) -> Any:
@@ -92,7 +92,7 @@ def _limit_query_blocks(blocks: int) -> None:
         calls[0] += 1
         return product(*args, **kwargs)
 
-    _neighbors._block_scores = counted  # type: ignore[assignment]
+    _exact_search.block_scores = counted  # type: ignore[assignment]
 
 
 def child_scale(n: int, d: int, blocks: int) -> None:

@@ -4,7 +4,8 @@ import torch
 from scipy.spatial.distance import cdist
 
 from geomalign.metrics import _neighbors
-from geomalign.metrics._neighbors import _column_smallest, knn
+from geomalign.metrics._exact_search import _column_smallest
+from geomalign.metrics._neighbors import knn
 
 
 def _brute(X, metric):
@@ -156,10 +157,8 @@ def test_repeated_searches_are_found_by_the_rows_contents(monkeypatch):
     rng = np.random.default_rng(11)
     X = rng.standard_normal((80, 6)).astype(np.float32)
     first = knn(X, k=5)
-    searched, select = [], _neighbors._select_candidates
-    monkeypatch.setattr(
-        _neighbors, "_select_candidates", lambda *a: searched.append(1) or select(*a)
-    )
+    searched, select = [], _neighbors.exact_candidates
+    monkeypatch.setattr(_neighbors, "exact_candidates", lambda *a: searched.append(1) or select(*a))
     again = knn(X.copy(), k=5)  # the same rows in another array: not searched again
     np.testing.assert_array_equal(again.indices, first.indices)
     np.testing.assert_array_equal(again.distances, first.distances)
