@@ -33,6 +33,7 @@ def neighbour_distances(
     working_memory: float | None,
     device: str | torch.device | None,
     why: str,
+    neighbors: str = "exact",
 ) -> tuple[np.ndarray, int]:
     """Distances (float64, ascending) to the ``k`` nearest neighbours, duplicates dropped.
 
@@ -41,7 +42,8 @@ def neighbour_distances(
     groups (connected components), the first row of each group is kept, and the neighbours are
     searched again; this repeats until no such pair is left (the median is taken afresh each
     time, so that data made mostly of duplicates are handled too). Every pass drops at least
-    one row (a row is never its own neighbour), so the loop ends.
+    one row (a row is never its own neighbour), so the loop ends. ``neighbors`` chooses the
+    search as for :func:`~geomalign.metrics._neighbors.knn` (the distances are exact either way).
 
     Returns the distances of the rows kept and the number of rows dropped.
     """
@@ -53,7 +55,8 @@ def neighbour_distances(
                 f"{why} needs at least {k + 1} distinct samples; X has {n_start} rows of which "
                 f"{n_start - n} are duplicates or near-duplicates, leaving {n}."
             )
-        neighbours = knn(X, k=k, working_memory=working_memory, device=device)
+        neighbours = knn(X, k=k, working_memory=working_memory, device=device,
+                         neighbors=neighbors)  # fmt: skip
         distances = neighbours.distances
         tolerance = rtol * float(np.median(distances[:, 0]))
         close = distances <= tolerance

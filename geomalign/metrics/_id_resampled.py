@@ -44,6 +44,7 @@ def resampled_intrinsic_dimension(
         options.get("duplicate_rtol", 1e-3),
     )
     X = check_representations(X)
+    neighbors = options.get("neighbors", "exact")
     params = {"method": method, "working_memory": working_memory, "device": device, **options}
     k = None if method == "pr" else neighbour_rank(method, opts)[0]
     searched: list[HalfSampleNeighbours] = []
@@ -55,7 +56,7 @@ def resampled_intrinsic_dimension(
         if not searched:
             searched.append(HalfSampleNeighbours(X, k=k, metric="euclidean",
                                                  working_memory=working_memory, device=device,
-                                                 name="X"))  # fmt: skip
+                                                 name="X", neighbors=neighbors))  # fmt: skip
         return searched[0]
 
     def one(rows: np.ndarray, found: Neighbors | None) -> float:

@@ -77,6 +77,7 @@ def _masked_kernel(
     clip_quantile: float | None,
     working_memory: float | None,
     device: str | torch.device | None,
+    neighbors: str,
 ) -> _MaskedKernel:
     """The kernel of one view (cosine or raw inner product) on its k-NN mask.
 
@@ -85,7 +86,7 @@ def _masked_kernel(
     """
     X = clipped(X, clip_quantile, device)
     found = neighbours(X, k=k, metric=metric, clip_quantile=None, working_memory=working_memory,
-                       device=device, name=name)  # fmt: skip
+                       device=device, name=name, neighbors=neighbors)  # fmt: skip
     return _from_neighbours(found, X, k, metric, unbiased, distance_agnostic, device)
 
 
@@ -168,6 +169,7 @@ def cknna(
     clip_quantile: float | None = None,
     working_memory: float | None = None,
     device: str | torch.device | None = None,
+    neighbors: str = "exact",
 ) -> float:
     r"""Centered kernel nearest-neighbour alignment (CKNNA) of two representations.
 
@@ -194,8 +196,10 @@ def cknna(
     distance_agnostic : bool, default=False
         Replace the kernel values on the masks by 1: the HSIC of the neighbour masks
         themselves (see Notes for how this reading of platonic-rep's option was chosen).
-    clip_quantile, working_memory, device
-        As in :func:`~geomalign.metrics.mutual_knn`.
+    clip_quantile, working_memory, device, neighbors
+        As in :func:`~geomalign.metrics.mutual_knn`: ``neighbors="faiss-hnsw"`` takes each
+        view's neighbours from a faiss HNSW graph (the optional extra ``faiss``), with the
+        kernel values on them computed exactly.
 
     Returns
     -------
@@ -239,7 +243,8 @@ def cknna(
     """
     kx, ky = _kernels(X, Y, k=k, metric=metric, unbiased=unbiased,
                       distance_agnostic=distance_agnostic, clip_quantile=clip_quantile,
-                      working_memory=working_memory, device=device)  # fmt: skip
+                      working_memory=working_memory, device=device,
+                      neighbors=neighbors)  # fmt: skip
     return _score(kx, ky, unbiased)
 
 
@@ -254,13 +259,15 @@ def shuffled_cknna(
     clip_quantile: float | None = None,
     working_memory: float | None = None,
     device: str | torch.device | None = None,
+    neighbors: str = "exact",
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Return ``perms -> [cknna(X, Y[perm], ...) for perm in perms]``; the masked kernels are
     found once and re-indexed for each permutation (O(n k log(n k)) per permutation instead of
     a new search)."""
     kx, ky = _kernels(X, Y, k=k, metric=metric, unbiased=unbiased,
                       distance_agnostic=distance_agnostic, clip_quantile=clip_quantile,
-                      working_memory=working_memory, device=device)  # fmt: skip
+                      working_memory=working_memory, device=device,
+                      neighbors=neighbors)  # fmt: skip
 
     def at(perms: np.ndarray) -> np.ndarray:
         perms = np.asarray(perms, dtype=np.int64)
@@ -282,6 +289,7 @@ def resampled_cknna(
     clip_quantile: float | None = None,
     working_memory: float | None = None,
     device: str | torch.device | None = None,
+    neighbors: str = "exact",
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Return ``rows -> [cknna(X[r], Y[r], ...) for r in rows]``; without clipping (whose
     threshold depends on the rows kept) the neighbours within half-samples are read off one
@@ -289,12 +297,12 @@ def resampled_cknna(
     (:class:`~geomalign.metrics._half_neighbours.HalfSampleNeighbours`)."""
     options = dict(k=k, metric=metric, unbiased=unbiased, distance_agnostic=distance_agnostic,
                    clip_quantile=clip_quantile, working_memory=working_memory,
-                   device=device)  # fmt: skip
+                   device=device, neighbors=neighbors)  # fmt: skip
     X, Y = _checked(X, Y, **options)
     views = None
     if clip_quantile is None:
         views = [(V, HalfSampleNeighbours(V, k=k, metric=metric, working_memory=working_memory,
-                                          device=device, name=name))
+                                          device=device, name=name, neighbors=neighbors))
                  for V, name in ((X, "X"), (Y, "Y"))]  # fmt: skip
 
     def at(rows: np.ndarray) -> np.ndarray:

@@ -98,6 +98,7 @@ def intrinsic_dimension(
     duplicate_rtol: float = DEFAULT_DUPLICATE_RTOL,
     working_memory: float | None = None,
     device: str | torch.device | None = None,
+    neighbors: str = "exact",
 ) -> IntrinsicDimension:
     r"""Estimate the intrinsic dimension of a point cloud.
 
@@ -131,6 +132,11 @@ def intrinsic_dimension(
         Memory budget in MiB for the blocked neighbour search (and the ``"pr"`` blocks).
     device : str or torch.device, optional
         Where to compute the neighbours (default: X's device for a tensor, else the CPU).
+    neighbors : {"exact", "faiss-hnsw"}, default="exact"
+        Neighbour-based methods: exact search, or candidates from a faiss HNSW graph (the
+        optional extra ``faiss``) for N in the millions, whose distances are then computed
+        exactly; TwoNN reads the 2 nearest, GRIDE the ``2 n1`` nearest, MLE ``n_neighbors``.
+        Not used by ``"pr"``.
 
     Returns
     -------
@@ -187,6 +193,11 @@ def intrinsic_dimension(
     """
     opts = checked_options(method, fit, discard_fraction, n1, n_neighbors, duplicate_rtol)
     if method == "pr":
+        if neighbors != "exact":
+            raise ValueError(
+                f"neighbors applies to the neighbour-based methods only; got neighbors="
+                f"{neighbors!r} with method='pr' (a covariance spectrum, no neighbour search)."
+            )
         X = check_representations(X)
         check_min_samples(
             X.shape[0], 3, "the participation ratio", "2 centred rows span a line, so it is 1"
@@ -196,8 +207,9 @@ def intrinsic_dimension(
     k, why = neighbour_rank(method, opts)
     X = check_representations(X, min_samples=k + 1, context=why)
     distances, n_duplicates = neighbour_distances(
-        X, k, rtol=duplicate_rtol, working_memory=working_memory, device=device, why=why
-    )
+        X, k, rtol=duplicate_rtol, working_memory=working_memory, device=device, why=why,
+        neighbors=neighbors,
+    )  # fmt: skip
     return from_distances(method, distances, n_duplicates, opts)
 
 
@@ -234,6 +246,7 @@ def gride_scaling(
     duplicate_rtol: float = DEFAULT_DUPLICATE_RTOL,
     working_memory: float | None = None,
     device: str | torch.device | None = None,
+    neighbors: str = "exact",
 ) -> GrideScaling:
     r"""GRIDE intrinsic dimension as a function of scale, from one neighbour search.
 
@@ -254,6 +267,9 @@ def gride_scaling(
         Memory budget in MiB for the blocked neighbour search.
     device : str or torch.device, optional
         Where to compute the neighbours.
+    neighbors : {"exact", "faiss-hnsw"}, default="exact"
+        As in :func:`intrinsic_dimension` (the graph is searched for the ``range_max``
+        nearest).
 
     Returns
     -------
@@ -299,8 +315,9 @@ def gride_scaling(
     k = 1 << (min(range_max, X.shape[0] - 1).bit_length() - 1)
     why = f"GRIDE scaling up to rank {k}"
     distances, n_duplicates = neighbour_distances(
-        X, k, rtol=duplicate_rtol, working_memory=working_memory, device=device, why=why
-    )
+        X, k, rtol=duplicate_rtol, working_memory=working_memory, device=device, why=why,
+        neighbors=neighbors,
+    )  # fmt: skip
     n1 = 1 << np.arange(k.bit_length() - 1)
     n2 = 2 * n1
     dimensions = np.empty(n1.size)

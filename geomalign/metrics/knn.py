@@ -3,7 +3,8 @@
 Both compare the k nearest neighbours of each sample in two representations of the same
 samples. Neighbours are exact by default (:func:`geomalign.metrics._neighbors.knn`: blocked
 products, no N x N matrix, no full sort), so N = 100,000 fits in a few GiB; ``neighbors=
-"faiss-hnsw"`` takes approximate ones from faiss for N in the millions (CKNNA stays exact).
+"faiss-hnsw"`` takes approximate ones from faiss for N in the millions (as do CKNNA, the
+order-aware k-NN comparisons and the neighbour-based intrinsic dimensions).
 """
 
 from __future__ import annotations

@@ -57,12 +57,13 @@ def lcs_knn(
     metric: str = "cosine",
     working_memory: float | None = None,
     device: str | torch.device | None = None,
+    neighbors: str = "exact",
 ) -> float:
     """Mean length, over k, of the longest common subsequence of the ordered neighbour lists.
 
     Parameters
     ----------
-    X, Y, k, metric, working_memory, device
+    X, Y, k, metric, working_memory, device, neighbors
         As in :func:`~geomalign.metrics.mutual_knn` (``metric="inner_product"`` ranks by the
         raw inner product, as platonic-rep on un-normalised features).
 
@@ -83,7 +84,7 @@ def lcs_knn(
     1.0
     """
     a, b = _ordered_lists(X, Y, "LCS k-NN", k=k, metric=metric, working_memory=working_memory,
-                          device=device)  # fmt: skip
+                          device=device, neighbors=neighbors)  # fmt: skip
     return float(_lcs_lengths(a, b).mean() / k)
 
 
@@ -95,12 +96,13 @@ def edit_distance_knn(
     metric: str = "cosine",
     working_memory: float | None = None,
     device: str | torch.device | None = None,
+    neighbors: str = "exact",
 ) -> float:
     """One minus the mean edit distance, over k, between the ordered neighbour lists.
 
     Parameters
     ----------
-    X, Y, k, metric, working_memory, device
+    X, Y, k, metric, working_memory, device, neighbors
         As in :func:`lcs_knn`.
 
     Returns
@@ -121,5 +123,6 @@ def edit_distance_knn(
     1.0
     """
     a, b = _ordered_lists(X, Y, "edit-distance k-NN", k=k, metric=metric,
-                          working_memory=working_memory, device=device)  # fmt: skip
+                          working_memory=working_memory, device=device,
+                          neighbors=neighbors)  # fmt: skip
     return float(1.0 - _edit_distances(a, b).mean() / k)
