@@ -38,13 +38,20 @@ in page faults than an exponential over it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from geomalign.metrics._ot_solvers import _SINKHORN_RTOL, ABSORPTION_PER_ROW, entropic_terms
+from geomalign.metrics._ot_solvers import _SINKHORN_RTOL, ABSORPTION_PER_ROW
+from geomalign.metrics._sinkhorn_parts import (
+    StackSolution,
+    Workspace,
+    fill_kernel,
+    retried,
+    times,
+    weighted_means,
+)
 
 __all__ = [
     "StackSolution",
@@ -55,36 +62,15 @@ __all__ = [
     "stack_budget",
 ]
 
-# Bytes per entry of each problem: gathered costs, kernel and its transpose (float64 at most),
-# and the gather's int64 index (shared by a resample's problems, counted for each).
-_BYTES_PER_ENTRY = 8 * 4
-
-# Entries of the float64 exponents computed at once for a float32 kernel.
-_CHUNK = 2**22
+# Bytes per entry of each problem: gathered costs, kernel (float64 at most), and the gather's
+# int64 index (shared by a resample's problems, counted for each).
+_BYTES_PER_ENTRY = 8 * 3
 
 
 def stack_budget(n: int, m: int, problems: int = 1, working_memory: float = 256.0) -> int:
     """Resamples of ``problems`` problems of ``n x m`` costs each solved together within
     ``working_memory`` MiB (>= 1)."""
     return max(1, int(working_memory * 2**20) // (problems * n * m * _BYTES_PER_ENTRY))
-
-
-class Workspace:
-    """Large tensors reused by name and dtype: ``get`` returns a view of the named buffer, grown
-    when a larger shape is asked for (its contents are not kept)."""
-
-    def __init__(self) -> None:
-        self._buffers: dict[tuple[str, torch.dtype], torch.Tensor] = {}
-
-    def get(
-        self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
-    ) -> torch.Tensor:
-        size = math.prod(shape)
-        buffer = self._buffers.get((name, dtype))
-        if buffer is None or buffer.numel() < size:
-            buffer = torch.empty(size, dtype=dtype, device=device)
-            self._buffers[name, dtype] = buffer
-        return buffer[:size].view(shape)
 
 
 def gathered_costs(matrices: torch.Tensor, idx: torch.Tensor, work: Workspace) -> torch.Tensor:
@@ -99,51 +85,6 @@ def gathered_costs(matrices: torch.Tensor, idx: torch.Tensor, work: Workspace) -
     for p in range(P):
         torch.gather(matrices[p].view(-1), 0, at.view(-1), out=out[p].view(-1))
     return out.view(P * S, m, m)
-
-
-@dataclass(frozen=True)
-class StackSolution:
-    """Solutions of a stack of entropic problems, in the units of their costs.
-
-    ``transport`` (B,) is ``<P, C>`` and ``entropic`` (B,) ``<P, C> + eps KL(P | a b^T)`` at
-    each problem's plan P; ``f`` (B, n) and ``g`` (B, m) are its dual potentials (POT's
-    ``log["warmstart"]``), NaN for a problem solved by POT after meeting a NaN here.
-    """
-
-    transport: torch.Tensor | None
-    entropic: torch.Tensor
-    f: torch.Tensor
-    g: torch.Tensor
-
-
-def _kernel(
-    M: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, eps: torch.Tensor,
-    out: torch.Tensor, work: Workspace,
-) -> torch.Tensor:  # fmt: skip
-    """``exp((alpha_i + beta_j - M_ij) / eps)`` per problem into ``out`` (POT's ``get_K``, in
-    cost units); the exponent in float64 (by chunks of problems in ``work`` for a float32
-    ``out``)."""
-    B, n, m = M.shape
-    step = B if out.dtype == M.dtype else max(1, _CHUNK // (n * m))
-    for start in range(0, B, step):
-        at = slice(start, start + step)
-        k = len(range(B)[at])
-        exponent = out[at] if step == B else work.get("exponent", (k, n, m), M.dtype, M.device)
-        torch.add(alpha[at, :, None], beta[at, None, :], out=exponent)
-        exponent.sub_(M[at]).div_(eps[at, None, None])
-        torch.exp(exponent, out=out[at])
-    return out
-
-
-def _times(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """``u_b^T K_b`` per problem (batched row vector times matrix: several times faster in
-    torch than the batched matrix times column vector, hence K and its transpose are kept)."""
-    return torch.matmul(u[:, None, :], K)[:, 0]
-
-
-def _weighted_means(M: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """Mean entry of each problem's full cost matrix, its rows and columns repeated."""
-    return (_times(rows, M) * cols).sum(dim=1) / (rows.sum(dim=1) * cols.sum(dim=1))
 
 
 @dataclass
@@ -183,7 +124,7 @@ def _start(
     B, n, m = M.shape
     rows, cols = (M.new_ones((B, n)), M.new_ones((B, m))) if counts is None else counts
     n_rows, n_cols = rows.sum(dim=1), cols.sum(dim=1)  # of the repeated problems
-    idx = torch.nonzero(_weighted_means(M, rows, cols) != 0.0).flatten()
+    idx = torch.nonzero(weighted_means(M, rows, cols) != 0.0).flatten()
     rows, cols, n_rows, n_cols, eps = rows[idx], cols[idx], n_rows[idx], n_cols[idx], epsilon[idx]
     tau = ABSORPTION_PER_ROW * torch.maximum(n_rows, n_cols)  # absorption_threshold's
     tol2 = _SINKHORN_RTOL**2 / n_cols if tol is None else torch.full_like(n_cols, tol**2)
@@ -234,19 +175,17 @@ def sinkhorn_stack(
     f, g = M.new_zeros((B, n)), M.new_zeros((B, m))
     s = _start(M, epsilon, tol, warm, counts, kernel)
     K = work.get("K", (len(s.idx), n, m), kernel, M.device)
-    _kernel(M if len(s.idx) == B else M[s.idx], s.alpha, s.beta, s.eps, K, work)
-    KT = work.get("KT", (len(s.idx), m, n), kernel, M.device)
-    KT.copy_(K.transpose(1, 2))
+    fill_kernel(M if len(s.idx) == B else M[s.idx], s.alpha, s.beta, s.eps, K, work)
     retry: list[int] = []
-    s.uK = _times(s.u, K)
+    s.uK = times(s.u, K)
     for _ in range(limit):
         if not len(s.idx):
             break
         s.v = s.b / s.uK
-        s.u = s.a / _times(s.v, KT)  # the plan's row sums are now a
+        s.u = s.a / times(s.v, K, transposed=True)  # the plan's row sums are now a
         if bool((s.u > s.tau_rows).any()) or bool((s.v > s.tau_cols).any()):
-            _absorb(M, s, K, KT, work)
-        s.uK = _times(s.u, K)  # the next update's product, and the plan's column sums over v
+            _absorb(M, s, K, work)
+        s.uK = times(s.u, K)  # the next update's product, and the plan's column sums over v
         col = s.v * s.uK
         s.err2 = ((col - s.b).square_() / s.cols).sum(dim=1)
         stop = ((s.err2 <= s.tol2) | torch.isnan(s.err2)) & s.live  # NaN: a NaN scaling
@@ -259,25 +198,20 @@ def sinkhorn_stack(
             entropic[solved], f[solved], g[solved] = _values(s, col, d)
             if cost is not None:
                 Kd = K[d].to(M.dtype).mul_(M[solved])
-                cost[solved] = (_times(s.u[d].to(M.dtype), Kd) * s.v[d]).sum(dim=1)
+                cost[solved] = (times(s.u[d].to(M.dtype), Kd) * s.v[d]).sum(dim=1)
         retry += s.idx[stop & ~done].tolist()
         s.live &= ~stop
         if 2 * int(s.live.sum()) <= len(s.live):  # drop the stopped problems
             keep = torch.nonzero(s.live).flatten()
             s = s.keep(keep)
-            K, KT = _compact(K, keep), _compact(KT, keep)
+            K = _compact(K, keep)
     if len(s.idx[s.live]):
         raise RuntimeError(
             f"Sinkhorn did not converge in max_iter={limit} iterations (marginal error "
             f"{float(s.err2[s.live].max().sqrt()):.2e} > {float(s.tol2.min().sqrt()):.2e}) on "
             f"{len(s.idx[s.live])} of {B} resamples. Raise max_iter or the regularisation."
         )
-    rows, cols = (None, None) if counts is None else counts
-    for i in retry:  # NaN: the one-problem solver (on the repeated matrix) reports it
-        full = M[i]
-        if rows is not None and cols is not None:
-            full = full.repeat_interleave(rows[i].long(), 0).repeat_interleave(cols[i].long(), 1)
-        terms = entropic_terms(full.cpu().numpy(), float(epsilon[i]), max_iter, tol)
+    for i, terms in retried(M, epsilon, retry, counts, max_iter, tol):
         entropic[i] = sum(terms)
         if cost is not None:
             cost[i] = terms[0]
@@ -285,7 +219,7 @@ def sinkhorn_stack(
     return StackSolution(cost, entropic, f, g)
 
 
-def _absorb(M: torch.Tensor, s: _Live, K: torch.Tensor, KT: torch.Tensor, work: Workspace) -> None:
+def _absorb(M: torch.Tensor, s: _Live, K: torch.Tensor, work: Workspace) -> None:
     """Move the scalings of problems with one above the threshold into their potentials and
     rebuild their kernels (POT's absorption; the scalings restart at ``1/n, 1/m``)."""
     big = (s.u > s.tau_rows).any(dim=1) | (s.v > s.tau_cols).any(dim=1)
@@ -294,9 +228,8 @@ def _absorb(M: torch.Tensor, s: _Live, K: torch.Tensor, KT: torch.Tensor, work: 
     s.beta[w] += s.eps[w, None] * torch.log(s.v[w] / s.cols[w])
     s.u[w], s.v[w] = s.a[w], s.b[w]
     for j in w.tolist():
-        _kernel(M[s.idx[j]][None], s.alpha[j, None], s.beta[j, None], s.eps[j, None],
+        fill_kernel(M[s.idx[j]][None], s.alpha[j, None], s.beta[j, None], s.eps[j, None],
                 K[j, None], work)  # fmt: skip
-        KT[j].copy_(K[j].T)
 
 
 def _compact(buffer: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -348,7 +281,7 @@ def sinkhorn_cost_stack(
     if rows is None:
         means = stack[:S].mean(dim=(1, 2))
     else:
-        means = _weighted_means(stack[:S], rows[:S], rows[:S])
+        means = weighted_means(stack[:S], rows[:S], rows[:S])
     # reg relative to a zero mean cost: every point on every other, all three costs 0
     eps = reg * means if epsilon is None else epsilon
     solution = sinkhorn_stack(
