@@ -31,7 +31,9 @@ Four things differ from POT's defaults, none of them the problem, the tolerance 
   w_j)^2 / count_j)``: the same problem on 40% of the entries.
 
 From the same start the iterates are those of POT's ``sinkhorn_stabilized(...,
-print_period=1)`` to rounding (``tests/metrics/test_resampled.py``). Large tensors are kept in a
+print_period=1)`` to rounding (``tests/metrics/test_resampled.py``). The divergence's
+self-problems, ``OT(X, X)`` and ``OT(Y, Y)``, go to the symmetric solver
+(:func:`~geomalign.metrics._sinkhorn_symmetric.symmetric_stack`). Large tensors are kept in a
 :class:`Workspace` and reused from stack to stack: a fresh tensor of a few hundred MiB costs more
 in page faults than an exponential over it.
 """
@@ -52,6 +54,7 @@ from geomalign.metrics._sinkhorn_parts import (
     times,
     weighted_means,
 )
+from geomalign.metrics._sinkhorn_symmetric import symmetric_stack
 
 __all__ = [
     "StackSolution",
@@ -284,11 +287,25 @@ def sinkhorn_cost_stack(
         means = weighted_means(stack[:S], rows[:S], rows[:S])
     # reg relative to a zero mean cost: every point on every other, all three costs 0
     eps = reg * means if epsilon is None else epsilon
+    kernel = torch.float64 if warm is None else torch.float32
     solution = sinkhorn_stack(
-        stack, eps.repeat(P), max_iter=max_iter, tol=tol, warm=warm,
-        transport=value == "transport", counts=None if rows is None else (rows, rows),
-        kernel=torch.float64 if warm is None else torch.float32, work=work,
+        stack[:S], eps, max_iter=max_iter, tol=tol,
+        warm=None if warm is None else (warm[0][:S], warm[1][:S]),
+        transport=value == "transport", counts=None if rows is None else (rows[:S], rows[:S]),
+        kernel=kernel, work=work,
     )  # fmt: skip
+    if P == 3:  # each cloud with itself: f = g at the solution, from the mean of f and g
+        own = symmetric_stack(
+            stack[S:], eps.repeat(2), max_iter=max_iter, tol=tol,
+            warm=None if warm is None else 0.5 * (warm[0][S:] + warm[1][S:]),
+            counts=None if rows is None else rows[S:], kernel=kernel, work=work,
+        )  # fmt: skip
+        solution = StackSolution(
+            None,
+            torch.cat([solution.entropic, own.entropic]),
+            torch.cat([solution.f, own.f]),
+            torch.cat([solution.g, own.g]),
+        )
     if value == "transport":
         assert solution.transport is not None
         total = solution.transport

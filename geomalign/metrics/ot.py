@@ -310,8 +310,12 @@ def resampled_ot_distance(
     every 20th): the same entropic problems solved to the same tolerance, in a third to a half
     fewer iterations on clouds with structure, so the values differ from a cold POT solve by
     about that tolerance (within 1e-4 of the mean cost, ``tests/metrics/test_resampled.py``,
-    ``tests/metrics/test_sinkhorn_stack.py``), not by rounding. The other methods run one
-    resample at a time.
+    ``tests/metrics/test_sinkhorn_stack.py``), not by rounding. The divergence's self-problems
+    ``OT(X, X)`` and ``OT(Y, Y)`` (symmetric costs, equal marginals: equal potentials) are solved
+    by the symmetric fixed point (:mod:`~geomalign.metrics._sinkhorn_symmetric`), one product
+    with the kernel per iteration and a few iterations where the alternating updates take
+    hundreds, to the same tolerance (``tests/metrics/test_sinkhorn_symmetric.py``). The other
+    methods run one resample at a time.
     """
     X, Y, opts = _checked_distance_args(X, Y, **{**_DISTANCE_DEFAULTS, **options})
     dev = resolve_device(X, device)
