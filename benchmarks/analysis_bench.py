@@ -8,14 +8,15 @@ measure, and the ``geomalign analyze`` defaults for nulls and resamples (100 eac
 helper or layer-map matrix is timed (the outermost only), and so are the layer-map null and
 half-sample maps of linear CKA; "kernels" is the time inside them and "ratio" is end-to-end over
 that: what the analysis adds around its kernels (reading rows, resampling, notes, the table).
-Under each row, the kernels' CPU seconds by measure and helper (value, shuffled, resampled).
+Under each row, the kernels' CPU seconds by measure and helper (value, shuffled, resampled), and
+with ``--jobs J`` the wall time of the same analysis in J worker processes (``n_jobs=J``).
 
 Wall and CPU (``time.process_time``) seconds are both printed: on shared cores the wall time of
 small inputs is dominated by waiting. Targets (issue "Analysis at the speed of its kernels"):
 ratio <= 1.5 at every N, N = 40 under 10 s on 2 cores.
 
 Usage: python benchmarks/analysis_bench.py [--sizes 40,400,2500] [--dim 128]
-       [--permutations 100] [--resamples 100] [--measures ...] [--layers 33]
+       [--permutations 100] [--resamples 100] [--measures ...] [--layers 33] [--jobs 1]
 """
 
 from __future__ import annotations
@@ -133,6 +134,9 @@ def main() -> None:
     parser.add_argument("--permutations", type=int, default=100)
     parser.add_argument("--resamples", type=int, default=100)
     parser.add_argument("--max-samples", type=int, default=2000)
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="also run each N with this many worker processes"
+    )
     args = parser.parse_args()
     clock = KernelClock()
     instrument(clock)
@@ -166,6 +170,21 @@ def main() -> None:
                 + ", ".join(f"{key} {spent:.1f}" for key, spent in shares if spent >= 0.05),
                 flush=True,
             )
+            if args.jobs != 1:
+                wall_jobs = time.perf_counter()
+                parallel = analyze_store(
+                    path,
+                    measures=args.measures.split(","),
+                    calibration=calibration,
+                    n_jobs=args.jobs,
+                )
+                wall_jobs = time.perf_counter() - wall_jobs
+                assert len(parallel) == len(table)
+                print(
+                    f"        n_jobs={args.jobs}: {wall_jobs:.2f} s wall, "
+                    f"{wall / wall_jobs:.2f}x the serial run's speed",
+                    flush=True,
+                )
             path.unlink()
 
 

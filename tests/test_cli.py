@@ -76,3 +76,15 @@ def test_device_is_checked_before_the_command_runs(argv, tmp_path, capsys, monke
     assert err.count("\n") == 1
     assert "--device 'cuda:7' is not available: this machine has" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_analyze_refuses_a_bad_number_of_jobs(value, tmp_path, capsys):
+    argv = ["analyze", str(tmp_path / "acts.h5"), "--measures", "cka-linear"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--out", str(tmp_path / "out"), "--jobs", value])
+    assert exit_.value.code == 2
+    assert f"argument --jobs: expected a positive number or -1; got '{value}'" in (
+        capsys.readouterr().err
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import astuple, replace
 from functools import partial
 from typing import Any
 
 import torch
+from joblib import Parallel, delayed, effective_n_jobs
 
 from geomalign import metrics
 from geomalign._progress import progress_bar, reporting_to
@@ -46,6 +48,7 @@ def analyze_store(
     progress: bool = False,
     on_analysis: Callable[[str, ResultsTable], None] | None = None,
     device: str | torch.device | None = None,
+    n_jobs: int | None = None,
 ) -> ResultsTable:
     """Run every analysis the store's views allow and return one table.
 
@@ -101,6 +104,15 @@ def analyze_store(
         Where the measures compute (e.g. ``"cuda"``): every measure, its null and resamples,
         layer maps and streamed CKA (:func:`~geomalign.metrics.on_device`); the CPU when None.
         Checked before any analysis starts.
+    n_jobs : int, default=None
+        Analyses run at once, each in its own worker process (joblib), with the machine's cores
+        shared among them; None means 1 (in this process), -1 every core. The table is the same
+        whatever ``n_jobs``, row for row in the same order: every analysis draws its subsample,
+        nulls and resamples from ``calibration.random_state`` alone (values computed on another
+        number of threads agree to rounding). ``on_analysis`` is still called in analysis order,
+        as soon as the analyses before are done. Measures reach the workers through
+        cloudpickle, so a function defined in a script or notebook works; on a GPU, keep one
+        job per device.
 
     Returns
     -------
@@ -108,7 +120,14 @@ def analyze_store(
     """
     calibration = calibration or Calibration()
     metrics.check_device(device)
+    if n_jobs is not None and (
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0
+    ):
+        raise ValueError(f"n_jobs must be None, a positive int or -1 (every core); got {n_jobs!r}.")
+    jobs = effective_n_jobs(n_jobs)
     store = open_store(store)
+    # workers open the file by its path (read-only) instead of receiving the open store
+    source: StoreLike = store if jobs == 1 else store.path
     resolved = [metrics.on_device(metrics.resolve(m), device) for m in measures]
     if not resolved:
         raise ValueError(f"measures: give at least one; available: {metrics.available()}.")
@@ -166,14 +185,14 @@ def analyze_store(
             add(
                 f"cross-modal {ckpt}",
                 [side_view(store, ckpt, image), side_view(store, ckpt, text)],
-                partial(cross_modal_curve, store, ckpt, image=image, text=text, **curves),
+                partial(cross_modal_curve, source, ckpt, image=image, text=text, **curves),
             )
         for m in maps:
             view_a, view_b = side_view(store, ckpt, image), side_view(store, ckpt, text)
             add(
                 f"layer map {ckpt} {m.name}",
                 [view_a],
-                partial(layer_map, store, view_a, view_b, measure=m, **common),
+                partial(layer_map, source, view_a, view_b, measure=m, **common),
             )
     for reference, other in pairs:
         for modality, pooling in (image, text):
@@ -184,7 +203,7 @@ def analyze_store(
                     [view, replace(view, checkpoint=other)],
                     partial(
                         cross_checkpoint_curve,
-                        store,
+                        source,
                         modality,
                         base=reference,
                         tuned=other,
@@ -199,7 +218,7 @@ def analyze_store(
                 [*sides, *(replace(v, checkpoint=other) for v in sides)],
                 partial(
                     tuning_change_curve,
-                    store,
+                    source,
                     base=reference,
                     tuned=other,
                     image=image,
@@ -215,7 +234,7 @@ def analyze_store(
                     add(
                         f"ID {ckpt} {side[0]} {m.name}",
                         [view],
-                        partial(id_profile, store, view, measure=m, **common),
+                        partial(id_profile, source, view, measure=m, **common),
                     )
     if not tasks:
         raise ValueError(
@@ -225,19 +244,22 @@ def analyze_store(
     table = ResultsTable()
     n_read = store.n_samples if calibration.max_samples is None else calibration.max_samples
     width = max(store.view_info(*view).dim for view in store.views())
+    size = (min(n_read, store.n_samples), width)
     total = sum(units for _, units, _ in tasks)
     bar = progress_bar(total=total, progress=progress, desc="analyze", unit="layer")
-    with (
-        bar,
-        reporting_to(bar),
-        kernel_threads(min(n_read, store.n_samples), width),
-        shared_reads(),
-    ):
-        for name, units, task in tasks:
-            bar.set_postfix_str(name)
-            logger.info("analysis: %s", name)
-            done = bar.n + units
-            table.extend(task())
+    # one process: the analyses share their reads; workers read what their analysis needs
+    with bar, reporting_to(bar), shared_reads() if jobs == 1 else nullcontext():
+        if jobs == 1:
+            results = (_run_task(name, task, size) for name, _, task in tasks)
+        else:
+            results = Parallel(n_jobs=jobs, return_as="generator")(
+                delayed(_run_task)(name, task, size, own_reads=True) for name, _, task in tasks
+            )
+        done = 0
+        for name, units, _ in tasks:
+            bar.set_postfix_str(name if jobs == 1 else "")
+            done += units
+            table.extend(next(results))  # in one process, the analysis runs here
             bar.update(done - bar.n)  # analyses that do not count their layers
             if on_analysis is not None:
                 on_analysis(name, table)
@@ -250,3 +272,16 @@ def analyze_store(
         if on_analysis is not None:
             on_analysis("seed spread", table)
     return table
+
+
+def _run_task(
+    name: str,
+    task: Callable[[], ResultsTable],
+    size: tuple[int, int],
+    *,
+    own_reads: bool = False,
+) -> ResultsTable:
+    """One analysis, its kernels on the threads inputs of ``size`` (rows, width) warrant."""
+    logger.info("analysis: %s", name)
+    with kernel_threads(*size), shared_reads() if own_reads else nullcontext():
+        return task()

@@ -44,3 +44,14 @@ def view(text: str) -> tuple[str, str]:
             f"expected MODALITY/POOLING such as text/mean; got {text!r}"
         )
     return modality, pooling
+
+
+def jobs(text: str) -> int:
+    """A number of worker processes: a positive int, or -1 for every core."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or -1; got {text!r}")
+    return value

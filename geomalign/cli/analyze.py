@@ -10,7 +10,7 @@ from pathlib import Path
 from geomalign import stats
 from geomalign.analysis import Calibration, ResultsTable, analyze_store, families
 from geomalign.cli import COMMANDS, refuse_existing
-from geomalign.cli._args import modality_view, names
+from geomalign.cli._args import jobs, modality_view, names
 from geomalign.store import ActivationStore
 
 
@@ -195,6 +195,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", default=None, help="where the measures compute, e.g. cuda:0 (default cpu)"
     )
+    parser.add_argument(
+        "--jobs",
+        type=jobs,
+        default=None,
+        help="analyses run at once, each in a worker process sharing the cores; -1: every core "
+        "(default 1; the table is the same whatever the number)",
+    )
     add_calibration_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -242,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
         on_analysis=save,
         device=args.device,
+        n_jobs=args.jobs,
     )
     written = write_results(table, args.out, formats=args.formats, correction=args.correction)
     tables = [written.table]
