@@ -102,12 +102,15 @@ def main() -> None:
     seconds, _ = cpu(lambda: metrics.ot_distance(X, Y, method="sinkhorn"))
     print(f"point value                 {seconds:8.3f} cpu s")
     at = ot.resampled_ot_distance(X, Y, method="sinkhorn")
-    seconds, _ = cpu(lambda: at(np.arange(args.n)[None]))
-    print(f"full-sample solve           {seconds:8.3f} cpu s")
     for scheme in ("bootstrap", "half-sampling"):
         drawn = drawn_resamples(args.n, args.resamples, scheme=scheme, random_state=0)
+        wall = time.perf_counter()
         seconds, _ = cpu(functools.partial(at, drawn))
-        print(f"one {scheme:<13} resample {seconds / args.resamples:8.3f} cpu s")
+        wall = time.perf_counter() - wall
+        print(
+            f"one {scheme:<13} resample {seconds / args.resamples:8.3f} cpu s "
+            f"({wall / args.resamples:.3f} wall)"
+        )
 
     # the self-problems of one bootstrap resample, symmetric against alternating updates
     dev = torch.device("cpu")

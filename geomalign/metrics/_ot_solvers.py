@@ -23,7 +23,6 @@ __all__ = [
     "entropic_terms",
     "gw_plan",
     "internal_distances",
-    "sinkhorn_cost",
     "sinkhorn_plan",
     "sliced",
 ]
@@ -147,39 +146,6 @@ def entropic_terms(
     mass = plan[plan > 0.0]
     kl = float(np.sum(mass * np.log(mass * plan.size)))
     return float(np.sum(plan * M)), epsilon * kl
-
-
-def sinkhorn_cost(
-    X: Any,
-    Y: Any,
-    p: float,
-    *,
-    reg: float | None,
-    epsilon: float | None,
-    value: str,
-    max_iter: int | None,
-    tol: float | None,
-    device: torch.device,
-) -> float:
-    """An entropic transport cost between X and Y (in cost units, before the p-th root).
-
-    The regularisation is ``reg`` times the mean X-to-Y cost, or ``epsilon`` itself. ``value``:
-    ``"divergence"``, the debiased ``OT(X, Y) - (OT(X, X) + OT(Y, Y)) / 2`` (one
-    regularisation for the three); ``"entropic"``, ``OT(X, Y) = <P, C> + epsilon KL``;
-    ``"transport"``, ``<P, C>`` alone (POT's ``sinkhorn2``).
-    """
-    M = cost_matrix(X, Y, p, device)
-    eps = float(epsilon) if epsilon is not None else float(reg) * float(M.mean())  # type: ignore[arg-type]
-    if eps == 0.0:  # reg relative to a zero mean cost: every point on every other
-        return 0.0
-    transport, entropy = entropic_terms(M, eps, max_iter, tol)
-    if value == "transport":
-        return transport
-    if value == "entropic":
-        return transport + entropy
-    own_x = sum(entropic_terms(cost_matrix(X, X, p, device), eps, max_iter, tol))
-    own_y = sum(entropic_terms(cost_matrix(Y, Y, p, device), eps, max_iter, tol))
-    return max(transport + entropy - 0.5 * (own_x + own_y), 0.0)
 
 
 def sliced(

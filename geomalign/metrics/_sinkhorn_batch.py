@@ -212,7 +212,7 @@ def sinkhorn_stack(
         raise RuntimeError(
             f"Sinkhorn did not converge in max_iter={limit} iterations (marginal error "
             f"{float(s.err2[s.live].max().sqrt()):.2e} > {float(s.tol2.min().sqrt()):.2e}) on "
-            f"{len(s.idx[s.live])} of {B} resamples. Raise max_iter or the regularisation."
+            f"{len(s.idx[s.live])} of {B} problems. Raise max_iter or the regularisation."
         )
     for i, terms in retried(M, epsilon, retry, counts, max_iter, tol):
         entropic[i] = sum(terms)
@@ -269,8 +269,12 @@ def sinkhorn_cost_stack(
     counts: torch.Tensor | None = None,
     work: Workspace | None = None,
 ) -> tuple[np.ndarray, StackSolution]:
-    """:func:`~geomalign.metrics._ot_solvers.sinkhorn_cost` of a stack of S problems, and the
-    solution of each problem solved.
+    """An entropic transport cost of each of S pairs of clouds (in cost units, before the p-th
+    root), and the solution of each problem solved.
+
+    ``value``: ``"divergence"``, the debiased ``OT(X, Y) - (OT(X, X) + OT(Y, Y)) / 2`` (one
+    regularisation for the three, clipped at 0); ``"entropic"``, ``OT(X, Y) = <P, C> + eps
+    KL``; ``"transport"``, ``<P, C>`` alone (POT's ``sinkhorn2``).
 
     ``stack`` (P S, n, n) holds the cost matrices of each pair in turn: ``"xy"``, X to Y, and for
     the divergence (P = 3) ``"xx"`` and ``"yy"``, each cloud with itself. ``epsilon`` (S,) holds

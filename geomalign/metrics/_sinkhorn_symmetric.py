@@ -112,7 +112,7 @@ def symmetric_stack(
         raise RuntimeError(
             f"Sinkhorn did not converge in max_iter={limit} iterations (marginal error "
             f"{float(err2.max().sqrt()):.2e} > {float(tol2.min().sqrt()):.2e}) on "
-            f"{len(slot)} of {B} resamples. Raise max_iter or the regularisation."
+            f"{len(slot)} of {B} problems. Raise max_iter or the regularisation."
         )
     repeats = None if counts is None else (counts, counts)
     for i, terms in retried(M, epsilon, retry, repeats, max_iter, tol):

@@ -33,7 +33,6 @@ from geomalign.metrics._ot_solvers import (
     emd_plan,
     gw_plan,
     internal_distances,
-    sinkhorn_cost,
     sinkhorn_plan,
     sliced,
 )
@@ -43,6 +42,12 @@ from geomalign.metrics._sinkhorn_batch import (
     gathered_costs,
     sinkhorn_cost_stack,
     stack_budget,
+)
+from geomalign.metrics._sinkhorn_full import (
+    cost_matrices,
+    full_sample_solution,
+    pairs_of,
+    sinkhorn_value,
 )
 
 __all__ = ["gromov_wasserstein", "ot_distance", "ot_matching_accuracy", "resampled_ot_distance"]
@@ -161,9 +166,9 @@ def ot_distance(
     random_state : int, numpy.random.Generator or None, default=None
         Sliced only: seed of the random directions.
     device : str or torch.device, optional
-        Where to build the cost matrix and project for ``"sliced"`` (default: X's device for a
-        tensor, else the CPU). The EMD and Sinkhorn solvers run on the CPU (POT's NumPy
-        backend; its torch backend is many times slower on the CPU for these loops).
+        Where to build the cost matrix, solve Sinkhorn and project for ``"sliced"`` (default:
+        X's device for a tensor, else the CPU). The EMD solver runs on the CPU (POT's network
+        simplex).
 
     Returns
     -------
@@ -197,9 +202,11 @@ def ot_distance(
 
     Sinkhorn: with :math:`\varepsilon` = ``reg`` times the mean of :math:`C`,
     :math:`OT_\varepsilon(X, Y) = \min_P \langle P, C \rangle + \varepsilon\,
-    \mathrm{KL}(P \,|\, a b^T)` is solved with POT's log-stabilised iterations (safe for
-    small ``reg``) until the L2 norm of the marginal violation is below 1e-4 of
-    :math:`\|b\|_2`, and debiased (Feydy et al. 2019):
+    \mathrm{KL}(P \,|\, a b^T)` is solved with the log-stabilised iterations of POT's
+    ``sinkhorn_stabilized`` (safe for small ``reg``), run in torch
+    (:mod:`~geomalign.metrics._sinkhorn_batch`), until the L2 norm of the marginal violation
+    is below 1e-4 of :math:`\|b\|_2` (checked after every iteration; POT checks every 20th, so
+    values agree with POT's to that tolerance), and debiased (Feydy et al. 2019):
 
     .. math::
         S_\varepsilon = OT_\varepsilon(X, Y)
@@ -208,7 +215,9 @@ def ot_distance(
     Without the correction the entropic blur dominates for nearby clouds (e.g. 3.9 times the
     exact W_2 for a cloud and a slightly noisy copy at ``reg=0.05``; 0.96 with it).
     :math:`S_\varepsilon \ge 0` holds for ``p`` = 1 or 2; for other ``p`` a negative value
-    is clipped to 0.
+    is clipped to 0. The self-problems :math:`OT_\varepsilon(X, X)`, :math:`OT_\varepsilon(Y,
+    Y)` are solved by the symmetric fixed point (:mod:`~geomalign.metrics._sinkhorn_symmetric`;
+    a few iterations, to the same tolerance), and :math:`S_\varepsilon(X, X) = 0` exactly.
 
     Both clouds are first divided by one power of two when their largest entry lies outside
     :math:`[2^{-24}, 2^{24}]`, and the distance multiplied back, so that costs neither
@@ -276,8 +285,10 @@ def _distance(
         return math.ldexp(value, exponent)
     if method == "sinkhorn":
         eps = None if epsilon is None else _scaled_epsilon(epsilon, exponent, p)
-        cost = sinkhorn_cost(A, B, p, reg=reg, epsilon=eps, value=sinkhorn, max_iter=max_iter,
-                             tol=tol, device=dev)  # fmt: skip
+        if sinkhorn == "divergence" and torch.equal(A, B):  # its three problems are one
+            return 0.0
+        cost = sinkhorn_value(A, B, p, reg=reg, epsilon=eps, value=sinkhorn, max_iter=max_iter,
+                              tol=tol)  # fmt: skip
     else:
         M = cost_matrix(A, B, p, dev)
         cost = float(np.sum(emd_plan(M, max_iter) * M))
@@ -325,38 +336,37 @@ def resampled_ot_distance(
              for r in np.asarray(rows, dtype=np.int64)]
         )  # fmt: skip
     A, B, exponent = _common_scaled(X, Y, dev)
-    p = opts["p"]
-    pairs = ("xy", "xx", "yy") if opts["sinkhorn"] == "divergence" else ("xy",)
-    clouds = {"xy": (A, B), "xx": (A, A), "yy": (B, B)}
+    p, value = opts["p"], opts["sinkhorn"]
+    if value == "divergence" and torch.equal(A, B):  # every resample: one cloud twice
+        return lambda rows: np.zeros(len(rows))
+    pairs = pairs_of(value)
     eps = None if opts["epsilon"] is None else _scaled_epsilon(opts["epsilon"], exponent, p)
+    settings = {name: opts[name] for name in ("reg", "max_iter", "tol")}
     work = Workspace()
     matrices: list[torch.Tensor] = []  # the full clouds' cost matrices, computed when first needed
     full: list[StackSolution] = []  # the full sample's solution, where each resample starts from
 
-    def solve(idx: torch.Tensor, counts: torch.Tensor | None = None) -> np.ndarray:
+    def costs() -> torch.Tensor:
         if not matrices:
-            matrices.append(torch.stack([torch.from_numpy(cost_matrix(*clouds[pair], p, dev))
-                                         for pair in pairs]).to(dev))  # fmt: skip
-        warm = None
-        if full:  # the full sample's potentials at the resample's rows, pair after pair
-            f, g = (pot.view(len(pairs), -1)[:, idx].flatten(0, 1)
-                    for pot in (full[0].f, full[0].g))  # fmt: skip
-            warm = (f, g)
+            matrices.append(cost_matrices(A, B, p, value, dev))
+        return matrices[0]
+
+    def solve(idx: torch.Tensor, counts: torch.Tensor | None = None) -> np.ndarray:
+        if not full:
+            full.append(full_sample_solution(A, B, p, epsilon=eps, value=value, costs=costs,
+                                             **settings)[1])  # fmt: skip
+        # the full sample's potentials at the resample's rows, pair after pair
+        f, g = (pot.view(len(pairs), -1)[:, idx].flatten(0, 1) for pot in (full[0].f, full[0].g))
         epsilon = None if eps is None else torch.full((len(idx),), eps, dtype=torch.float64,
                                                       device=dev)  # fmt: skip
-        costs, solution = sinkhorn_cost_stack(
-            gathered_costs(matrices[0], idx, work), reg=opts["reg"], epsilon=epsilon,
-            value=opts["sinkhorn"], max_iter=opts["max_iter"], tol=opts["tol"], warm=warm,
-            counts=counts, work=work,
+        values, _ = sinkhorn_cost_stack(
+            gathered_costs(costs(), idx, work), epsilon=epsilon, value=value, warm=(f, g),
+            counts=counts, work=work, **settings,
         )  # fmt: skip
-        if not full:
-            full.append(solution)
-        return np.array([math.ldexp(c ** (1.0 / p), exponent) for c in costs])
+        return np.array([math.ldexp(c ** (1.0 / p), exponent) for c in values])
 
     def at(rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
-        if not full:
-            solve(torch.arange(A.shape[0], device=dev)[None])
         out = np.empty(len(rows))
         step = stack_budget(rows.shape[1], rows.shape[1], len(pairs))
         for start in range(0, len(rows), step):
