@@ -217,7 +217,10 @@ def ot_distance(
     :math:`S_\varepsilon \ge 0` holds for ``p`` = 1 or 2; for other ``p`` a negative value
     is clipped to 0. The self-problems :math:`OT_\varepsilon(X, X)`, :math:`OT_\varepsilon(Y,
     Y)` are solved by the symmetric fixed point (:mod:`~geomalign.metrics._sinkhorn_symmetric`;
-    a few iterations, to the same tolerance), and :math:`S_\varepsilon(X, X) = 0` exactly.
+    a few iterations, to the same tolerance), and :math:`S_\varepsilon(X, X) = 0` exactly. The
+    full sample's solution is kept (:mod:`~geomalign.metrics._sinkhorn_full`): the same clouds
+    and settings are not solved twice (an analysis asks for a curve's value, its resamples'
+    start and the tuning change's terms), and give back the same value.
 
     Both clouds are first divided by one power of two when their largest entry lies outside
     :math:`[2^{-24}, 2^{24}]`, and the distance multiplied back, so that costs neither

@@ -1,4 +1,5 @@
-"""Sinkhorn point values on the stacked solvers, POT as the reference."""
+"""Sinkhorn point values on the stacked solvers (POT as the reference), and the full-sample
+solutions kept for the same clouds and settings."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from geomalign import metrics
+from geomalign import metrics, stats
+from geomalign.metrics import _sinkhorn_full
 from geomalign.metrics._ot_solvers import cost_matrix, entropic_terms
+from geomalign.metrics._sinkhorn_full import SOLUTIONS, SolutionMemo
+from geomalign.metrics._sinkhorn_parts import StackSolution
 
 CPU = torch.device("cpu")
 
@@ -46,3 +50,55 @@ def test_the_divergence_of_a_cloud_with_itself_is_zero():
     rows = np.random.default_rng(0).integers(0, 50, (4, 50))
     at = metrics.ot.resampled_ot_distance(X, X, method="sinkhorn")
     assert np.array_equal(at(rows), np.zeros(4))
+
+
+def test_the_full_sample_is_solved_once_and_gives_the_same_values(monkeypatch):
+    SOLUTIONS.clear()
+    X, Y = _pair(50, 50, 4)
+    rows = np.stack(list(stats.resample_indices(50, 5, scheme="bootstrap",
+                                                rng=np.random.default_rng(1))))  # fmt: skip
+    alone = metrics.ot.resampled_ot_distance(X, Y, method="sinkhorn")(rows)
+    SOLUTIONS.clear()
+    solved = []
+    solve = _sinkhorn_full.sinkhorn_cost_stack
+
+    def counted(*args, **kwargs):
+        solved.append(1)
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(_sinkhorn_full, "sinkhorn_cost_stack", counted)
+    value = metrics.ot_distance(X, Y, method="sinkhorn")
+    after = metrics.ot.resampled_ot_distance(X, Y, method="sinkhorn")(rows)
+    again = metrics.ot_distance(X, Y, method="sinkhorn")
+    assert len(solved) == 1  # the point value's solve, kept for the resamples' start
+    assert np.array_equal(after, alone)
+    assert value == again
+    # other settings, or other rows, are other problems
+    metrics.ot_distance(X, Y, method="sinkhorn", reg=0.1)
+    metrics.ot_distance(X, Y + 1e-9, method="sinkhorn")
+    assert len(solved) == 3
+
+
+def _solution(n: int, fill: float) -> StackSolution:
+    f = torch.full((3, n), fill, dtype=torch.float64)
+    return StackSolution(None, torch.zeros(3, dtype=torch.float64), f, f.clone())
+
+
+def test_memo_hands_out_copies_and_keeps_its_bound():
+    A, B = (torch.from_numpy(V) for V in _pair(10, 10, 5))
+    memo = SolutionMemo(max_bytes=2 * 8 * (3 + 2 * 3 * 10))  # two solutions of 10 rows
+    keys = [SolutionMemo.key(A, B, (reg,)) for reg in (0.1, 0.2, 0.3)]
+    memo.put(keys[0], 1.0, _solution(10, 1.0))
+    found = memo.get(keys[0])
+    assert found is not None
+    found[1].f.fill_(7.0)  # a caller changing its copy does not change the memo's
+    again = memo.get(keys[0])
+    assert again is not None
+    assert float(again[1].f.max()) == 1.0
+    memo.put(keys[1], 2.0, _solution(10, 2.0))
+    memo.get(keys[0])  # the most recent now
+    memo.put(keys[2], 3.0, _solution(10, 3.0))
+    assert memo.get(keys[1]) is None  # the least recent went
+    assert memo.get(keys[0]) is not None
+    assert memo.get(keys[2]) is not None
+    assert SolutionMemo.key(A, B, ()) != SolutionMemo.key(B, A, ())
