@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from geomalign.metrics._cka_terms import ACCUMULATION_ROWS, common_dtype
+
 __all__ = ["linear_cka_on_resamples", "linear_cka_under_permutations"]
 
 # Gram matrices of both views are kept while their float64 stack is at most this many bytes.
@@ -119,15 +121,22 @@ def linear_cka_under_permutations(
             moved = _gathered(L, idx).reshape(len(idx), len(Yc), n * n)
             out[start : start + len(idx)] = (K @ moved.transpose(1, 2) / norms).cpu().numpy()
         return out
-    # feature form: one product of the stacked centred features per permutation
-    A, B = torch.cat(Xc, dim=1), torch.cat(Yc, dim=1)
+    # feature form: one product of the stacked centred features per permutation, taken in the
+    # inputs' precision (float32 for float32 rows) and accumulated in float64 over row blocks
+    dtype = common_dtype(*Xs, *Ys)
+    A, B = torch.cat(Xc, dim=1).to(dtype), torch.cat(Yc, dim=1).to(dtype)
     ex = np.cumsum([0] + [x.shape[1] for x in Xc])[:-1]
     ey = np.cumsum([0] + [y.shape[1] for y in Yc])[:-1]
     self_x = np.array([float((x.T @ x).square().sum()) for x in Xc])
     self_y = np.array([float((y.T @ y).square().sum()) for y in Yc])
     norms_np = np.sqrt(self_x[:, None] * self_y[None, :])
+    C = torch.empty((A.shape[1], B.shape[1]), dtype=torch.float64, device=B.device)
     for p, perm in enumerate(perms):
-        idx = torch.as_tensor(np.asarray(perm, dtype=np.int64), device=B.device)
-        C = (A.T @ B[idx]).square_().cpu().numpy()
-        out[p] = np.add.reduceat(np.add.reduceat(C, ex, axis=0), ey, axis=1) / norms_np
+        moved = B[torch.as_tensor(np.asarray(perm, dtype=np.int64), device=B.device)]
+        C.zero_()
+        for start in range(0, n, ACCUMULATION_ROWS):
+            stop = start + ACCUMULATION_ROWS
+            C += (A[start:stop].T @ moved[start:stop]).to(torch.float64)
+        squares = C.square().cpu().numpy()
+        out[p] = np.add.reduceat(np.add.reduceat(squares, ex, axis=0), ey, axis=1) / norms_np
     return out

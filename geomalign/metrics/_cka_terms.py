@@ -103,6 +103,86 @@ def _feature_h(u: _FeatureView, v: _FeatureView) -> float:
     return h
 
 
+# Bytes of the centred layers stacked side by side for one product, and of its float64 result.
+_STACK_BYTES = 256 * 2**20
+
+
+def _stacks(vs: list[_FeatureView], out_rows: int) -> list[list[int]]:
+    """Consecutive groups of ``vs`` whose centred stack (and its float64 product with
+    ``out_rows`` columns) stay within :data:`_STACK_BYTES`."""
+    n = vs[0].X.shape[0]
+    per_column = max(n * vs[0].X.element_size(), 8 * out_rows)
+    groups: list[list[int]] = [[]]
+    width = 0
+    for j, v in enumerate(vs):
+        d = v.X.shape[1]
+        if groups[-1] and (width + d) * per_column > _STACK_BYTES:
+            groups.append([])
+            width = 0
+        groups[-1].append(j)
+        width += d
+    return groups
+
+
+def feature_pair_h(
+    us: list[_FeatureView], vs: list[_FeatureView], *, symmetric: bool
+) -> np.ndarray:
+    """``_feature_h(us[i], vs[j])`` for every pair, shape (len(us), len(vs)); with ``symmetric``
+    (``vs`` is ``us``) only ``j >= i`` is filled.
+
+    The layers of ``vs`` are centred once and stacked side by side, in groups of bounded
+    memory; each layer of ``us`` meets a group in one product (row blocks accumulated in
+    float64, as :func:`centred_product`) instead of one small product per pair.
+    """
+    n = us[0].X.shape[0]
+    out = np.full((len(us), len(vs)), np.nan)
+    rows = min(ACCUMULATION_ROWS, n)
+    for group in _stacks(vs, max(u.X.shape[1] for u in us)):
+        B = torch.cat([vs[j].X - vs[j].mean.to(vs[j].X.dtype) for j in group], dim=1)
+        edges = np.cumsum([0] + [vs[j].X.shape[1] for j in group])
+        for i, u in enumerate(us):
+            first = next((k for k, j in enumerate(group) if j >= i), None) if symmetric else 0
+            if first is None:
+                continue
+            A = u.X - u.mean.to(u.X.dtype)
+            part = B[:, int(edges[first]) :]
+            C = torch.zeros((A.shape[1], part.shape[1]), dtype=torch.float64, device=A.device)
+            for start in range(0, n, rows):
+                C += (A[start : start + rows].T @ part[start : start + rows]).to(torch.float64)
+            squares = C.square_().sum(dim=0).cpu().numpy()
+            sums = np.add.reduceat(squares, edges[first:-1] - edges[first])
+            for k, h in zip(range(first, len(group)), sums, strict=True):
+                v = vs[group[k]]
+                if u.r is not None and v.r is not None:
+                    a, b = _debias_terms(n)
+                    h += -a * float(u.r @ v.r) + b * float(u.r.sum()) * float(v.r.sum())
+                out[i, group[k]] = h
+    return out
+
+
+def gram_pair_h(us: list[_GramView], vs: list[_GramView], *, symmetric: bool) -> np.ndarray:
+    """``_gram_h(us[i], vs[j])`` for every pair, shape (len(us), len(vs)).
+
+    The Gram matrices are flattened and stacked in column chunks of bounded memory, and each
+    chunk of every pair's inner products is one product of the two stacks, instead of one
+    pass over two n x n matrices per pair.
+    """
+    n = us[0].K.shape[0]
+    entries = n * n
+    step = max(1, _STACK_BYTES // (8 * (len(us) + len(vs))))
+    H = torch.zeros((len(us), len(vs)), dtype=torch.float64, device=us[0].K.device)
+    for start in range(0, entries, step):
+        A = torch.stack([u.K.reshape(-1)[start : start + step] for u in us])
+        B = A if symmetric else torch.stack([v.K.reshape(-1)[start : start + step] for v in vs])
+        H += A @ B.T
+    if us[0].k1 is not None:  # debiased: the row-sum terms of _gram_h
+        U1 = torch.stack([u.k1 for u in us])  # type: ignore[misc]
+        V1 = U1 if symmetric else torch.stack([v.k1 for v in vs])  # type: ignore[misc]
+        H += torch.outer(U1.sum(dim=1), V1.sum(dim=1)) / ((n - 1) * (n - 2))
+        H -= 2.0 / (n - 2) * (U1 @ V1.T)
+    return H.cpu().numpy()
+
+
 def _gram_view(K: torch.Tensor, debiased: bool) -> _GramView:
     """Wrap a float64 Gram matrix (modified in place)."""
     n = K.shape[0]

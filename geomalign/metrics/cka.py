@@ -27,6 +27,8 @@ from geomalign.metrics._cka_terms import (
     check_cka_samples,
     cka_ratio,
     common_dtype,
+    feature_pair_h,
+    gram_pair_h,
     use_gram_form,
 )
 
@@ -257,16 +259,17 @@ def cka_matrix(
         t, _ = unit_scaled(as_tensor(L, dev, dtype))
         return _gram_view(_linear_gram(t), debiased) if gram else _feature_view(t, debiased)
 
-    pair_h = _gram_h if gram else _feature_h
     us = [view(L) for L in checked["Xs"]]
     vs = us if symmetric else [view(L) for L in checked["Ys"]]
+    # every pair's cross term from a few stacked products
+    pair_h = (gram_pair_h if gram else feature_pair_h)(us, vs, symmetric=symmetric)  # type: ignore[arg-type]
     out = np.empty((len(us), len(vs)))
     for i, u in enumerate(us):
         for j, v in enumerate(vs):
             if symmetric and j < i:
                 out[i, j] = out[j, i]
                 continue
-            h = u.self_h if symmetric and i == j else pair_h(u, v)  # type: ignore[arg-type]
+            h = u.self_h if symmetric and i == j else pair_h[i, j]
             names = (f"Xs[{i}]", f"Xs[{j}]" if symmetric else f"Ys[{j}]")
             out[i, j] = cka_ratio(h, u.self_h, v.self_h, names)
     return out

@@ -150,6 +150,24 @@ def test_cka_matrix_matches_pairs(debiased, n):
             assert cross[i, j] == pytest.approx(cka(X, Y, debiased=debiased), rel=1e-9)
 
 
+@pytest.mark.parametrize("debiased", [False, True])
+@pytest.mark.parametrize("n", [30, 300])  # Gram form / feature form
+def test_cka_matrix_in_small_stacks_matches_pairs(debiased, n, monkeypatch):
+    # stacks of one or two layers (Gram entries in chunks of a few rows): the same map
+    from geomalign.metrics import _cka_terms
+
+    monkeypatch.setattr(_cka_terms, "_STACK_BYTES", 8 * n * 70)
+    rng = np.random.default_rng(8)
+    base = rng.standard_normal((n, 50))
+    layers = [base[:, :40], np.tanh(base[:, 5:]), base @ rng.standard_normal((50, 60)), base]
+    other = [layers[2][:, :50], layers[0], np.cos(base)]
+    for Ys in (None, other):
+        out = cka_matrix(layers, Ys, debiased=debiased)
+        for i, X in enumerate(layers):
+            for j, Y in enumerate(layers if Ys is None else Ys):
+                assert out[i, j] == pytest.approx(cka(X, Y, debiased=debiased), rel=1e-9)
+
+
 def test_torch_input_and_device():
     rng = np.random.default_rng(7)
     X, Y = _related(rng, 50, 4, 6)
