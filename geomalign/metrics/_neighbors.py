@@ -9,7 +9,7 @@ neighbours keep their precision and exact duplicates come out at distance exactl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -24,12 +24,12 @@ from geomalign.metrics._arrays import (
 from geomalign.metrics._errors import UndefinedMeasureError
 from geomalign.metrics._exact_search import block_scores, exact_candidates
 from geomalign.metrics._faiss_search import hnsw_candidates
+from geomalign.metrics._memo import Memo, digest
 from geomalign.metrics._neighbour_distances import (
     exact_distances,
     minus_inner_products,
     row_sq_norms,
 )
-from geomalign.metrics._search_memo import SearchMemo
 
 __all__ = ["Neighbors", "check_k", "check_k_informative", "knn", "neighbour_ranks"]
 
@@ -39,7 +39,13 @@ NEIGHBOR_SEARCHES = ("exact", "faiss-hnsw")
 # The latest searches, by the rows' contents and the search settings: an analysis searches the
 # neighbours of one layer for its value, its permutation null and its resamples, and again in
 # every analysis that reads that layer.
-_searches = SearchMemo(max_bytes=256 * 2**20)
+_searches: Memo[Neighbors] = Memo(
+    256 * 2**20,
+    size=lambda found: found.indices.nbytes + found.distances.nbytes,
+    copy=lambda found: replace(
+        found, indices=found.indices.copy(), distances=found.distances.copy()
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -180,7 +186,7 @@ def knn(
     if neighbors not in NEIGHBOR_SEARCHES:
         raise ValueError(f"neighbors must be one of {NEIGHBOR_SEARCHES}; got {neighbors!r}.")
     settings = (k, metric, working_memory, str(device), neighbors, torch.get_num_threads())
-    key = _searches.key(X, settings)
+    key = digest(X, settings)
     found = _searches.get(key)
     if found is not None:
         return found

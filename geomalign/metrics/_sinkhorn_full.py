@@ -3,33 +3,32 @@
 An analysis of one layer asks for the same full-sample problems several times: the point value
 of a curve, the start of its resamples (their warm start), and again in the tuning change, whose
 terms are the cross-modal curves' values. :func:`full_sample_solution` keeps the latest
-solutions, found again by a digest of the bytes of both clouds and every setting (as
-:class:`~geomalign.metrics._search_memo.SearchMemo` finds neighbour lists): the same clouds and
-settings give back the same value and potentials, bit for bit, and callers get copies.
+solutions, found again by a digest of the bytes of both clouds and every setting (as ``knn``
+finds its neighbour lists; :mod:`geomalign.metrics._memo`): the same clouds and settings give
+back the same value and potentials, bit for bit, and callers get copies.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import replace
 
 import torch
 
+from geomalign.metrics._memo import Memo, digest
 from geomalign.metrics._ot_solvers import cost_matrix
-from geomalign.metrics._search_memo import SearchMemo
 from geomalign.metrics._sinkhorn_batch import sinkhorn_cost_stack
 from geomalign.metrics._sinkhorn_parts import StackSolution
 from geomalign.metrics._sinkhorn_symmetric import symmetric_stack
 
 __all__ = [
     "SOLUTIONS",
-    "SolutionMemo",
     "cost_matrices",
     "full_sample_solution",
     "pairs_of",
     "sinkhorn_value",
+    "solution_key",
+    "solution_memo",
 ]
 
 # MiB of full-sample solutions kept: 3 problems x 2 potentials x 2,000 rows take 96 KiB, so an
@@ -53,49 +52,11 @@ def cost_matrices(
     ).to(device)
 
 
-class SolutionMemo:
-    """The latest full-sample solutions, at most ``max_bytes`` of potentials (least recent out)."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._kept: OrderedDict[Hashable, tuple[float, StackSolution]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def key(A: torch.Tensor, B: torch.Tensor, settings: tuple[object, ...]) -> Hashable | None:
-        """The key of the problems between ``A`` and ``B`` with ``settings`` (None on an
-        accelerator: not kept)."""
-        a, b = SearchMemo.key(A, ()), SearchMemo.key(B, ())
-        return None if a is None or b is None else (a, b, settings)
-
-    def get(self, key: Hashable | None) -> tuple[float, StackSolution] | None:
-        if key is None:
-            return None
-        with self._lock:
-            found = self._kept.get(key)
-            if found is None:
-                return None
-            self._kept.move_to_end(key)
-        return found[0], _copied(found[1])
-
-    def put(self, key: Hashable | None, cost: float, solution: StackSolution) -> None:
-        size = _size(solution)
-        if key is None or size > self.max_bytes:
-            return
-        with self._lock:
-            if key not in self._kept:
-                self._kept[key] = (cost, _copied(solution))
-                self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, (_, old) = self._kept.popitem(last=False)
-                self._bytes -= _size(old)
-
-    def clear(self) -> None:
-        """Forget every solution."""
-        with self._lock:
-            self._kept.clear()
-            self._bytes = 0
+def solution_key(A: torch.Tensor, B: torch.Tensor, settings: tuple[object, ...]) -> Hashable | None:
+    """The key of the problems between ``A`` and ``B`` with ``settings`` (None on an
+    accelerator: not kept)."""
+    a, b = digest(A, ()), digest(B, ())
+    return None if a is None or b is None else (a, b, settings)
 
 
 def _tensors(solution: StackSolution) -> list[torch.Tensor]:
@@ -118,7 +79,15 @@ def _copied(solution: StackSolution) -> StackSolution:
     )
 
 
-SOLUTIONS = SolutionMemo(_MEMO_MIB * 2**20)
+def solution_memo(max_bytes: int) -> Memo[tuple[float, StackSolution]]:
+    """A memo of (cost, solution) pairs holding at most ``max_bytes`` of their tensors."""
+    return Memo(
+        max_bytes, size=lambda kept: _size(kept[1]), copy=lambda kept: (kept[0], _copied(kept[1]))
+    )
+
+
+#: The latest full-sample solutions.
+SOLUTIONS = solution_memo(_MEMO_MIB * 2**20)
 
 
 def full_sample_solution(
@@ -141,7 +110,7 @@ def full_sample_solution(
     the problems are solved). ``epsilon`` is an absolute regularisation or None for ``reg``
     times the mean X-to-Y cost.
     """
-    key = SolutionMemo.key(A, B, (p, reg, epsilon, value, max_iter, tol, str(A.device)))
+    key = solution_key(A, B, (p, reg, epsilon, value, max_iter, tol, str(A.device)))
     found = SOLUTIONS.get(key)
     if found is not None:
         return found
@@ -150,7 +119,7 @@ def full_sample_solution(
         costs(), reg=reg, epsilon=None if eps is None else eps.to(A.device), value=value,
         max_iter=max_iter, tol=tol,
     )  # fmt: skip
-    SOLUTIONS.put(key, float(total[0]), solution)
+    SOLUTIONS.put(key, (float(total[0]), solution))
     return float(total[0]), solution
 
 

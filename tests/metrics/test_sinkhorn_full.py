@@ -10,7 +10,7 @@ import torch
 from geomalign import metrics, stats
 from geomalign.metrics import _sinkhorn_full
 from geomalign.metrics._ot_solvers import cost_matrix, entropic_terms
-from geomalign.metrics._sinkhorn_full import SOLUTIONS, SolutionMemo
+from geomalign.metrics._sinkhorn_full import SOLUTIONS, solution_key, solution_memo
 from geomalign.metrics._sinkhorn_parts import StackSolution
 
 CPU = torch.device("cpu")
@@ -86,19 +86,19 @@ def _solution(n: int, fill: float) -> StackSolution:
 
 def test_memo_hands_out_copies_and_keeps_its_bound():
     A, B = (torch.from_numpy(V) for V in _pair(10, 10, 5))
-    memo = SolutionMemo(max_bytes=2 * 8 * (3 + 2 * 3 * 10))  # two solutions of 10 rows
-    keys = [SolutionMemo.key(A, B, (reg,)) for reg in (0.1, 0.2, 0.3)]
-    memo.put(keys[0], 1.0, _solution(10, 1.0))
+    memo = solution_memo(2 * 8 * (3 + 2 * 3 * 10))  # two solutions of 10 rows
+    keys = [solution_key(A, B, (reg,)) for reg in (0.1, 0.2, 0.3)]
+    memo.put(keys[0], (1.0, _solution(10, 1.0)))
     found = memo.get(keys[0])
     assert found is not None
     found[1].f.fill_(7.0)  # a caller changing its copy does not change the memo's
     again = memo.get(keys[0])
     assert again is not None
     assert float(again[1].f.max()) == 1.0
-    memo.put(keys[1], 2.0, _solution(10, 2.0))
+    memo.put(keys[1], (2.0, _solution(10, 2.0)))
     memo.get(keys[0])  # the most recent now
-    memo.put(keys[2], 3.0, _solution(10, 3.0))
+    memo.put(keys[2], (3.0, _solution(10, 3.0)))
     assert memo.get(keys[1]) is None  # the least recent went
     assert memo.get(keys[0]) is not None
     assert memo.get(keys[2]) is not None
-    assert SolutionMemo.key(A, B, ()) != SolutionMemo.key(B, A, ())
+    assert solution_key(A, B, ()) != solution_key(B, A, ())
