@@ -242,7 +242,7 @@ def _entries() -> dict[str, Measure]:
                 "Exact Wasserstein-2 distance between the clouds (POT network simplex).",
                 {"method": "emd", "p": 2.0}, paired=False),
         Measure("ot-sinkhorn", "distance", 2, ot_distance,
-                "Entropic Wasserstein-2 distance, reg relative to the mean cost (POT Sinkhorn).",
+                "Sinkhorn divergence (entropic Wasserstein-2), reg relative to the mean cost.",
                 {"method": "sinkhorn", "p": 2.0, "reg": 0.05}, paired=False,
                 resampled=_LazyFactory(ot_module, "resampled_ot_distance")),
         Measure("ot-sliced", "distance", 2, ot_distance,
