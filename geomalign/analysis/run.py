@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import astuple, replace
 from functools import partial
@@ -249,11 +249,15 @@ def analyze_store(
     bar = progress_bar(total=total, progress=progress, desc="analyze", unit="layer")
     # one process: the analyses share their reads; workers read what their analysis needs
     with bar, reporting_to(bar), shared_reads() if jobs == 1 else nullcontext():
+        results: Iterator[ResultsTable]
         if jobs == 1:
             results = (_run_task(name, task, size) for name, _, task in tasks)
         else:
-            results = Parallel(n_jobs=jobs, return_as="generator")(
-                delayed(_run_task)(name, task, size, own_reads=True) for name, _, task in tasks
+            results = _in_order(
+                Parallel(n_jobs=jobs, return_as="generator_unordered")(
+                    delayed(_numbered)(i, _run_task, name, task, size, own_reads=True)
+                    for i, (name, _, task) in enumerate(tasks)
+                )
             )
         done = 0
         for name, units, _ in tasks:
@@ -285,3 +289,32 @@ def _run_task(
     logger.info("analysis: %s", name)
     with kernel_threads(*size), shared_reads() if own_reads else nullcontext():
         return task()
+
+
+def _numbered(
+    i: int, func: Callable[..., ResultsTable], *args: Any, **kwargs: Any
+) -> tuple[int, ResultsTable | BaseException]:
+    """``(i, func(*args, **kwargs))``, or ``(i, the error)``: a worker's result with the place of
+    its analysis, an error handed back to be raised in analysis order."""
+    try:
+        return i, func(*args, **kwargs)
+    except Exception as error:  # raised by _in_order once the analyses before are saved
+        return i, error
+
+
+def _in_order(
+    done: Iterator[tuple[int, ResultsTable | BaseException]],
+) -> Iterator[ResultsTable]:
+    """The results of analyses finished in any order, yielded in analysis order as soon as
+    every analysis before has finished (the workers meanwhile go on with the next ones); an
+    analysis's error is raised at its turn, as in one process."""
+    waiting: dict[int, ResultsTable | BaseException] = {}
+    following = 0
+    for i, result in done:
+        waiting[i] = result
+        while following in waiting:
+            result = waiting.pop(following)
+            if isinstance(result, BaseException):
+                raise result
+            yield result
+            following += 1

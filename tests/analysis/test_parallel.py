@@ -60,8 +60,9 @@ def test_a_failing_analysis_in_a_worker_keeps_the_analyses_before_it(planted_sto
             n_jobs=2,
             on_analysis=lambda name, table: saved.append(name),
         )
-    assert saved[:2] == ["cross-modal base", "layer map base cka-linear"]
-    assert not any(name.startswith("ID ") for name in saved)
+    # every analysis before the first failing one is saved, as in one process
+    assert saved == [name for name in saved if not name.startswith("ID ")]
+    assert len(saved) == 7  # 2 cross-modal, 2 maps, 2 cross-checkpoint, 1 tuning change
 
 
 @pytest.mark.parametrize("n_jobs", [0, 1.5, True, "2"])
