@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import nullcontext
+import warnings
+from collections.abc import Callable, Generator, Mapping, Sequence
+from contextlib import closing, nullcontext
 from dataclasses import astuple, replace
 from functools import partial
 from typing import Any
@@ -249,7 +250,7 @@ def analyze_store(
     bar = progress_bar(total=total, progress=progress, desc="analyze", unit="layer")
     # one process: the analyses share their reads; workers read what their analysis needs
     with bar, reporting_to(bar), shared_reads() if jobs == 1 else nullcontext():
-        results: Iterator[ResultsTable]
+        results: Generator[ResultsTable, None, None]
         if jobs == 1:
             results = (_run_task(name, task, size) for name, _, task in tasks)
         else:
@@ -260,13 +261,14 @@ def analyze_store(
                 )
             )
         done = 0
-        for name, units, _ in tasks:
-            bar.set_postfix_str(name if jobs == 1 else "")
-            done += units
-            table.extend(next(results))  # in one process, the analysis runs here
-            bar.update(done - bar.n)  # analyses that do not count their layers
-            if on_analysis is not None:
-                on_analysis(name, table)
+        with closing(results):  # an error stops the analyses still to run
+            for name, units, _ in tasks:
+                bar.set_postfix_str(name if jobs == 1 else "")
+                done += units
+                table.extend(next(results))  # in one process, the analysis runs here
+                bar.update(done - bar.n)  # analyses that do not count their layers
+                if on_analysis is not None:
+                    on_analysis(name, table)
     if len(table.select(analysis="id-profile")):
         table.extend(abstraction_phase(table, min_prominence=min_prominence))
         if on_analysis is not None:
@@ -303,18 +305,23 @@ def _numbered(
 
 
 def _in_order(
-    done: Iterator[tuple[int, ResultsTable | BaseException]],
-) -> Iterator[ResultsTable]:
+    done: Generator[tuple[int, ResultsTable | BaseException], None, None],
+) -> Generator[ResultsTable, None, None]:
     """The results of analyses finished in any order, yielded in analysis order as soon as
     every analysis before has finished (the workers meanwhile go on with the next ones); an
     analysis's error is raised at its turn, as in one process."""
     waiting: dict[int, ResultsTable | BaseException] = {}
     following = 0
-    for i, result in done:
-        waiting[i] = result
-        while following in waiting:
-            result = waiting.pop(following)
-            if isinstance(result, BaseException):
-                raise result
-            yield result
-            following += 1
+    try:
+        for i, result in done:
+            waiting[i] = result
+            while following in waiting:
+                result = waiting.pop(following)
+                if isinstance(result, BaseException):
+                    raise result
+                yield result
+                following += 1
+    finally:  # stopped early: cancel the analyses still queued (joblib warns that it does)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            done.close()
