@@ -122,7 +122,7 @@ def analyze_store(
     calibration = calibration or Calibration()
     metrics.check_device(device)
     if n_jobs is not None and (
-        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1
     ):
         raise ValueError(f"n_jobs must be None, a positive int or -1 (every core); got {n_jobs!r}.")
     jobs = effective_n_jobs(n_jobs)

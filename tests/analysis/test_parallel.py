@@ -65,7 +65,7 @@ def test_a_failing_analysis_in_a_worker_keeps_the_analyses_before_it(planted_sto
     assert len(saved) == 7  # 2 cross-modal, 2 maps, 2 cross-checkpoint, 1 tuning change
 
 
-@pytest.mark.parametrize("n_jobs", [0, 1.5, True, "2"])
+@pytest.mark.parametrize("n_jobs", [0, -2, 1.5, True, "2"])
 def test_bad_n_jobs(planted_store, n_jobs):
     with pytest.raises(ValueError, match="n_jobs must be"):
         analyze_store(planted_store, measures=["cka-linear"], n_jobs=n_jobs)
