@@ -87,11 +87,20 @@ def _exp_(T: torch.Tensor) -> None:
         T.exp_()
 
 
+# Problems of fewer rows than this are multiplied in one batched product, larger ones one by one.
+_BATCHED_ROWS = 256
+
+
 def times(u: torch.Tensor, K: torch.Tensor, *, transposed: bool = False) -> torch.Tensor:
-    """``u_b^T K_b`` per problem, or ``K_b u_b`` (``transposed=True``): one matrix-vector
-    product per problem (torch's batched product of a stack of vectors is four to eight times
-    slower on the CPU than a loop of ``torch.mv``, whichever side the vector is on; a
-    transposed matrix costs ``mv`` nothing)."""
+    """``u_b^T K_b`` per problem, or ``K_b u_b`` (``transposed=True``).
+
+    Small problems (a resample of tens of rows, in stacks of a hundred) take one batched
+    product: a loop would pay a call per problem, 20 times the product's cost at 100 x 20 x 20.
+    Large ones take one matrix-vector product per problem (torch's batched product of a stack
+    of vectors was up to four to eight times slower there on shared cores; a transposed matrix
+    costs ``mv`` nothing)."""
+    if K.shape[1] < _BATCHED_ROWS:
+        return torch.bmm(u[:, None, :], K.transpose(1, 2) if transposed else K)[:, 0]
     out = u.new_empty(K.shape[:2] if transposed else (K.shape[0], K.shape[2]))
     for b in range(K.shape[0]):
         torch.mv(K[b] if transposed else K[b].T, u[b], out=out[b])
