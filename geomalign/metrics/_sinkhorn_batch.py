@@ -49,6 +49,7 @@ from geomalign.metrics._ot_solvers import _SINKHORN_RTOL, ABSORPTION_PER_ROW
 from geomalign.metrics._sinkhorn_parts import (
     StackSolution,
     Workspace,
+    compact,
     fill_kernel,
     retried,
     times,
@@ -207,7 +208,7 @@ def sinkhorn_stack(
         if 2 * int(s.live.sum()) <= len(s.live):  # drop the stopped problems
             keep = torch.nonzero(s.live).flatten()
             s = s.keep(keep)
-            K = _compact(K, keep)
+            K = compact(K, keep)
     if len(s.idx[s.live]):
         raise RuntimeError(
             f"Sinkhorn did not converge in max_iter={limit} iterations (marginal error "
@@ -233,12 +234,6 @@ def _absorb(M: torch.Tensor, s: _Live, K: torch.Tensor, work: Workspace) -> None
     for j in w.tolist():
         fill_kernel(M[s.idx[j]][None], s.alpha[j, None], s.beta[j, None], s.eps[j, None],
                 K[j, None], work)  # fmt: skip
-
-
-def _compact(buffer: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """The slots ``keep`` (ascending) of ``buffer`` moved to its front, in place."""
-    buffer[: len(keep)] = buffer[keep]
-    return buffer[: len(keep)]
 
 
 def _values(

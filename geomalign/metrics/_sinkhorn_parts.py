@@ -12,7 +12,15 @@ import torch
 
 from geomalign.metrics._ot_solvers import entropic_terms
 
-__all__ = ["StackSolution", "Workspace", "fill_kernel", "retried", "times", "weighted_means"]
+__all__ = [
+    "StackSolution",
+    "Workspace",
+    "compact",
+    "fill_kernel",
+    "retried",
+    "times",
+    "weighted_means",
+]
 
 # Entries of the float64 exponents computed at once for a float32 kernel.
 _CHUNK = 2**22
@@ -85,6 +93,13 @@ def _exp_(T: torch.Tensor) -> None:
         np.exp(array, out=array)
     else:
         T.exp_()
+
+
+def compact(buffer: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The slots ``keep`` (ascending indices) of ``buffer`` moved to its front, in place: the
+    live problems' kernels, once others have stopped."""
+    buffer[: len(keep)] = buffer[keep]
+    return buffer[: len(keep)]
 
 
 # Problems of fewer rows than this are multiplied in one batched product, larger ones one by one.

@@ -30,6 +30,7 @@ from geomalign.metrics._ot_solvers import _SINKHORN_RTOL, ABSORPTION_PER_ROW
 from geomalign.metrics._sinkhorn_parts import (
     StackSolution,
     Workspace,
+    compact,
     fill_kernel,
     retried,
     times,
@@ -100,8 +101,8 @@ def symmetric_stack(
             )
             f[idx[solved]] = F
             retry += idx[slot[stop & torch.isnan(err2)]].tolist()
-            keep = ~stop
-            slot, u, Ku, K = slot[keep], u[keep], Ku[keep], _kept(K, keep)
+            keep = torch.nonzero(~stop).flatten()
+            slot, u, Ku, K = slot[keep], u[keep], Ku[keep], compact(K, keep)
             if not len(slot):
                 break
         u = torch.sqrt(u * a[slot] / Ku)
@@ -118,13 +119,6 @@ def symmetric_stack(
     for i, terms in retried(M, epsilon, retry, repeats, max_iter, tol):
         entropic[i], f[i] = sum(terms), float("nan")
     return StackSolution(None, entropic, f, f)
-
-
-def _kept(K: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """The kernels of the problems ``keep`` (a mask) moved to the front of ``K``, in place."""
-    at = torch.nonzero(keep).flatten()
-    K[: len(at)] = K[at]
-    return K[: len(at)]
 
 
 def _absorb(
