@@ -256,7 +256,7 @@ def analyze_store(
         else:
             results = _in_order(
                 Parallel(n_jobs=jobs, return_as="generator_unordered")(
-                    delayed(_numbered)(i, _run_task, name, task, size, own_reads=True)
+                    delayed(_numbered)(i, name, task, size)
                     for i, (name, _, task) in enumerate(tasks)
                 )
             )
@@ -294,12 +294,12 @@ def _run_task(
 
 
 def _numbered(
-    i: int, func: Callable[..., ResultsTable], *args: Any, **kwargs: Any
+    i: int, name: str, task: Callable[[], ResultsTable], size: tuple[int, int]
 ) -> tuple[int, ResultsTable | BaseException]:
-    """``(i, func(*args, **kwargs))``, or ``(i, the error)``: a worker's result with the place of
-    its analysis, an error handed back to be raised in analysis order."""
+    """``(i, rows)`` of analysis ``i`` run in a worker (reading what it needs itself), or
+    ``(i, the error)``, handed back to be raised in analysis order."""
     try:
-        return i, func(*args, **kwargs)
+        return i, _run_task(name, task, size, own_reads=True)
     except Exception as error:  # raised by _in_order once the analyses before are saved
         return i, error
 
